@@ -1,0 +1,521 @@
+/* spread.c: the spreading engine; see spread.h for the rules.
+ *
+ * The fast path: the cells that take part are sorted into the depth-first
+ * order of the apportionment tree (coordinates are preorder indexes, so a
+ * lexicographic sort does it), each cell's exact share is split into a
+ * floor and a remainder over the common denominator W, prefix sums of both
+ * make any node's exact share an O(1) range sum, and one top-down walk
+ * hands out the residual units node by node. No floating point. */
+#include "spread.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "decimal.h"
+
+const char *spread_method_name(spread_method m)
+{
+    switch (m) {
+    case SPREAD_PROPORTIONAL:
+        return "proportional";
+    case SPREAD_EQUAL:
+        return "equal";
+    case SPREAD_REPEAT:
+        return "repeat";
+    }
+    return "?";
+}
+
+uint64_t spread_tie_hash(uint64_t seq, const int32_t *ids, int n)
+{
+    uint64_t h = ds_mix64(seq);
+    for (int j = 0; j < n; j++)
+        h = ds_mix64(h ^ (uint32_t)ids[j]);
+    return h;
+}
+
+void spread_totals_of(const spread_cells *c, spread_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (size_t i = 0; i < c->n; i++) {
+        ds_i128 v = c->value[i];
+        t->total += v;
+        if (c->held && c->held[i]) {
+            t->held += v;
+        } else {
+            t->unheld += v;
+            t->unheld_abs += dec_abs(v);
+        }
+    }
+}
+
+/* 100 * 10^k + p: the factor (1 + p/100) scaled by 100 * 10^k. */
+static bool percent_factor(const spread_params *p, ds_i128 *num, ds_i128 *den)
+{
+    if (p->pct_scale < 0 || p->pct_scale > SPREAD_PCT_MAX_SCALE)
+        return false;
+    *den = 100 * dec_pow10(p->pct_scale);
+    return dec_add(*den, p->amount, num);
+}
+
+/* T beyond this can never spread into leaves that fit; refusing early keeps
+ * every intermediate sum far from int128 overflow. */
+#define TARGET_MAX (dec_pow10(36))
+
+int spread_plan_make(const spread_params *p, const spread_totals *t, spread_plan *plan,
+                     ds_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    plan->method = p->method;
+    if (p->method == SPREAD_REPEAT) {
+        plan->dense = true;
+        return 0;
+    }
+    ds_i128 ut; /* T - h */
+    switch (p->form) {
+    case SPREAD_SET:
+        ut = p->amount - t->held;
+        break;
+    case SPREAD_DELTA:
+        ut = t->unheld + p->amount;
+        break;
+    case SPREAD_PERCENT: {
+        ds_i128 num, den;
+        if (!percent_factor(p, &num, &den) || !dec_muldiv_round(t->unheld, num, den, &ut))
+            return ds_fail(err, DS_OUT_OF_RANGE, "value", "the percent gives a total out of range");
+        break;
+    }
+    default:
+        return ds_fail(err, DS_INTERNAL, NULL, "unknown spread form %d", (int)p->form);
+    }
+    if (dec_abs(ut) > TARGET_MAX || dec_abs(p->amount) > TARGET_MAX)
+        return ds_fail(err, DS_OUT_OF_RANGE, "value", "the target is out of range");
+    plan->unheld_target = ut;
+    plan->target = ut + t->held;
+    if (plan->method == SPREAD_PROPORTIONAL) {
+        if (t->unheld_abs == 0) {
+            plan->method = SPREAD_EQUAL; /* every unheld leaf is zero */
+        } else if (t->unheld == 0 || dec_abs(t->unheld) * 1000 < t->unheld_abs) {
+            return ds_fail(err, DS_SIGNS_CANCEL, "value",
+                           "the leaves beneath the cell have values whose signs cancel "
+                           "(their sum is near zero), so a proportional spread is undefined; "
+                           "use method \"equal\"");
+        }
+    }
+    plan->dense = plan->method == SPREAD_EQUAL;
+    return 0;
+}
+
+/* ---- the apportionment walk ------------------------------------------ */
+
+/* One dimension's tree with derived shape. */
+typedef struct tree_shape {
+    int32_t n;
+    const int32_t *id;
+    int32_t *size;        /* nodes in the subtree, itself included */
+    int32_t *kid_start;   /* children of i: kids[kid_start[i] .. kid_start[i+1]) */
+    int32_t *kids;
+} tree_shape;
+
+typedef struct kid {
+    int32_t node; /* member in the current tree */
+    size_t lo, hi; /* its cells in sorted order */
+    ds_i128 frac;  /* remainder over den */
+    ds_i128 alloc;
+    uint64_t hash;
+} kid;
+
+typedef struct walk {
+    const spread_params *p;
+    const spread_cells *c;
+    tree_shape *shapes;
+    const size_t *order; /* sorted position -> cell index */
+    ds_i128 *pf, *pr;    /* prefix sums of floors and remainders, m + 1 */
+    ds_i128 den;
+    int64_t *newv;
+    kid *kids; /* a stack: each node's children above its caller's */
+    size_t nkids, kids_alloc;
+    ds_error *err;
+} walk;
+
+static int shape_tree(const spread_tree *t, tree_shape *s)
+{
+    s->n = t->n;
+    s->id = t->id;
+    s->size = xmalloc_array((size_t)t->n, sizeof *s->size);
+    s->kid_start = xcalloc((size_t)t->n + 1, sizeof *s->kid_start);
+    s->kids = xmalloc_array((size_t)t->n, sizeof *s->kids);
+    if (t->n < 1 || t->parent[0] != -1)
+        return -1;
+    for (int32_t i = 1; i < t->n; i++) {
+        if (t->parent[i] < 0 || t->parent[i] >= i)
+            return -1;
+        s->kid_start[t->parent[i] + 1]++;
+    }
+    for (int32_t i = 0; i < t->n; i++)
+        s->kid_start[i + 1] += s->kid_start[i];
+    int32_t *fill = xmalloc_array((size_t)t->n, sizeof *fill);
+    memcpy(fill, s->kid_start, (size_t)t->n * sizeof *fill);
+    for (int32_t i = 1; i < t->n; i++)
+        s->kids[fill[t->parent[i]]++] = i;
+    free(fill);
+    for (int32_t i = t->n - 1; i >= 0; i--) {
+        s->size[i] = 1;
+        for (int32_t j = s->kid_start[i]; j < s->kid_start[i + 1]; j++)
+            s->size[i] += s->size[s->kids[j]];
+    }
+    /* preorder: every child's subtree follows its parent contiguously */
+    for (int32_t i = 0; i < t->n; i++) {
+        int32_t next = i + 1;
+        for (int32_t j = s->kid_start[i]; j < s->kid_start[i + 1]; j++) {
+            if (s->kids[j] != next)
+                return -1;
+            next += s->size[s->kids[j]];
+        }
+    }
+    return 0;
+}
+
+static void free_shape(tree_shape *s)
+{
+    free(s->size);
+    free(s->kid_start);
+    free(s->kids);
+}
+
+static bool is_leaf(const tree_shape *s, int32_t y)
+{
+    return s->kid_start[y] == s->kid_start[y + 1];
+}
+
+static int32_t coord_of(const walk *w, size_t pos, int k)
+{
+    return w->c->coord[w->order[pos] * (size_t)w->c->ntrees + (size_t)k];
+}
+
+/* First position in [lo, hi) whose coordinate k is >= v. */
+static size_t lower_bound(const walk *w, size_t lo, size_t hi, int k, int32_t v)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (coord_of(w, mid, k) < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The child of y (in tree k) whose subtree holds member x. */
+static int32_t child_holding(const tree_shape *s, int32_t y, int32_t x)
+{
+    int32_t lo = s->kid_start[y], hi = s->kid_start[y + 1] - 1;
+    while (lo < hi) { /* last child starting at or before x */
+        int32_t mid = lo + (hi - lo + 1) / 2;
+        if (s->kids[mid] <= x)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return s->kids[lo];
+}
+
+static int kid_rank(const void *a, const void *b)
+{
+    const kid *x = a, *y = b;
+    if (x->frac != y->frac)
+        return x->frac > y->frac ? -1 : 1;
+    if (x->hash != y->hash)
+        return x->hash > y->hash ? -1 : 1;
+    return x->node < y->node ? -1 : 1;
+}
+
+static size_t push_kid(walk *w)
+{
+    if (w->nkids == w->kids_alloc) {
+        w->kids_alloc = w->kids_alloc ? w->kids_alloc * 2 : 256;
+        w->kids = xrealloc(w->kids, w->kids_alloc * sizeof *w->kids);
+    }
+    memset(&w->kids[w->nkids], 0, sizeof *w->kids);
+    return w->nkids++;
+}
+
+/* Splits [lo, hi) among y's children with cells beneath them, pushing one
+ * kid each; returns the sum of their floors via *floors. */
+static size_t split_kids(walk *w, int k, int32_t y, size_t lo, size_t hi, uint64_t hstate,
+                         ds_i128 *floors)
+{
+    const tree_shape *s = &w->shapes[k];
+    size_t base = w->nkids;
+    *floors = 0;
+    for (size_t pos = lo; pos < hi;) {
+        int32_t ch = child_holding(s, y, coord_of(w, pos, k));
+        size_t end = lower_bound(w, pos, hi, k, ch + s->size[ch]);
+        size_t i = push_kid(w);
+        kid *kd = &w->kids[i];
+        ds_i128 r = w->pr[end] - w->pr[pos];
+        kd->node = ch;
+        kd->lo = pos;
+        kd->hi = end;
+        kd->alloc = w->pf[end] - w->pf[pos] + r / w->den;
+        kd->frac = r % w->den;
+        kd->hash = ds_mix64(hstate ^ (uint32_t)s->id[ch]);
+        *floors += kd->alloc;
+        pos = end;
+    }
+    return w->nkids - base;
+}
+
+static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate)
+{
+    const tree_shape *s = &w->shapes[k];
+    if (is_leaf(s, y)) {
+        if (k + 1 < w->c->ntrees)
+            return walk_node(w, k + 1, 0, lo, hi, a, ds_mix64(hstate ^ (uint32_t)s->id[y]));
+        if (hi - lo != 1)
+            return ds_fail(w->err, DS_INTERNAL, NULL, "two cells share one coordinate");
+        if (a > w->p->leaf_max || a < -(ds_i128)w->p->leaf_max)
+            return ds_fail(w->err, DS_OUT_OF_RANGE, "value",
+                           "a leaf would get a value beyond the measure's range");
+        w->newv[w->order[lo]] = (int64_t)a;
+        return 0;
+    }
+    size_t base = w->nkids;
+    ds_i128 floors;
+    size_t nk = split_kids(w, k, y, lo, hi, hstate, &floors);
+    ds_i128 residual = a - floors;
+    size_t nonzero = 0;
+    for (size_t i = 0; i < nk; i++)
+        nonzero += w->kids[base + i].frac != 0;
+    if (residual < 0 || residual > (ds_i128)nonzero)
+        return ds_fail(w->err, DS_INTERNAL, NULL, "apportionment residual out of bounds");
+    if (residual > 0) {
+        if ((size_t)residual < nonzero)
+            qsort(&w->kids[base], nk, sizeof(kid), kid_rank);
+        for (size_t i = 0; i < nk && residual > 0; i++) {
+            if (w->kids[base + i].frac != 0) {
+                w->kids[base + i].alloc++;
+                residual--;
+            }
+        }
+    }
+    for (size_t i = 0; i < nk; i++) {
+        kid kd = w->kids[base + i]; /* copy: the stack may move */
+        int rc = walk_node(w, k, kd.node, kd.lo, kd.hi, kd.alloc, hstate);
+        if (rc)
+            return rc;
+    }
+    w->nkids = base;
+    return 0;
+}
+
+/* ---- sorting cells into tree order ----------------------------------- */
+
+typedef struct sort_ctx {
+    const int32_t *coord;
+    int ntrees;
+} sort_ctx;
+
+static _Thread_local sort_ctx g_sort; /* qsort has no context argument */
+
+static int cmp_coords(const void *a, const void *b)
+{
+    const int32_t *x = g_sort.coord + *(const size_t *)a * (size_t)g_sort.ntrees;
+    const int32_t *y = g_sort.coord + *(const size_t *)b * (size_t)g_sort.ntrees;
+    for (int k = 0; k < g_sort.ntrees; k++)
+        if (x[k] != y[k])
+            return x[k] < y[k] ? -1 : 1;
+    return 0;
+}
+
+static int bits_for(int32_t n)
+{
+    int b = 0;
+    while (b < 31 && ((int32_t)1 << b) < n)
+        b++;
+    return b;
+}
+
+/* Sorts idx[0..m) by coordinates: an LSD radix sort on packed keys when
+ * they fit in 64 bits, qsort otherwise. */
+static void sort_cells(const spread_cells *c, size_t *idx, size_t m)
+{
+    int total = 0;
+    for (int k = 0; k < c->ntrees; k++)
+        total += bits_for(c->trees[k].n);
+    if (total > 64 || m < 64) {
+        g_sort.coord = c->coord;
+        g_sort.ntrees = c->ntrees;
+        qsort(idx, m, sizeof *idx, cmp_coords);
+        return;
+    }
+    uint64_t *key = xmalloc_array(m, sizeof *key), *key2 = xmalloc_array(m, sizeof *key2);
+    size_t *idx2 = xmalloc_array(m, sizeof *idx2);
+    for (size_t i = 0; i < m; i++) {
+        const int32_t *co = c->coord + idx[i] * (size_t)c->ntrees;
+        uint64_t kv = 0;
+        for (int k = 0; k < c->ntrees; k++)
+            kv = (kv << bits_for(c->trees[k].n)) | (uint32_t)co[k];
+        key[i] = kv;
+    }
+    enum { RADIX = 11, BUCKETS = 1 << RADIX };
+    size_t *count = xmalloc_array(BUCKETS, sizeof *count);
+    for (int shift = 0; shift < total; shift += RADIX) {
+        memset(count, 0, BUCKETS * sizeof *count);
+        for (size_t i = 0; i < m; i++)
+            count[(key[i] >> shift) & (BUCKETS - 1)]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < BUCKETS; b++) {
+            size_t t = count[b];
+            count[b] = sum;
+            sum += t;
+        }
+        for (size_t i = 0; i < m; i++) {
+            size_t d = count[(key[i] >> shift) & (BUCKETS - 1)]++;
+            key2[d] = key[i];
+            idx2[d] = idx[i];
+        }
+        uint64_t *tk = key;
+        key = key2;
+        key2 = tk;
+        memcpy(idx, idx2, m * sizeof *idx);
+    }
+    free(count);
+    free(key);
+    free(key2);
+    free(idx2);
+}
+
+/* ---- entry points ----------------------------------------------------- */
+
+static int check_leaf(const spread_params *p, ds_i128 v)
+{
+    return v > p->leaf_max || v < -(ds_i128)p->leaf_max ? -1 : 0;
+}
+
+static int apportion_repeat(const spread_params *p, const spread_cells *c, int64_t *newv,
+                            ds_i128 *total_after, ds_error *err)
+{
+    ds_i128 num = 0, den = 1, total = 0;
+    if (p->form == SPREAD_PERCENT && !percent_factor(p, &num, &den))
+        return ds_fail(err, DS_OUT_OF_RANGE, "value", "the percent is out of range");
+    size_t unheld = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        ds_i128 v = c->value[i];
+        if (!(c->held && c->held[i])) {
+            unheld++;
+            bool ok = true;
+            if (p->form == SPREAD_SET)
+                v = p->amount;
+            else if (p->form == SPREAD_DELTA)
+                ok = dec_add(v, p->amount, &v);
+            else
+                ok = dec_muldiv_round(v, num, den, &v);
+            if (!ok || check_leaf(p, v))
+                return ds_fail(err, DS_OUT_OF_RANGE, "value",
+                               "a leaf would get a value beyond the measure's range");
+        }
+        newv[i] = (int64_t)v;
+        total += v;
+    }
+    if (unheld == 0 && !(p->form == SPREAD_DELTA && p->amount == 0) &&
+        !(p->form == SPREAD_PERCENT && p->amount == 0))
+        return ds_fail(err, DS_HELD, "cell", "every leaf beneath the cell is held");
+    *total_after = total;
+    return 0;
+}
+
+/* Computes floor and remainder of every taking part cell's exact share. */
+static int shares(const spread_params *p, const spread_cells *c, const size_t *order, size_t m,
+                  bool equal, ds_i128 num, ds_i128 den, ds_i128 *pf, ds_i128 *pr, ds_error *err)
+{
+    bool fast = num >= INT64_MIN && num <= INT64_MAX && den <= INT64_MAX;
+    pf[0] = pr[0] = 0;
+    for (size_t i = 0; i < m; i++) {
+        ds_i128 wgt = equal ? 1 : c->value[order[i]], q, r, prod = num * wgt;
+        if (fast && prod >= INT64_MIN && prod <= INT64_MAX) {
+            int64_t a = (int64_t)prod, d = (int64_t)den, q64 = a / d, r64 = a % d;
+            if (r64 < 0) {
+                q64--;
+                r64 += d;
+            }
+            q = q64;
+            r = r64;
+        } else if (!dec_muldiv(num, wgt, den, &q, &r)) {
+            return ds_fail(err, DS_OUT_OF_RANGE, "value", "the spread is out of range");
+        }
+        if (dec_abs(q) > (ds_i128)p->leaf_max + 1)
+            return ds_fail(err, DS_OUT_OF_RANGE, "value",
+                           "a leaf would get a value beyond the measure's range");
+        pf[i + 1] = pf[i] + q;
+        pr[i + 1] = pr[i] + r;
+    }
+    return 0;
+}
+
+int spread_apportion(const spread_params *p, const spread_plan *plan, const spread_cells *c,
+                     int64_t *newv, ds_i128 *total_after, ds_error *err)
+{
+    if (plan->method == SPREAD_REPEAT)
+        return apportion_repeat(p, c, newv, total_after, err);
+
+    bool equal = plan->method == SPREAD_EQUAL;
+    size_t m = 0;
+    size_t *order = xmalloc_array(c->n ? c->n : 1, sizeof *order);
+    ds_i128 wsum = 0, held = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        newv[i] = c->value[i];
+        if (c->held && c->held[i]) {
+            held += c->value[i];
+            continue;
+        }
+        if (equal || c->value[i] != 0) {
+            order[m++] = i;
+            wsum += equal ? 1 : c->value[i];
+        }
+    }
+    ds_i128 ut = plan->unheld_target;
+    int rc = 0;
+    if (m == 0) {
+        if (ut != 0)
+            rc = ds_fail(err, DS_HELD, "cell", "every leaf beneath the cell is held");
+        *total_after = held;
+        free(order);
+        return rc;
+    }
+    /* q_i = ut * w_i / wsum, with a positive denominator */
+    ds_i128 num = wsum < 0 ? -ut : ut, den = dec_abs(wsum);
+    ds_i128 *pf = xmalloc_array(m + 1, sizeof *pf), *pr = xmalloc_array(m + 1, sizeof *pr);
+    tree_shape *shapes = xcalloc((size_t)c->ntrees + 1, sizeof *shapes);
+    sort_cells(c, order, m);
+    rc = shares(p, c, order, m, equal, num, den, pf, pr, err);
+    for (int k = 0; rc == 0 && k < c->ntrees; k++)
+        if (shape_tree(&c->trees[k], &shapes[k]))
+            rc = ds_fail(err, DS_INTERNAL, NULL, "tree %d is not in preorder", k);
+    if (rc == 0 && c->ntrees == 0)
+        rc = ds_fail(err, DS_INTERNAL, NULL, "a spread needs a consolidated dimension");
+    for (size_t i = 0; rc == 0 && i < m; i++) {
+        for (int k = 0; k < c->ntrees; k++) {
+            int32_t x = c->coord[order[i] * (size_t)c->ntrees + (size_t)k];
+            if (x < 0 || x >= shapes[k].n || !is_leaf(&shapes[k], x)) {
+                rc = ds_fail(err, DS_INTERNAL, NULL, "a cell's coordinate is not a leaf");
+                break;
+            }
+        }
+    }
+    if (rc == 0) {
+        walk w = {.p = p, .c = c, .shapes = shapes, .order = order, .pf = pf, .pr = pr,
+                  .den = den, .newv = newv, .err = err};
+        rc = walk_node(&w, 0, 0, 0, m, ut, ds_mix64(p->seq));
+        free(w.kids);
+    }
+    for (int k = 0; k < c->ntrees; k++)
+        free_shape(&shapes[k]);
+    free(shapes);
+    free(pf);
+    free(pr);
+    free(order);
+    if (rc == 0)
+        *total_after = ut + held;
+    return rc;
+}
