@@ -71,7 +71,9 @@ int spread_plan_make(const spread_params *p, const spread_totals *t, spread_plan
         plan->dense = true;
         return 0;
     }
-    ds_i128 ut; /* T - h */
+    if (dec_abs(p->amount) > TARGET_MAX)
+        return ds_fail(err, DS_OUT_OF_RANGE, "value", "the target is out of range");
+    ds_i128 ut; /* T - h; no overflow: |amount| <= 10^36, sums of int64 leaves */
     switch (p->form) {
     case SPREAD_SET:
         ut = p->amount - t->held;
@@ -88,7 +90,7 @@ int spread_plan_make(const spread_params *p, const spread_totals *t, spread_plan
     default:
         return ds_fail(err, DS_INTERNAL, NULL, "unknown spread form %d", (int)p->form);
     }
-    if (dec_abs(ut) > TARGET_MAX || dec_abs(p->amount) > TARGET_MAX)
+    if (dec_abs(ut) > TARGET_MAX)
         return ds_fail(err, DS_OUT_OF_RANGE, "value", "the target is out of range");
     plan->unheld_target = ut;
     plan->target = ut + t->held;
@@ -429,18 +431,28 @@ static int apportion_repeat(const spread_params *p, const spread_cells *c, int64
 static int shares(const spread_params *p, const spread_cells *c, const size_t *order, size_t m,
                   bool equal, ds_i128 num, ds_i128 den, ds_i128 *pf, ds_i128 *pr, ds_error *err)
 {
-    bool fast = num >= INT64_MIN && num <= INT64_MAX && den <= INT64_MAX;
+    bool num64 = num >= INT64_MIN && num <= INT64_MAX, den64 = den <= INT64_MAX;
     pf[0] = pr[0] = 0;
     for (size_t i = 0; i < m; i++) {
-        ds_i128 wgt = equal ? 1 : c->value[order[i]], q, r, prod = num * wgt;
-        if (fast && prod >= INT64_MIN && prod <= INT64_MAX) {
-            int64_t a = (int64_t)prod, d = (int64_t)den, q64 = a / d, r64 = a % d;
-            if (r64 < 0) {
-                q64--;
-                r64 += d;
+        ds_i128 wgt = equal ? 1 : c->value[order[i]], q, r;
+        if (num64) { /* |num * wgt| < 2^126: exact in 128 bits */
+            ds_i128 prod = num * wgt;
+            if (den64 && prod >= INT64_MIN && prod <= INT64_MAX) {
+                int64_t a = (int64_t)prod, d = (int64_t)den, q64 = a / d, r64 = a % d;
+                if (r64 < 0) {
+                    q64--;
+                    r64 += d;
+                }
+                q = q64;
+                r = r64;
+            } else {
+                q = prod / den;
+                r = prod % den;
+                if (r < 0) {
+                    q--;
+                    r += den;
+                }
             }
-            q = q64;
-            r = r64;
         } else if (!dec_muldiv(num, wgt, den, &q, &r)) {
             return ds_fail(err, DS_OUT_OF_RANGE, "value", "the spread is out of range");
         }

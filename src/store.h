@@ -1,0 +1,114 @@
+/* store.h: everything that talks to DuckDB. The store owns one database
+ * file: the catalog (models, dimensions, measures, members), the facts of
+ * each model, the change log and the views. It applies commands (cell
+ * writes and spreads, member operations) each as one transaction, or a
+ * group of them in one (store_txn_begin/commit), and answers reads.
+ *
+ * Threads: the store and its writer connection belong to one thread (the
+ * writer). Other threads read through their own ds_reader. Models handed
+ * out by store_model_acquire() are immutable snapshots, valid until
+ * store_model_release(). */
+#ifndef DS_STORE_H
+#define DS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "command.h"
+#include "error.h"
+#include "model.h"
+
+typedef struct ds_store ds_store;
+typedef struct ds_reader ds_reader;
+
+typedef struct ds_store_opts {
+    size_t change_cap;   /* entries listed in a change set (default 1000) */
+    int64_t create_cap;  /* facts one spread may create (default 1,000,000) */
+    bool leaf_log;       /* keep every leaf's old and new value (default true;
+                            false exists only so benchmarks can measure it) */
+    int threads;         /* DuckDB worker threads, 0 = DuckDB's default */
+    const char *memory_limit; /* DuckDB memory_limit, NULL = default */
+} ds_store_opts;
+
+void store_opts_default(ds_store_opts *o);
+
+/* Opens or creates the database file at path (":memory:" for tests that do
+ * not need a file). Caller frees with store_close(). */
+int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_error *err);
+void store_close(ds_store *s);
+
+/* ---- catalog --------------------------------------------------------- */
+
+/* Creates a model from a built definition (dimensions with members,
+ * measures; ids as in the definition). Its seq starts at 0. */
+int store_model_create(ds_store *s, const ds_model *def, ds_error *err);
+/* Drops a model with its facts, change log and views. */
+int store_model_drop(ds_store *s, const char *name, ds_error *err);
+/* The current snapshot of a model, or NULL (no such model). */
+const ds_model *store_model_acquire(ds_store *s, const char *name, size_t len);
+void store_model_release(ds_store *s, const ds_model *m);
+/* Names of all models (caller frees each and the array); count returned. */
+size_t store_model_names(ds_store *s, char ***names);
+/* The last applied seq of a model, or -1 (no such model). */
+int64_t store_model_seq(ds_store *s, const char *name);
+
+/* ---- bulk load -------------------------------------------------------- */
+
+typedef struct ds_loader ds_loader;
+/* Appends facts to an empty model in one transaction (demo, import). The
+ * caller guarantees leaf members and distinct cells. */
+int store_load_begin(ds_store *s, const char *model, ds_loader **out, ds_error *err);
+/* members[ndims]; values[nmeasures]; present[k] false leaves measure k
+ * missing. */
+int store_load_add(ds_loader *l, const int32_t *members, const int64_t *values,
+                   const bool *present, ds_error *err);
+/* Commits (or rolls back when commit is false) and frees the loader. */
+int store_load_end(ds_loader *l, bool commit, ds_error *err);
+/* Creates (or replaces) a named view of a model from a SELECT written by
+ * the program itself (never user input), e.g. the demo's summary view. */
+int store_view_create(ds_store *s, const char *model, const char *name, const char *select_sql,
+                      ds_error *err);
+
+/* ---- writes ----------------------------------------------------------- */
+
+/* Applies one command to the named model: decides every refusal before
+ * writing, then writes facts, change log and seq. Outside a group it is its
+ * own transaction. On success *out holds the seq and the change sets
+ * (clear with outcome_clear()). A refusal changes nothing and gets no seq. */
+int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcome *out,
+                ds_error *err);
+
+/* Group commit: commands applied between begin and commit share one
+ * transaction; rollback undoes them all (and their catalog changes). */
+int store_txn_begin(ds_store *s, ds_error *err);
+int store_txn_commit(ds_store *s, ds_error *err);
+void store_txn_rollback(ds_store *s);
+
+/* ---- reads ------------------------------------------------------------ */
+
+/* A read connection for one thread. Caller frees with store_reader_free(). */
+ds_reader *store_reader_new(ds_store *s);
+void store_reader_free(ds_reader *r);
+
+/* The value of any cell (leaf or consolidated) and the seq it reflects. */
+int store_read_cell(ds_reader *r, const ds_model *m, const ds_cell *cell, int measure,
+                    ds_i128 *value, int64_t *seq, ds_error *err);
+
+typedef struct ds_grid_spec {
+    int measure;
+    int row_dim, col_dim;
+    size_t nrows, ncols;
+    const int32_t *rows, *cols; /* members of row_dim and col_dim */
+    ds_cell fixed;              /* members of the other dimensions */
+} ds_grid_spec;
+
+/* values[r * ncols + c], and the seq it reflects. */
+int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
+                    int64_t *seq, ds_error *err);
+
+/* A hash of catalog, members and facts of every model: equal before and
+ * after anything that must change nothing. */
+int store_checksum(ds_reader *r, uint64_t *out, ds_error *err);
+
+#endif

@@ -1,0 +1,262 @@
+/* store_read.c: reads on a reader's own connection, each in one snapshot
+ * transaction so the value and its seq agree. Part of the store. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ds_reader *store_reader_new(ds_store *s)
+{
+    ds_reader *r = xcalloc(1, sizeof *r);
+    r->store = s;
+    if (duckdb_connect(s->db, &r->con) == DuckDBError) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void store_reader_free(ds_reader *r)
+{
+    if (!r)
+        return;
+    duckdb_disconnect(&r->con);
+    free(r);
+}
+
+/* BEGIN and read the model's seq in that snapshot. */
+static int snapshot_begin(ds_reader *r, int32_t model_id, int64_t *seq, ds_error *err)
+{
+    int rc = store__exec(r->con, "BEGIN TRANSACTION", err);
+    duckdb_prepared_statement st;
+    if (rc || (rc = store__prepare(r->con, "SELECT seq FROM ds_model WHERE model_id = ?", &st,
+                                   err)))
+        return rc;
+    duckdb_bind_int32(st, 1, model_id);
+    duckdb_result res;
+    rc = store__run(st, &res, err);
+    if (rc == 0) {
+        ds_i128 v;
+        rc = store__scalar_i128(&res, &v, err);
+        *seq = (int64_t)v;
+        if (rc == 0 && duckdb_row_count(&res) == 0)
+            rc = ds_fail(err, DS_NOT_FOUND, "table", "the model no longer exists");
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&st);
+    return rc;
+}
+
+static int snapshot_end(ds_reader *r, int rc, ds_error *err)
+{
+    if (rc) {
+        store__exec(r->con, "ROLLBACK", NULL);
+        return rc;
+    }
+    return store__exec(r->con, "COMMIT", err);
+}
+
+int store_read_cell(ds_reader *r, const ds_model *m, const ds_cell *cell, int measure,
+                    ds_i128 *value, int64_t *seq, ds_error *err)
+{
+    ds_buf sql;
+    sql_args a = {0};
+    ds_buf_init(&sql, 1 << 16);
+    ds_buf_puts(&sql, "SELECT SUM(");
+    store__column(&sql, 'm', m->measures[measure].id);
+    ds_buf_puts(&sql, ") FROM ");
+    store__table(&sql, 'f', m->id);
+    ds_buf_puts(&sql, " WHERE true");
+    store__region(&sql, &a, m, cell, NULL);
+    duckdb_prepared_statement st = NULL;
+    int rc = snapshot_begin(r, m->id, seq, err);
+    if (rc == 0)
+        rc = store__prepare(r->con, sql.data, &st, err);
+    if (rc == 0)
+        rc = store__bind_args(st, &a, 1, err);
+    duckdb_result res;
+    if (rc == 0 && (rc = store__run(st, &res, err)) == 0) {
+        rc = store__scalar_i128(&res, value, err);
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&st);
+    ds_buf_free(&sql);
+    store__args_free(&a);
+    return snapshot_end(r, rc, err);
+}
+
+/* Appends ", " separated "?" placeholders binding ids. */
+static void in_list(ds_buf *sql, const int32_t *ids, size_t n, int64_t **extra, size_t *nextra)
+{
+    ds_buf_putc(sql, '(');
+    for (size_t i = 0; i < n; i++) {
+        ds_buf_puts(sql, i ? ", ?" : "?");
+        *extra = xrealloc(*extra, (*nextra + 1) * sizeof **extra);
+        (*extra)[(*nextra)++] = ids[i];
+    }
+    ds_buf_putc(sql, ')');
+}
+
+/* Positions of each member id in a row or column list: first[id] and a
+ * chain next[i] for members listed more than once. */
+typedef struct positions {
+    int32_t *first, *next;
+} positions;
+
+static void positions_init(positions *p, const ds_dim *d, const int32_t *ids, size_t n)
+{
+    p->first = xmalloc_array((size_t)d->nmembers + 1, sizeof *p->first);
+    p->next = xmalloc_array(n + 1, sizeof *p->next);
+    for (int32_t i = 0; i <= d->nmembers; i++)
+        p->first[i] = -1;
+    for (size_t i = n; i-- > 0;) {
+        p->next[i] = p->first[ids[i]];
+        p->first[ids[i]] = (int32_t)i;
+    }
+}
+
+static void positions_free(positions *p)
+{
+    free(p->first);
+    free(p->next);
+}
+
+static void closure_join(ds_buf *sql, const char *alias, const ds_model *m, int dim)
+{
+    ds_buf_puts(sql, " JOIN ds_closure ");
+    store__ident(sql, alias);
+    ds_buf_puts(sql, " ON ");
+    store__ident(sql, alias);
+    ds_buf_puts(sql, ".model_id = ? AND ");
+    store__ident(sql, alias);
+    ds_buf_puts(sql, ".dim_id = ? AND ");
+    store__ident(sql, alias);
+    ds_buf_puts(sql, ".member_id = f.");
+    store__column(sql, 'd', m->dims[dim].id);
+}
+
+int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
+                    int64_t *seq, ds_error *err)
+{
+    if (g->row_dim == g->col_dim || g->row_dim < 0 || g->col_dim < 0 ||
+        g->row_dim >= m->ndims || g->col_dim >= m->ndims)
+        return ds_fail(err, DS_INVALID_VALUE, "dimension",
+                       "rows and columns need two different dimensions");
+    for (size_t i = 0; i < g->nrows; i++)
+        if (g->rows[i] < 0 || g->rows[i] >= m->dims[g->row_dim].nmembers)
+            return ds_fail(err, DS_NOT_FOUND, "cell", "a grid row is not a member");
+    for (size_t j = 0; j < g->ncols; j++)
+        if (g->cols[j] < 0 || g->cols[j] >= m->dims[g->col_dim].nmembers)
+            return ds_fail(err, DS_NOT_FOUND, "cell", "a grid column is not a member");
+    for (size_t i = 0; i < g->nrows * g->ncols; i++)
+        values[i] = 0;
+    ds_buf sql;
+    sql_args a = {0};
+    int64_t *ids = NULL;
+    size_t nids = 0;
+    ds_buf_init(&sql, 1 << 22);
+    ds_buf_puts(&sql, "SELECT r.ancestor_id, c.ancestor_id, SUM(f.");
+    store__column(&sql, 'm', m->measures[g->measure].id);
+    ds_buf_puts(&sql, ") FROM ");
+    store__table(&sql, 'f', m->id);
+    ds_buf_puts(&sql, " f");
+    closure_join(&sql, "r", m, g->row_dim);
+    closure_join(&sql, "c", m, g->col_dim);
+    ds_buf_puts(&sql, " WHERE r.ancestor_id IN ");
+    in_list(&sql, g->rows, g->nrows, &ids, &nids);
+    ds_buf_puts(&sql, " AND c.ancestor_id IN ");
+    in_list(&sql, g->cols, g->ncols, &ids, &nids);
+    ds_cell fixed = g->fixed;
+    fixed.m[g->row_dim] = m->dims[g->row_dim].root;
+    fixed.m[g->col_dim] = m->dims[g->col_dim].root;
+    store__region(&sql, &a, m, &fixed, "f");
+    ds_buf_puts(&sql, " GROUP BY ALL");
+    duckdb_prepared_statement st = NULL;
+    int rc = snapshot_begin(r, m->id, seq, err);
+    if (rc == 0)
+        rc = store__prepare(r->con, sql.data, &st, err);
+    if (rc == 0) {
+        idx_t p = 1;
+        duckdb_bind_int64(st, p++, m->id);
+        duckdb_bind_int64(st, p++, m->dims[g->row_dim].id);
+        duckdb_bind_int64(st, p++, m->id);
+        duckdb_bind_int64(st, p++, m->dims[g->col_dim].id);
+        for (size_t i = 0; i < nids; i++)
+            duckdb_bind_int64(st, p++, ids[i]);
+        rc = store__bind_args(st, &a, (int)p, err);
+    }
+    duckdb_result res;
+    if (rc == 0 && (rc = store__run(st, &res, err)) == 0) {
+        positions pr, pc;
+        positions_init(&pr, &m->dims[g->row_dim], g->rows, g->nrows);
+        positions_init(&pc, &m->dims[g->col_dim], g->cols, g->ncols);
+        row_iter it;
+        store__rows_init(&it, &res);
+        while (store__rows_next(&it)) {
+            int32_t rm = store__rows_i32(&it, 0), cm = store__rows_i32(&it, 1);
+            ds_i128 v = store__rows_null(&it, 2) ? 0 : store__rows_i128(&it, 2);
+            for (int32_t i = pr.first[rm]; i >= 0; i = pr.next[i])
+                for (int32_t j = pc.first[cm]; j >= 0; j = pc.next[j])
+                    values[(size_t)i * g->ncols + (size_t)j] = v;
+        }
+        store__rows_done(&it);
+        positions_free(&pr);
+        positions_free(&pc);
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&st);
+    free(ids);
+    ds_buf_free(&sql);
+    store__args_free(&a);
+    return snapshot_end(r, rc, err);
+}
+
+/* Sum of row hashes and row count of one table, mixed into *h. */
+static int hash_table(ds_reader *r, const char *table_sql, uint64_t *h, ds_error *err)
+{
+    ds_buf sql;
+    ds_buf_init(&sql, 4096);
+    ds_buf_printf(&sql, "SELECT count(*)::HUGEINT * 1000003 + COALESCE(SUM(hash(t)::HUGEINT), 0) "
+                        "FROM %s t",
+                  table_sql);
+    duckdb_result res;
+    int rc = 0;
+    if (duckdb_query(r->con, sql.data, &res) == DuckDBError) {
+        rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
+        duckdb_destroy_result(&res);
+    } else {
+        ds_i128 v;
+        rc = store__scalar_i128(&res, &v, err);
+        duckdb_destroy_result(&res);
+        *h = ds_mix64(*h ^ (uint64_t)v ^ ds_mix64((uint64_t)(v >> 64)));
+    }
+    ds_buf_free(&sql);
+    return rc;
+}
+
+int store_checksum(ds_reader *r, uint64_t *out, ds_error *err)
+{
+    static const char *const catalog[] = {"ds_model", "ds_dimension", "ds_measure", "ds_member",
+                                          "ds_closure", "ds_view"};
+    uint64_t h = 0;
+    int rc = store__exec(r->con, "BEGIN TRANSACTION", err);
+    for (size_t i = 0; rc == 0 && i < DS_ARRAY_LEN(catalog); i++)
+        rc = hash_table(r, catalog[i], &h, err);
+    char **names;
+    size_t n = store_model_names(r->store, &names);
+    for (size_t i = 0; i < n; i++) {
+        const ds_model *m = rc ? NULL : store_model_acquire(r->store, names[i], strlen(names[i]));
+        if (m) {
+            ds_buf t;
+            ds_buf_init(&t, 256);
+            store__table(&t, 'f', m->id);
+            rc = hash_table(r, t.data, &h, err);
+            ds_buf_free(&t);
+            store_model_release(r->store, m);
+        }
+        free(names[i]);
+    }
+    free(names);
+    *out = h;
+    return snapshot_end(r, rc, err);
+}
