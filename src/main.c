@@ -159,6 +159,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    ds_tune_malloc();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fputs(usage_main, stdout);
         return 0;

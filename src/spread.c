@@ -8,6 +8,7 @@
  * hands out the residual units node by node. No floating point. */
 #include "spread.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,7 @@ typedef struct walk {
     const spread_cells *c;
     tree_shape *shapes;
     const size_t *order; /* sorted position -> cell index */
+    const int32_t *sc;   /* coordinates in sorted order, ntrees per position */
     ds_i128 *pf, *pr;    /* prefix sums of floors and remainders, m + 1 */
     ds_i128 den;
     int64_t *newv;
@@ -192,34 +194,50 @@ static bool is_leaf(const tree_shape *s, int32_t y)
 
 static int32_t coord_of(const walk *w, size_t pos, int k)
 {
-    return w->c->coord[w->order[pos] * (size_t)w->c->ntrees + (size_t)k];
+    return w->sc[pos * (size_t)w->c->ntrees + (size_t)k];
 }
 
-/* First position in [lo, hi) whose coordinate k is >= v. */
+/* First position in [lo, hi) whose coordinate k is >= v: galloping from
+ * lo, since most ranges are short. */
 static size_t lower_bound(const walk *w, size_t lo, size_t hi, int k, int32_t v)
 {
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (coord_of(w, mid, k) < v)
-            lo = mid + 1;
-        else
-            hi = mid;
+    size_t step = 1, prev = lo;
+    while (lo < hi && coord_of(w, lo, k) < v) {
+        prev = lo + 1;
+        lo = hi - lo > step ? lo + step : hi;
+        step *= 2;
     }
-    return lo;
+    /* the answer is in [prev, lo] */
+    size_t a = prev, b = lo;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (coord_of(w, mid, k) < v)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    return a;
 }
 
-/* The child of y (in tree k) whose subtree holds member x. */
-static int32_t child_holding(const tree_shape *s, int32_t y, int32_t x)
+/* The index in kids[] of the child of y whose subtree holds member x,
+ * searching forward from index j (callers walk x upwards). */
+static int32_t child_holding(const tree_shape *s, int32_t y, int32_t j, int32_t x)
 {
-    int32_t lo = s->kid_start[y], hi = s->kid_start[y + 1] - 1;
-    while (lo < hi) { /* last child starting at or before x */
-        int32_t mid = lo + (hi - lo + 1) / 2;
-        if (s->kids[mid] <= x)
-            lo = mid;
-        else
-            hi = mid - 1;
+    int32_t end = s->kid_start[y + 1] - 1;
+    for (int n = 0; n < 8 && j < end && s->kids[j + 1] <= x; n++)
+        j++;
+    if (j < end && s->kids[j + 1] <= x) {
+        int32_t lo = j + 1, hi = end; /* last child starting at or before x */
+        while (lo < hi) {
+            int32_t mid = lo + (hi - lo + 1) / 2;
+            if (s->kids[mid] <= x)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        j = lo;
     }
-    return s->kids[lo];
+    return j;
 }
 
 static int kid_rank(const void *a, const void *b)
@@ -232,83 +250,198 @@ static int kid_rank(const void *a, const void *b)
     return x->node < y->node ? -1 : 1;
 }
 
+/* Sorts kids by kid_rank: insertion sort for the usual handful. */
+static void rank_kids(kid *k, size_t n)
+{
+    if (n > 16) {
+        qsort(k, n, sizeof *k, kid_rank);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        kid x = k[i];
+        size_t j = i;
+        while (j > 0 && kid_rank(&k[j - 1], &x) > 0) {
+            k[j] = k[j - 1];
+            j--;
+        }
+        k[j] = x;
+    }
+}
+
 static size_t push_kid(walk *w)
 {
     if (w->nkids == w->kids_alloc) {
         w->kids_alloc = w->kids_alloc ? w->kids_alloc * 2 : 256;
         w->kids = xrealloc(w->kids, w->kids_alloc * sizeof *w->kids);
     }
-    memset(&w->kids[w->nkids], 0, sizeof *w->kids);
     return w->nkids++;
 }
 
 /* Splits [lo, hi) among y's children with cells beneath them, pushing one
  * kid each; returns the sum of their floors via *floors. */
-static size_t split_kids(walk *w, int k, int32_t y, size_t lo, size_t hi, uint64_t hstate,
+static size_t split_kids(walk *w, int k, int32_t y, size_t lo, size_t hi,
                          ds_i128 *floors)
 {
     const tree_shape *s = &w->shapes[k];
     size_t base = w->nkids;
     *floors = 0;
+    int32_t j = s->kid_start[y];
     for (size_t pos = lo; pos < hi;) {
-        int32_t ch = child_holding(s, y, coord_of(w, pos, k));
+        j = child_holding(s, y, j, coord_of(w, pos, k));
+        int32_t ch = s->kids[j];
         size_t end = lower_bound(w, pos, hi, k, ch + s->size[ch]);
         size_t i = push_kid(w);
         kid *kd = &w->kids[i];
-        ds_i128 r = w->pr[end] - w->pr[pos];
+        ds_i128 r = w->pr[end] - w->pr[pos], q = 0;
+        if (r >= w->den) { /* a single cell's remainder is always below den */
+            q = r / w->den;
+            r -= q * w->den;
+        }
         kd->node = ch;
         kd->lo = pos;
         kd->hi = end;
-        kd->alloc = w->pf[end] - w->pf[pos] + r / w->den;
-        kd->frac = r % w->den;
-        kd->hash = ds_mix64(hstate ^ (uint32_t)s->id[ch]);
+        kd->alloc = w->pf[end] - w->pf[pos] + q;
+        kd->frac = r;
         *floors += kd->alloc;
         pos = end;
     }
     return w->nkids - base;
 }
 
-static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate)
+/* A cell (a leaf of the last tree) gets its allocation. */
+static int set_cell(walk *w, size_t lo, size_t hi, ds_i128 a)
 {
-    const tree_shape *s = &w->shapes[k];
-    if (is_leaf(s, y)) {
-        if (k + 1 < w->c->ntrees)
-            return walk_node(w, k + 1, 0, lo, hi, a, ds_mix64(hstate ^ (uint32_t)s->id[y]));
-        if (hi - lo != 1)
-            return ds_fail(w->err, DS_INTERNAL, NULL, "two cells share one coordinate");
-        if (a > w->p->leaf_max || a < -(ds_i128)w->p->leaf_max)
-            return ds_fail(w->err, DS_OUT_OF_RANGE, "value",
-                           "a leaf would get a value beyond the measure's range");
-        w->newv[w->order[lo]] = (int64_t)a;
-        return 0;
-    }
+    if (hi - lo != 1)
+        return ds_fail(w->err, DS_INTERNAL, NULL, "two cells share one coordinate");
+    if (a > w->p->leaf_max || a < -(ds_i128)w->p->leaf_max)
+        return ds_fail(w->err, DS_OUT_OF_RANGE, "value",
+                       "a leaf would get a value beyond the measure's range");
+    w->newv[w->order[lo]] = (int64_t)a;
+    return 0;
+}
+
+static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a,
+                     uint64_t hstate);
+
+/* Pushes y's children (with cells beneath) with their allocations out of
+ * a: floors, plus one unit each for the best ranked. Returns how many. */
+static int allocate_kids(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a,
+                         uint64_t hstate, size_t *nkids)
+{
     size_t base = w->nkids;
     ds_i128 floors;
-    size_t nk = split_kids(w, k, y, lo, hi, hstate, &floors);
+    size_t nk = split_kids(w, k, y, lo, hi, &floors);
     ds_i128 residual = a - floors;
     size_t nonzero = 0;
     for (size_t i = 0; i < nk; i++)
         nonzero += w->kids[base + i].frac != 0;
     if (residual < 0 || residual > (ds_i128)nonzero)
         return ds_fail(w->err, DS_INTERNAL, NULL, "apportionment residual out of bounds");
-    if (residual > 0) {
-        if ((size_t)residual < nonzero)
-            qsort(&w->kids[base], nk, sizeof(kid), kid_rank);
-        for (size_t i = 0; i < nk && residual > 0; i++) {
-            if (w->kids[base + i].frac != 0) {
-                w->kids[base + i].alloc++;
-                residual--;
-            }
+    if (residual > 0 && (size_t)residual < nonzero) { /* ties need the hash: only now */
+        const tree_shape *sh = &w->shapes[k];
+        for (size_t i = 0; i < nk; i++)
+            w->kids[base + i].hash = ds_mix64(hstate ^ (uint32_t)sh->id[w->kids[base + i].node]);
+        rank_kids(&w->kids[base], nk);
+    }
+    for (size_t i = 0; i < nk && residual > 0; i++) {
+        if (w->kids[base + i].frac != 0) {
+            w->kids[base + i].alloc++;
+            residual--;
         }
     }
-    for (size_t i = 0; i < nk; i++) {
-        kid kd = w->kids[base + i]; /* copy: the stack may move */
-        int rc = walk_node(w, k, kd.node, kd.lo, kd.hi, kd.alloc, hstate);
-        if (rc)
-            return rc;
-    }
-    w->nkids = base;
+    *nkids = nk;
     return 0;
+}
+
+static int visit_kid(walk *w, int k, kid kd, uint64_t hstate)
+{
+    if (k + 1 == w->c->ntrees && is_leaf(&w->shapes[k], kd.node))
+        return set_cell(w, kd.lo, kd.hi, kd.alloc);
+    return walk_node(w, k, kd.node, kd.lo, kd.hi, kd.alloc, hstate);
+}
+
+static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate)
+{
+    const tree_shape *s = &w->shapes[k];
+    if (hi - lo == 1) /* one cell beneath: every node on its way gets all of a */
+        return set_cell(w, lo, hi, a);
+    if (is_leaf(s, y)) {
+        if (k + 1 < w->c->ntrees)
+            return walk_node(w, k + 1, 0, lo, hi, a, ds_mix64(hstate ^ (uint32_t)s->id[y]));
+        return set_cell(w, lo, hi, a);
+    }
+    size_t base = w->nkids, nk;
+    int rc = allocate_kids(w, k, y, lo, hi, a, hstate, &nk);
+    for (size_t i = 0; rc == 0 && i < nk; i++)
+        rc = visit_kid(w, k, w->kids[base + i], hstate); /* a copy: the stack may move */
+    w->nkids = base;
+    return rc;
+}
+
+/* Big spreads walk on two threads: the first node with several children
+ * hands about half of its cells to a second thread. The halves write
+ * disjoint cells and only read the shared arrays. */
+enum { PARALLEL_MIN_CELLS = 65536 };
+
+typedef struct half {
+    walk w;
+    int k;
+    kid *kids;
+    size_t n;
+    uint64_t hstate;
+    ds_error err;
+    int rc;
+} half;
+
+static void *walk_half(void *arg)
+{
+    half *h = arg;
+    h->rc = 0;
+    for (size_t i = 0; h->rc == 0 && i < h->n; i++)
+        h->rc = visit_kid(&h->w, h->k, h->kids[i], h->hstate);
+    free(h->w.kids);
+    return NULL;
+}
+
+static int walk_top(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate)
+{
+    const tree_shape *s = &w->shapes[k];
+    if (hi - lo < PARALLEL_MIN_CELLS || is_leaf(s, y))
+        return walk_node(w, k, y, lo, hi, a, hstate);
+    size_t base = w->nkids, nk;
+    int rc = allocate_kids(w, k, y, lo, hi, a, hstate, &nk);
+    if (rc)
+        return rc;
+    if (nk == 1) {
+        kid kd = w->kids[base];
+        w->nkids = base;
+        return walk_top(w, k, kd.node, kd.lo, kd.hi, kd.alloc, hstate);
+    }
+    size_t split = 1; /* kids [0, split) here, [split, nk) on the other thread */
+    while (split < nk - 1 && w->kids[base + split].lo - lo < (hi - lo) / 2)
+        split++;
+    half h = {.w = *w, .k = k, .n = nk - split, .hstate = hstate};
+    h.kids = xmalloc_array(h.n, sizeof *h.kids);
+    memcpy(h.kids, &w->kids[base + split], h.n * sizeof *h.kids);
+    h.w.kids = NULL;
+    h.w.nkids = h.w.kids_alloc = 0;
+    h.w.err = &h.err;
+    pthread_t t;
+    bool threaded = pthread_create(&t, NULL, walk_half, &h) == 0;
+    if (!threaded)
+        walk_half(&h);
+    for (size_t i = 0; rc == 0 && i < split; i++)
+        rc = visit_kid(w, k, w->kids[base + i], hstate);
+    if (threaded)
+        pthread_join(t, NULL);
+    free(h.kids);
+    w->nkids = base;
+    if (rc == 0 && h.rc) {
+        if (w->err)
+            *w->err = h.err;
+        rc = h.rc;
+    }
+    return rc;
 }
 
 /* ---- sorting cells into tree order ----------------------------------- */
@@ -338,54 +471,63 @@ static int bits_for(int32_t n)
     return b;
 }
 
-/* Sorts idx[0..m) by coordinates: an LSD radix sort on packed keys when
- * they fit in 64 bits, qsort otherwise. */
+#define DS_MAX_TREES 16
+
+/* Sorts idx[0..m) by coordinates: an LSD radix sort of 64-bit keys that
+ * carry the packed coordinates above the cell index, when both fit;
+ * qsort otherwise. Input that is already in order costs one pass. */
 static void sort_cells(const spread_cells *c, size_t *idx, size_t m)
 {
-    int total = 0;
-    for (int k = 0; k < c->ntrees; k++)
-        total += bits_for(c->trees[k].n);
-    if (total > 64 || m < 64) {
+    int cbits = 0, ib = bits_for(m > INT32_MAX ? INT32_MAX : (int32_t)m), bits[DS_MAX_TREES];
+    for (int k = 0; k < c->ntrees && k < DS_MAX_TREES; k++)
+        cbits += bits[k] = bits_for(c->trees[k].n);
+    if (c->ntrees > DS_MAX_TREES || cbits + ib > 64 || m < 64 || m > INT32_MAX) {
         g_sort.coord = c->coord;
         g_sort.ntrees = c->ntrees;
         qsort(idx, m, sizeof *idx, cmp_coords);
         return;
     }
-    uint64_t *key = xmalloc_array(m, sizeof *key), *key2 = xmalloc_array(m, sizeof *key2);
-    size_t *idx2 = xmalloc_array(m, sizeof *idx2);
+    uint64_t *key = xmalloc_array(m, sizeof *key);
+    bool sorted = true;
     for (size_t i = 0; i < m; i++) {
         const int32_t *co = c->coord + idx[i] * (size_t)c->ntrees;
         uint64_t kv = 0;
         for (int k = 0; k < c->ntrees; k++)
-            kv = (kv << bits_for(c->trees[k].n)) | (uint32_t)co[k];
-        key[i] = kv;
+            kv = (kv << bits[k]) | (uint32_t)co[k];
+        key[i] = kv << ib | (uint64_t)i;
+        sorted &= i == 0 || key[i] > key[i - 1];
     }
-    enum { RADIX = 11, BUCKETS = 1 << RADIX };
-    size_t *count = xmalloc_array(BUCKETS, sizeof *count);
-    for (int shift = 0; shift < total; shift += RADIX) {
-        memset(count, 0, BUCKETS * sizeof *count);
-        for (size_t i = 0; i < m; i++)
-            count[(key[i] >> shift) & (BUCKETS - 1)]++;
-        size_t sum = 0;
-        for (size_t b = 0; b < BUCKETS; b++) {
-            size_t t = count[b];
-            count[b] = sum;
-            sum += t;
+    if (!sorted) {
+        int passes = (cbits + 11) / 12, digit = (cbits + passes - 1) / passes;
+        size_t buckets = (size_t)1 << digit;
+        uint64_t *tmp = xmalloc_array(m, sizeof *tmp);
+        size_t *count = xmalloc_array(buckets, sizeof *count);
+        for (int p = 0; p < passes; p++) {
+            int shift = ib + p * digit;
+            memset(count, 0, buckets * sizeof *count);
+            for (size_t i = 0; i < m; i++)
+                count[(key[i] >> shift) & (buckets - 1)]++;
+            for (size_t b = 0, sum = 0; b < buckets; b++) {
+                size_t t = count[b];
+                count[b] = sum;
+                sum += t;
+            }
+            for (size_t i = 0; i < m; i++)
+                tmp[count[(key[i] >> shift) & (buckets - 1)]++] = key[i];
+            uint64_t *t = key;
+            key = tmp;
+            tmp = t;
         }
-        for (size_t i = 0; i < m; i++) {
-            size_t d = count[(key[i] >> shift) & (BUCKETS - 1)]++;
-            key2[d] = key[i];
-            idx2[d] = idx[i];
-        }
-        uint64_t *tk = key;
-        key = key2;
-        key2 = tk;
-        memcpy(idx, idx2, m * sizeof *idx);
+        free(tmp);
+        free(count);
     }
-    free(count);
+    size_t *orig = xmalloc_array(m, sizeof *orig);
+    memcpy(orig, idx, m * sizeof *idx);
+    uint64_t mask = ((uint64_t)1 << ib) - 1;
+    for (size_t i = 0; i < m; i++)
+        idx[i] = orig[key[i] & mask];
+    free(orig);
     free(key);
-    free(key2);
-    free(idx2);
 }
 
 /* ---- entry points ----------------------------------------------------- */
@@ -516,10 +658,15 @@ int spread_apportion(const spread_params *p, const spread_plan *plan, const spre
         }
     }
     if (rc == 0) {
-        walk w = {.p = p, .c = c, .shapes = shapes, .order = order, .pf = pf, .pr = pr,
-                  .den = den, .newv = newv, .err = err};
-        rc = walk_node(&w, 0, 0, 0, m, ut, ds_mix64(p->seq));
+        size_t nt = (size_t)c->ntrees;
+        int32_t *sc = xmalloc_array(m * nt, sizeof *sc);
+        for (size_t i = 0; i < m; i++)
+            memcpy(sc + i * nt, c->coord + order[i] * nt, nt * sizeof *sc);
+        walk w = {.p = p, .c = c, .shapes = shapes, .order = order, .sc = sc, .pf = pf,
+                  .pr = pr, .den = den, .newv = newv, .err = err};
+        rc = walk_top(&w, 0, 0, 0, m, ut, ds_mix64(p->seq));
         free(w.kids);
+        free(sc);
     }
     for (int k = 0; k < c->ntrees; k++)
         free_shape(&shapes[k]);

@@ -180,6 +180,31 @@ void store__rows_done(row_iter *it)
         duckdb_destroy_data_chunk(&it->chunk);
 }
 
+idx_t store__chunk_next(row_iter *it)
+{
+    for (;;) {
+        if (it->chunk)
+            duckdb_destroy_data_chunk(&it->chunk);
+        it->chunk = duckdb_fetch_chunk(*it->res);
+        if (!it->chunk)
+            return 0;
+        it->n = duckdb_data_chunk_get_size(it->chunk);
+        it->i = 0;
+        if (it->n > 0)
+            return it->n;
+    }
+}
+
+void *store__chunk_data(const row_iter *it, idx_t col)
+{
+    return duckdb_vector_get_data(duckdb_data_chunk_get_vector(it->chunk, col));
+}
+
+uint64_t *store__chunk_valid(const row_iter *it, idx_t col)
+{
+    return duckdb_vector_get_validity(duckdb_data_chunk_get_vector(it->chunk, col));
+}
+
 static duckdb_vector vec(const row_iter *it, idx_t col)
 {
     return duckdb_data_chunk_get_vector(it->chunk, col);
@@ -328,11 +353,24 @@ static void fn_rowhas(duckdb_function_info info, duckdb_data_chunk in, duckdb_ve
         o[i] = rowmap_get(rm, rid[i], &v);
 }
 
-static int register_fn(ds_store *s, const char *name, duckdb_logical_type ret,
-                       duckdb_scalar_function_t fn, ds_error *err)
+/* DECIMAL(18, s) -> its int64 minor units, for the leaf log. */
+static void fn_raw(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out)
+{
+    (void)info;
+    idx_t n = duckdb_data_chunk_get_size(in);
+    duckdb_vector v = duckdb_data_chunk_get_vector(in, 0);
+    memcpy(duckdb_vector_get_data(out), duckdb_vector_get_data(v), n * sizeof(int64_t));
+    uint64_t *valid = duckdb_vector_get_validity(v);
+    if (valid) {
+        duckdb_vector_ensure_validity_writable(out);
+        memcpy(duckdb_vector_get_validity(out), valid, (n + 63) / 64 * sizeof(uint64_t));
+    }
+}
+
+static int register_fn(ds_store *s, const char *name, duckdb_logical_type arg,
+                       duckdb_logical_type ret, duckdb_scalar_function_t fn, ds_error *err)
 {
     duckdb_scalar_function f = duckdb_create_scalar_function();
-    duckdb_logical_type arg = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
     duckdb_scalar_function_set_name(f, name);
     duckdb_scalar_function_add_parameter(f, arg);
     duckdb_scalar_function_set_return_type(f, ret);
@@ -340,25 +378,33 @@ static int register_fn(ds_store *s, const char *name, duckdb_logical_type ret,
     duckdb_scalar_function_set_extra_info(f, &s->rows, NULL);
     duckdb_scalar_function_set_volatile(f);
     duckdb_state st = duckdb_register_scalar_function(s->con, f);
-    duckdb_destroy_logical_type(&arg);
     duckdb_destroy_scalar_function(&f);
     if (st == DuckDBError)
         return ds_fail(err, DS_INTERNAL, NULL, "database: cannot register %s", name);
     return 0;
 }
 
+/* ds_rowhas(rowid), ds_rowraw(rowid) -> BIGINT, and per scale
+ * ds_rowval_<s>(rowid) -> DECIMAL(18, s) and ds_raw_<s>(DECIMAL(18, s)). */
 static int register_functions(ds_store *s, ds_error *err)
 {
     duckdb_logical_type b = duckdb_create_logical_type(DUCKDB_TYPE_BOOLEAN);
-    int rc = register_fn(s, "ds_rowhas", b, fn_rowhas, err);
-    duckdb_destroy_logical_type(&b);
+    duckdb_logical_type i = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
+    int rc = register_fn(s, "ds_rowhas", i, b, fn_rowhas, err);
+    if (rc == 0)
+        rc = register_fn(s, "ds_rowraw", i, i, fn_rowval, err);
     for (int scale = 0; rc == 0 && scale <= 18; scale++) {
         char name[32];
-        snprintf(name, sizeof name, "ds_rowval_%d", scale);
         duckdb_logical_type t = duckdb_create_decimal_type(18, (uint8_t)scale);
-        rc = register_fn(s, name, t, fn_rowval, err);
+        snprintf(name, sizeof name, "ds_rowval_%d", scale);
+        rc = register_fn(s, name, i, t, fn_rowval, err);
+        snprintf(name, sizeof name, "ds_raw_%d", scale);
+        if (rc == 0)
+            rc = register_fn(s, name, t, i, fn_raw, err);
         duckdb_destroy_logical_type(&t);
     }
+    duckdb_destroy_logical_type(&b);
+    duckdb_destroy_logical_type(&i);
     return rc;
 }
 

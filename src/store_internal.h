@@ -109,6 +109,11 @@ ds_i128 store__rows_i128(const row_iter *it, idx_t col); /* HUGEINT, DECIMAL(38)
 const char *store__rows_str(const row_iter *it, idx_t col, uint32_t *len);
 /* Frees the current chunk (call when leaving a loop early). */
 void store__rows_done(row_iter *it);
+/* A chunk at a time: returns the rows in the next chunk (0 at the end);
+ * then read whole columns. valid is NULL when every row is valid. */
+idx_t store__chunk_next(row_iter *it);
+void *store__chunk_data(const row_iter *it, idx_t col);
+uint64_t *store__chunk_valid(const row_iter *it, idx_t col);
 
 model_slot *store__slot(ds_store *s, const char *name, size_t len);
 /* The catalog a command sees: the working copy inside a group. */

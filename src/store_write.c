@@ -587,6 +587,7 @@ typedef struct region {
     int32_t *leaves[DS_MAX_DIMS]; /* leaf members in preorder */
     size_t nleaves[DS_MAX_DIMS];
     int32_t *leaf_at[DS_MAX_DIMS]; /* member id -> index in leaves, or -1 */
+    const int32_t *pre[DS_MAX_DIMS]; /* local node -> member id */
 } region;
 
 static void region_init(region *r, const ds_model *m, const ds_cell *c)
@@ -600,6 +601,7 @@ static void region_init(region *r, const ds_model *m, const ds_cell *c)
             continue;
         int i = r->nk++;
         r->kdim[i] = k;
+        r->pre[i] = d->pre + d->pos[c->m[k]];
         model_subtree(d, c->m[k], &r->trees[i], &r->tparent[i], &r->tids[i]);
         r->nleaves[i] = model_leaves(d, c->m[k], &r->leaves[i]);
         r->leaf_at[i] = xmalloc_array((size_t)d->nmembers, sizeof *r->leaf_at[i]);
@@ -631,8 +633,7 @@ static int32_t local_node(const region *r, int i, int32_t x)
 typedef struct cellset {
     size_t n, alloc;
     int nk;
-    int32_t *member; /* n * nk member ids */
-    int32_t *coord;  /* n * nk local tree nodes */
+    int32_t *coord;  /* n * nk local tree nodes (cell_member() gives ids) */
     int64_t *value;  /* current (0 when missing) */
     int64_t *rowid;  /* -1: no row */
     int64_t *stamp;  /* seq stamp, 0 when missing */
@@ -648,7 +649,6 @@ static void cellset_grow(cellset *cs, size_t need)
     while (a < need)
         a *= 2;
     size_t k = (size_t)(cs->nk ? cs->nk : 1);
-    cs->member = xrealloc(cs->member, a * k * sizeof *cs->member);
     cs->coord = xrealloc(cs->coord, a * k * sizeof *cs->coord);
     cs->value = xrealloc(cs->value, a * sizeof *cs->value);
     cs->rowid = xrealloc(cs->rowid, a * sizeof *cs->rowid);
@@ -660,7 +660,6 @@ static void cellset_grow(cellset *cs, size_t need)
 
 static void cellset_free(cellset *cs)
 {
-    free(cs->member);
     free(cs->coord);
     free(cs->value);
     free(cs->rowid);
@@ -670,18 +669,25 @@ static void cellset_free(cellset *cs)
     memset(cs, 0, sizeof *cs);
 }
 
+/* The member of consolidated dimension j in cell i. */
+static inline int32_t cell_member(const region *r, const cellset *cs, size_t i, int j)
+{
+    return r->pre[j][cs->coord[i * (size_t)r->nk + (size_t)j]];
+}
+
 /* The full cell (members of every dimension) of cell i. */
 static void full_cell(const region *r, const cellset *cs, size_t i, int32_t *out)
 {
     for (int k = 0; k < r->m->ndims; k++)
         out[k] = r->c.m[k];
     for (int j = 0; j < r->nk; j++)
-        out[r->kdim[j]] = cs->member[i * (size_t)r->nk + (size_t)j];
+        out[r->kdim[j]] = cell_member(r, cs, i, j);
 }
 
 /* Reads every fact row of the region (rows where the measure is missing
  * too: equal and repeat reuse them). */
-static int read_region(ds_store *s, const region *r, int measure, cellset *cs, ds_error *err)
+static int read_region(ds_store *s, const region *r, int measure, bool stamps, cellset *cs,
+                       ds_error *err)
 {
     const ds_model *m = r->m;
     int32_t mid = m->measures[measure].id;
@@ -691,7 +697,10 @@ static int read_region(ds_store *s, const region *r, int measure, cellset *cs, d
     ds_buf_puts(&sql, "SELECT rowid, ");
     store__column(&sql, 'm', mid);
     ds_buf_puts(&sql, ", ");
-    store__column(&sql, 's', mid);
+    if (stamps) /* only if_seq needs them: the column is costly to read */
+        store__column(&sql, 's', mid);
+    else
+        ds_buf_puts(&sql, "0::BIGINT");
     for (int j = 0; j < r->nk; j++) {
         ds_buf_puts(&sql, ", ");
         store__column(&sql, 'd', m->dims[r->kdim[j]].id);
@@ -706,21 +715,33 @@ static int read_region(ds_store *s, const region *r, int measure, cellset *cs, d
         rc = store__bind_args(st, &a, 1, err);
     duckdb_result res;
     if (rc == 0 && (rc = store__run(st, &res, err)) == 0) {
+        cellset_grow(cs, (size_t)duckdb_row_count(&res));
         row_iter it;
         store__rows_init(&it, &res);
-        while (store__rows_next(&it)) {
-            size_t i = cs->n;
-            cellset_grow(cs, i + 1);
-            cs->rowid[i] = store__rows_i64(&it, 0);
-            cs->has[i] = !store__rows_null(&it, 1);
-            cs->value[i] = cs->has[i] ? store__rows_i64(&it, 1) : 0;
-            cs->stamp[i] = store__rows_null(&it, 2) ? 0 : store__rows_i64(&it, 2);
-            for (int j = 0; j < r->nk; j++) {
-                int32_t x = store__rows_i32(&it, (idx_t)j + 3);
-                cs->member[i * (size_t)r->nk + (size_t)j] = x;
-                cs->coord[i * (size_t)r->nk + (size_t)j] = local_node(r, j, x);
+        idx_t n;
+        while ((n = store__chunk_next(&it)) > 0) {
+            size_t base = cs->n, nk = (size_t)r->nk;
+            cellset_grow(cs, base + n);
+            const int64_t *rid = store__chunk_data(&it, 0), *val = store__chunk_data(&it, 1),
+                          *stamp = store__chunk_data(&it, 2);
+            const uint64_t *vv = store__chunk_valid(&it, 1), *sv = store__chunk_valid(&it, 2);
+            for (idx_t i = 0; i < n; i++) {
+                bool has = !vv || duckdb_validity_row_is_valid((uint64_t *)vv, i);
+                cs->rowid[base + i] = rid[i];
+                cs->has[base + i] = has;
+                cs->value[base + i] = has ? val[i] : 0;
+                cs->stamp[base + i] =
+                    !sv || duckdb_validity_row_is_valid((uint64_t *)sv, i) ? stamp[i] : 0;
             }
-            cs->n++;
+            for (int j = 0; j < r->nk; j++) {
+                const int32_t *x = store__chunk_data(&it, (idx_t)j + 3);
+                const ds_dim *d = &m->dims[r->kdim[j]];
+                int32_t top = d->pos[r->c.m[r->kdim[j]]];
+                for (idx_t i = 0; i < n; i++) {
+                    cs->coord[(base + i) * nk + (size_t)j] = d->pos[x[i]] - top;
+                }
+            }
+            cs->n += n;
         }
         store__rows_done(&it);
         duckdb_destroy_result(&res);
@@ -778,7 +799,7 @@ static int densify(const region *r, const ds_write *w, int64_t cap, cellset *cs,
         size_t at = 0;
         for (int j = 0; j < r->nk; j++)
             at = at * r->nleaves[j] +
-                 (size_t)r->leaf_at[j][cs->member[i * (size_t)r->nk + (size_t)j]];
+                 (size_t)r->leaf_at[j][cell_member(r, cs, i, j)];
         row_of[at] = (int64_t)i;
     }
     cellset d = {.nk = r->nk};
@@ -788,7 +809,6 @@ static int densify(const region *r, const ds_write *w, int64_t cap, cellset *cs,
         for (int j = r->nk - 1; j >= 0; j--) {
             int32_t x = r->leaves[j][rest % r->nleaves[j]];
             rest /= r->nleaves[j];
-            d.member[at * (size_t)r->nk + (size_t)j] = x;
             d.coord[at * (size_t)r->nk + (size_t)j] = local_node(r, j, x);
         }
         int64_t src = row_of[at];
@@ -835,7 +855,66 @@ static int insert_cells(ds_store *s, const region *r, const ds_write *w, const c
     return rc;
 }
 
-/* UPDATE rows through the rowid map; INSERT cells without a row. */
+/* Appends " WHERE ds_rowhas(rowid) AND <d BETWEEN lo AND hi>..." (the id
+ * ranges only prune the scan; ds_rowhas decides). */
+static void where_changed(ds_buf *sql, sql_args *a, const region *r)
+{
+    const ds_model *m = r->m;
+    ds_buf_puts(sql, " WHERE ds_rowhas(rowid)");
+    for (int k = 0; k < m->ndims; k++) {
+        int32_t x = r->c.m[k];
+        if (x == m->dims[k].root)
+            continue;
+        ds_buf_puts(sql, " AND ");
+        store__column(sql, 'd', m->dims[k].id);
+        ds_buf_puts(sql, " BETWEEN ? AND ?");
+        store__arg(a, m->dims[k].id_min[x]);
+        store__arg(a, m->dims[k].id_max[x]);
+    }
+}
+
+static int run_sql(ds_store *s, const ds_buf *sql, const sql_args *a, ds_error *err)
+{
+    duckdb_prepared_statement st;
+    int rc = store__prepare(s->con, sql->data, &st, err);
+    if (rc == 0) {
+        rc = store__bind_args(st, a, 1, err);
+        if (rc == 0)
+            rc = store__run(st, NULL, err);
+        duckdb_destroy_prepare(&st);
+    }
+    return rc;
+}
+
+/* The leaf log of the rows about to change, read from the facts before the
+ * UPDATE (one parallel scan; faster than appending from C). */
+static int log_rows(ds_store *s, const region *r, const ds_write *w, int64_t seq, ds_error *err)
+{
+    const ds_model *m = r->m;
+    const ds_measure *ms = &m->measures[w->measure];
+    ds_buf sql;
+    sql_args a = {0};
+    ds_buf_init(&sql, 1 << 20);
+    ds_buf_puts(&sql, "INSERT INTO ");
+    store__table(&sql, 'l', m->id);
+    ds_buf_printf(&sql, " SELECT %" PRId64 ", %" PRId32, seq, ms->id);
+    for (int k = 0; k < m->ndims; k++) {
+        ds_buf_puts(&sql, ", ");
+        store__column(&sql, 'd', m->dims[k].id);
+    }
+    ds_buf_printf(&sql, ", COALESCE(ds_raw_%d(", ms->scale);
+    store__column(&sql, 'm', ms->id);
+    ds_buf_puts(&sql, "), 0), ds_rowraw(rowid) FROM ");
+    store__table(&sql, 'f', m->id);
+    where_changed(&sql, &a, r);
+    int rc = run_sql(s, &sql, &a, err);
+    ds_buf_free(&sql);
+    store__args_free(&a);
+    return rc;
+}
+
+/* Logs, then UPDATEs the rows through the rowid map; appends the cells
+ * without a row. */
 static int write_spread(ds_store *s, const region *r, const ds_write *w, const cellset *cs,
                         const int64_t *nv, int64_t seq, ds_error *err)
 {
@@ -862,6 +941,8 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
         store__rowmap_set(&s->rows, rid, val, nup);
         free(rid);
         free(val);
+        if (s->opts.leaf_log)
+            rc = log_rows(s, r, w, seq, err);
         ds_buf sql;
         sql_args a = {0};
         ds_buf_init(&sql, 1 << 20);
@@ -871,25 +952,10 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
         store__column(&sql, 'm', ms->id);
         ds_buf_printf(&sql, " = ds_rowval_%d(rowid), ", ms->scale);
         store__column(&sql, 's', ms->id);
-        ds_buf_printf(&sql, " = %" PRId64 " WHERE ds_rowhas(rowid)", seq);
-        for (int k = 0; k < m->ndims; k++) {
-            int32_t x = r->c.m[k];
-            if (x == m->dims[k].root)
-                continue;
-            ds_buf_puts(&sql, " AND ");
-            store__column(&sql, 'd', m->dims[k].id);
-            ds_buf_puts(&sql, " BETWEEN ? AND ?");
-            store__arg(&a, m->dims[k].id_min[x]);
-            store__arg(&a, m->dims[k].id_max[x]);
-        }
-        duckdb_prepared_statement st;
-        rc = store__prepare(s->con, sql.data, &st, err);
-        if (rc == 0) {
-            rc = store__bind_args(st, &a, 1, err);
-            if (rc == 0)
-                rc = store__run(st, NULL, err);
-            duckdb_destroy_prepare(&st);
-        }
+        ds_buf_printf(&sql, " = %" PRId64, seq);
+        where_changed(&sql, &a, r);
+        if (rc == 0)
+            rc = run_sql(s, &sql, &a, err);
         ds_buf_free(&sql);
         store__args_free(&a);
         store__rowmap_free(&s->rows);
@@ -899,7 +965,7 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
     return rc;
 }
 
-/* Every changed cell's old and new value into the leaf log. */
+/* The leaf log of the cells that had no row (they were appended). */
 static int log_cells(ds_store *s, const region *r, const ds_write *w, const cellset *cs,
                      const int64_t *nv, int64_t seq, ds_error *err)
 {
@@ -908,18 +974,31 @@ static int log_cells(ds_store *s, const region *r, const ds_write *w, const cell
     const ds_model *m = r->m;
     chunk_app app;
     int rc = store__log_open(s, m, &app, err);
-    int32_t full[DS_MAX_DIMS];
     int16_t mid = (int16_t)m->measures[w->measure].id;
+    size_t nk = (size_t)r->nk;
+    int64_t *cseq = NULL, *cold = NULL, *cnew = NULL;
+    int16_t *cmeas = NULL;
+    int32_t *cdim[DS_MAX_DIMS];
     for (size_t i = 0; rc == 0 && i < cs->n; i++) {
-        if (nv[i] == cs->value[i])
+        if (nv[i] == cs->value[i] || cs->rowid[i] >= 0)
             continue;
-        full_cell(r, cs, i, full);
-        ((int64_t *)store__chunk_col(&app, 0))[app.n] = seq;
-        ((int16_t *)store__chunk_col(&app, 1))[app.n] = mid;
+        if (app.n == 0) { /* a fresh chunk: its column pointers */
+            cseq = store__chunk_col(&app, 0);
+            cmeas = store__chunk_col(&app, 1);
+            for (int k = 0; k < m->ndims; k++)
+                cdim[k] = store__chunk_col(&app, 2 + k);
+            cold = store__chunk_col(&app, 2 + m->ndims);
+            cnew = store__chunk_col(&app, 3 + m->ndims);
+        }
+        idx_t row = app.n;
+        cseq[row] = seq;
+        cmeas[row] = mid;
         for (int k = 0; k < m->ndims; k++)
-            ((int32_t *)store__chunk_col(&app, 2 + k))[app.n] = full[k];
-        ((int64_t *)store__chunk_col(&app, 2 + m->ndims))[app.n] = cs->value[i];
-        ((int64_t *)store__chunk_col(&app, 3 + m->ndims))[app.n] = nv[i];
+            cdim[k][row] = r->c.m[k];
+        for (size_t j = 0; j < nk; j++)
+            cdim[r->kdim[j]][row] = cell_member(r, cs, i, (int)j);
+        cold[row] = cs->value[i];
+        cnew[row] = nv[i];
         rc = store__chunk_end_row(&app, err);
     }
     if (rc == 0)
@@ -967,7 +1046,7 @@ static void add_children_and_leaves(const region *r, const ds_write *w, const ce
             continue;
         ds_cell cell = r->c;
         for (int j = 0; j < r->nk; j++)
-            cell.m[r->kdim[j]] = cs->member[i * (size_t)r->nk + (size_t)j];
+            cell.m[r->kdim[j]] = cell_member(r, cs, i, j);
         list_add(out, &cell, w->measure, cs->value[i], nv[i]);
     }
 }
@@ -977,7 +1056,7 @@ static int decide_spread(ds_store *s, const region *r, const ds_command *cmd, co
                          int64_t seq, cellset *cs, int64_t **nv, spread_plan *plan,
                          spread_totals *tot, ds_i128 *after, ds_error *err)
 {
-    int rc = read_region(s, r, w->measure, cs, err);
+    int rc = read_region(s, r, w->measure, cmd->if_seq >= 0, cs, err);
     if (rc)
         return rc;
     mark_held(r, w, cs);

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,4 +232,10 @@ int64_t ds_now_ns(void)
 double ds_now_ms(void)
 {
     return (double)ds_now_ns() / 1e6; /* for reports only */
+}
+
+void ds_tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024); /* glibc's upper limit */
+    mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
 }

@@ -290,6 +290,80 @@ START_TEST(two_dimensions)
 }
 END_TEST
 
+/* A spread big enough to walk on two threads (> 65,536 cells), checked by
+ * its properties: every family and every leaf gets the floor or ceiling
+ * of its exact share, the sum is exact, and shuffled input gives the same
+ * values per cell. */
+START_TEST(big_spread_on_two_threads)
+{
+    enum { F = 7, P = 12000, N = 1 + F + F * P, CELLS = F * P };
+    int32_t *parent = malloc(N * sizeof *parent), *id = malloc(N * sizeof *id);
+    int32_t *coord = malloc(CELLS * sizeof *coord), *coord2 = malloc(CELLS * sizeof *coord2);
+    int64_t *vals = malloc(CELLS * sizeof *vals), *vals2 = malloc(CELLS * sizeof *vals2);
+    int64_t *out = malloc(CELLS * sizeof *out), *out2 = malloc(CELLS * sizeof *out2);
+    parent[0] = -1;
+    id[0] = 1;
+    int node = 1, cell = 0;
+    ds_i128 total = 0;
+    for (int f = 0; f < F; f++) {
+        int fam = node++;
+        parent[fam] = 0;
+        id[fam] = 10 + f;
+        for (int p = 0; p < P; p++) {
+            parent[node] = fam;
+            id[node] = 100 + node;
+            coord[cell] = node++;
+            vals[cell] = (int64_t)(ds_mix64((uint64_t)cell) % 1000) + 1;
+            total += vals[cell++];
+        }
+    }
+    spread_tree t = {.n = N, .parent = parent, .id = id};
+    spread_cells c = {.n = CELLS, .ntrees = 1, .trees = &t, .coord = coord, .value = vals};
+    ds_i128 target = total * 7 / 3 + 12345;
+    spread_params p = {.method = SPREAD_PROPORTIONAL, .amount = target, .seq = 99,
+                       .leaf_max = DEC_LEAF_MAX};
+    spread_totals tot;
+    spread_plan plan;
+    ds_i128 after;
+    spread_totals_of(&c, &tot);
+    ck_assert_int_eq(spread_plan_make(&p, &tot, &plan, NULL), 0);
+    ck_assert_int_eq(spread_apportion(&p, &plan, &c, out, &after, NULL), 0);
+    ds_i128 sum = 0;
+    for (int f = 0; f < F; f++) {
+        ds_i128 fo = 0, fn = 0;
+        for (int i = f * P; i < (f + 1) * P; i++) {
+            ds_i128 q, r;
+            ck_assert(dec_muldiv(target, vals[i], total, &q, &r));
+            ck_assert(out[i] == q || (r != 0 && out[i] == q + 1));
+            fo += vals[i];
+            fn += out[i];
+        }
+        ds_i128 q, r;
+        ck_assert(dec_muldiv(target, fo, total, &q, &r));
+        ck_assert(fn == q || (r != 0 && fn == q + 1));
+        sum += fn;
+    }
+    ck_assert(sum == target && after == target);
+    /* reversed input order: the same value for every cell */
+    for (int i = 0; i < CELLS; i++) {
+        coord2[i] = coord[CELLS - 1 - i];
+        vals2[i] = vals[CELLS - 1 - i];
+    }
+    spread_cells c2 = {.n = CELLS, .ntrees = 1, .trees = &t, .coord = coord2, .value = vals2};
+    ck_assert_int_eq(spread_apportion(&p, &plan, &c2, out2, &after, NULL), 0);
+    for (int i = 0; i < CELLS; i++)
+        ck_assert(out2[i] == out[CELLS - 1 - i]);
+    free(parent);
+    free(id);
+    free(coord);
+    free(coord2);
+    free(vals);
+    free(vals2);
+    free(out);
+    free(out2);
+}
+END_TEST
+
 START_TEST(bad_input_is_internal)
 {
     int32_t parent[] = {-1, 0, 0}, id[] = {1, 2, 3};
@@ -325,6 +399,7 @@ int main(void)
     tcase_add_test(tc, out_of_range);
     tcase_add_test(tc, equal_is_fair_per_family);
     tcase_add_test(tc, two_dimensions);
+    tcase_add_test(tc, big_spread_on_two_threads);
     tcase_add_test(tc, bad_input_is_internal);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
