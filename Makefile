@@ -40,7 +40,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 DEPS_STAMP := .deps/.checked
 
 .SECONDARY:
-.PHONY: all deps test unit-test run bench bench-spread clean format format-check
+.PHONY: all deps test unit-test cli-test run bench bench-spread clean format format-check
 all: $(BIN)
 
 # Installs Debian packages and fetches DuckDB when missing (scripts/deps.sh).
@@ -76,7 +76,10 @@ $(BUILD)/bench/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 unit-test: $(UNIT_BIN) $(BIN)
 	@./tests/run_unit.sh $(BUILD) $(UNIT_BIN)
 
-test: unit-test
+cli-test: $(BIN)
+	@./tests/cli.sh $(BIN)
+
+test: unit-test cli-test
 
 run: $(BIN)
 	./$(BIN) demo --data data

@@ -47,10 +47,13 @@ static double spread_once(ds_store *s, const ds_model *m, bool up, int64_t *leav
     if (store_read_cell(r, m, &c, 0, &total, &seq, &e))
         die("read", &e);
     store_reader_free(r);
-    ds_write w = {.measure = 0, .cell = c, .method = SPREAD_PROPORTIONAL, .form = SPREAD_SET,
+    ds_write w = {.measure = 0,
+                  .cell = c,
+                  .method = SPREAD_PROPORTIONAL,
+                  .form = SPREAD_SET,
                   .amount = up ? total * 2 : total / 2};
-    ds_command cmd = {.kind = COMMAND_WRITE, .user = "bench", .if_seq = -1, .nwrites = 1,
-                      .writes = &w};
+    ds_command cmd = {
+        .kind = COMMAND_WRITE, .user = "bench", .if_seq = -1, .nwrites = 1, .writes = &w};
     ds_outcome o;
     double t0 = ds_now_ms();
     if (store_apply(s, DEMO_MODEL, &cmd, &o, &e))

@@ -43,14 +43,14 @@ typedef enum member_op_kind {
 
 typedef struct ds_member_op {
     member_op_kind kind;
-    int dim;           /* index into the model's dimensions */
-    int32_t member;    /* rename, move, delete: the member */
-    int32_t parent;    /* add, move: the new parent */
-    const char *key;   /* add: the new member's key */
-    const char *name;  /* add, rename: the display name */
-    int32_t facts_to;  /* add, move under a leaf with facts: which leaf takes
-                          them (for add, -2 means the new member); else -1 */
-    bool force;        /* delete: also delete the facts beneath */
+    int dim;          /* index into the model's dimensions */
+    int32_t member;   /* rename, move, delete: the member */
+    int32_t parent;   /* add, move: the new parent */
+    const char *key;  /* add: the new member's key */
+    const char *name; /* add, rename: the display name */
+    int32_t facts_to; /* add, move under a leaf with facts: which leaf takes
+                         them (for add, -2 means the new member); else -1 */
+    bool force;       /* delete: also delete the facts beneath */
 } ds_member_op;
 
 typedef enum command_kind {
@@ -79,8 +79,8 @@ typedef struct ds_change {
  * store's cap; truncated says some were left out. */
 typedef struct ds_changeset {
     ds_change target;
-    spread_method method;   /* the effective method */
-    bool leaf;              /* the target was a leaf cell */
+    spread_method method; /* the effective method */
+    bool leaf;            /* the target was a leaf cell */
     int64_t leaves_changed;
     size_t nchanges;
     ds_change *changes;

@@ -187,23 +187,24 @@ static int load_facts(ds_store *s, const ds_model *m, const demo_opts *o, int64_
  * brand rows, 6 for supplier rows. */
 static void view_sql(const ds_model *m, char *buf, size_t n)
 {
-    snprintf(buf, n,
-             "SELECT s.name AS supplier, b.name AS brand, fm.name AS family, "
-             "s.key AS supplier_key, b.key AS brand_key, fm.key AS family_key, "
-             "mo.key AS month, "
-             "COALESCE(SUM(f.\"m0\"), 0) AS quantity, COALESCE(SUM(f.\"m1\"), 0) AS net_amount, "
-             "GROUPING(s.key, b.key, fm.key, mo.key) AS grouping_id "
-             "FROM \"f_%1$d\" f "
-             "JOIN ds_member p ON p.model_id = %1$d AND p.dim_id = 0 AND p.member_id = f.\"d0\" "
-             "JOIN ds_member fm ON fm.model_id = %1$d AND fm.dim_id = 0 "
-             "AND fm.member_id = p.parent_id "
-             "JOIN ds_member b ON b.model_id = %1$d AND b.dim_id = 0 AND b.member_id = fm.parent_id "
-             "JOIN ds_member s ON s.model_id = %1$d AND s.dim_id = 0 AND s.member_id = b.parent_id "
-             "JOIN ds_member mo ON mo.model_id = %1$d AND mo.dim_id = 2 "
-             "AND mo.member_id = f.\"d2\" "
-             "GROUP BY GROUPING SETS ((s.key, s.name, b.key, b.name, fm.key, fm.name, mo.key), "
-             "(s.key, s.name, b.key, b.name, mo.key), (s.key, s.name, mo.key))",
-             (int)m->id);
+    snprintf(
+        buf, n,
+        "SELECT s.name AS supplier, b.name AS brand, fm.name AS family, "
+        "s.key AS supplier_key, b.key AS brand_key, fm.key AS family_key, "
+        "mo.key AS month, "
+        "COALESCE(SUM(f.\"m0\"), 0) AS quantity, COALESCE(SUM(f.\"m1\"), 0) AS net_amount, "
+        "GROUPING(s.key, b.key, fm.key, mo.key) AS grouping_id "
+        "FROM \"f_%1$d\" f "
+        "JOIN ds_member p ON p.model_id = %1$d AND p.dim_id = 0 AND p.member_id = f.\"d0\" "
+        "JOIN ds_member fm ON fm.model_id = %1$d AND fm.dim_id = 0 "
+        "AND fm.member_id = p.parent_id "
+        "JOIN ds_member b ON b.model_id = %1$d AND b.dim_id = 0 AND b.member_id = fm.parent_id "
+        "JOIN ds_member s ON s.model_id = %1$d AND s.dim_id = 0 AND s.member_id = b.parent_id "
+        "JOIN ds_member mo ON mo.model_id = %1$d AND mo.dim_id = 2 "
+        "AND mo.member_id = f.\"d2\" "
+        "GROUP BY GROUPING SETS ((s.key, s.name, b.key, b.name, fm.key, fm.name, mo.key), "
+        "(s.key, s.name, b.key, b.name, mo.key), (s.key, s.name, mo.key))",
+        (int)m->id);
 }
 
 int demo_load(ds_store *s, const demo_opts *o, bool *loaded, int64_t *facts, ds_error *err)

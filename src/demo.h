@@ -15,8 +15,8 @@
 #include "model.h"
 #include "store.h"
 
-#define DEMO_MODEL "sales"
-#define DEMO_VIEW "sales_summary_by_product_family"
+#define DEMO_MODEL         "sales"
+#define DEMO_VIEW          "sales_summary_by_product_family"
 #define DEMO_DEFAULT_FACTS 200000
 
 typedef struct demo_opts {

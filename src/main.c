@@ -13,7 +13,7 @@
 #include "store.h"
 
 #define DS_VERSION "0.1.0"
-#define DB_FILE "duckspread.db"
+#define DB_FILE    "duckspread.db"
 
 static const char usage_main[] =
     "usage: duckspread <command> [options]\n"

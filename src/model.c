@@ -131,8 +131,8 @@ int model_check_name(const char *s, size_t len, const char *what, ds_error *err)
                            "the %s contains a control character at byte %zu", what, i);
         size_t n = utf8_len(u + i, len - i);
         if (!n)
-            return ds_fail(err, DS_INVALID_VALUE, what,
-                           "the %s is not valid UTF-8 at byte %zu", what, i);
+            return ds_fail(err, DS_INVALID_VALUE, what, "the %s is not valid UTF-8 at byte %zu",
+                           what, i);
         i += n;
     }
     return 0;
@@ -200,8 +200,8 @@ int model_add_measure(ds_model *m, int32_t id, const char *name, int scale, ds_e
     return m->nmeasures++;
 }
 
-int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *name,
-                     int32_t ordinal, ds_error *err)
+int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *name, int32_t ordinal,
+                     ds_error *err)
 {
     int rc = model_check_name(key, strlen(key), "key", err);
     if (!rc)
@@ -215,8 +215,11 @@ int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *nam
         d->alloc = d->alloc ? d->alloc * 2 : 16;
         d->members = xrealloc(d->members, (size_t)d->alloc * sizeof *d->members);
     }
-    d->members[d->nmembers] = (ds_member){.key = xstrdup(key), .name = xstrdup(name),
-                                          .parent = parent, .ordinal = ordinal, .alive = true};
+    d->members[d->nmembers] = (ds_member){.key = xstrdup(key),
+                                          .name = xstrdup(name),
+                                          .parent = parent,
+                                          .ordinal = ordinal,
+                                          .alive = true};
     return d->nmembers++;
 }
 
@@ -234,8 +237,12 @@ void model_put_member(ds_dim *d, int32_t id, int32_t parent, const char *key, co
         d->members[d->nmembers++] = (ds_member){.parent = -1, .alive = false};
     free(d->members[id].key);
     free(d->members[id].name);
-    d->members[id] = (ds_member){.key = xstrdup(key), .name = xstrdup(name), .parent = parent,
-                                 .ordinal = ordinal, .struct_seq = struct_seq, .alive = true};
+    d->members[id] = (ds_member){.key = xstrdup(key),
+                                 .name = xstrdup(name),
+                                 .parent = parent,
+                                 .ordinal = ordinal,
+                                 .struct_seq = struct_seq,
+                                 .alive = true};
     if (parent < 0)
         d->root = id;
 }
@@ -350,8 +357,7 @@ int32_t model_find_key(const ds_dim *d, const char *key, size_t len)
     return ds_strmap_get(&d->by_key, key, len, &id) ? id : -1;
 }
 
-int model_resolve_member(const ds_dim *d, const char *text, size_t len, int32_t *id,
-                         ds_error *err)
+int model_resolve_member(const ds_dim *d, const char *text, size_t len, int32_t *id, ds_error *err)
 {
     int32_t found = model_find_key(d, text, len);
     if (found >= 0) {

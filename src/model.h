@@ -18,9 +18,9 @@
 #include "spread.h"
 #include "util.h"
 
-#define DS_MAX_DIMS 16
+#define DS_MAX_DIMS     16
 #define DS_MAX_MEASURES 64
-#define DS_IDENT_MAX 256 /* bytes in a key, name or identifier */
+#define DS_IDENT_MAX    256 /* bytes in a key, name or identifier */
 
 typedef struct ds_member {
     char *key;
@@ -47,7 +47,7 @@ typedef struct ds_dim {
     int32_t *id_min, *id_max;  /* id -> smallest and largest id in its subtree */
     int32_t npre;
     ds_strmap by_key;
-    ds_strmap by_name;      /* display name -> first member id with it */
+    ds_strmap by_name;       /* display name -> first member id with it */
     int32_t *next_same_name; /* id -> next member id with the same name, or -1 */
 } ds_dim;
 
@@ -79,8 +79,8 @@ int model_add_dim(ds_model *m, int32_t id, const char *name, const char *root_ke
 int model_add_measure(ds_model *m, int32_t id, const char *name, int scale, ds_error *err);
 /* Adds member `id` (must be dim->nmembers: ids are dense) under parent id.
  * The caller calls model_dim_index() once after a series of additions. */
-int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *name,
-                     int32_t ordinal, ds_error *err);
+int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *name, int32_t ordinal,
+                     ds_error *err);
 /* Puts member `id` in place when loading a stored catalog (ids may have
  * gaps where members were deleted; parent -1 makes it the root). */
 void model_put_member(ds_dim *d, int32_t id, int32_t parent, const char *key, const char *name,
@@ -99,8 +99,7 @@ int32_t model_find_key(const ds_dim *d, const char *key, size_t len);
 
 /* A member by key or, if no key matches, by a unique display name.
  * not_found (target "cell") or ambiguous_member with the candidate keys. */
-int model_resolve_member(const ds_dim *d, const char *text, size_t len, int32_t *id,
-                         ds_error *err);
+int model_resolve_member(const ds_dim *d, const char *text, size_t len, int32_t *id, ds_error *err);
 
 static inline bool model_is_leaf(const ds_dim *d, int32_t id)
 {
@@ -115,8 +114,7 @@ static inline bool model_is_under(const ds_dim *d, int32_t a, int32_t b)
 
 /* The subtree beneath member id as a spread_tree (preorder, local node i is
  * d->pre[d->pos[id] + i]). Arrays are caller-freed with free(). */
-void model_subtree(const ds_dim *d, int32_t id, spread_tree *t, int32_t **parent,
-                   int32_t **ids);
+void model_subtree(const ds_dim *d, int32_t id, spread_tree *t, int32_t **parent, int32_t **ids);
 
 /* True when the ids in id's subtree are exactly [id_min, id_max], so a
  * range test on ids selects the subtree's facts and nothing else. */

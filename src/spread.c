@@ -115,13 +115,13 @@ int spread_plan_make(const spread_params *p, const spread_totals *t, spread_plan
 typedef struct tree_shape {
     int32_t n;
     const int32_t *id;
-    int32_t *size;        /* nodes in the subtree, itself included */
-    int32_t *kid_start;   /* children of i: kids[kid_start[i] .. kid_start[i+1]) */
+    int32_t *size;      /* nodes in the subtree, itself included */
+    int32_t *kid_start; /* children of i: kids[kid_start[i] .. kid_start[i+1]) */
     int32_t *kids;
 } tree_shape;
 
 typedef struct kid {
-    int32_t node; /* member in the current tree */
+    int32_t node;  /* member in the current tree */
     size_t lo, hi; /* its cells in sorted order */
     ds_i128 frac;  /* remainder over den */
     ds_i128 alloc;
@@ -279,8 +279,7 @@ static size_t push_kid(walk *w)
 
 /* Splits [lo, hi) among y's children with cells beneath them, pushing one
  * kid each; returns the sum of their floors via *floors. */
-static size_t split_kids(walk *w, int k, int32_t y, size_t lo, size_t hi,
-                         ds_i128 *floors)
+static size_t split_kids(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 *floors)
 {
     const tree_shape *s = &w->shapes[k];
     size_t base = w->nkids;
@@ -320,8 +319,7 @@ static int set_cell(walk *w, size_t lo, size_t hi, ds_i128 a)
     return 0;
 }
 
-static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a,
-                     uint64_t hstate);
+static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate);
 
 /* Pushes y's children (with cells beneath) with their allocations out of
  * a: floors, plus one unit each for the best ranked. Returns how many. */
@@ -662,8 +660,16 @@ int spread_apportion(const spread_params *p, const spread_plan *plan, const spre
         int32_t *sc = xmalloc_array(m * nt, sizeof *sc);
         for (size_t i = 0; i < m; i++)
             memcpy(sc + i * nt, c->coord + order[i] * nt, nt * sizeof *sc);
-        walk w = {.p = p, .c = c, .shapes = shapes, .order = order, .sc = sc, .pf = pf,
-                  .pr = pr, .den = den, .newv = newv, .err = err};
+        walk w = {.p = p,
+                  .c = c,
+                  .shapes = shapes,
+                  .order = order,
+                  .sc = sc,
+                  .pf = pf,
+                  .pr = pr,
+                  .den = den,
+                  .newv = newv,
+                  .err = err};
         rc = walk_top(&w, 0, 0, 0, m, ut, ds_mix64(p->seq));
         free(w.kids);
         free(sc);

@@ -57,9 +57,9 @@ typedef enum spread_form {
 typedef struct spread_params {
     spread_method method;
     spread_form form;
-    ds_i128 amount; /* minor units of the measure, or the scaled percent */
-    int pct_scale;  /* places of a percent amount, 0..SPREAD_PCT_MAX_SCALE */
-    uint64_t seq;   /* the seq the command will get: seeds the tie hash */
+    ds_i128 amount;   /* minor units of the measure, or the scaled percent */
+    int pct_scale;    /* places of a percent amount, 0..SPREAD_PCT_MAX_SCALE */
+    uint64_t seq;     /* the seq the command will get: seeds the tie hash */
     int64_t leaf_max; /* every leaf result must satisfy |v| <= leaf_max */
 } spread_params;
 
@@ -72,10 +72,10 @@ typedef struct spread_totals {
 } spread_totals;
 
 typedef struct spread_plan {
-    spread_method method; /* effective method */
-    ds_i128 target;       /* T: C's value after, for SET/DELTA/PERCENT of
-                             proportional and equal; for repeat it is
-                             known only after spread_apportion */
+    spread_method method;  /* effective method */
+    ds_i128 target;        /* T: C's value after, for SET/DELTA/PERCENT of
+                              proportional and equal; for repeat it is
+                              known only after spread_apportion */
     ds_i128 unheld_target; /* T - h (proportional and equal) */
     bool dense;            /* the cells must include missing ones */
 } spread_plan;

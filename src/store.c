@@ -132,8 +132,7 @@ int store__bind_args(duckdb_prepared_statement st, const sql_args *a, int first,
 {
     for (int i = 0; i < a->n; i++)
         if (duckdb_bind_int64(st, (idx_t)(first + i), a->v[i]) == DuckDBError)
-            return ds_fail(err, DS_INTERNAL, NULL, "database: cannot bind parameter %d",
-                           first + i);
+            return ds_fail(err, DS_INTERNAL, NULL, "database: cannot bind parameter %d", first + i);
     return 0;
 }
 
@@ -466,9 +465,9 @@ static int load_dims_measures(ds_store *s, ds_model **ms, size_t n, ds_error *er
 {
     duckdb_result res;
     row_iter it;
-    int rc = query_rows(s->con,
-                        "SELECT model_id, dim_id, name FROM ds_dimension ORDER BY model_id, ordinal",
-                        &res, err);
+    int rc = query_rows(
+        s->con, "SELECT model_id, dim_id, name FROM ds_dimension ORDER BY model_id, ordinal", &res,
+        err);
     if (rc)
         return rc;
     store__rows_init(&it, &res);
@@ -485,8 +484,9 @@ static int load_dims_measures(ds_store *s, ds_model **ms, size_t n, ds_error *er
     }
     store__rows_done(&it);
     duckdb_destroy_result(&res);
-    if (rc || (rc = query_rows(s->con, "SELECT model_id, measure_id, name, scale FROM ds_measure "
-                                       "ORDER BY model_id, ordinal",
+    if (rc || (rc = query_rows(s->con,
+                               "SELECT model_id, measure_id, name, scale FROM ds_measure "
+                               "ORDER BY model_id, ordinal",
                                &res, err)))
         return rc;
     store__rows_init(&it, &res);
@@ -496,8 +496,8 @@ static int load_dims_measures(ds_store *s, ds_model **ms, size_t n, ds_error *er
         const char *name = store__rows_str(&it, 2, &len);
         if (m && m->nmeasures < DS_MAX_MEASURES)
             m->measures[m->nmeasures++] = (ds_measure){.id = store__rows_i32(&it, 1),
-                                                      .name = xstrndup(name, len),
-                                                      .scale = store__rows_i32(&it, 3)};
+                                                       .name = xstrndup(name, len),
+                                                       .scale = store__rows_i32(&it, 3)};
     }
     store__rows_done(&it);
     duckdb_destroy_result(&res);
@@ -547,8 +547,8 @@ static int load_members(ds_store *s, ds_model **ms, size_t n, ds_error *err)
 static int load_catalog(ds_store *s, ds_error *err)
 {
     duckdb_result res;
-    int rc = query_rows(s->con, "SELECT model_id, name, seq FROM ds_model ORDER BY model_id", &res,
-                        err);
+    int rc =
+        query_rows(s->con, "SELECT model_id, name, seq FROM ds_model ORDER BY model_id", &res, err);
     if (rc)
         return rc;
     ds_model **ms = NULL;

@@ -23,11 +23,11 @@ typedef struct ds_store ds_store;
 typedef struct ds_reader ds_reader;
 
 typedef struct ds_store_opts {
-    size_t change_cap;   /* entries listed in a change set (default 1000) */
-    int64_t create_cap;  /* facts one spread may create (default 1,000,000) */
-    bool leaf_log;       /* keep every leaf's old and new value (default true;
-                            false exists only so benchmarks can measure it) */
-    int threads;         /* DuckDB worker threads, 0 = DuckDB's default */
+    size_t change_cap;        /* entries listed in a change set (default 1000) */
+    int64_t create_cap;       /* facts one spread may create (default 1,000,000) */
+    bool leaf_log;            /* keep every leaf's old and new value (default true;
+                                 false exists only so benchmarks can measure it) */
+    int threads;              /* DuckDB worker threads, 0 = DuckDB's default */
     const char *memory_limit; /* DuckDB memory_limit, NULL = default */
 } ds_store_opts;
 
@@ -61,8 +61,8 @@ typedef struct ds_loader ds_loader;
 int store_load_begin(ds_store *s, const char *model, ds_loader **out, ds_error *err);
 /* members[ndims]; values[nmeasures]; present[k] false leaves measure k
  * missing. */
-int store_load_add(ds_loader *l, const int32_t *members, const int64_t *values,
-                   const bool *present, ds_error *err);
+int store_load_add(ds_loader *l, const int32_t *members, const int64_t *values, const bool *present,
+                   ds_error *err);
 /* Commits (or rolls back when commit is false) and frees the loader. */
 int store_load_end(ds_loader *l, bool commit, ds_error *err);
 /* Creates (or replaces) a named view of a model from a SELECT written by

@@ -85,8 +85,7 @@ int store__write_closure(ds_store *s, const ds_model *m, int dim, ds_error *err)
 {
     const ds_dim *d = &m->dims[dim];
     int64_t args[] = {m->id, d->id};
-    int rc = exec_args(s, "DELETE FROM ds_closure WHERE model_id = ? AND dim_id = ?", args, 2,
-                       err);
+    int rc = exec_args(s, "DELETE FROM ds_closure WHERE model_id = ? AND dim_id = ?", args, 2, err);
     duckdb_appender ap;
     if (rc || (rc = store__appender(s, "ds_closure", &ap, err)))
         return rc;
@@ -116,8 +115,8 @@ static int insert_catalog_rows(ds_store *s, const ds_model *m, ds_error *err)
     duckdb_bind_varchar(st, 2, m->name);
     rc = store__run(st, NULL, err);
     duckdb_destroy_prepare(&st);
-    if (rc || (rc = store__prepare(s->con, "INSERT INTO ds_dimension VALUES (?, ?, ?, ?, ?)",
-                                   &st, err)))
+    if (rc ||
+        (rc = store__prepare(s->con, "INSERT INTO ds_dimension VALUES (?, ?, ?, ?, ?)", &st, err)))
         return rc;
     for (int k = 0; rc == 0 && k < m->ndims; k++) {
         duckdb_bind_int32(st, 1, m->id);
@@ -480,8 +479,8 @@ int store_load_begin(ds_store *s, const char *model, ds_loader **out, ds_error *
     return 0;
 }
 
-int store_load_add(ds_loader *l, const int32_t *members, const int64_t *values,
-                   const bool *present, ds_error *err)
+int store_load_add(ds_loader *l, const int32_t *members, const int64_t *values, const bool *present,
+                   ds_error *err)
 {
     const ds_model *m = l->m;
     idx_t row = l->app.n;

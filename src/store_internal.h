@@ -32,11 +32,11 @@ typedef struct model_slot {
 /* rowid -> new value, read by the update functions during one UPDATE. */
 typedef struct rowmap {
     bool dense;
-    int64_t base;   /* dense: vals[rowid - base] */
+    int64_t base; /* dense: vals[rowid - base] */
     size_t span;
     int64_t *vals;
     uint8_t *has;
-    size_t cap;     /* hash: open addressing, key -1 is empty */
+    size_t cap; /* hash: open addressing, key -1 is empty */
     int64_t *keys;
     int64_t *hvals;
 } rowmap;
@@ -45,7 +45,7 @@ struct ds_store {
     duckdb_database db;
     duckdb_connection con; /* the writer's */
     ds_store_opts opts;
-    pthread_mutex_t lock;  /* slots[] and snapshot references */
+    pthread_mutex_t lock; /* slots[] and snapshot references */
     model_slot **slots;
     size_t nslots;
     bool in_txn;
@@ -104,7 +104,7 @@ void store__rows_init(row_iter *it, duckdb_result *res);
 bool store__rows_next(row_iter *it);
 bool store__rows_null(const row_iter *it, idx_t col);
 int32_t store__rows_i32(const row_iter *it, idx_t col);
-int64_t store__rows_i64(const row_iter *it, idx_t col); /* BIGINT, DECIMAL(18) */
+int64_t store__rows_i64(const row_iter *it, idx_t col);  /* BIGINT, DECIMAL(18) */
 ds_i128 store__rows_i128(const row_iter *it, idx_t col); /* HUGEINT, DECIMAL(38) */
 const char *store__rows_str(const row_iter *it, idx_t col, uint32_t *len);
 /* Frees the current chunk (call when leaving a loop early). */

@@ -150,9 +150,9 @@ static int stale_member(const ds_dim *d, int32_t x, int64_t if_seq, int64_t cur,
 {
     if (if_seq < 0 || !alive(d, x) || d->members[x].struct_seq <= if_seq)
         return 0;
-    int rc = ds_fail(err, DS_STALE, "cell",
-                     "member '%s' of dimension '%s' changed after seq %" PRId64,
-                     d->members[x].key, d->name, if_seq);
+    int rc =
+        ds_fail(err, DS_STALE, "cell", "member '%s' of dimension '%s' changed after seq %" PRId64,
+                d->members[x].key, d->name, if_seq);
     if (err) {
         err->has_seq = true;
         err->seq = cur;
@@ -162,8 +162,8 @@ static int stale_member(const ds_dim *d, int32_t x, int64_t if_seq, int64_t cur,
 
 /* Refuses when leaf `parent` has facts and `facts_to` does not name a
  * leaf that will be beneath it and has none itself. */
-static int check_facts_to(ds_store *s, const ds_model *m, int dim, int32_t parent,
-                          int32_t facts_to, int32_t moving, bool *move, ds_error *err)
+static int check_facts_to(ds_store *s, const ds_model *m, int dim, int32_t parent, int32_t facts_to,
+                          int32_t moving, bool *move, ds_error *err)
 {
     const ds_dim *d = &m->dims[dim];
     *move = false;
@@ -243,8 +243,8 @@ static int op_move(ds_store *s, const ds_model *m, const ds_command *cmd, int64_
     if (op->member == d->root)
         return ds_fail(err, DS_INVALID_VALUE, "member", "the root of '%s' cannot move", d->name);
     if (model_is_under(d, op->parent, op->member))
-        return ds_fail(err, DS_INVALID_VALUE, "parent",
-                       "'%s' cannot move beneath itself", d->members[op->member].key);
+        return ds_fail(err, DS_INVALID_VALUE, "parent", "'%s' cannot move beneath itself",
+                       d->members[op->member].key);
     int32_t old_parent = d->members[op->member].parent;
     bool move;
     int rc = stale_member(d, op->member, cmd->if_seq, seq - 1, err);

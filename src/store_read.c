@@ -29,8 +29,8 @@ static int snapshot_begin(ds_reader *r, int32_t model_id, int64_t *seq, ds_error
 {
     int rc = store__exec(r->con, "BEGIN TRANSACTION", err);
     duckdb_prepared_statement st;
-    if (rc || (rc = store__prepare(r->con, "SELECT seq FROM ds_model WHERE model_id = ?", &st,
-                                   err)))
+    if (rc ||
+        (rc = store__prepare(r->con, "SELECT seq FROM ds_model WHERE model_id = ?", &st, err)))
         return rc;
     duckdb_bind_int32(st, 1, model_id);
     duckdb_result res;
@@ -138,8 +138,8 @@ static void closure_join(ds_buf *sql, const char *alias, const ds_model *m, int 
 int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
                     int64_t *seq, ds_error *err)
 {
-    if (g->row_dim == g->col_dim || g->row_dim < 0 || g->col_dim < 0 ||
-        g->row_dim >= m->ndims || g->col_dim >= m->ndims)
+    if (g->row_dim == g->col_dim || g->row_dim < 0 || g->col_dim < 0 || g->row_dim >= m->ndims ||
+        g->col_dim >= m->ndims)
         return ds_fail(err, DS_INVALID_VALUE, "dimension",
                        "rows and columns need two different dimensions");
     for (size_t i = 0; i < g->nrows; i++)
@@ -216,8 +216,9 @@ static int hash_table(ds_reader *r, const char *table_sql, uint64_t *h, ds_error
 {
     ds_buf sql;
     ds_buf_init(&sql, 4096);
-    ds_buf_printf(&sql, "SELECT count(*)::HUGEINT * 1000003 + COALESCE(SUM(hash(t)::HUGEINT), 0) "
-                        "FROM %s t",
+    ds_buf_printf(&sql,
+                  "SELECT count(*)::HUGEINT * 1000003 + COALESCE(SUM(hash(t)::HUGEINT), 0) "
+                  "FROM %s t",
                   table_sql);
     duckdb_result res;
     int rc = 0;
@@ -236,8 +237,8 @@ static int hash_table(ds_reader *r, const char *table_sql, uint64_t *h, ds_error
 
 int store_checksum(ds_reader *r, uint64_t *out, ds_error *err)
 {
-    static const char *const catalog[] = {"ds_model", "ds_dimension", "ds_measure", "ds_member",
-                                          "ds_closure", "ds_view"};
+    static const char *const catalog[] = {"ds_model",  "ds_dimension", "ds_measure",
+                                          "ds_member", "ds_closure",   "ds_view"};
     uint64_t h = 0;
     int rc = store__exec(r->con, "BEGIN TRANSACTION", err);
     for (size_t i = 0; rc == 0 && i < DS_ARRAY_LEN(catalog); i++)

@@ -96,8 +96,7 @@ static int check_cell(const ds_model *m, const ds_cell *c, ds_error *err)
     for (int k = 0; k < m->ndims; k++) {
         const ds_dim *d = &m->dims[k];
         if (c->m[k] < 0 || c->m[k] >= d->nmembers || !d->members[c->m[k]].alive)
-            return ds_fail(err, DS_NOT_FOUND, "cell", "dimension '%s' has no such member",
-                           d->name);
+            return ds_fail(err, DS_NOT_FOUND, "cell", "dimension '%s' has no such member", d->name);
     }
     return 0;
 }
@@ -140,8 +139,8 @@ static int check_structure(const ds_model *m, const ds_cell *c, int64_t if_seq, 
 
 static int stale(ds_error *err, int64_t if_seq, int64_t cur)
 {
-    int rc = ds_fail(err, DS_STALE, "cell", "a cell this command would change was changed after seq %" PRId64,
-                     if_seq);
+    int rc = ds_fail(err, DS_STALE, "cell",
+                     "a cell this command would change was changed after seq %" PRId64, if_seq);
     if (err) {
         err->has_seq = true;
         err->seq = cur;
@@ -181,7 +180,7 @@ static void list_add(change_list *l, const ds_cell *c, int measure, ds_i128 old_
 
 typedef struct lattice {
     const ds_model *m;
-    int nd;                   /* dimensions whose target member is not the root */
+    int nd; /* dimensions whose target member is not the root */
     int dim[DS_MAX_DIMS];
     int32_t *chain[DS_MAX_DIMS]; /* target's member, its parent, ... , root */
     int len[DS_MAX_DIMS];
@@ -521,7 +520,8 @@ static int write_leaf(ds_store *s, model_slot *slot, const ds_write *w, const le
     int rc;
     if (lr->exists) {
         duckdb_prepared_statement st = slot->stmts.leaf_update[w->measure];
-        duckdb_decimal d = {.width = 18, .scale = (uint8_t)m->measures[w->measure].scale,
+        duckdb_decimal d = {.width = 18,
+                            .scale = (uint8_t)m->measures[w->measure].scale,
                             .value = store__hugeint(nv)};
         duckdb_bind_decimal(st, 1, d);
         duckdb_bind_int64(st, 2, seq);
@@ -531,7 +531,8 @@ static int write_leaf(ds_store *s, model_slot *slot, const ds_write *w, const le
         duckdb_prepared_statement st = slot->stmts.leaf_insert[w->measure];
         for (int k = 0; k < m->ndims; k++)
             duckdb_bind_int32(st, (idx_t)k + 1, w->cell.m[k]);
-        duckdb_decimal d = {.width = 18, .scale = (uint8_t)m->measures[w->measure].scale,
+        duckdb_decimal d = {.width = 18,
+                            .scale = (uint8_t)m->measures[w->measure].scale,
                             .value = store__hugeint(nv)};
         duckdb_bind_decimal(st, (idx_t)m->ndims + 1, d);
         duckdb_bind_int64(st, (idx_t)m->ndims + 2, seq);
@@ -564,8 +565,8 @@ static int apply_leaf(ds_store *s, model_slot *slot, const ds_command *cmd, cons
         return stale(err, cmd->if_seq, seq - 1);
     cs->leaf = true;
     cs->method = w->method;
-    cs->target = (ds_change){.cell = w->cell, .measure = w->measure, .old_value = lr.value,
-                             .new_value = nv};
+    cs->target =
+        (ds_change){.cell = w->cell, .measure = w->measure, .old_value = lr.value, .new_value = nv};
     cs->leaves_changed = changed;
     if (changed) {
         *wrote = true;
@@ -586,7 +587,7 @@ typedef struct region {
     int32_t *tparent[DS_MAX_DIMS], *tids[DS_MAX_DIMS];
     int32_t *leaves[DS_MAX_DIMS]; /* leaf members in preorder */
     size_t nleaves[DS_MAX_DIMS];
-    int32_t *leaf_at[DS_MAX_DIMS]; /* member id -> index in leaves, or -1 */
+    int32_t *leaf_at[DS_MAX_DIMS];   /* member id -> index in leaves, or -1 */
     const int32_t *pre[DS_MAX_DIMS]; /* local node -> member id */
 } region;
 
@@ -633,11 +634,11 @@ static int32_t local_node(const region *r, int i, int32_t x)
 typedef struct cellset {
     size_t n, alloc;
     int nk;
-    int32_t *coord;  /* n * nk local tree nodes (cell_member() gives ids) */
-    int64_t *value;  /* current (0 when missing) */
-    int64_t *rowid;  /* -1: no row */
-    int64_t *stamp;  /* seq stamp, 0 when missing */
-    uint8_t *has;    /* the measure has a value */
+    int32_t *coord; /* n * nk local tree nodes (cell_member() gives ids) */
+    int64_t *value; /* current (0 when missing) */
+    int64_t *rowid; /* -1: no row */
+    int64_t *stamp; /* seq stamp, 0 when missing */
+    uint8_t *has;   /* the measure has a value */
     uint8_t *held;
 } cellset;
 
@@ -798,8 +799,7 @@ static int densify(const region *r, const ds_write *w, int64_t cap, cellset *cs,
     for (size_t i = 0; i < cs->n; i++) {
         size_t at = 0;
         for (int j = 0; j < r->nk; j++)
-            at = at * r->nleaves[j] +
-                 (size_t)r->leaf_at[j][cell_member(r, cs, i, j)];
+            at = at * r->nleaves[j] + (size_t)r->leaf_at[j][cell_member(r, cs, i, j)];
         row_of[at] = (int64_t)i;
     }
     cellset d = {.nk = r->nk};
@@ -1060,18 +1060,29 @@ static int decide_spread(ds_store *s, const region *r, const ds_command *cmd, co
     if (rc)
         return rc;
     mark_held(r, w, cs);
-    spread_cells cells = {.n = cs->n, .ntrees = r->nk, .trees = r->trees, .coord = cs->coord,
-                          .value = cs->value, .held = cs->held};
+    spread_cells cells = {.n = cs->n,
+                          .ntrees = r->nk,
+                          .trees = r->trees,
+                          .coord = cs->coord,
+                          .value = cs->value,
+                          .held = cs->held};
     spread_totals_of(&cells, tot);
-    spread_params p = {.method = w->method, .form = w->form, .amount = w->amount,
-                       .pct_scale = w->pct_scale, .seq = (uint64_t)seq,
+    spread_params p = {.method = w->method,
+                       .form = w->form,
+                       .amount = w->amount,
+                       .pct_scale = w->pct_scale,
+                       .seq = (uint64_t)seq,
                        .leaf_max = DEC_LEAF_MAX};
     if ((rc = spread_plan_make(&p, tot, plan, err)))
         return rc;
     if (plan->dense && (rc = densify(r, w, s->opts.create_cap, cs, err)))
         return rc;
-    cells = (spread_cells){.n = cs->n, .ntrees = r->nk, .trees = r->trees, .coord = cs->coord,
-                           .value = cs->value, .held = cs->held};
+    cells = (spread_cells){.n = cs->n,
+                           .ntrees = r->nk,
+                           .trees = r->trees,
+                           .coord = cs->coord,
+                           .value = cs->value,
+                           .held = cs->held};
     *nv = xmalloc_array(cs->n ? cs->n : 1, sizeof **nv);
     if ((rc = spread_apportion(&p, plan, &cells, *nv, after, err)))
         return rc;
@@ -1100,8 +1111,8 @@ static int apply_spread(ds_store *s, model_slot *slot, const ds_command *cmd, co
     if (rc == 0) {
         ds_changeset *c = out->cs;
         c->method = plan.method;
-        c->target = (ds_change){.cell = w->cell, .measure = w->measure, .old_value = tot.total,
-                                .new_value = after};
+        c->target = (ds_change){
+            .cell = w->cell, .measure = w->measure, .old_value = tot.total, .new_value = after};
         for (size_t i = 0; i < cs.n; i++)
             c->leaves_changed += nv[i] != cs.value[i];
         if (c->leaves_changed) {
@@ -1137,8 +1148,8 @@ static void target_text(const ds_model *m, const ds_cell *c, char *buf, size_t n
         o += (size_t)snprintf(buf + o, n - o, "%s%" PRId32, k ? "," : "", c->m[k]);
 }
 
-static int log_write(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq,
-                     int64_t ts, size_t part, const ds_changeset *cs, ds_error *err)
+static int log_write(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq, int64_t ts,
+                     size_t part, const ds_changeset *cs, ds_error *err)
 {
     const ds_model *m = store__current(slot);
     const ds_write *w = &cmd->writes[part];
@@ -1146,11 +1157,16 @@ static int log_write(ds_store *s, model_slot *slot, const ds_command *cmd, int64
     target_text(m, &w->cell, target, sizeof target);
     dec_format(w->amount, w->form == SPREAD_PERCENT ? w->pct_scale : m->measures[w->measure].scale,
                amount);
-    command_row row = {.part = (int)part, .kind = cs->leaf ? "leaf" : "spread",
-                       .measure_id = m->measures[w->measure].id, .target = target,
-                       .method = spread_method_name(cs->method), .form = form_name(w->form),
-                       .amount = amount, .has_values = true,
-                       .old_value = cs->target.old_value, .new_value = cs->target.new_value,
+    command_row row = {.part = (int)part,
+                       .kind = cs->leaf ? "leaf" : "spread",
+                       .measure_id = m->measures[w->measure].id,
+                       .target = target,
+                       .method = spread_method_name(cs->method),
+                       .form = form_name(w->form),
+                       .amount = amount,
+                       .has_values = true,
+                       .old_value = cs->target.old_value,
+                       .new_value = cs->target.new_value,
                        .leaves_changed = cs->leaves_changed};
     return store__log_command(s, slot, cmd, seq, ts, &row, err);
 }

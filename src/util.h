@@ -16,10 +16,10 @@ __extension__ typedef unsigned __int128 ds_u128;
 #define DS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Allocation failure aborts with file:line; these never return NULL. */
-#define xmalloc(n) ds__xmalloc((n), __FILE__, __LINE__)
-#define xcalloc(n, m) ds__xcalloc((n), (m), __FILE__, __LINE__)
+#define xmalloc(n)     ds__xmalloc((n), __FILE__, __LINE__)
+#define xcalloc(n, m)  ds__xcalloc((n), (m), __FILE__, __LINE__)
 #define xrealloc(p, n) ds__xrealloc((p), (n), __FILE__, __LINE__)
-#define xstrdup(s) ds__xstrdup((s), __FILE__, __LINE__)
+#define xstrdup(s)     ds__xstrdup((s), __FILE__, __LINE__)
 #define xstrndup(s, n) ds__xstrndup((s), (n), __FILE__, __LINE__)
 /* n * m elements, aborting on overflow of the product. */
 #define xmalloc_array(n, m) ds__xmalloc_array((n), (m), __FILE__, __LINE__)
@@ -47,8 +47,7 @@ void ds_buf_reset(ds_buf *b);
 void ds_buf_append(ds_buf *b, const char *s, size_t n);
 void ds_buf_puts(ds_buf *b, const char *s);
 void ds_buf_putc(ds_buf *b, char c);
-void ds_buf_printf(ds_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void ds_buf_printf(ds_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ds_buf_vprintf(ds_buf *b, const char *fmt, va_list ap);
 /* Takes the buffer's storage; the caller frees it with free(). */
 char *ds_buf_steal(ds_buf *b);

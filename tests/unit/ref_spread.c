@@ -357,8 +357,8 @@ static bool form_target(const spread_params *p, const ref_sums *s, mpz_t target,
     return ok;
 }
 
-int ref_plan(const spread_params *p, const spread_cells *c, spread_method *effective,
-             mpz_t target, mpz_t need)
+int ref_plan(const spread_params *p, const spread_cells *c, spread_method *effective, mpz_t target,
+             mpz_t need)
 {
     ref_sums s;
     sums_of(c, &s);

@@ -48,8 +48,8 @@ void ref_round_half_away(mpz_t out, const mpz_t num, const mpz_t den);
  * T (*target) and T - h (*need). Independent of whether missing cells are
  * listed. Returns 0, -DS_SIGNS_CANCEL, or -DS_OUT_OF_RANGE when the amount
  * or T - h is beyond 10^REF_LIMIT_DIGITS. For repeat both are set to 0. */
-int ref_plan(const spread_params *p, const spread_cells *c, spread_method *effective,
-             mpz_t target, mpz_t need);
+int ref_plan(const spread_params *p, const spread_cells *c, spread_method *effective, mpz_t target,
+             mpz_t need);
 
 /* Plan and apportion: fills newv[0..c->n) (held cells keep their value),
  * *effective and total_after (C's value after). Returns 0 or a negative

@@ -38,10 +38,10 @@ static run spread_flat(spread_method m, spread_form f, ds_i128 amount, int n, co
     tree = flat(n);
     for (int i = 0; i < n; i++)
         coord[i] = i + 1;
-    spread_cells c = {.n = (size_t)n, .ntrees = 1, .trees = &tree, .coord = coord,
-                      .value = vals, .held = held};
-    spread_params p = {.method = m, .form = f, .amount = amount, .seq = 7,
-                       .leaf_max = DEC_LEAF_MAX};
+    spread_cells c = {
+        .n = (size_t)n, .ntrees = 1, .trees = &tree, .coord = coord, .value = vals, .held = held};
+    spread_params p = {
+        .method = m, .form = f, .amount = amount, .seq = 7, .leaf_max = DEC_LEAF_MAX};
     run r;
     memset(&r, 0, sizeof r);
     spread_totals t;
@@ -233,8 +233,8 @@ START_TEST(equal_is_fair_per_family)
     spread_tree t = {.n = N, .parent = parent, .id = id};
     spread_cells c = {.n = F * P, .ntrees = 1, .trees = &t, .coord = coord, .value = vals};
     for (uint64_t seq = 1; seq <= 20; seq++) {
-        spread_params p = {.method = SPREAD_EQUAL, .amount = 1000, .seq = seq,
-                           .leaf_max = DEC_LEAF_MAX};
+        spread_params p = {
+            .method = SPREAD_EQUAL, .amount = 1000, .seq = seq, .leaf_max = DEC_LEAF_MAX};
         spread_totals tot;
         spread_plan plan;
         ds_i128 after;
@@ -266,8 +266,8 @@ START_TEST(two_dimensions)
     int32_t coord[] = {1, 2, 1, 3, 2, 2, 2, 3}; /* A.M1 A.M2 B.M1 B.M2 */
     int64_t vals[] = {10, 30, 20, 40}, out[4];
     spread_cells c = {.n = 4, .ntrees = 2, .trees = trees, .coord = coord, .value = vals};
-    spread_params p = {.method = SPREAD_PROPORTIONAL, .amount = 50, .seq = 3,
-                       .leaf_max = DEC_LEAF_MAX};
+    spread_params p = {
+        .method = SPREAD_PROPORTIONAL, .amount = 50, .seq = 3, .leaf_max = DEC_LEAF_MAX};
     spread_totals tot;
     spread_plan plan;
     ds_i128 after;
@@ -320,8 +320,8 @@ START_TEST(big_spread_on_two_threads)
     spread_tree t = {.n = N, .parent = parent, .id = id};
     spread_cells c = {.n = CELLS, .ntrees = 1, .trees = &t, .coord = coord, .value = vals};
     ds_i128 target = total * 7 / 3 + 12345;
-    spread_params p = {.method = SPREAD_PROPORTIONAL, .amount = target, .seq = 99,
-                       .leaf_max = DEC_LEAF_MAX};
+    spread_params p = {
+        .method = SPREAD_PROPORTIONAL, .amount = target, .seq = 99, .leaf_max = DEC_LEAF_MAX};
     spread_totals tot;
     spread_plan plan;
     ds_i128 after;

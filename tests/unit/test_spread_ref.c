@@ -23,9 +23,9 @@
 #include "ref_spread.h"
 #include "spread.h"
 
-#define MAX_TREES 3
-#define MAX_NODES 64
-#define MAX_DENSE 500
+#define MAX_TREES   3
+#define MAX_NODES   64
+#define MAX_DENSE   500
 #define RANDOM_RUNS 6
 #ifndef CASES_PER_RUN /* -DCASES_PER_RUN=100000 for a long soak */
 #define CASES_PER_RUN 2000
@@ -152,8 +152,7 @@ static void cs_shuffle(const cellset *s, rng *r, cellset *out, size_t *perm)
     }
     cs_init(out, s->ntrees, s->trees, s->n);
     for (size_t j = 0; j < s->n; j++)
-        cs_add(out, s->coord + perm[j] * (size_t)s->ntrees, s->value[perm[j]],
-               s->held[perm[j]]);
+        cs_add(out, s->coord + perm[j] * (size_t)s->ntrees, s->value[perm[j]], s->held[perm[j]]);
 }
 
 /* ---- engine runs ------------------------------------------------------ */
@@ -241,9 +240,9 @@ static bool target_formula(const spread_params *p, const spread_plan *plan, cons
         mpz_ui_pow_ui(den, 10, (unsigned long)p->pct_scale);
         mpz_mul_ui(den, den, 100);
         mpz_add(x, x, den);
-        mpz_mul(x, x, usum);  /* exact: x / den */
+        mpz_mul(x, x, usum); /* exact: x / den */
         mpz_mul(t, need, den);
-        mpz_sub(t, t, x);     /* (need - exact) * den */
+        mpz_sub(t, t, x); /* (need - exact) * den */
         int away = mpz_sgn(t) == mpz_sgn(x) || mpz_sgn(t) == 0;
         mpz_abs(t, t);
         mpz_mul_ui(t, t, 2);
@@ -283,8 +282,7 @@ static bool check_sums(const spread_params *p, const spread_plan *plan, const sp
         if (mpz_cmp(unheld_new, v) != 0)
             ok = (snprintf(inv_msg, sizeof inv_msg, "unheld cells do not sum to T - h"), false);
         else if (!target_formula(p, plan, total, held, usum))
-            ok = (snprintf(inv_msg, sizeof inv_msg, "T or T - h is not what the form says"),
-                  false);
+            ok = (snprintf(inv_msg, sizeof inv_msg, "T or T - h is not what the form says"), false);
     }
     mpz_clears(total, held, usum, all, unheld_new, v, NULL);
     return ok;
@@ -619,23 +617,35 @@ static ds_i128 gen_amount(rng *r, spread_params *p, size_t ncells)
         p->pct_scale = (int)rng_below(r, SPREAD_PCT_MAX_SCALE + 1);
         ds_i128 unit = dec_pow10(p->pct_scale);
         switch (rng_below(r, 10)) {
-        case 0: return -100 * unit;
-        case 1: return gen_huge(r);
-        case 2: return rng_range(r, -999, 999);
-        case 3: return unit * 50 + sign * (unit / 2);
+        case 0:
+            return -100 * unit;
+        case 1:
+            return gen_huge(r);
+        case 2:
+            return rng_range(r, -999, 999);
+        case 3:
+            return unit * 50 + sign * (unit / 2);
         default:
             return rng_range(r, -200, 300) * unit + (ds_i128)rng_below(r, (uint64_t)unit);
         }
     }
     switch (rng_below(r, 12)) {
-    case 0: return gen_huge(r);
-    case 1: return sign * (lm + (ds_i128)rng_below(r, 2));
-    case 2: return sign * lm * (ds_i128)rng_range(r, 1, (int64_t)ncells + 1) + rng_range(r, -2, 2);
-    case 3: return rng_range(r, -1000000, 1000000);
-    case 4: return rng_range(r, -1000000000000LL, 1000000000000LL);
-    case 5: return 0;
-    case 6: return rng_range(r, -50, 50);
-    default: return rng_range(r, -1000, 1000);
+    case 0:
+        return gen_huge(r);
+    case 1:
+        return sign * (lm + (ds_i128)rng_below(r, 2));
+    case 2:
+        return sign * lm * (ds_i128)rng_range(r, 1, (int64_t)ncells + 1) + rng_range(r, -2, 2);
+    case 3:
+        return rng_range(r, -1000000, 1000000);
+    case 4:
+        return rng_range(r, -1000000000000LL, 1000000000000LL);
+    case 5:
+        return 0;
+    case 6:
+        return rng_range(r, -50, 50);
+    default:
+        return rng_range(r, -1000, 1000);
     }
 }
 
@@ -728,9 +738,8 @@ static void dump_case(const gen_case *g, const char *why, const outcome *e, cons
             (unsigned long long)p->seq, (long long)p->leaf_max);
     fprintf(stderr, "engine: rc=%d", e->rc);
     if (e->planned)
-        fprintf(stderr, " plan{method=%s target=%s need=%s dense=%d}",
-                method_names[e->plan.method], i128_str(e->plan.target, b1),
-                i128_str(e->plan.unheld_target, b2), e->plan.dense);
+        fprintf(stderr, " plan{method=%s target=%s need=%s dense=%d}", method_names[e->plan.method],
+                i128_str(e->plan.target, b1), i128_str(e->plan.unheld_target, b2), e->plan.dense);
     fprintf(stderr, " after=%s\n", i128_str(e->after, b1));
     fprintf(stderr, "ref:    rc=%d method=%s target=", f->rc, method_names[f->method]);
     mpz_out_str(stderr, 10, f->ref_target);
@@ -753,8 +762,8 @@ static void dump_case(const gen_case *g, const char *why, const outcome *e, cons
 
 /* The engine's flow: plan on the given cells, then apportion on them or,
  * when the plan is dense and they were sparse, on the cross product. */
-static void run_engine(const gen_case *g, const cellset *given, bool given_dense,
-                       cellset *dense, outcome *e)
+static void run_engine(const gen_case *g, const cellset *given, bool given_dense, cellset *dense,
+                       outcome *e)
 {
     spread_cells c = cs_view(given);
     spread_totals t, t2;
@@ -776,8 +785,7 @@ static void run_engine(const gen_case *g, const cellset *given, bool given_dense
     e->newv = xmalloc_array(e->cells->n + 1, sizeof *e->newv);
     if (e->rc == 0)
         e->rc = spread_apportion(&g->p, &e->plan, &c, e->newv, &e->after, &err);
-    ck_assert_msg(e->rc == 0 || (int)err.code == -e->rc, "err.code %d for rc %d", err.code,
-                  e->rc);
+    ck_assert_msg(e->rc == 0 || (int)err.code == -e->rc, "err.code %d for rc %d", err.code, e->rc);
 }
 
 /* The reference on the given cells, or on the cross product when its own
@@ -891,8 +899,7 @@ static void one_case(uint64_t seed, tally *tl, bool keep_going)
     tl->held += e.rc == -DS_HELD;
     tl->signs += e.rc == -DS_SIGNS_CANCEL;
     tl->range += e.rc == -DS_OUT_OF_RANGE;
-    tl->fallback += e.planned && g.p.method == SPREAD_PROPORTIONAL &&
-                    e.plan.method == SPREAD_EQUAL;
+    tl->fallback += e.planned && g.p.method == SPREAD_PROPORTIONAL && e.plan.method == SPREAD_EQUAL;
     if (why) {
         dump_case(&g, why, &e, &f);
         tl->failures++;

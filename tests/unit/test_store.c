@@ -126,13 +126,23 @@ static void refresh_model(void)
     M = store_model_acquire(S, DEMO_MODEL, strlen(DEMO_MODEL));
 }
 
-static int write_cell(ds_cell c, int measure, spread_method method, spread_form form, ds_i128 amount,
-                 const ds_hold *holds, int nholds, int64_t if_seq, ds_outcome *out)
+static int write_cell(ds_cell c, int measure, spread_method method, spread_form form,
+                      ds_i128 amount, const ds_hold *holds, int nholds, int64_t if_seq,
+                      ds_outcome *out)
 {
-    ds_write w = {.measure = measure, .cell = c, .method = method, .form = form,
-                  .amount = amount, .holds = holds, .nholds = nholds};
-    ds_command cmd = {.kind = COMMAND_WRITE, .user = "tester", .request_id = "r-1",
-                      .if_seq = if_seq, .nwrites = 1, .writes = &w};
+    ds_write w = {.measure = measure,
+                  .cell = c,
+                  .method = method,
+                  .form = form,
+                  .amount = amount,
+                  .holds = holds,
+                  .nholds = nholds};
+    ds_command cmd = {.kind = COMMAND_WRITE,
+                      .user = "tester",
+                      .request_id = "r-1",
+                      .if_seq = if_seq,
+                      .nwrites = 1,
+                      .writes = &w};
     return store_apply(S, DEMO_MODEL, &cmd, out, &E);
 }
 
@@ -169,8 +179,9 @@ static void assert_floor_or_ceil(ds_i128 got, ds_i128 a, ds_i128 b, ds_i128 c)
 {
     bool exact;
     ds_i128 f = share_floor(a, b, c, &exact);
-    ck_assert_msg(got == f || (!exact && got == f + 1), "value %lld is not floor/ceil of %lld*%lld/%lld",
-                  (long long)got, (long long)a, (long long)b, (long long)c);
+    ck_assert_msg(got == f || (!exact && got == f + 1),
+                  "value %lld is not floor/ceil of %lld*%lld/%lld", (long long)got, (long long)a,
+                  (long long)b, (long long)c);
 }
 
 /* ---- original case 1 at engine level: a leaf write rolls up -------------- */
@@ -182,8 +193,8 @@ START_TEST(leaf_write_rolls_up)
     ds_i128 before = read_cell(leaf, 0), brand_before = read_cell(brand, 0);
     int64_t seq0 = seq_now();
     ds_outcome o;
-    ck_assert_msg(write_cell(leaf, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 777, NULL, 0, -1, &o) == 0, "%s",
-                  E.message);
+    ck_assert_msg(write_cell(leaf, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 777, NULL, 0, -1, &o) == 0,
+                  "%s", E.message);
     ck_assert_int_eq(o.seq, seq0 + 1);
     ck_assert_int_eq(seq_now(), seq0 + 1);
     ck_assert(read_cell(leaf, 0) == 777);
@@ -309,14 +320,22 @@ START_TEST(all_zero_children_equal)
 {
     ds_outcome o;
     int pk = dim("product");
-    ds_member_op add = {.kind = MEMBER_ADD, .dim = pk, .parent = member("product", "Brand X"),
-                        .key = "BX-NEW", .name = "New family", .facts_to = -1};
+    ds_member_op add = {.kind = MEMBER_ADD,
+                        .dim = pk,
+                        .parent = member("product", "Brand X"),
+                        .key = "BX-NEW",
+                        .name = "New family",
+                        .facts_to = -1};
     ck_assert_msg(member_op(add, &o) == 0, "%s", E.message);
     outcome_clear(&o);
     const char *keys[] = {"BX-NEW-1", "BX-NEW-2", "BX-NEW-3"};
     for (int i = 0; i < 3; i++) {
-        ds_member_op p = {.kind = MEMBER_ADD, .dim = pk, .parent = member("product", "BX-NEW"),
-                          .key = keys[i], .name = keys[i], .facts_to = -1};
+        ds_member_op p = {.kind = MEMBER_ADD,
+                          .dim = pk,
+                          .parent = member("product", "BX-NEW"),
+                          .key = keys[i],
+                          .name = keys[i],
+                          .facts_to = -1};
         ck_assert(member_op(p, &o) == 0);
         outcome_clear(&o);
     }
@@ -324,8 +343,8 @@ START_TEST(all_zero_children_equal)
     ck_assert(read_cell(fam, 0) == 0);
     ds_cell bx = cell3("product=Brand X", "customer=C-0001", "time=2025");
     ds_i128 bx_before = read_cell(bx, 0);
-    ck_assert_msg(write_cell(fam, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 100, NULL, 0, -1, &o) == 0, "%s",
-                  E.message);
+    ck_assert_msg(write_cell(fam, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 100, NULL, 0, -1, &o) == 0,
+                  "%s", E.message);
     ck_assert_int_eq(o.sets[0].method, SPREAD_EQUAL);
     /* 3 products x 12 months: 100/36 each -> 2 or 3, sum exact */
     ck_assert_int_eq(o.sets[0].leaves_changed, 36);
@@ -359,8 +378,8 @@ START_TEST(multidimensional_brand_x_2025)
     ds_i128 old = read_cell(c, 1), keep = read_cell(y2024, 1), all = read_cell(all2025, 1);
     ds_i128 target = 123456789; /* 1,234,567.89 */
     ds_outcome o;
-    ck_assert_msg(write_cell(c, 1, SPREAD_PROPORTIONAL, SPREAD_SET, target, NULL, 0, -1, &o) == 0, "%s",
-                  E.message);
+    ck_assert_msg(write_cell(c, 1, SPREAD_PROPORTIONAL, SPREAD_SET, target, NULL, 0, -1, &o) == 0,
+                  "%s", E.message);
     ck_assert(read_cell(c, 1) == target);
     ck_assert(read_cell(y2024, 1) == keep);
     ck_assert(read_cell(all2025, 1) == all - old + target);
@@ -418,7 +437,8 @@ START_TEST(holds_keep_values)
     ds_cell leaf = cell3("customer=C-0003", "time=2024-05", NULL);
     leaf.m[0] = M->dims[0].kids[M->dims[0].kid_start[fam]]; /* a product of the family */
     ck_assert(model_is_leaf(&M->dims[0], leaf.m[0]));
-    ck_assert_int_eq(write_cell(leaf, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 5, &h, 1, -1, &o), -DS_HELD);
+    ck_assert_int_eq(write_cell(leaf, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 5, &h, 1, -1, &o),
+                     -DS_HELD);
     /* a spread where every leaf is held and T != h is refused */
     ck_assert_int_eq(write_cell(fc, 0, SPREAD_PROPORTIONAL, SPREAD_SET, held + 1, &h, 1, -1, &o),
                      -DS_HELD);
@@ -465,11 +485,13 @@ START_TEST(refusals_change_nothing)
     ck_assert_int_eq(write_cell(leaf, 0, 0, SPREAD_DELTA, DEC_LEAF_MAX, NULL, 0, -1, &o),
                      -DS_OUT_OF_RANGE);
     ds_cell bx = cell3("product=Brand X", NULL, NULL);
-    ck_assert_int_eq(write_cell(bx, 0, 0, SPREAD_SET, dec_pow10(30), NULL, 0, -1, &o), -DS_OUT_OF_RANGE);
+    ck_assert_int_eq(write_cell(bx, 0, 0, SPREAD_SET, dec_pow10(30), NULL, 0, -1, &o),
+                     -DS_OUT_OF_RANGE);
     ck_assert_int_eq(write_cell(bx, 0, SPREAD_REPEAT, SPREAD_SET, dec_pow10(18), NULL, 0, -1, &o),
                      -DS_OUT_OF_RANGE);
     /* stale: the leaf changed after seq - 1 */
-    ck_assert_int_eq(write_cell(q1, 0, SPREAD_EQUAL, SPREAD_SET, 30, NULL, 0, seq - 2, &o), -DS_STALE);
+    ck_assert_int_eq(write_cell(q1, 0, SPREAD_EQUAL, SPREAD_SET, 30, NULL, 0, seq - 2, &o),
+                     -DS_STALE);
     ck_assert(E.has_seq && E.seq == seq);
     /* unknown measure, dead or foreign member ids */
     ck_assert_int_eq(write_cell(leaf, 5, 0, SPREAD_SET, 1, NULL, 0, -1, &o), -DS_NOT_FOUND);
@@ -480,17 +502,32 @@ START_TEST(refusals_change_nothing)
     int pk = dim("product");
     ds_member_op ops[] = {
         {.kind = MEMBER_ADD, .dim = pk, .parent = leaf.m[0], .key = "X1", .facts_to = -1},
-        {.kind = MEMBER_ADD, .dim = pk, .parent = member("product", "S01"), .key = "P-0001",
+        {.kind = MEMBER_ADD,
+         .dim = pk,
+         .parent = member("product", "S01"),
+         .key = "P-0001",
          .facts_to = -1},
-        {.kind = MEMBER_ADD, .dim = pk, .parent = member("product", "S01"), .key = "",
+        {.kind = MEMBER_ADD,
+         .dim = pk,
+         .parent = member("product", "S01"),
+         .key = "",
          .facts_to = -1},
         {.kind = MEMBER_DELETE, .dim = pk, .member = member("product", "S01-B1"), .facts_to = -1},
-        {.kind = MEMBER_DELETE, .dim = pk, .member = M->dims[pk].root, .force = true,
+        {.kind = MEMBER_DELETE,
+         .dim = pk,
+         .member = M->dims[pk].root,
+         .force = true,
          .facts_to = -1},
-        {.kind = MEMBER_MOVE, .dim = pk, .member = member("product", "S01"),
-         .parent = member("product", "S01-B1"), .facts_to = -1},
-        {.kind = MEMBER_MOVE, .dim = pk, .member = member("product", "S01-B1-F1"),
-         .parent = leaf.m[0], .facts_to = -1},
+        {.kind = MEMBER_MOVE,
+         .dim = pk,
+         .member = member("product", "S01"),
+         .parent = member("product", "S01-B1"),
+         .facts_to = -1},
+        {.kind = MEMBER_MOVE,
+         .dim = pk,
+         .member = member("product", "S01-B1-F1"),
+         .parent = leaf.m[0],
+         .facts_to = -1},
         {.kind = MEMBER_ADD, .dim = 9, .parent = 0, .key = "Z", .facts_to = -1},
     };
     static const ds_code want[] = {DS_INVALID_VALUE, DS_INVALID_VALUE, DS_INVALID_VALUE,
@@ -512,7 +549,8 @@ START_TEST(too_many_cells_refused)
     uint64_t sum = checksum();
     ds_outcome o;
     ds_cell bx = cell3("product=Brand X", NULL, NULL);
-    ck_assert_int_eq(write_cell(bx, 0, SPREAD_EQUAL, SPREAD_SET, 5, NULL, 0, -1, &o), -DS_TOO_MANY_CELLS);
+    ck_assert_int_eq(write_cell(bx, 0, SPREAD_EQUAL, SPREAD_SET, 5, NULL, 0, -1, &o),
+                     -DS_TOO_MANY_CELLS);
     ck_assert(E.has_count && E.count > 50 && E.limit == 50);
     ck_assert(checksum() == sum);
     /* a small region fits: one product, one customer, one year (12 cells) */
@@ -548,15 +586,19 @@ START_TEST(member_operations)
     ck_assert(read_cell(ct, 0) == vt + vp);
     ck_assert(read_cell(all, 0) == grand);
     /* rename keeps the key */
-    ds_member_op rn = {.kind = MEMBER_RENAME, .dim = pk, .member = p, .name = "Renamed",
-                       .facts_to = -1};
+    ds_member_op rn = {
+        .kind = MEMBER_RENAME, .dim = pk, .member = p, .name = "Renamed", .facts_to = -1};
     ck_assert(member_op(rn, &o) == 0);
     outcome_clear(&o);
     ck_assert_str_eq(M->dims[pk].members[member("product", "P-0004")].name, "Renamed");
     ck_assert_int_eq(member("product", "Renamed"), p);
     /* a child under a leaf with facts takes them with facts_to */
-    ds_member_op add = {.kind = MEMBER_ADD, .dim = pk, .parent = p, .key = "P-0004-A",
-                        .name = "Variant A", .facts_to = -2};
+    ds_member_op add = {.kind = MEMBER_ADD,
+                        .dim = pk,
+                        .parent = p,
+                        .key = "P-0004-A",
+                        .name = "Variant A",
+                        .facts_to = -2};
     ck_assert_msg(member_op(add, &o) == 0, "%s", E.message);
     outcome_clear(&o);
     ds_cell ca = all;
@@ -564,8 +606,8 @@ START_TEST(member_operations)
     ck_assert(read_cell(ca, 0) == vp);
     ck_assert(read_cell(cp, 0) == vp);
     /* delete with force deletes the facts beneath */
-    ds_member_op del = {.kind = MEMBER_DELETE, .dim = pk, .member = p, .force = true,
-                        .facts_to = -1};
+    ds_member_op del = {
+        .kind = MEMBER_DELETE, .dim = pk, .member = p, .force = true, .facts_to = -1};
     ck_assert_msg(member_op(del, &o) == 0, "%s", E.message);
     outcome_clear(&o);
     ck_assert(read_cell(ct, 0) == vt);
@@ -650,7 +692,8 @@ START_TEST(batch_is_one_command)
 }
 END_TEST
 
-/* ---- reads ------------------------------------------------------------------------------------ */
+/* ---- reads ------------------------------------------------------------------------------------
+ */
 
 START_TEST(grid_matches_cells)
 {
@@ -666,8 +709,13 @@ START_TEST(grid_matches_cells)
     const char *qs[] = {"2025-Q1", "2025-Q2", "2025-Q3", "2025"};
     for (int i = 0; i < 4; i++)
         cols[i] = member("time", qs[i]);
-    ds_grid_spec g = {.measure = 1, .row_dim = pk, .col_dim = tk, .nrows = nr, .ncols = 4,
-                      .rows = rows, .cols = cols};
+    ds_grid_spec g = {.measure = 1,
+                      .row_dim = pk,
+                      .col_dim = tk,
+                      .nrows = nr,
+                      .ncols = 4,
+                      .rows = rows,
+                      .cols = cols};
     for (int k = 0; k < M->ndims; k++)
         g.fixed.m[k] = M->dims[k].root;
     g.fixed.m[dim("customer")] = member("customer", "North");
@@ -766,14 +814,16 @@ START_TEST(view_matches_facts)
     ck_assert_int_eq(n, 0);
     q1(con, "SELECT count(*) FROM sales_summary_by_product_family", &n);
     ck_assert_int_gt(n, 1000);
-    q1(con, "SELECT count(*) FROM sales_summary_by_product_family WHERE family = 'Shoes' AND "
-            "brand = 'Brand X' AND month = '2025-07'",
+    q1(con,
+       "SELECT count(*) FROM sales_summary_by_product_family WHERE family = 'Shoes' AND "
+       "brand = 'Brand X' AND month = '2025-07'",
        &n);
     ck_assert_int_eq(n, 1);
     /* the names and display columns exist as specified */
-    q1(con, "SELECT count(*) FROM (SELECT supplier, brand, family, supplier_key, brand_key, "
-            "family_key, month, quantity, net_amount, grouping_id FROM "
-            "sales_summary_by_product_family)",
+    q1(con,
+       "SELECT count(*) FROM (SELECT supplier, brand, family, supplier_key, brand_key, "
+       "family_key, month, quantity, net_amount, grouping_id FROM "
+       "sales_summary_by_product_family)",
        &n);
     ck_assert_int_gt(n, 0);
     /* the change log: every changed leaf with old and new, user and time */
@@ -782,7 +832,8 @@ START_TEST(view_matches_facts)
     ck_assert_int_eq(n, seq);
     q1(con, "SELECT count(*) FROM ds_command WHERE user_name = 'tester' AND ts IS NOT NULL", &n);
     ck_assert_int_eq(n, 3);
-    q1(con, "SELECT count(*) FROM l_1 WHERE seq = 1 AND old_value <> new_value AND new_value = 99999",
+    q1(con,
+       "SELECT count(*) FROM l_1 WHERE seq = 1 AND old_value <> new_value AND new_value = 99999",
        &n);
     ck_assert_int_eq(n, 1);
     q1(con, "SELECT sum(new_value - old_value) FROM l_1 WHERE seq = 2", &n);
