@@ -17,7 +17,7 @@
 
 #define DEMO_MODEL         "sales"
 #define DEMO_VIEW          "sales_summary_by_product_family"
-#define DEMO_DEFAULT_FACTS 200000
+#define DEMO_DEFAULT_FACTS 1000000
 
 typedef struct demo_opts {
     uint64_t seed;

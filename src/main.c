@@ -29,14 +29,15 @@ static const char usage_main[] =
     "Run 'duckspread <command> --help' for a command's options.\n";
 
 static const char usage_demo[] =
-    "usage: duckspread demo --data DIR [--facts N] [--seed S]\n"
+    "usage: duckspread demo --data DIR [--scale N] [--seed S]\n"
     "\n"
     "Creates DIR if needed, opens DIR/" DB_FILE ", loads the demo model 'sales'\n"
     "(product x customer x time, quantity and net_amount) unless it is there, and\n"
     "prints a few totals.\n"
     "\n"
     "  --data DIR   data directory (required)\n"
-    "  --facts N    about how many facts to generate (default 200000)\n"
+    "  --scale N    about how many facts to generate (default 1000000, which\n"
+    "               loads in about a second; 10000000 for the large benchmarks)\n"
     "  --seed S     generator seed (default 42)\n"
     "  --help       this help\n";
 
@@ -75,7 +76,7 @@ static int print_total(ds_reader *r, const ds_model *m, const char *label, const
 static int cmd_demo(int argc, char **argv)
 {
     static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"facts", required_argument, NULL, 'f'},
+                                         {"scale", required_argument, NULL, 'f'},
                                          {"seed", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -92,7 +93,7 @@ static int cmd_demo(int argc, char **argv)
         case 'f':
             d.facts = strtoll(optarg, &end, 10);
             if (!*optarg || *end || d.facts < 1 || d.facts > 100000000) {
-                fprintf(stderr, "duckspread demo: --facts takes 1 to 100000000\n");
+                fprintf(stderr, "duckspread demo: --scale takes 1 to 100000000 (facts)\n");
                 return 2;
             }
             break;

@@ -40,8 +40,8 @@ check "no command" 2 "$bin"
 check "unknown command" 2 "$bin" frobnicate
 grep_out "unknown command is named" "unknown command 'frobnicate'"
 check "demo without --data" 2 "$bin" demo
-check "demo with a bad --facts" 2 "$bin" demo --data "$tmp/d" --facts 12x
-check "demo loads" 0 "$bin" demo --data "$tmp/d" --facts 5000
+check "demo with a bad --scale" 2 "$bin" demo --data "$tmp/d" --scale 12x
+check "demo loads" 0 "$bin" demo --data "$tmp/d" --scale 5000
 grep_out "demo reports facts" "facts in"
 grep_out "demo prints Brand X" "Brand X"
 check "demo twice" 0 "$bin" demo --data "$tmp/d"
