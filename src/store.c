@@ -609,6 +609,7 @@ int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_e
     }
     if (s->opts.memory_limit)
         duckdb_set_config(cfg, "memory_limit", s->opts.memory_limit);
+
     duckdb_state st = duckdb_open_ext(path, &s->db, cfg, &open_err);
     duckdb_destroy_config(&cfg);
     if (st == DuckDBError) {

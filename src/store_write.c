@@ -697,11 +697,10 @@ static int read_region(ds_store *s, const region *r, int measure, bool stamps, c
     ds_buf_init(&sql, 1 << 20);
     ds_buf_puts(&sql, "SELECT rowid, ");
     store__column(&sql, 'm', mid);
-    ds_buf_puts(&sql, ", ");
-    if (stamps) /* only if_seq needs them: the column is costly to read */
+    if (stamps) { /* only if_seq needs them: the column is costly to read */
+        ds_buf_puts(&sql, ", ");
         store__column(&sql, 's', mid);
-    else
-        ds_buf_puts(&sql, "0::BIGINT");
+    }
     for (int j = 0; j < r->nk; j++) {
         ds_buf_puts(&sql, ", ");
         store__column(&sql, 'd', m->dims[r->kdim[j]].id);
@@ -723,19 +722,22 @@ static int read_region(ds_store *s, const region *r, int measure, bool stamps, c
         while ((n = store__chunk_next(&it)) > 0) {
             size_t base = cs->n, nk = (size_t)r->nk;
             cellset_grow(cs, base + n);
-            const int64_t *rid = store__chunk_data(&it, 0), *val = store__chunk_data(&it, 1),
-                          *stamp = store__chunk_data(&it, 2);
-            const uint64_t *vv = store__chunk_valid(&it, 1), *sv = store__chunk_valid(&it, 2);
+            const int64_t *rid = store__chunk_data(&it, 0), *val = store__chunk_data(&it, 1);
+            const int64_t *stamp = stamps ? store__chunk_data(&it, 2) : NULL;
+            const uint64_t *vv = store__chunk_valid(&it, 1);
+            const uint64_t *sv = stamps ? store__chunk_valid(&it, 2) : NULL;
             for (idx_t i = 0; i < n; i++) {
                 bool has = !vv || duckdb_validity_row_is_valid((uint64_t *)vv, i);
                 cs->rowid[base + i] = rid[i];
                 cs->has[base + i] = has;
                 cs->value[base + i] = has ? val[i] : 0;
                 cs->stamp[base + i] =
-                    !sv || duckdb_validity_row_is_valid((uint64_t *)sv, i) ? stamp[i] : 0;
+                    stamp && (!sv || duckdb_validity_row_is_valid((uint64_t *)sv, i)) ? stamp[i]
+                                                                                      : 0;
             }
+            idx_t first_dim = stamps ? 3 : 2;
             for (int j = 0; j < r->nk; j++) {
-                const int32_t *x = store__chunk_data(&it, (idx_t)j + 3);
+                const int32_t *x = store__chunk_data(&it, (idx_t)j + first_dim);
                 const ds_dim *d = &m->dims[r->kdim[j]];
                 int32_t top = d->pos[r->c.m[r->kdim[j]]];
                 for (idx_t i = 0; i < n; i++) {
