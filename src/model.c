@@ -82,41 +82,6 @@ ds_model *model_clone(const ds_model *src)
     return m;
 }
 
-/* Decodes one UTF-8 sequence; returns its length or 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0) {
-        len = 2;
-        min = 0x80;
-        c &= 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3;
-        min = 0x800;
-        c &= 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        len = 4;
-        min = 0x10000;
-        c &= 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    return len;
-}
-
 int model_check_name(const char *s, size_t len, const char *what, ds_error *err)
 {
     if (len == 0)
@@ -129,7 +94,7 @@ int model_check_name(const char *s, size_t len, const char *what, ds_error *err)
         if (u[i] < 0x20 || u[i] == 0x7f)
             return ds_fail(err, DS_INVALID_VALUE, what,
                            "the %s contains a control character at byte %zu", what, i);
-        size_t n = utf8_len(u + i, len - i);
+        size_t n = ds_utf8_len(u + i, len - i);
         if (!n)
             return ds_fail(err, DS_INVALID_VALUE, what, "the %s is not valid UTF-8 at byte %zu",
                            what, i);

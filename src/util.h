@@ -74,6 +74,10 @@ void ds_strmap_put(ds_strmap *m, const char *key, size_t klen, int32_t val);
 /* Returns true and sets *val when present. */
 bool ds_strmap_get(const ds_strmap *m, const char *key, size_t klen, int32_t *val);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it
+ * is invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
+size_t ds_utf8_len(const unsigned char *s, size_t n);
+
 /* Keeps large freed blocks in the process instead of returning them to the
  * kernel, so per-command arrays of millions of cells do not pay page
  * faults every time (they dominated a 1M-leaf spread). Call once at start. */
