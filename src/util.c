@@ -272,3 +272,44 @@ size_t ds_utf8_len(const unsigned char *s, size_t n)
         return 0;
     return len;
 }
+
+struct arena_block {
+    struct arena_block *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+};
+
+void *ds_arena_alloc(ds_arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    struct arena_block *b = a->head;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > 8192 ? n : 8192;
+        b = xmalloc(sizeof *b + size);
+        b->next = a->head;
+        b->used = 0;
+        b->size = size;
+        a->head = b;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *ds_arena_strndup(ds_arena *a, const char *s, size_t n)
+{
+    char *p = ds_arena_alloc(a, n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void ds_arena_free(ds_arena *a)
+{
+    while (a->head) {
+        struct arena_block *next = a->head->next;
+        free(a->head);
+        a->head = next;
+    }
+}

@@ -52,6 +52,16 @@ void ds_buf_vprintf(ds_buf *b, const char *fmt, va_list ap);
 /* Takes the buffer's storage; the caller frees it with free(). */
 char *ds_buf_steal(ds_buf *b);
 
+/* A bump allocator for one request or command: everything is freed at
+ * once by ds_arena_free(). */
+typedef struct ds_arena {
+    struct arena_block *head;
+} ds_arena;
+
+void *ds_arena_alloc(ds_arena *a, size_t n); /* zeroed, 16-byte aligned */
+char *ds_arena_strndup(ds_arena *a, const char *s, size_t n);
+void ds_arena_free(ds_arena *a);
+
 /* 64-bit mixing (splitmix64 finaliser) and byte hashing (FNV-1a then
  * mixed). Stable across platforms: used for deterministic tie-breaks. */
 uint64_t ds_mix64(uint64_t x);

@@ -1,0 +1,84 @@
+/* request.h: request bodies <-> commands, and outcomes <-> JSON.
+ *
+ * Decoding runs in two steps so errors come in the order of DESIGN.md
+ * section 4: request_check() looks only at the body's shape (an object,
+ * known fields, types, exactly one of value/delta/percent: 400
+ * malformed), then request_resolve() resolves names against a model
+ * snapshot (404 naming table, column, dimension or cell; 422
+ * ambiguous_member) and parses values exactly at the measure's scale (422
+ * invalid_value, out_of_range). The result is a ds_command plus its
+ * canonical form: the same request with members named by key, which is
+ * what goes on the request stream and what the writer decodes again.
+ * Encoding writes events and responses with members by key and values at
+ * the measure's scale. Pure: JSON through json.h only. */
+#ifndef DS_REQUEST_H
+#define DS_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "command.h"
+#include "error.h"
+#include "json.h"
+#include "model.h"
+#include "util.h"
+
+typedef enum req_kind {
+    REQ_UPDATE_CELL = 0, /* POST /update_cell: "table" names the model */
+    REQ_CELL,            /* POST /v1/models/{m}/cells: one write */
+    REQ_BATCH,           /* POST /v1/models/{m}/cells:batch: "writes" */
+    REQ_MEMBER,          /* POST /v1/models/{m}/dimensions/{d}/members */
+    REQ_CANONICAL,       /* a command from the request stream */
+} req_kind;
+
+#define REQ_ID_MAX 128   /* bytes in a request_id */
+#define REQ_MAX_WRITES 1000
+#define REQ_MAX_HOLDS 64
+
+typedef struct req_decoded {
+    ds_command cmd;        /* points into the arena */
+    ds_member_op member;   /* for REQ_MEMBER (cmd.member is a copy) */
+    const char *request_id; /* NULL when the client gave none */
+    int64_t if_seq;         /* -1: none */
+    bool wait;              /* default true */
+    char *canonical;        /* arena; no request_id and no wait */
+    size_t canonical_len;
+    char hash[65];          /* SHA-256 of canonical, hex */
+} req_decoded;
+
+/* 400s: body must be an object of known fields with the right types. */
+int request_check(const json_val *body, req_kind kind, ds_error *err);
+
+/* The model a body names ("table"), for REQ_UPDATE_CELL and
+ * REQ_CANONICAL; NULL with *len 0 when absent (other kinds). */
+const char *request_table(const json_val *body, size_t *len);
+
+/* 404/422s and values. path_dim names the dimension for REQ_MEMBER (from
+ * the path). Fills *out from arena memory. */
+int request_resolve(const json_val *body, req_kind kind, const ds_model *m, const char *path_dim,
+                    ds_arena *arena, req_decoded *out, ds_error *err);
+
+/* A member named by key, by "All" style root key, or by unique display
+ * name (the lookup every read also uses). target "cell". */
+int request_member(const ds_model *m, int dim, const char *text, size_t len, int32_t *id,
+                   ds_error *err);
+
+/* ---- encoding ---------------------------------------------------------- */
+
+/* {"dim": "key", ...} for every dimension not at its root. */
+void request_put_cell(json_w *w, const ds_model *m, const ds_cell *c);
+
+/* The change event of an applied command (what /get_updates and the
+ * subscribers get): seq, request_id, user, ts, and per kind the target,
+ * method, leaves_changed, changes and truncated of a write; "writes" for
+ * a batch; "member" for a member operation. */
+void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd,
+                       const ds_outcome *o, const char *request_id, const char *user);
+
+/* {"error": {"code", "message", "target", ...extras}} */
+void request_put_error(json_w *w, const ds_error *e);
+
+/* ISO 8601 UTC with microseconds from microseconds since the epoch. */
+void request_format_ts(int64_t us, char *buf, size_t n);
+
+#endif
