@@ -189,8 +189,7 @@ static int strict_scan(scan *sc)
     return rc;
 }
 
-int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **root,
-               ds_error *err)
+int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **root, ds_error *err)
 {
     json_limits def;
     if (!lim) {
@@ -319,8 +318,7 @@ const char *json_num(const json_val *v, size_t *len, bool *exact)
     /* json-c saturates integers beyond 64 bits to these (doubles keep the
      * client's text) */
     if (json_object_get_type(J(v)) == json_type_int)
-        *exact = strcmp(s, "9223372036854775807") != 0 &&
-                 strcmp(s, "-9223372036854775808") != 0 &&
+        *exact = strcmp(s, "9223372036854775807") != 0 && strcmp(s, "-9223372036854775808") != 0 &&
                  strcmp(s, "18446744073709551615") != 0;
     return s;
 }

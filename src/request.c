@@ -20,9 +20,10 @@ typedef struct field {
 } field;
 
 static const field write_fields[] = {
-    {"column", T_STR, true},          {"cell", T_OBJ, true},         {"value", T_NUM | T_STR, false},
-    {"delta", T_NUM | T_STR, false}, {"percent", T_NUM | T_STR, false}, {"method", T_STR, false},
-    {"holds", T_ARR, false},          {NULL, 0, false}};
+    {"column", T_STR, true},           {"cell", T_OBJ, true},
+    {"value", T_NUM | T_STR, false},   {"delta", T_NUM | T_STR, false},
+    {"percent", T_NUM | T_STR, false}, {"method", T_STR, false},
+    {"holds", T_ARR, false},           {NULL, 0, false}};
 static const field common_fields[] = {{"request_id", T_STR, false},
                                       {"if_seq", T_NUM, false},
                                       {"wait", T_BOOL, false},
@@ -30,17 +31,19 @@ static const field common_fields[] = {{"request_id", T_STR, false},
 static const field table_field[] = {{"table", T_STR, true}, {NULL, 0, false}};
 static const field table_optional[] = {{"table", T_STR, false}, {NULL, 0, false}};
 static const field batch_fields[] = {{"writes", T_ARR, true}, {NULL, 0, false}};
-static const field member_fields[] = {{"op", T_STR, true},       {"key", T_STR, false},
-                                      {"member", T_STR, false},  {"name", T_STR, false},
-                                      {"parent", T_STR, false},  {"facts_to", T_STR, false},
-                                      {"force", T_BOOL, false},  {NULL, 0, false}};
-static const field canon_fields[] = {{"table", T_STR, true},   {"writes", T_ARR, false},
-                                     {"member", T_OBJ, false}, {"if_seq", T_NUM, false},
+static const field member_fields[] = {{"op", T_STR, true},      {"key", T_STR, false},
+                                      {"member", T_STR, false}, {"name", T_STR, false},
+                                      {"parent", T_STR, false}, {"facts_to", T_STR, false},
+                                      {"force", T_BOOL, false}, {NULL, 0, false}};
+static const field canon_fields[] = {{"table", T_STR, true},
+                                     {"writes", T_ARR, false},
+                                     {"member", T_OBJ, false},
+                                     {"if_seq", T_NUM, false},
                                      {NULL, 0, false}};
 static const field canon_member_fields[] = {
-    {"op", T_STR, true},       {"dimension", T_STR, true}, {"key", T_STR, false},
-    {"member", T_STR, false},  {"name", T_STR, false},     {"parent", T_STR, false},
-    {"facts_to", T_STR, false}, {"force", T_BOOL, false},  {NULL, 0, false}};
+    {"op", T_STR, true},        {"dimension", T_STR, true}, {"key", T_STR, false},
+    {"member", T_STR, false},   {"name", T_STR, false},     {"parent", T_STR, false},
+    {"facts_to", T_STR, false}, {"force", T_BOOL, false},   {NULL, 0, false}};
 
 static unsigned type_bit(const json_val *v)
 {
@@ -104,14 +107,13 @@ static int check_fields(const json_val *obj, const field *const *sets, const cha
             return ds_fail(err, DS_MALFORMED, key, "unknown field '%s%.*s'", where,
                            (int)(klen > 100 ? 100 : klen), key);
         if (!(type_bit(v) & f->types))
-            return ds_fail(err, DS_MALFORMED, f->name, "'%s%s' must be %s, not %s", where,
-                           f->name, type_words(f->types), json_kind_name(json_kind_of(v)));
+            return ds_fail(err, DS_MALFORMED, f->name, "'%s%s' must be %s, not %s", where, f->name,
+                           type_words(f->types), json_kind_name(json_kind_of(v)));
     }
     for (size_t s = 0; sets[s]; s++)
         for (const field *f = sets[s]; f->name; f++)
             if (f->required && !json_get(obj, f->name))
-                return ds_fail(err, DS_MALFORMED, f->name, "'%s%s' is required", where,
-                               f->name);
+                return ds_fail(err, DS_MALFORMED, f->name, "'%s%s' is required", where, f->name);
     return 0;
 }
 
@@ -267,8 +269,8 @@ static void resolve_members(const ds_model *m, const json_val *obj, bool hold, i
 
 /* ---- values (422) ----------------------------------------------------------- */
 
-static int parse_amount(const json_val *v, int scale, ds_i128 limit, const char *what,
-                        ds_i128 *out, ds_error *err)
+static int parse_amount(const json_val *v, int scale, ds_i128 limit, const char *what, ds_i128 *out,
+                        ds_error *err)
 {
     size_t len;
     bool exact = true;
@@ -290,8 +292,8 @@ static int parse_amount(const json_val *v, int scale, ds_i128 limit, const char 
     case DEC_OK:
         return 0;
     case DEC_EPLACES:
-        return ds_fail(err, DS_INVALID_VALUE, what,
-                       "'%s' has more decimal places than %d", what, scale);
+        return ds_fail(err, DS_INVALID_VALUE, what, "'%s' has more decimal places than %d", what,
+                       scale);
     case DEC_ERANGE:
         return ds_fail(err, DS_OUT_OF_RANGE, what, "'%s' is out of range", what);
     default:
@@ -384,8 +386,7 @@ static int common_values(const json_val *body, req_decoded *out, ds_arena *a, ds
         bool exact;
         const char *t = json_num(v, &len, &exact);
         if (!exact || dec_parse(t, len, DEC_JSON, 0, (ds_i128)1 << 62, &s) != DEC_OK || s < 0)
-            return ds_fail(err, DS_INVALID_VALUE, "if_seq",
-                           "'if_seq' must be a whole number >= 0");
+            return ds_fail(err, DS_INVALID_VALUE, "if_seq", "'if_seq' must be a whole number >= 0");
         out->if_seq = (int64_t)s;
     }
     if ((v = json_get(body, "request_id"))) {
@@ -618,8 +619,8 @@ int request_resolve(const json_val *body, req_kind kind, const ds_model *m, cons
         const json_val *mb = kind == REQ_MEMBER ? body : json_get(body, "member");
         rc = resolve_member_op(mb, m, kind == REQ_MEMBER ? path_dim : NULL, arena, out, err);
     } else {
-        const json_val *ws = kind == REQ_BATCH || kind == REQ_CANONICAL ? json_get(body, "writes")
-                                                                        : NULL;
+        const json_val *ws =
+            kind == REQ_BATCH || kind == REQ_CANONICAL ? json_get(body, "writes") : NULL;
         size_t n = ws ? json_len(ws) : 1;
         ds_write *w = ds_arena_alloc(arena, sizeof *w * n);
         first_err names = {0};
@@ -695,8 +696,8 @@ void request_format_ts(int64_t us, char *buf, size_t n)
     snprintf(buf + o, n - o, ".%06dZ", (int)(us % 1000000));
 }
 
-void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd,
-                       const ds_outcome *o, const char *request_id, const char *user)
+void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd, const ds_outcome *o,
+                       const char *request_id, const char *user)
 {
     char ts[40];
     request_format_ts(o->ts_us, ts, sizeof ts);

@@ -31,19 +31,19 @@ typedef enum req_kind {
     REQ_CANONICAL,       /* a command from the request stream */
 } req_kind;
 
-#define REQ_ID_MAX 128   /* bytes in a request_id */
+#define REQ_ID_MAX     128 /* bytes in a request_id */
 #define REQ_MAX_WRITES 1000
-#define REQ_MAX_HOLDS 64
+#define REQ_MAX_HOLDS  64
 
 typedef struct req_decoded {
-    ds_command cmd;        /* points into the arena */
-    ds_member_op member;   /* for REQ_MEMBER (cmd.member is a copy) */
+    ds_command cmd;         /* points into the arena */
+    ds_member_op member;    /* for REQ_MEMBER (cmd.member is a copy) */
     const char *request_id; /* NULL when the client gave none */
     int64_t if_seq;         /* -1: none */
     bool wait;              /* default true */
     char *canonical;        /* arena; no request_id and no wait */
     size_t canonical_len;
-    char hash[65];          /* SHA-256 of canonical, hex */
+    char hash[65]; /* SHA-256 of canonical, hex */
 } req_decoded;
 
 /* 400s: body must be an object of known fields with the right types. */
@@ -72,8 +72,8 @@ void request_put_cell(json_w *w, const ds_model *m, const ds_cell *c);
  * subscribers get): seq, request_id, user, ts, and per kind the target,
  * method, leaves_changed, changes and truncated of a write; "writes" for
  * a batch; "member" for a member operation. */
-void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd,
-                       const ds_outcome *o, const char *request_id, const char *user);
+void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd, const ds_outcome *o,
+                       const char *request_id, const char *user);
 
 /* {"error": {"code", "message", "target", ...extras}} */
 void request_put_error(json_w *w, const ds_error *e);

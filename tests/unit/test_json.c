@@ -20,14 +20,38 @@ static int parse(const char *s, json_val **root, ds_error *e)
 START_TEST(rejects_what_rfc8259_rejects)
 {
     static const char *const bad[] = {
-        "{\"v\": NaN}",          "{\"v\": Infinity}",   "{\"v\": -Infinity}", "{'v': 1}",
-        "{\"v\": 'x'}",          "{\"v\": \"a\tb\"}",   "{\"v\": \"\\ud800\"}", "{\"v\": \"\\udc00x\"}",
-        "{\"v\": 01}",           "{\"v\": 1.}",         "{\"v\": .5}",        "{\"v\": +1}",
-        "{\"v\": 1e}",           "{\"v\": [1,2,]}",     "{\"v\": 1,}",        "{\"v\": 1} x",
-        "{\"v\": 1}{}",          "{\"v\": \"\\x41\"}",  "{\"v\": TRUE}",      "{\"v\": nul}",
-        "{\"v\": \"\xff\"}",     "{\"v\": \"\xc0\xaf\"}", "{\"v\": \"abc",   "{\"v\":",
-        "",                      "   ",                 "{\"v\" 1}",          "[[[[[[[[[1]]]]]]]]]",
-        "{\"v\": \"\\u12\"}",    "{\"v\": 1 /* c */}",  "// c\n{}",           "{\"v\": \"\xed\xa0\x80\"}",
+        "{\"v\": NaN}",
+        "{\"v\": Infinity}",
+        "{\"v\": -Infinity}",
+        "{'v': 1}",
+        "{\"v\": 'x'}",
+        "{\"v\": \"a\tb\"}",
+        "{\"v\": \"\\ud800\"}",
+        "{\"v\": \"\\udc00x\"}",
+        "{\"v\": 01}",
+        "{\"v\": 1.}",
+        "{\"v\": .5}",
+        "{\"v\": +1}",
+        "{\"v\": 1e}",
+        "{\"v\": [1,2,]}",
+        "{\"v\": 1,}",
+        "{\"v\": 1} x",
+        "{\"v\": 1}{}",
+        "{\"v\": \"\\x41\"}",
+        "{\"v\": TRUE}",
+        "{\"v\": nul}",
+        "{\"v\": \"\xff\"}",
+        "{\"v\": \"\xc0\xaf\"}",
+        "{\"v\": \"abc",
+        "{\"v\":",
+        "",
+        "   ",
+        "{\"v\" 1}",
+        "[[[[[[[[[1]]]]]]]]]",
+        "{\"v\": \"\\u12\"}",
+        "{\"v\": 1 /* c */}",
+        "// c\n{}",
+        "{\"v\": \"\xed\xa0\x80\"}",
     };
     for (size_t i = 0; i < DS_ARRAY_LEN(bad); i++) {
         json_val *root = (json_val *)1;
@@ -71,8 +95,12 @@ START_TEST(numbers_keep_their_text)
     struct {
         const char *key, *text;
         bool exact;
-    } want[] = {{"a", "12.50", true},  {"b", "12", true},     {"c", "-0.0", true},
-                {"d", "1.5e3", true},  {"e", NULL, false},    {"f", NULL, false},
+    } want[] = {{"a", "12.50", true},
+                {"b", "12", true},
+                {"c", "-0.0", true},
+                {"d", "1.5e3", true},
+                {"e", NULL, false},
+                {"f", NULL, false},
                 {"g", "9007199254740993.000001", true}};
     for (size_t i = 0; i < DS_ARRAY_LEN(want); i++) {
         json_val *v = json_get(root, want[i].key);

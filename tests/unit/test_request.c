@@ -149,8 +149,7 @@ START_TEST(names_are_404_then_422)
     ck_assert_int_ge(e.ncandidates, 6);
     ck_assert_ptr_nonnull(strstr(e.candidates, "-F1"));
     /* a 404 anywhere beats an earlier 422 */
-    snprintf(body, sizeof body, fmt, "quantity", "\"product\":\"Shoes\",\"time\":\"1999\"",
-             "1.5");
+    snprintf(body, sizeof body, fmt, "quantity", "\"product\":\"Shoes\",\"time\":\"1999\"", "1.5");
     ck_assert_int_eq(decode(body, REQ_UPDATE_CELL, NULL, &a, &d, &e), -DS_NOT_FOUND);
     ds_arena_free(&a);
 }
@@ -165,10 +164,14 @@ START_TEST(values_are_exact_or_422)
         const char *col, *v;
         ds_code code;
     } cases[] = {
-        {"quantity", "1.5", DS_INVALID_VALUE},     {"net_amount", "1.005", DS_INVALID_VALUE},
-        {"net_amount", "\"1.005\"", DS_INVALID_VALUE}, {"quantity", "\"NaN\"", DS_INVALID_VALUE},
-        {"quantity", "\"1e3\"", DS_INVALID_VALUE}, {"quantity", "\" 12\"", DS_INVALID_VALUE},
-        {"quantity", "1e400", DS_OUT_OF_RANGE},    {"quantity", "1000000000000000000", DS_OUT_OF_RANGE},
+        {"quantity", "1.5", DS_INVALID_VALUE},
+        {"net_amount", "1.005", DS_INVALID_VALUE},
+        {"net_amount", "\"1.005\"", DS_INVALID_VALUE},
+        {"quantity", "\"NaN\"", DS_INVALID_VALUE},
+        {"quantity", "\"1e3\"", DS_INVALID_VALUE},
+        {"quantity", "\" 12\"", DS_INVALID_VALUE},
+        {"quantity", "1e400", DS_OUT_OF_RANGE},
+        {"quantity", "1000000000000000000", DS_OUT_OF_RANGE},
         {"quantity", "99999999999999999999", DS_OUT_OF_RANGE},
         {"net_amount", "10000000000000000.00", DS_OUT_OF_RANGE},
     };
@@ -223,16 +226,16 @@ START_TEST(member_ops_decode)
     ck_assert_str_eq(d.cmd.member.key, "P-NEW");
     ck_assert(decode(d.canonical, REQ_CANONICAL, NULL, &a, &c, &e) == 0);
     ck_assert_str_eq(c.canonical, d.canonical);
-    ck_assert(decode("{\"op\":\"move\",\"member\":\"P-0003\",\"parent\":\"S01-B1-F2\"}",
-                     REQ_MEMBER, "product", &a, &d, &e) == 0);
+    ck_assert(decode("{\"op\":\"move\",\"member\":\"P-0003\",\"parent\":\"S01-B1-F2\"}", REQ_MEMBER,
+                     "product", &a, &d, &e) == 0);
     ck_assert_int_eq(d.cmd.member.kind, MEMBER_MOVE);
     expect("{\"op\":\"fly\",\"member\":\"P-0003\"}", REQ_MEMBER, DS_INVALID_VALUE, "op");
     expect("{\"op\":\"delete\",\"member\":\"P-9999\"}", REQ_MEMBER, DS_NOT_FOUND, "cell");
     expect("{\"op\":\"rename\",\"member\":\"P-0001\"}", REQ_MEMBER, DS_MALFORMED, "name");
     ds_arena b = {0};
-    ck_assert_int_eq(decode("{\"op\":\"delete\",\"member\":\"P-0001\"}", REQ_MEMBER, "colour",
-                            &b, &d, &e),
-                     -DS_NOT_FOUND);
+    ck_assert_int_eq(
+        decode("{\"op\":\"delete\",\"member\":\"P-0001\"}", REQ_MEMBER, "colour", &b, &d, &e),
+        -DS_NOT_FOUND);
     ck_assert_str_eq(e.target, "dimension");
     ds_arena_free(&a);
     ds_arena_free(&b);
@@ -249,8 +252,12 @@ START_TEST(event_encoding)
     ch[0] = (ds_change){.cell = c, .measure = 1, .old_value = 90000, .new_value = 50050};
     ch[1] = ch[0];
     ch[1].cell.m[2] = model_find_key(&M->dims[2], "2025-03", 7);
-    ds_changeset set = {.target = ch[0], .method = SPREAD_PROPORTIONAL, .leaves_changed = 3,
-                        .nchanges = 2, .changes = ch, .truncated = true};
+    ds_changeset set = {.target = ch[0],
+                        .method = SPREAD_PROPORTIONAL,
+                        .leaves_changed = 3,
+                        .nchanges = 2,
+                        .changes = ch,
+                        .truncated = true};
     ds_outcome o = {.seq = 41, .ts_us = 1767225600123456LL, .nsets = 1, .sets = &set};
     ds_command cmd = {.kind = COMMAND_WRITE, .nwrites = 1};
     ds_buf b;

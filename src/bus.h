@@ -1,0 +1,98 @@
+/* bus.h: everything that talks to Redis (the only hiredis user). A ds_bus
+ * is one connection for one thread; after an I/O error the next call
+ * reconnects by itself. hiredis only formats commands and parses replies
+ * (redisFormatCommandArgv, redisReader); the bytes go through the bus's
+ * own transport over TCP or a unix socket.
+ *
+ * Keys of a model share the hash tag {model}: {m}:request_duck (commands),
+ * {m}:response_duck (change events), {m}:lease and {m}:epoch (the single
+ * writer's lease), so a model's keys live in one Redis Cluster slot. */
+#ifndef DS_BUS_H
+#define DS_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct ds_bus ds_bus;
+
+typedef struct bus_opts {
+    const char *url; /* redis://[user:password@]host:port, unix:///path */
+    int connect_timeout_ms;
+    int io_timeout_ms; /* beyond any BLOCK a command asks for */
+} bus_opts;
+
+void bus_opts_default(bus_opts *o);
+
+/* Connects (and authenticates). Failing to connect is not an error here:
+ * the bus retries on each call; bus_ping() tells whether Redis is up.
+ * Caller frees with bus_close(). Fails only on a malformed URL. */
+int bus_open(const bus_opts *o, ds_bus **out, ds_error *err);
+void bus_close(ds_bus *b);
+/* PING: 0 when Redis answers; unavailable otherwise. */
+int bus_ping(ds_bus *b, ds_error *err);
+
+/* ---- commands (API side) --------------------------------------------- */
+
+typedef struct bus_field {
+    const char *name;
+    const char *value;
+    size_t len;
+} bus_field;
+
+/* XADD {model}:request_duck * fields... The entry id goes to id (>= 32
+ * bytes). unavailable when Redis cannot be reached. */
+int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, ds_error *err);
+
+/* ---- the writer ------------------------------------------------------------ */
+
+typedef struct bus_entry {
+    const char *model;
+    const char *id;
+    int nfields;
+    const bus_field *fields;
+} bus_entry;
+
+/* Creates the consumer group "writers" on the request stream if missing. */
+int bus_group_ensure(ds_bus *b, const char *model, ds_error *err);
+
+/* XREADGROUP GROUP writers <consumer> COUNT count [BLOCK ms] STREAMS ...
+ * pending: re-read this consumer's own pending entries (id 0) instead of
+ * new ones. Calls fn for every entry; returns how many, or -code. */
+typedef void (*bus_entry_fn)(void *ctx, const bus_entry *e);
+int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels, bool pending,
+             int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err);
+
+/* The lease: acquire (a new epoch) when free or ours; renew keeps it. */
+int bus_lease_acquire(ds_bus *b, const char *model, const char *owner, int ttl_ms, int64_t *epoch,
+                      ds_error *err);
+/* 1 when still ours and renewed, 0 when lost. */
+int bus_lease_renew(ds_bus *b, const char *model, const char *owner, int64_t epoch, int ttl_ms,
+                    ds_error *err);
+
+typedef struct bus_event {
+    int64_t seq;
+    const char *request_id; /* may be NULL */
+    const char *json;
+    size_t len;
+} bus_event;
+
+/* One script, fenced by the lease: if {model}:lease still holds our epoch,
+ * XADD every event to {model}:response_duck (trimmed to about keep
+ * entries) and XACK the request entries. Returns 0, or -DS_FORBIDDEN when
+ * the lease is no longer ours (nothing published). */
+int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, const bus_event *ev,
+                int nev, const char *const *ack_ids, int nack, long keep, ds_error *err);
+
+/* The seq of the newest event on {model}:response_duck, or -1 if none. */
+int bus_last_seq(ds_bus *b, const char *model, int64_t *seq, ds_error *err);
+
+/* The newest events on the response stream, oldest first (at most n):
+ * calls fn(ctx, seq, request_id, json, len) for each. */
+typedef void (*bus_event_fn)(void *ctx, int64_t seq, const char *json, size_t len);
+int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void *ctx,
+                      ds_error *err);
+
+#endif
