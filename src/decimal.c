@@ -7,6 +7,8 @@
 
 ds_i128 dec_pow10(int k)
 {
+    if (k < 0 || k > 38)
+        return 0; /* callers check their scales; 0 makes a misuse visible */
     ds_i128 p = 1;
     for (int i = 0; i < k; i++)
         p *= 10;

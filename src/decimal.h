@@ -45,7 +45,7 @@ dec_status dec_parse(const char *s, size_t len, dec_syntax syntax, int scale, ds
  * and returns the length. */
 size_t dec_format(ds_i128 v, int scale, char *buf);
 
-/* 10^k for 0 <= k <= 38. */
+/* 10^k for 0 <= k <= 38; 0 for any other k. */
 ds_i128 dec_pow10(int k);
 
 /* Floor division with a positive divisor: q = floor(a*b / c) and

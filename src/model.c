@@ -55,6 +55,7 @@ void model_free(ds_model *m)
 ds_model *model_clone(const ds_model *src)
 {
     ds_model *m = model_new(src->id, src->name);
+    m->struct_seq = src->struct_seq;
     m->ndims = src->ndims;
     for (int i = 0; i < src->ndims; i++) {
         const ds_dim *s = &src->dims[i];
@@ -67,10 +68,8 @@ ds_model *model_clone(const ds_model *src)
         d->members = xmalloc_array((size_t)d->alloc, sizeof *d->members);
         for (int32_t j = 0; j < s->nmembers; j++) {
             d->members[j] = s->members[j];
-            if (s->members[j].alive) {
-                d->members[j].key = xstrdup(s->members[j].key);
-                d->members[j].name = xstrdup(s->members[j].name);
-            }
+            d->members[j].key = s->members[j].alive ? xstrdup(s->members[j].key) : NULL;
+            d->members[j].name = s->members[j].alive ? xstrdup(s->members[j].name) : NULL;
         }
         model_dim_index(d);
     }
@@ -155,6 +154,8 @@ int model_add_measure(ds_model *m, int32_t id, const char *name, int scale, ds_e
     if (m->nmeasures >= DS_MAX_MEASURES)
         return ds_fail(err, DS_INVALID_VALUE, "measure", "a model has at most %d measures",
                        DS_MAX_MEASURES);
+    if (id < 0 || id > INT16_MAX)
+        return ds_fail(err, DS_INVALID_VALUE, "measure", "a measure id is 0 to %d", INT16_MAX);
     if (scale < 0 || scale > 18)
         return ds_fail(err, DS_INVALID_VALUE, "scale", "a measure's scale is 0 to 18, not %d",
                        scale);
@@ -191,15 +192,7 @@ int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *nam
 void model_put_member(ds_dim *d, int32_t id, int32_t parent, const char *key, const char *name,
                       int32_t ordinal, int64_t struct_seq)
 {
-    if (id >= d->alloc) {
-        int32_t a = d->alloc ? d->alloc : 16;
-        while (a <= id)
-            a *= 2;
-        d->members = xrealloc(d->members, (size_t)a * sizeof *d->members);
-        d->alloc = a;
-    }
-    while (d->nmembers <= id)
-        d->members[d->nmembers++] = (ds_member){.parent = -1, .alive = false};
+    model_reserve_ids(d, id + 1);
     free(d->members[id].key);
     free(d->members[id].name);
     d->members[id] = (ds_member){.key = xstrdup(key),
@@ -210,6 +203,28 @@ void model_put_member(ds_dim *d, int32_t id, int32_t parent, const char *key, co
                                  .alive = true};
     if (parent < 0)
         d->root = id;
+}
+
+void model_kill_member(ds_dim *d, int32_t id)
+{
+    ds_member *mb = &d->members[id];
+    free(mb->key);
+    free(mb->name);
+    mb->key = mb->name = NULL;
+    mb->alive = false;
+}
+
+void model_reserve_ids(ds_dim *d, int32_t next_id)
+{
+    if (next_id > d->alloc) {
+        int32_t a = d->alloc ? d->alloc : 16;
+        while (a < next_id)
+            a *= 2;
+        d->members = xrealloc(d->members, (size_t)a * sizeof *d->members);
+        d->alloc = a;
+    }
+    while (d->nmembers < next_id)
+        d->members[d->nmembers++] = (ds_member){.parent = -1, .alive = false};
 }
 
 /* Sorts one parent's children by ordinal, then id (insertion sort: runs are

@@ -60,6 +60,7 @@ typedef struct ds_measure {
 typedef struct ds_model {
     int refs; /* the owner's reference count (the store's snapshots) */
     int32_t id;
+    int64_t struct_seq; /* seq of the last member operation (0: none) */
     char *name;
     int ndims;
     ds_dim dims[DS_MAX_DIMS];
@@ -85,6 +86,11 @@ int model_add_member(ds_dim *d, int32_t parent, const char *key, const char *nam
  * gaps where members were deleted; parent -1 makes it the root). */
 void model_put_member(ds_dim *d, int32_t id, int32_t parent, const char *key, const char *name,
                       int32_t ordinal, int64_t struct_seq);
+/* Marks a member deleted (its id is never reused) and frees its strings. */
+void model_kill_member(ds_dim *d, int32_t id);
+/* Makes ids below next_id taken (dead placeholders), so a reloaded
+ * dimension never reuses the id of a member deleted before. */
+void model_reserve_ids(ds_dim *d, int32_t next_id);
 /* Rebuilds children, preorder, depths, leaf counts and the name maps. */
 void model_dim_index(ds_dim *d);
 

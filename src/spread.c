@@ -83,9 +83,15 @@ int spread_plan_make(const spread_params *p, const spread_totals *t, spread_plan
         ut = t->unheld + p->amount;
         break;
     case SPREAD_PERCENT: {
-        ds_i128 num, den;
-        if (!percent_factor(p, &num, &den) || !dec_muldiv_round(t->unheld, num, den, &ut))
+        /* T = h + sum(U) * num / den, rounded half away from zero as a
+         * whole; with q, r the floor and remainder of the scaled part,
+         * T's sign is the sign of h + q */
+        ds_i128 num, den, q, r;
+        if (!percent_factor(p, &num, &den) || !dec_muldiv(t->unheld, num, den, &q, &r) ||
+            dec_abs(q) > TARGET_MAX)
             return ds_fail(err, DS_OUT_OF_RANGE, "value", "the percent gives a total out of range");
+        bool up = q + t->held >= 0 ? r >= den - r : r > den - r;
+        ut = q + up;
         break;
     }
     default:

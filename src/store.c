@@ -37,6 +37,9 @@ int store__run(duckdb_prepared_statement st, duckdb_result *res, ds_error *err)
 {
     duckdb_result local;
     duckdb_result *r = res ? res : &local;
+    memset(r, 0, sizeof *r);
+    if (!st)
+        return ds_fail(err, DS_INTERNAL, NULL, "database: no prepared statement");
     if (duckdb_execute_prepared(st, r) == DuckDBError) {
         int rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(r));
         duckdb_destroy_result(r);
@@ -412,7 +415,7 @@ static int register_functions(ds_store *s, ds_error *err)
 static const char *const schema_sql[] = {
     "CREATE TABLE IF NOT EXISTS ds_meta(key VARCHAR, value VARCHAR)",
     "CREATE TABLE IF NOT EXISTS ds_model(model_id INTEGER, name VARCHAR, seq BIGINT, "
-    "created TIMESTAMPTZ)",
+    "created TIMESTAMPTZ, struct_seq BIGINT)",
     "CREATE TABLE IF NOT EXISTS ds_dimension(model_id INTEGER, dim_id INTEGER, "
     "ordinal INTEGER, name VARCHAR, next_member_id INTEGER)",
     "CREATE TABLE IF NOT EXISTS ds_measure(model_id INTEGER, measure_id INTEGER, "
@@ -465,9 +468,10 @@ static int load_dims_measures(ds_store *s, ds_model **ms, size_t n, ds_error *er
 {
     duckdb_result res;
     row_iter it;
-    int rc = query_rows(
-        s->con, "SELECT model_id, dim_id, name FROM ds_dimension ORDER BY model_id, ordinal", &res,
-        err);
+    int rc = query_rows(s->con,
+                        "SELECT model_id, dim_id, name, next_member_id FROM ds_dimension "
+                        "ORDER BY model_id, ordinal",
+                        &res, err);
     if (rc)
         return rc;
     store__rows_init(&it, &res);
@@ -480,6 +484,7 @@ static int load_dims_measures(ds_store *s, ds_model **ms, size_t n, ds_error *er
             memset(d, 0, sizeof *d);
             d->id = store__rows_i32(&it, 1);
             d->name = xstrndup(name, len);
+            model_reserve_ids(d, store__rows_i32(&it, 3));
         }
     }
     store__rows_done(&it);
@@ -548,7 +553,8 @@ static int load_catalog(ds_store *s, ds_error *err)
 {
     duckdb_result res;
     int rc =
-        query_rows(s->con, "SELECT model_id, name, seq FROM ds_model ORDER BY model_id", &res, err);
+        query_rows(s->con, "SELECT model_id, name, seq, struct_seq FROM ds_model ORDER BY model_id",
+                   &res, err);
     if (rc)
         return rc;
     ds_model **ms = NULL;
@@ -563,6 +569,7 @@ static int load_catalog(ds_store *s, ds_error *err)
         ms = xrealloc(ms, (n + 1) * sizeof *ms);
         seqs = xrealloc(seqs, (n + 1) * sizeof *seqs);
         ms[n] = model_new(store__rows_i32(&it, 0), nm);
+        ms[n]->struct_seq = store__rows_i64(&it, 3);
         seqs[n++] = store__rows_i64(&it, 2);
         free(nm);
     }

@@ -35,7 +35,7 @@ int store__appender_close(duckdb_appender *ap, ds_error *err)
 /* Runs sql with integer arguments. */
 static int exec_args(ds_store *s, const char *sql, const int64_t *args, int n, ds_error *err)
 {
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con, sql, &st, err);
     for (int i = 0; rc == 0 && i < n; i++)
         if (duckdb_bind_int64(st, (idx_t)i + 1, args[i]) == DuckDBError)
@@ -107,8 +107,8 @@ int store__write_closure(ds_store *s, const ds_model *m, int dim, ds_error *err)
 
 static int insert_catalog_rows(ds_store *s, const ds_model *m, ds_error *err)
 {
-    duckdb_prepared_statement st;
-    int rc = store__prepare(s->con, "INSERT INTO ds_model VALUES (?, ?, 0, now())", &st, err);
+    duckdb_prepared_statement st = NULL;
+    int rc = store__prepare(s->con, "INSERT INTO ds_model VALUES (?, ?, 0, now(), 0)", &st, err);
     if (rc)
         return rc;
     duckdb_bind_int32(st, 1, m->id);
@@ -220,6 +220,8 @@ int store_model_create(ds_store *s, const ds_model *def, ds_error *err)
 int store_view_create(ds_store *s, const char *model, const char *name, const char *select_sql,
                       ds_error *err)
 {
+    if (s->in_txn)
+        return ds_fail(err, DS_INTERNAL, NULL, "a view cannot be created inside a group");
     model_slot *slot = store__slot(s, model, strlen(model));
     if (!slot)
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
@@ -260,7 +262,7 @@ int store_view_create(ds_store *s, const char *model, const char *name, const ch
 /* Names of a model's views (caller frees each and the array). */
 static size_t view_names(ds_store *s, int32_t model_id, char ***out, ds_error *err)
 {
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     duckdb_result res;
     *out = NULL;
     if (store__prepare(s->con, "SELECT name FROM ds_view WHERE model_id = ?", &st, err))

@@ -49,7 +49,8 @@ struct ds_store {
     model_slot **slots;
     size_t nslots;
     bool in_txn;
-    bool poisoned; /* a refused command wrote before it was refused */
+    bool poisoned; /* a command failed after it wrote: the group must roll back */
+    bool wrote;    /* the current command has issued writing SQL */
     rowmap rows;
 };
 

@@ -12,7 +12,7 @@
 
 static int run_args(ds_store *s, const char *sql, const sql_args *a, ds_error *err)
 {
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con, sql, &st, err);
     if (rc == 0) {
         rc = store__bind_args(st, a, 1, err);
@@ -34,7 +34,7 @@ static int count_facts(ds_store *s, const ds_model *m, int dim, int32_t x, int64
     store__table(&sql, 'f', m->id);
     ds_buf_puts(&sql, " WHERE ");
     store__in_subtree(&sql, &a, m, dim, x, NULL);
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con, sql.data, &st, err);
     if (rc == 0) {
         duckdb_result res;
@@ -102,6 +102,7 @@ static int log_fact_moves(ds_store *s, const ds_model *m, int dim, int32_t from,
 static int move_facts(ds_store *s, const ds_model *m, int dim, int32_t from, int32_t to,
                       int64_t seq, ds_error *err)
 {
+    s->wrote = true;
     int rc = s->opts.leaf_log ? log_fact_moves(s, m, dim, from, to, seq, err) : 0;
     ds_buf sql;
     sql_args a = {0};
@@ -111,8 +112,16 @@ static int move_facts(ds_store *s, const ds_model *m, int dim, int32_t from, int
         store__table(&sql, 'f', m->id);
         ds_buf_puts(&sql, " SET ");
         store__column(&sql, 'd', m->dims[dim].id);
-        ds_buf_puts(&sql, " = ? WHERE ");
+        ds_buf_puts(&sql, " = ?");
         store__arg(&a, to);
+        for (int q = 0; q < m->nmeasures; q++) { /* the moved facts changed at this seq */
+            ds_buf_puts(&sql, ", ");
+            store__column(&sql, 's', m->measures[q].id);
+            ds_buf_puts(&sql, " = CASE WHEN ");
+            store__column(&sql, 'm', m->measures[q].id);
+            ds_buf_printf(&sql, " IS NULL THEN NULL ELSE %" PRId64 " END", seq);
+        }
+        ds_buf_puts(&sql, " WHERE ");
     } else {
         ds_buf_puts(&sql, "DELETE FROM ");
         store__table(&sql, 'f', m->id);
@@ -292,7 +301,7 @@ static int op_delete(ds_store *s, const ds_model *m, const ds_command *cmd, int6
     ds_model *m2 = model_clone(m);
     ds_dim *d2 = &m2->dims[op->dim];
     for (int32_t i = d->pos[op->member]; i < d->end[op->member]; i++)
-        d2->members[d->pre[i]].alive = false;
+        model_kill_member(d2, d->pre[i]);
     bump(d2, d->members[op->member].parent, seq);
     model_dim_index(d2);
     rc = n > 0 ? move_facts(s, m, op->dim, op->member, -1, seq, err) : 0;
@@ -337,8 +346,11 @@ int store__apply_member(ds_store *s, model_slot *slot, const ds_command *cmd, in
         break;
     }
     }
-    if (rc == 0)
+    if (rc == 0) {
+        m2->struct_seq = seq;
+        s->wrote = true;
         rc = store__write_members(s, m2, op->dim, err);
+    }
     if (rc == 0 && op->kind != MEMBER_RENAME)
         rc = store__write_closure(s, m2, op->dim, err);
     if (rc == 0) {

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 ds_reader *store_reader_new(ds_store *s)
 {
@@ -24,31 +25,86 @@ void store_reader_free(ds_reader *r)
     free(r);
 }
 
-/* BEGIN and read the model's seq in that snapshot. */
-static int snapshot_begin(ds_reader *r, int32_t model_id, int64_t *seq, ds_error *err)
+/* Reads seq and struct_seq of a model in the open transaction. */
+static int read_seqs(ds_reader *r, int32_t model_id, int64_t *seq, int64_t *sseq, ds_error *err)
 {
-    int rc = store__exec(r->con, "BEGIN TRANSACTION", err);
-    duckdb_prepared_statement st;
-    if (rc ||
-        (rc = store__prepare(r->con, "SELECT seq FROM ds_model WHERE model_id = ?", &st, err)))
+    duckdb_prepared_statement st = NULL;
+    int rc =
+        store__prepare(r->con, "SELECT seq, struct_seq FROM ds_model WHERE model_id = ?", &st, err);
+    if (rc)
         return rc;
     duckdb_bind_int32(st, 1, model_id);
     duckdb_result res;
     rc = store__run(st, &res, err);
     if (rc == 0) {
-        ds_i128 v;
-        rc = store__scalar_i128(&res, &v, err);
-        *seq = (int64_t)v;
-        if (rc == 0 && duckdb_row_count(&res) == 0)
+        row_iter it;
+        store__rows_init(&it, &res);
+        if (store__rows_next(&it)) {
+            *seq = store__rows_i64(&it, 0);
+            *sseq = store__rows_i64(&it, 1);
+        } else {
             rc = ds_fail(err, DS_NOT_FOUND, "table", "the model no longer exists");
+        }
+        store__rows_done(&it);
         duckdb_destroy_result(&res);
     }
     duckdb_destroy_prepare(&st);
     return rc;
 }
 
-static int snapshot_end(ds_reader *r, int rc, ds_error *err)
+/* Opens a snapshot transaction whose member structure is the one of the
+ * model the SQL is built from: m itself, or (when a member operation
+ * committed since m was taken) the store's newer snapshot, waited for
+ * briefly while the writer publishes it. *use is released by
+ * snapshot_end(). */
+static int snapshot_begin(ds_reader *r, const ds_model *m, const ds_model **use, int64_t *seq,
+                          ds_error *err)
 {
+    const ds_model *cur = m;
+    for (int attempt = 0; attempt < 2000; attempt++) {
+        int64_t sseq = 0;
+        int rc = store__exec(r->con, "BEGIN TRANSACTION", err);
+        if (rc == 0)
+            rc = read_seqs(r, m->id, seq, &sseq, err);
+        if (rc == 0 && sseq == cur->struct_seq) {
+            *use = cur;
+            return 0;
+        }
+        store__exec(r->con, "ROLLBACK", NULL);
+        if (cur != m)
+            store_model_release(r->store, cur);
+        if (rc)
+            return rc;
+        cur = store_model_acquire(r->store, m->name, strlen(m->name));
+        if (!cur)
+            return ds_fail(err, DS_NOT_FOUND, "table", "the model no longer exists");
+        if (cur->struct_seq != sseq) {
+            struct timespec t = {0, 500 * 1000};
+            nanosleep(&t, NULL);
+        }
+    }
+    if (cur != m)
+        store_model_release(r->store, cur);
+    return ds_fail(err, DS_UNAVAILABLE, NULL, "the model's members are changing; try again");
+}
+
+/* Members that the snapshot in use no longer has are not_found. */
+static int check_ids(const ds_model *m, const ds_cell *c, int measure, ds_error *err)
+{
+    if (measure < 0 || measure >= m->nmeasures)
+        return ds_fail(err, DS_NOT_FOUND, "column", "no such column");
+    for (int k = 0; c && k < m->ndims; k++) {
+        const ds_dim *d = &m->dims[k];
+        if (c->m[k] < 0 || c->m[k] >= d->nmembers || !d->members[c->m[k]].alive)
+            return ds_fail(err, DS_NOT_FOUND, "cell", "dimension '%s' has no such member", d->name);
+    }
+    return 0;
+}
+
+static int snapshot_end(ds_reader *r, const ds_model *m, const ds_model *use, int rc, ds_error *err)
+{
+    if (use && use != m)
+        store_model_release(r->store, use);
     if (rc) {
         store__exec(r->con, "ROLLBACK", NULL);
         return rc;
@@ -59,17 +115,23 @@ static int snapshot_end(ds_reader *r, int rc, ds_error *err)
 int store_read_cell(ds_reader *r, const ds_model *m, const ds_cell *cell, int measure,
                     ds_i128 *value, int64_t *seq, ds_error *err)
 {
+    const ds_model *use = NULL;
+    int rc = snapshot_begin(r, m, &use, seq, err);
+    if (rc)
+        return rc;
+    rc = check_ids(use, cell, measure, err);
     ds_buf sql;
     sql_args a = {0};
     ds_buf_init(&sql, 1 << 16);
     ds_buf_puts(&sql, "SELECT SUM(");
-    store__column(&sql, 'm', m->measures[measure].id);
-    ds_buf_puts(&sql, ") FROM ");
-    store__table(&sql, 'f', m->id);
-    ds_buf_puts(&sql, " WHERE true");
-    store__region(&sql, &a, m, cell, NULL);
+    if (rc == 0) {
+        store__column(&sql, 'm', use->measures[measure].id);
+        ds_buf_puts(&sql, ") FROM ");
+        store__table(&sql, 'f', use->id);
+        ds_buf_puts(&sql, " WHERE true");
+        store__region(&sql, &a, use, cell, NULL);
+    }
     duckdb_prepared_statement st = NULL;
-    int rc = snapshot_begin(r, m->id, seq, err);
     if (rc == 0)
         rc = store__prepare(r->con, sql.data, &st, err);
     if (rc == 0)
@@ -82,7 +144,7 @@ int store_read_cell(ds_reader *r, const ds_model *m, const ds_cell *cell, int me
     duckdb_destroy_prepare(&st);
     ds_buf_free(&sql);
     store__args_free(&a);
-    return snapshot_end(r, rc, err);
+    return snapshot_end(r, m, use, rc, err);
 }
 
 /* Appends ", " separated "?" placeholders binding ids. */
@@ -135,19 +197,31 @@ static void closure_join(ds_buf *sql, const char *alias, const ds_model *m, int 
     store__column(sql, 'd', m->dims[dim].id);
 }
 
-int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
-                    int64_t *seq, ds_error *err)
+static bool alive_member(const ds_dim *d, int32_t x)
+{
+    return x >= 0 && x < d->nmembers && d->members[x].alive;
+}
+
+/* The grid query inside an open snapshot, with m's structure. */
+static int grid_query(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
+                      ds_error *err)
 {
     if (g->row_dim == g->col_dim || g->row_dim < 0 || g->col_dim < 0 || g->row_dim >= m->ndims ||
         g->col_dim >= m->ndims)
         return ds_fail(err, DS_INVALID_VALUE, "dimension",
                        "rows and columns need two different dimensions");
     for (size_t i = 0; i < g->nrows; i++)
-        if (g->rows[i] < 0 || g->rows[i] >= m->dims[g->row_dim].nmembers)
+        if (!alive_member(&m->dims[g->row_dim], g->rows[i]))
             return ds_fail(err, DS_NOT_FOUND, "cell", "a grid row is not a member");
     for (size_t j = 0; j < g->ncols; j++)
-        if (g->cols[j] < 0 || g->cols[j] >= m->dims[g->col_dim].nmembers)
+        if (!alive_member(&m->dims[g->col_dim], g->cols[j]))
             return ds_fail(err, DS_NOT_FOUND, "cell", "a grid column is not a member");
+    ds_cell fixed = g->fixed;
+    fixed.m[g->row_dim] = m->dims[g->row_dim].root;
+    fixed.m[g->col_dim] = m->dims[g->col_dim].root;
+    int rc = check_ids(m, &fixed, g->measure, err);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < g->nrows * g->ncols; i++)
         values[i] = 0;
     ds_buf sql;
@@ -166,15 +240,10 @@ int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i
     in_list(&sql, g->rows, g->nrows, &ids, &nids);
     ds_buf_puts(&sql, " AND c.ancestor_id IN ");
     in_list(&sql, g->cols, g->ncols, &ids, &nids);
-    ds_cell fixed = g->fixed;
-    fixed.m[g->row_dim] = m->dims[g->row_dim].root;
-    fixed.m[g->col_dim] = m->dims[g->col_dim].root;
     store__region(&sql, &a, m, &fixed, "f");
     ds_buf_puts(&sql, " GROUP BY ALL");
     duckdb_prepared_statement st = NULL;
-    int rc = snapshot_begin(r, m->id, seq, err);
-    if (rc == 0)
-        rc = store__prepare(r->con, sql.data, &st, err);
+    rc = store__prepare(r->con, sql.data, &st, err);
     if (rc == 0) {
         idx_t p = 1;
         duckdb_bind_int64(st, p++, m->id);
@@ -208,7 +277,18 @@ int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i
     free(ids);
     ds_buf_free(&sql);
     store__args_free(&a);
-    return snapshot_end(r, rc, err);
+    return rc;
+}
+
+int store_read_grid(ds_reader *r, const ds_model *caller, const ds_grid_spec *g, ds_i128 *values,
+                    int64_t *seq, ds_error *err)
+{
+    const ds_model *m = NULL;
+    int rc = snapshot_begin(r, caller, &m, seq, err);
+    if (rc)
+        return rc;
+    rc = grid_query(r, m, g, values, err);
+    return snapshot_end(r, caller, m, rc, err);
 }
 
 /* Sum of row hashes and row count of one table, mixed into *h. */
@@ -259,5 +339,5 @@ int store_checksum(ds_reader *r, uint64_t *out, ds_error *err)
     }
     free(names);
     *out = h;
-    return snapshot_end(r, rc, err);
+    return snapshot_end(r, NULL, NULL, rc, err);
 }

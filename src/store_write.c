@@ -101,6 +101,16 @@ static int check_cell(const ds_model *m, const ds_cell *c, ds_error *err)
     return 0;
 }
 
+static int check_hold(const ds_model *m, const ds_hold *h, ds_error *err)
+{
+    for (int k = 0; k < m->ndims; k++) {
+        const ds_dim *d = &m->dims[k];
+        if (h->m[k] != -1 && (h->m[k] < 0 || h->m[k] >= d->nmembers || !d->members[h->m[k]].alive))
+            return ds_fail(err, DS_NOT_FOUND, "cell", "a hold names no member of '%s'", d->name);
+    }
+    return 0;
+}
+
 /* True when the leaf cell (members per dimension) lies under the hold. */
 static bool hold_covers(const ds_model *m, const ds_hold *h, const int32_t *leaf)
 {
@@ -249,7 +259,7 @@ static int lattice_fill(ds_store *s, lattice *l, int measure, ds_error *err)
     sql_args a = {0};
     ds_buf_init(&sql, 1 << 20);
     lattice_sql(l, l->m->measures[measure].id, &sql, &a);
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con, sql.data, &st, err);
     if (rc == 0)
         rc = store__bind_args(st, &a, 1, err);
@@ -267,8 +277,7 @@ static int lattice_fill(ds_store *s, lattice *l, int measure, ds_error *err)
         store__rows_done(&it);
         duckdb_destroy_result(&res);
     }
-    if (rc == 0)
-        duckdb_destroy_prepare(&st);
+    duckdb_destroy_prepare(&st);
     ds_buf_free(&sql);
     store__args_free(&a);
     if (rc)
@@ -335,6 +344,7 @@ static int prepare_leaf(ds_store *s, model_slot *slot, int measure, ds_error *er
     model_stmts *st = &slot->stmts;
     if (st->leaf_select[measure])
         return 0;
+    duckdb_prepared_statement sel = NULL, upd = NULL, ins = NULL;
     const ds_model *m = store__current(slot);
     int32_t mid = m->measures[measure].id;
     ds_buf b;
@@ -346,7 +356,7 @@ static int prepare_leaf(ds_store *s, model_slot *slot, int measure, ds_error *er
     ds_buf_puts(&b, " FROM ");
     store__table(&b, 'f', m->id);
     where_leaf(&b, m);
-    int rc = store__prepare(s->con, b.data, &st->leaf_select[measure], err);
+    int rc = store__prepare(s->con, b.data, &sel, err);
     ds_buf_reset(&b);
     ds_buf_puts(&b, "UPDATE ");
     store__table(&b, 'f', m->id);
@@ -356,7 +366,7 @@ static int prepare_leaf(ds_store *s, model_slot *slot, int measure, ds_error *er
     store__column(&b, 's', mid);
     ds_buf_puts(&b, " = ? WHERE rowid = ?");
     if (rc == 0)
-        rc = store__prepare(s->con, b.data, &st->leaf_update[measure], err);
+        rc = store__prepare(s->con, b.data, &upd, err);
     ds_buf_reset(&b);
     ds_buf_puts(&b, "INSERT INTO ");
     store__table(&b, 'f', m->id);
@@ -373,9 +383,18 @@ static int prepare_leaf(ds_store *s, model_slot *slot, int measure, ds_error *er
         ds_buf_puts(&b, k ? ", ?" : "?");
     ds_buf_puts(&b, ")");
     if (rc == 0)
-        rc = store__prepare(s->con, b.data, &st->leaf_insert[measure], err);
+        rc = store__prepare(s->con, b.data, &ins, err);
     ds_buf_free(&b);
-    return rc;
+    if (rc) { /* all or none are cached */
+        duckdb_destroy_prepare(&sel);
+        duckdb_destroy_prepare(&upd);
+        duckdb_destroy_prepare(&ins);
+        return rc;
+    }
+    st->leaf_select[measure] = sel;
+    st->leaf_update[measure] = upd;
+    st->leaf_insert[measure] = ins;
+    return 0;
 }
 
 static int prepare_logs(ds_store *s, model_slot *slot, ds_error *err)
@@ -392,17 +411,27 @@ static int prepare_logs(ds_store *s, model_slot *slot, ds_error *err)
     for (int k = 0; k < m->ndims + 2; k++)
         ds_buf_puts(&b, ", ?");
     ds_buf_puts(&b, ")");
-    int rc = store__prepare(s->con, b.data, &st->log_insert, err);
+    duckdb_prepared_statement log = NULL, cmd = NULL, seq = NULL;
+    int rc = store__prepare(s->con, b.data, &log, err);
     if (rc == 0)
         rc = store__prepare(s->con,
                             "INSERT INTO ds_command VALUES (?, ?, ?, make_timestamp(?), ?, ?, ?, "
                             "?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            &st->command_insert, err);
+                            &cmd, err);
     if (rc == 0)
-        rc = store__prepare(s->con, "UPDATE ds_model SET seq = ? WHERE model_id = ?",
-                            &st->seq_update, err);
+        rc = store__prepare(
+            s->con, "UPDATE ds_model SET seq = ?, struct_seq = ? WHERE model_id = ?", &seq, err);
     ds_buf_free(&b);
-    return rc;
+    if (rc) { /* all or none are cached */
+        duckdb_destroy_prepare(&log);
+        duckdb_destroy_prepare(&cmd);
+        duckdb_destroy_prepare(&seq);
+        return rc;
+    }
+    st->log_insert = log;
+    st->command_insert = cmd;
+    st->seq_update = seq;
+    return 0;
 }
 
 static void bind_text(duckdb_prepared_statement st, idx_t i, const char *v)
@@ -456,9 +485,9 @@ static int leaf_value(const ds_write *w, int64_t old, ds_i128 *out, ds_error *er
     if (w->form == SPREAD_DELTA) {
         ok = dec_add(old, w->amount, &v);
     } else if (w->form == SPREAD_PERCENT) {
-        ds_i128 den = 100 * dec_pow10(w->pct_scale), num;
-        ok = w->pct_scale >= 0 && w->pct_scale <= SPREAD_PCT_MAX_SCALE &&
-             dec_add(den, w->amount, &num) && dec_muldiv_round(old, num, den, &v);
+        ok = w->pct_scale >= 0 && w->pct_scale <= SPREAD_PCT_MAX_SCALE;
+        ds_i128 den = ok ? 100 * dec_pow10(w->pct_scale) : 1, num;
+        ok = ok && dec_add(den, w->amount, &num) && dec_muldiv_round(old, num, den, &v);
     }
     if (!ok || dec_abs(v) > DEC_LEAF_MAX)
         return ds_fail(err, DS_OUT_OF_RANGE, "value",
@@ -556,12 +585,15 @@ static int apply_leaf(ds_store *s, model_slot *slot, const ds_command *cmd, cons
         rc = read_leaf(slot, w, &lr, err);
     if (rc)
         return rc;
-    if (is_held(m, w, w->cell.m))
-        return ds_fail(err, DS_HELD, "cell", "the cell is held by this command's holds");
     if ((rc = leaf_value(w, lr.value, &nv, err)))
         return rc;
+    if (is_held(m, w, w->cell.m))
+        return ds_fail(err, DS_HELD, "cell", "the cell is held by this command's holds");
     bool changed = nv != lr.value;
-    if (cmd->if_seq >= 0 && changed && lr.stamp > cmd->if_seq)
+    if (cmd->if_seq >= 0 && (rc = check_structure(m, &w->cell, cmd->if_seq, seq - 1, err)))
+        return rc;
+    /* a stamp of this very seq is an earlier write of the same batch */
+    if (cmd->if_seq >= 0 && changed && lr.stamp > cmd->if_seq && lr.stamp != seq)
         return stale(err, cmd->if_seq, seq - 1);
     cs->leaf = true;
     cs->method = w->method;
@@ -709,7 +741,7 @@ static int read_region(ds_store *s, const region *r, int measure, bool stamps, c
     store__table(&sql, 'f', m->id);
     ds_buf_puts(&sql, " WHERE true");
     store__region(&sql, &a, m, &r->c, NULL);
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con, sql.data, &st, err);
     if (rc == 0)
         rc = store__bind_args(st, &a, 1, err);
@@ -749,8 +781,7 @@ static int read_region(ds_store *s, const region *r, int measure, bool stamps, c
         store__rows_done(&it);
         duckdb_destroy_result(&res);
     }
-    if (rc == 0)
-        duckdb_destroy_prepare(&st);
+    duckdb_destroy_prepare(&st);
     ds_buf_free(&sql);
     store__args_free(&a);
     return rc;
@@ -769,6 +800,27 @@ static void mark_held(const region *r, const ds_write *w, cellset *cs)
     }
 }
 
+/* Regions with holds are listed to count the cells to fill exactly while
+ * they are at most a few times the cap and the rows; beyond, every missing
+ * cell counts. */
+static bool listable(ds_i128 count, int64_t cap, size_t rows)
+{
+    return count <= 4 * ((ds_i128)cap + (ds_i128)rows) + 1000000;
+}
+
+static int too_many(ds_error *err, ds_i128 count, int64_t cap)
+{
+    int rc = ds_fail(err, DS_TOO_MANY_CELLS, "cell",
+                     "the spread would fill %" PRId64 " missing cells; the limit is %" PRId64,
+                     (int64_t)count, cap);
+    if (err) {
+        err->has_count = true;
+        err->count = (int64_t)count;
+        err->limit = cap;
+    }
+    return rc;
+}
+
 /* Replaces the sparse rows by every cell of the region (dense), in
  * preorder of each dimension, keeping rows' values and rowids. */
 static int densify(const region *r, const ds_write *w, int64_t cap, cellset *cs, ds_error *err)
@@ -782,18 +834,11 @@ static int densify(const region *r, const ds_write *w, int64_t cap, cellset *cs,
     size_t with_value = 0;
     for (size_t i = 0; i < cs->n; i++)
         with_value += cs->has[i];
+    /* cells without a value; with holds the held ones are not filled, so
+     * they are counted exactly below when the region can be listed */
     ds_i128 missing = count - (ds_i128)with_value;
-    if (missing > cap) {
-        int rc = ds_fail(err, DS_TOO_MANY_CELLS, "cell",
-                         "the spread would fill %" PRId64 " missing cells; the limit is %" PRId64,
-                         (int64_t)missing, cap);
-        if (err) {
-            err->has_count = true;
-            err->count = (int64_t)missing;
-            err->limit = cap;
-        }
-        return rc;
-    }
+    if (missing > cap && (w->nholds == 0 || !listable(count, cap, cs->n)))
+        return too_many(err, missing, cap);
     size_t n = (size_t)count;
     int64_t *row_of = xmalloc_array(n, sizeof *row_of);
     for (size_t i = 0; i < n; i++)
@@ -824,7 +869,10 @@ static int densify(const region *r, const ds_write *w, int64_t cap, cellset *cs,
     cellset_free(cs);
     *cs = d;
     mark_held(r, w, cs);
-    return 0;
+    int64_t fill = 0;
+    for (size_t i = 0; i < n; i++)
+        fill += !cs->has[i] && !cs->held[i];
+    return fill > cap ? too_many(err, fill, cap) : 0;
 }
 
 /* Appends the cells that have no row yet and become non-zero. */
@@ -877,7 +925,7 @@ static void where_changed(ds_buf *sql, sql_args *a, const region *r)
 
 static int run_sql(ds_store *s, const ds_buf *sql, const sql_args *a, ds_error *err)
 {
-    duckdb_prepared_statement st;
+    duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con, sql->data, &st, err);
     if (rc == 0) {
         rc = store__bind_args(st, a, 1, err);
@@ -1092,7 +1140,7 @@ static int decide_spread(ds_store *s, const region *r, const ds_command *cmd, co
         if ((rc = check_structure(r->m, &r->c, cmd->if_seq, seq - 1, err)))
             return rc;
         for (size_t i = 0; i < cs->n; i++)
-            if ((*nv)[i] != cs->value[i] && cs->stamp[i] > cmd->if_seq)
+            if ((*nv)[i] != cs->value[i] && cs->stamp[i] > cmd->if_seq && cs->stamp[i] != seq)
                 return stale(err, cmd->if_seq, seq - 1);
     }
     return 0;
@@ -1189,6 +1237,8 @@ static int apply_writes(ds_store *s, model_slot *slot, const ds_command *cmd, in
             rc = ds_fail(err, DS_NOT_FOUND, "column", "no such measure");
         if (rc == 0)
             rc = check_cell(m, &w->cell, err);
+        for (int h = 0; rc == 0 && h < w->nholds; h++)
+            rc = check_hold(m, &w->holds[h], err);
         if (rc)
             break;
         change_list list = {.cs = &out->sets[i], .cap = s->opts.change_cap};
@@ -1205,8 +1255,8 @@ static int apply_writes(ds_store *s, model_slot *slot, const ds_command *cmd, in
         if (rc == 0)
             rc = log_write(s, slot, cmd, seq, out->ts_us, i, out->sets + i, err);
     }
-    if (rc && wrote && err && err->code != DS_INTERNAL)
-        s->poisoned = true; /* refused after an earlier write of the same command */
+    if (wrote)
+        s->wrote = true;
     return rc;
 }
 
@@ -1227,6 +1277,7 @@ int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcom
     }
     int64_t seq = slot->work_seq + 1;
     out->seq = seq;
+    s->wrote = false;
     out->ts_us = now_us();
     if (cmd->kind == COMMAND_WRITE)
         rc = apply_writes(s, slot, cmd, seq, out, err);
@@ -1235,11 +1286,14 @@ int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcom
     if (rc == 0 && (rc = prepare_logs(s, slot, err)) == 0) {
         duckdb_prepared_statement st = slot->stmts.seq_update;
         duckdb_bind_int64(st, 1, seq);
-        duckdb_bind_int32(st, 2, store__current(slot)->id);
+        duckdb_bind_int64(st, 2, store__current(slot)->struct_seq);
+        duckdb_bind_int32(st, 3, store__current(slot)->id);
         rc = store__run(st, NULL, err);
     }
     if (rc == 0)
         slot->work_seq = seq;
+    else if (s->wrote)
+        s->poisoned = true; /* failed after writing: the group must not commit */
     if (own) {
         if (rc == 0)
             rc = store_txn_commit(s, err);

@@ -281,6 +281,8 @@ struct arena_block {
 
 void *ds_arena_alloc(ds_arena *a, size_t n)
 {
+    if (n > SIZE_MAX / 4)
+        oom(n, __FILE__, __LINE__);
     n = (n + 15) & ~(size_t)15;
     struct arena_block *b = a->head;
     if (!b || b->size - b->used < n) {

@@ -347,10 +347,12 @@ static bool form_target(const spread_params *p, const ref_sums *s, mpz_t target,
             mpz_add(target, target, s->total);
         mpz_sub(need, target, s->held);
     } else {
+        /* DESIGN 2.3: T = h + sum(U) * (1 + p/100), rounded as a whole */
         percent_factor(p, num, den);
         mpz_mul(num, num, s->usum);
-        ref_round_half_away(need, num, den);
-        mpz_add(target, s->held, need);
+        mpz_addmul(num, s->held, den);
+        ref_round_half_away(target, num, den);
+        mpz_sub(need, target, s->held);
     }
     bool ok = within_limit(a) && within_limit(need);
     mpz_clears(a, num, den, NULL);

@@ -195,6 +195,19 @@ START_TEST(delta_and_percent_targets)
 }
 END_TEST
 
+/* DESIGN 2.3: T itself is rounded half away from zero: held -10, unheld 5,
+ * -50%: T = -10 + 2.5 = -7.5 -> -8, so the unheld leaf gets 2. */
+START_TEST(percent_rounds_the_total)
+{
+    int64_t v[] = {-10, 5};
+    uint8_t h[] = {1, 0};
+    run r = spread_flat(SPREAD_PROPORTIONAL, SPREAD_PERCENT, -50, 2, v, h);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert(r.plan.target == -8);
+    ck_assert_int_eq(r.out[1], 2);
+}
+END_TEST
+
 START_TEST(out_of_range)
 {
     int64_t v[] = {1, 1};
@@ -396,6 +409,7 @@ int main(void)
     tcase_add_test(tc, equal_and_negative);
     tcase_add_test(tc, repeat_forms);
     tcase_add_test(tc, delta_and_percent_targets);
+    tcase_add_test(tc, percent_rounds_the_total);
     tcase_add_test(tc, out_of_range);
     tcase_add_test(tc, equal_is_fair_per_family);
     tcase_add_test(tc, two_dimensions);

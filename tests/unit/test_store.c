@@ -626,6 +626,128 @@ START_TEST(member_operations)
 }
 END_TEST
 
+/* ---- regressions from review ---------------------------------------------------------- */
+
+START_TEST(delete_then_more_member_ops)
+{
+    ds_outcome o;
+    int pk = dim("product");
+    ds_member_op del = {.kind = MEMBER_DELETE,
+                        .dim = pk,
+                        .member = member("product", "P-0002"),
+                        .force = true,
+                        .facts_to = -1};
+    ck_assert(member_op(del, &o) == 0);
+    ds_member_op rn = {.kind = MEMBER_RENAME,
+                       .dim = pk,
+                       .member = member("product", "P-0003"),
+                       .name = "Three",
+                       .facts_to = -1};
+    ck_assert(member_op(rn, &o) == 0);
+    ds_member_op add = {.kind = MEMBER_ADD,
+                        .dim = pk,
+                        .parent = member("product", "S01-B1-F1"),
+                        .key = "P-NEW",
+                        .name = "New",
+                        .facts_to = -1};
+    ck_assert(member_op(add, &o) == 0);
+    int32_t new_id = member("product", "P-NEW");
+    /* ids of deleted members are never reused, also after a restart */
+    int64_t seq = seq_now();
+    close_store();
+    open_store(1000, 1000000);
+    ck_assert_int_eq(seq_now(), seq);
+    add.key = "P-NEWER";
+    add.parent = member("product", "S01-B1-F1");
+    ck_assert(member_op(add, &o) == 0);
+    ck_assert_int_gt(member("product", "P-NEWER"), new_id);
+    ck_assert_int_lt(model_find_key(&M->dims[pk], "P-0002", 6), 0);
+}
+END_TEST
+
+START_TEST(read_with_an_older_model)
+{
+    int pk = dim("product");
+    ds_cell p = cell3("product=P-0005", NULL, NULL);
+    ds_i128 v = read_cell(p, 0);
+    ck_assert(v != 0);
+    const ds_model *old = store_model_acquire(S, DEMO_MODEL, strlen(DEMO_MODEL));
+    ds_outcome o;
+    ds_member_op add = {
+        .kind = MEMBER_ADD, .dim = pk, .parent = p.m[pk], .key = "P-0005-X", .facts_to = -2};
+    ck_assert_msg(member_op(add, &o) == 0, "%s", E.message);
+    /* the facts moved to the new child; a read built from the old model
+     * still reports the right value at the current seq */
+    ds_i128 got;
+    int64_t seq;
+    ck_assert(store_read_cell(R, old, &p, 0, &got, &seq, &E) == 0);
+    ck_assert(got == v);
+    ck_assert_int_eq(seq, seq_now());
+    store_model_release(S, old);
+}
+END_TEST
+
+START_TEST(batch_with_if_seq_sees_its_own_writes)
+{
+    ds_cell a = cell3("product=P-0006", "customer=C-0002", "time=2024-02");
+    int64_t seq = seq_now();
+    ds_write w[2] = {{.measure = 0, .cell = a, .form = SPREAD_DELTA, .amount = 1},
+                     {.measure = 0, .cell = a, .form = SPREAD_DELTA, .amount = 1}};
+    ds_command cmd = {.kind = COMMAND_WRITE, .user = "u", .if_seq = seq, .nwrites = 2, .writes = w};
+    ds_outcome o;
+    ck_assert_msg(store_apply(S, DEMO_MODEL, &cmd, &o, &E) == 0, "%s", E.message);
+    outcome_clear(&o);
+    ds_cell q = cell3("product=P-0006", "customer=C-0002", "time=2024-Q1");
+    w[0].cell = q;
+    w[0].method = SPREAD_EQUAL;
+    w[0].form = SPREAD_SET;
+    w[0].amount = 90;
+    cmd.if_seq = seq + 1;
+    ck_assert_msg(store_apply(S, DEMO_MODEL, &cmd, &o, &E) == 0, "%s", E.message);
+    outcome_clear(&o);
+    /* an older if_seq is stale */
+    cmd.if_seq = seq;
+    ck_assert_int_eq(store_apply(S, DEMO_MODEL, &cmd, &o, &E), -DS_STALE);
+}
+END_TEST
+
+START_TEST(group_poisoned_by_a_half_applied_command)
+{
+    ds_cell a = cell3("product=P-0008", "customer=C-0001", "time=2024-03");
+    ds_i128 before = read_cell(a, 0);
+    int64_t seq = seq_now();
+    ds_write w[2] = {{.measure = 0, .cell = a, .form = SPREAD_DELTA, .amount = 1},
+                     {.measure = 0, .cell = a, .form = SPREAD_SET, .amount = dec_pow10(30)}};
+    ds_command cmd = {.kind = COMMAND_WRITE, .user = "u", .if_seq = -1, .nwrites = 2, .writes = w};
+    ds_outcome o;
+    ck_assert(store_txn_begin(S, &E) == 0);
+    ck_assert_int_eq(store_apply(S, DEMO_MODEL, &cmd, &o, NULL), -DS_OUT_OF_RANGE);
+    ck_assert_int_eq(store_txn_commit(S, &E), -DS_INTERNAL);
+    ck_assert(read_cell(a, 0) == before);
+    ck_assert_int_eq(seq_now(), seq);
+    /* a view cannot be created inside a group */
+    ck_assert(store_txn_begin(S, &E) == 0);
+    ck_assert_int_eq(store_view_create(S, DEMO_MODEL, "v2", "SELECT 1", &E), -DS_INTERNAL);
+    store_txn_rollback(S);
+}
+END_TEST
+
+START_TEST(bad_holds_and_scales)
+{
+    ds_cell bx = cell3("product=Brand X", NULL, NULL);
+    ds_hold h;
+    for (int k = 0; k < DS_MAX_DIMS; k++)
+        h.m[k] = -1;
+    h.m[0] = 100000;
+    ds_outcome o;
+    ck_assert_int_eq(write_cell(bx, 0, 0, SPREAD_SET, 5, &h, 1, -1, &o), -DS_NOT_FOUND);
+    ds_cell leaf = cell3("product=P-0001", "customer=C-0001", "time=2024-01");
+    ds_write w = {.measure = 0, .cell = leaf, .form = SPREAD_PERCENT, .amount = 5, .pct_scale = 60};
+    ds_command cmd = {.kind = COMMAND_WRITE, .user = "u", .if_seq = -1, .nwrites = 1, .writes = &w};
+    ck_assert_int_eq(store_apply(S, DEMO_MODEL, &cmd, &o, &E), -DS_OUT_OF_RANGE);
+}
+END_TEST
+
 /* ---- group commit ------------------------------------------------------------------------- */
 
 START_TEST(group_commit_and_rollback)
@@ -861,6 +983,11 @@ int main(void)
     tcase_add_test(tc, too_many_cells_refused);
     tcase_add_test(tc, member_operations);
     tcase_add_test(tc, group_commit_and_rollback);
+    tcase_add_test(tc, delete_then_more_member_ops);
+    tcase_add_test(tc, read_with_an_older_model);
+    tcase_add_test(tc, batch_with_if_seq_sees_its_own_writes);
+    tcase_add_test(tc, group_poisoned_by_a_half_applied_command);
+    tcase_add_test(tc, bad_holds_and_scales);
     tcase_add_test(tc, batch_is_one_command);
     tcase_add_test(tc, grid_matches_cells);
     tcase_add_test(tc, change_list_is_capped);
