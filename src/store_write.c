@@ -907,9 +907,16 @@ static int insert_cells(ds_store *s, const region *r, const ds_write *w, const c
 
 /* Appends " WHERE ds_rowhas(rowid) AND <d BETWEEN lo AND hi>..." (the id
  * ranges only prune the scan; ds_rowhas decides). */
-static void where_changed(ds_buf *sql, sql_args *a, const region *r)
+/* When every row of the region changes (the usual proportional spread),
+ * the exact region predicate replaces the per-row lookup. */
+static void where_changed(ds_buf *sql, sql_args *a, const region *r, bool every_row)
 {
     const ds_model *m = r->m;
+    if (every_row) {
+        ds_buf_puts(sql, " WHERE true");
+        store__region(sql, a, m, &r->c, NULL);
+        return;
+    }
     ds_buf_puts(sql, " WHERE ds_rowhas(rowid)");
     for (int k = 0; k < m->ndims; k++) {
         int32_t x = r->c.m[k];
@@ -938,7 +945,8 @@ static int run_sql(ds_store *s, const ds_buf *sql, const sql_args *a, ds_error *
 
 /* The leaf log of the rows about to change, read from the facts before the
  * UPDATE (one parallel scan; faster than appending from C). */
-static int log_rows(ds_store *s, const region *r, const ds_write *w, int64_t seq, ds_error *err)
+static int log_rows(ds_store *s, const region *r, const ds_write *w, int64_t seq, bool every_row,
+                    ds_error *err)
 {
     const ds_model *m = r->m;
     const ds_measure *ms = &m->measures[w->measure];
@@ -956,7 +964,7 @@ static int log_rows(ds_store *s, const region *r, const ds_write *w, int64_t seq
     store__column(&sql, 'm', ms->id);
     ds_buf_puts(&sql, "), 0), ds_rowraw(rowid) FROM ");
     store__table(&sql, 'f', m->id);
-    where_changed(&sql, &a, r);
+    where_changed(&sql, &a, r, every_row);
     int rc = run_sql(s, &sql, &a, err);
     ds_buf_free(&sql);
     store__args_free(&a);
@@ -970,8 +978,9 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
 {
     const ds_model *m = r->m;
     const ds_measure *ms = &m->measures[w->measure];
-    size_t nup = 0, nins = 0;
+    size_t nup = 0, nins = 0, rows = 0;
     for (size_t i = 0; i < cs->n; i++) {
+        rows += cs->rowid[i] >= 0;
         if (nv[i] == cs->value[i])
             continue;
         if (cs->rowid[i] >= 0)
@@ -979,6 +988,7 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
         else
             nins++;
     }
+    bool every_row = nup == rows;
     int rc = 0;
     if (nup) {
         int64_t *rid = xmalloc_array(nup, sizeof *rid), *val = xmalloc_array(nup, sizeof *val);
@@ -992,7 +1002,7 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
         free(rid);
         free(val);
         if (s->opts.leaf_log)
-            rc = log_rows(s, r, w, seq, err);
+            rc = log_rows(s, r, w, seq, every_row, err);
         ds_buf sql;
         sql_args a = {0};
         ds_buf_init(&sql, 1 << 20);
@@ -1003,7 +1013,7 @@ static int write_spread(ds_store *s, const region *r, const ds_write *w, const c
         ds_buf_printf(&sql, " = ds_rowval_%d(rowid), ", ms->scale);
         store__column(&sql, 's', ms->id);
         ds_buf_printf(&sql, " = %" PRId64, seq);
-        where_changed(&sql, &a, r);
+        where_changed(&sql, &a, r, every_row);
         if (rc == 0)
             rc = run_sql(s, &sql, &a, err);
         ds_buf_free(&sql);

@@ -585,6 +585,21 @@ START_TEST(member_operations)
     ck_assert(read_cell(cf, 0) == vf - vp);
     ck_assert(read_cell(ct, 0) == vt + vp);
     ck_assert(read_cell(all, 0) == grand);
+    /* the family's ids are no longer one range: spreads and reads use the
+     * closure; doubling it doubles the moved product too */
+    ck_assert(!model_ids_contiguous(&M->dims[pk], to));
+    ck_assert(write_cell(ct, 0, SPREAD_PROPORTIONAL, SPREAD_SET, 2 * (vt + vp), NULL, 0, -1, &o) ==
+              0);
+    outcome_clear(&o);
+    ck_assert(read_cell(cp, 0) == 2 * vp);
+    ck_assert(read_cell(ct, 0) == 2 * (vt + vp));
+    ck_assert(read_cell(cf, 0) == vf - vp);
+    ck_assert(read_cell(all, 0) == grand + vt + vp);
+    ck_assert(write_cell(ct, 0, SPREAD_PROPORTIONAL, SPREAD_SET, vt + vp, NULL, 0, -1, &o) == 0);
+    outcome_clear(&o);
+    ck_assert(read_cell(all, 0) == grand);
+    vp = read_cell(cp, 0);
+    vt = read_cell(ct, 0) - vp;
     /* rename keeps the key */
     ds_member_op rn = {
         .kind = MEMBER_RENAME, .dim = pk, .member = p, .name = "Renamed", .facts_to = -1};
