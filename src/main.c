@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "decimal.h"
 #include "demo.h"
+#include "server.h"
 #include "store.h"
 
 #define DS_VERSION "0.1.0"
@@ -22,6 +24,7 @@ static const char usage_main[] =
     "numbers that roll up into totals and spread down from them, exactly.\n"
     "\n"
     "commands:\n"
+    "  serve     run the server: HTTP API, Redis queue, single writer, live feed\n"
     "  demo      load the demo model 'sales' into a data directory and print totals\n"
     "  version   print the version\n"
     "  help      print this help\n"
@@ -40,6 +43,151 @@ static const char usage_demo[] =
     "               loads in about a second; 10000000 for the large benchmarks)\n"
     "  --seed S     generator seed (default 42)\n"
     "  --help       this help\n";
+
+static const char usage_serve[] =
+    "usage: duckspread serve --data DIR --listen HOST:PORT [--redis URL] [--demo]\n"
+    "                        [options]\n"
+    "\n"
+    "Runs the server in one process: the HTTP API (and /docs), the writer that\n"
+    "applies queued commands to DIR/duckspread.db, and the live change feed. The\n"
+    "port opens once recovery (and the demo load) is done. SIGTERM drains: no new\n"
+    "connections, the batch in flight is committed and published, exit 0.\n"
+    "\n"
+    "  --data DIR          data directory (required; created if missing)\n"
+    "  --listen HOST:PORT  address to serve on (default 127.0.0.1:8080); anything\n"
+    "                      but loopback needs --api-key\n"
+    "  --redis URL         redis://[user:password@]host:port or unix:///path; also\n"
+    "                      REDIS_URL. Without either a private redis-server is\n"
+    "                      started on a unix socket under DIR/redis and stopped with\n"
+    "                      the server.\n"
+    "  --redis-fsync MODE  appendfsync of the private redis-server: always (default)\n"
+    "                      or everysec\n"
+    "  --demo              load the demo model 'sales' if it is absent\n"
+    "  --scale N           facts of the demo (default 1000000)\n"
+    "  --api-key KEY       require this key (Authorization: Bearer KEY or X-API-Key);\n"
+    "                      also DS_API_KEY\n"
+    "  --wait-ms N         how long a write waits for its outcome before answering\n"
+    "                      202 queued (default 10000)\n"
+    "  --batch N           commands per writer transaction (default 512)\n"
+    "  --threads N         HTTP threads (default 2)\n"
+    "  --body-max BYTES    largest request body (default 1048576)\n"
+    "  --web-dir DIR       where web/ and node_modules/ are, for /openapi.json and\n"
+    "                      /docs (default: the source tree of this binary)\n"
+    "  --help              this help\n"
+    "\n"
+    "Environment: DS_LOG=debug for debug logs; DS_CRASH_AT=before_commit|\n"
+    "after_commit|after_publish|before_xack kills the process there (tests).\n";
+
+/* The source tree the binary was built in (its build/ directory's parent). */
+static void default_web_dir(char *out, size_t n)
+{
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    snprintf(out, n, ".");
+    if (len <= 0)
+        return;
+    exe[len] = '\0';
+    for (int i = 0; i < 2; i++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash)
+            return;
+        *slash = '\0';
+    }
+    snprintf(out, n, "%s", exe[0] ? exe : "/");
+}
+
+static bool parse_count(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},     {"listen", required_argument, NULL, 'l'},
+        {"redis", required_argument, NULL, 'r'},    {"redis-fsync", required_argument, NULL, 'f'},
+        {"demo", no_argument, NULL, 'D'},           {"scale", required_argument, NULL, 's'},
+        {"api-key", required_argument, NULL, 'k'},  {"wait-ms", required_argument, NULL, 'w'},
+        {"batch", required_argument, NULL, 'b'},    {"threads", required_argument, NULL, 't'},
+        {"body-max", required_argument, NULL, 'B'}, {"web-dir", required_argument, NULL, 'W'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    server_opts o;
+    server_opts_default(&o);
+    o.redis_url = getenv("REDIS_URL") && *getenv("REDIS_URL") ? getenv("REDIS_URL") : NULL;
+    o.api_key = getenv("DS_API_KEY") && *getenv("DS_API_KEY") ? getenv("DS_API_KEY") : NULL;
+    char web[4096];
+    default_web_dir(web, sizeof web);
+    o.web_dir = web;
+    int c;
+    long long v;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'd':
+            o.data_dir = optarg;
+            break;
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 'r':
+            o.redis_url = optarg;
+            break;
+        case 'f':
+            ok = !strcmp(optarg, "always") || !strcmp(optarg, "everysec");
+            o.redis_fsync = optarg;
+            break;
+        case 'D':
+            o.demo = true;
+            break;
+        case 's':
+            ok = parse_count(optarg, 1, 100000000, &v);
+            o.demo_facts = v;
+            break;
+        case 'k':
+            o.api_key = optarg;
+            break;
+        case 'w':
+            ok = parse_count(optarg, 0, 600000, &v);
+            o.wait_ms = (int)v;
+            break;
+        case 'b':
+            ok = parse_count(optarg, 1, 1000, &v);
+            o.batch_max = (int)v;
+            break;
+        case 't':
+            ok = parse_count(optarg, 1, 64, &v);
+            o.http_threads = (int)v;
+            break;
+        case 'B':
+            ok = parse_count(optarg, 1024, 1LL << 30, &v);
+            o.body_max = (size_t)v;
+            break;
+        case 'W':
+            o.web_dir = optarg;
+            break;
+        case 'h':
+            fputs(usage_serve, stdout);
+            return 0;
+        default:
+            fputs(usage_serve, stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "duckspread serve: bad value '%s' (see --help)\n", optarg);
+            return 2;
+        }
+    }
+    if (!o.data_dir) {
+        fputs("duckspread serve: --data DIR is required\n", stderr);
+        return 2;
+    }
+    return server_run(&o);
+}
 
 static int make_dir(const char *dir)
 {
@@ -171,6 +319,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "duckspread: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

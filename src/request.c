@@ -650,6 +650,11 @@ int request_resolve(const json_val *body, req_kind kind, const ds_model *m, cons
 
 /* ---- encoding ------------------------------------------------------------- */
 
+void request_put_member(json_w *w, const ds_model *m, const ds_member_op *op)
+{
+    put_member_canon(w, m, op, op->key);
+}
+
 void request_put_cell(json_w *w, const ds_model *m, const ds_cell *c)
 {
     put_members(w, m, c->m, false);

@@ -75,6 +75,10 @@ void request_put_cell(json_w *w, const ds_model *m, const ds_cell *c);
 void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd, const ds_outcome *o,
                        const char *request_id, const char *user);
 
+/* The canonical object of a member operation ({"op", "dimension", ...}),
+ * named with the model before the operation. */
+void request_put_member(json_w *w, const ds_model *m, const ds_member_op *op);
+
 /* {"error": {"code", "message", "target", ...extras}} */
 void request_put_error(json_w *w, const ds_error *e);
 

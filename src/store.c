@@ -430,6 +430,9 @@ static const char *const schema_sql[] = {
     "ts TIMESTAMP, user_name VARCHAR, request_id VARCHAR, kind VARCHAR, "
     "measure_id INTEGER, target VARCHAR, method VARCHAR, form VARCHAR, amount VARCHAR, "
     "old_value HUGEINT, new_value HUGEINT, leaves_changed BIGINT, detail VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS ds_request(model_id INTEGER, user_name VARCHAR, "
+    "request_id VARCHAR, body_hash VARCHAR, seq BIGINT, code INTEGER, body VARCHAR, "
+    "ts TIMESTAMP)",
     "INSERT INTO ds_meta SELECT 'schema_version', '1' WHERE NOT EXISTS "
     "(SELECT 1 FROM ds_meta WHERE key = 'schema_version')",
 };
@@ -691,6 +694,12 @@ void store_close(ds_store *s)
     store__rowmap_free(&s->rows);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+const ds_model *store_model_current(ds_store *s, const char *name)
+{
+    model_slot *slot = store__slot(s, name, strlen(name));
+    return slot ? store__current(slot) : NULL;
 }
 
 model_slot *store__slot(ds_store *s, const char *name, size_t len)

@@ -48,6 +48,10 @@ int store_model_drop(ds_store *s, const char *name, ds_error *err);
 /* The current snapshot of a model, or NULL (no such model). */
 const ds_model *store_model_acquire(ds_store *s, const char *name, size_t len);
 void store_model_release(ds_store *s, const ds_model *m);
+/* The catalog the next command will see: inside a group it includes the
+ * group's member operations. For the writer's thread only; valid until the
+ * next command. NULL: no such model. */
+const ds_model *store_model_current(ds_store *s, const char *name);
 /* Names of all models (caller frees each and the array); count returned. */
 size_t store_model_names(ds_store *s, char ***names);
 /* The last applied seq of a model, or -1 (no such model). */
@@ -85,6 +89,27 @@ int store_txn_begin(ds_store *s, ds_error *err);
 int store_txn_commit(ds_store *s, ds_error *err);
 void store_txn_rollback(ds_store *s);
 
+/* ---- the request ledger (ds_request) ------------------------------------ */
+
+/* Records a command's outcome in the open group: code is DS_OK for an
+ * applied command (body: its event) or the refusal's ds_code (body: the
+ * error). The rows are written with the group's COMMIT. */
+void store_request_add(ds_store *s, const char *model, const char *user, const char *rid,
+                       const char *hash, int64_t seq, int code, const char *body, size_t len);
+typedef void (*store_request_fn)(void *ctx, const char *model, const char *user, const char *rid,
+                                 const char *hash, int64_t seq, int code);
+/* Every ledger row (without bodies), for the in-memory ledger at start. */
+int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *err);
+/* The stored outcome of one request; *body is malloc'd (caller frees). */
+int store_request_get(ds_reader *r, const char *model, const char *user, const char *rid, int *code,
+                      int64_t *seq, char **body, ds_error *err);
+/* The events of a model's applied commands with seq > after, oldest first
+ * (to publish what was committed but not yet published). */
+typedef void (*store_event_fn)(void *ctx, int64_t seq, const char *rid, const char *event,
+                               size_t len);
+int store_events_after(ds_store *s, const char *model, int64_t after, store_event_fn fn, void *ctx,
+                       ds_error *err);
+
 /* ---- reads ------------------------------------------------------------ */
 
 /* A read connection for one thread. Caller frees with store_reader_free(). */
@@ -106,6 +131,27 @@ typedef struct ds_grid_spec {
 /* values[r * ncols + c], and the seq it reflects. */
 int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
                     int64_t *seq, ds_error *err);
+
+/* A view's rows as text: column names and kinds, and nrows * ncols cells
+ * (NULL for SQL NULL). Free with store_table_free(). */
+typedef enum ds_col_kind { COL_STRING = 0, COL_NUMBER, COL_BOOL } ds_col_kind;
+typedef struct ds_table {
+    int ncols;
+    char **names;
+    ds_col_kind *kinds;
+    size_t nrows;
+    char **cells;
+} ds_table;
+void store_table_free(ds_table *t);
+
+/* Rows of a model's view with equality filters (column = text), at most
+ * limit. not_found (target "view") for a view the model does not have;
+ * malformed (target the column) for a filter on a column it lacks. */
+int store_read_view(ds_reader *r, const ds_model *m, const char *view, const char *const *cols,
+                    const char *const *vals, int nfilters, size_t limit, ds_table *out,
+                    int64_t *seq, ds_error *err);
+/* Names of a model's views (caller frees each and the array). */
+size_t store_view_list(ds_reader *r, const ds_model *m, char ***names);
 
 /* A hash of catalog, members and facts of every model: equal before and
  * after anything that must change nothing. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void store__table_name(char *buf, size_t n, char prefix, int32_t model_id)
 {
@@ -506,5 +507,131 @@ int store_load_end(ds_loader *l, bool commit, ds_error *err)
     if (rc || !commit)
         store__exec(l->s->con, "ROLLBACK", NULL);
     free(l);
+    return rc;
+}
+
+/* ---- the request ledger ------------------------------------------------------- */
+
+void store_request_add(ds_store *s, const char *model, const char *user, const char *rid,
+                       const char *hash, int64_t seq, int code, const char *body, size_t len)
+{
+    model_slot *slot = store__slot(s, model, strlen(model));
+    if (s->nrequests == s->requests_alloc) {
+        s->requests_alloc = s->requests_alloc ? 2 * s->requests_alloc : 64;
+        s->requests = xrealloc(s->requests, s->requests_alloc * sizeof *s->requests);
+    }
+    s->requests[s->nrequests++] = (pending_request){
+        .model_id = slot ? store__current(slot)->id : -1,
+        .user = xstrdup(user ? user : ""),
+        .rid = xstrdup(rid ? rid : ""),
+        .hash = xstrdup(hash ? hash : ""),
+        .body = xstrndup(body, len),
+        .seq = seq,
+        .code = code,
+    };
+}
+
+void store__drop_requests(ds_store *s)
+{
+    for (size_t i = 0; i < s->nrequests; i++) {
+        free(s->requests[i].user);
+        free(s->requests[i].rid);
+        free(s->requests[i].hash);
+        free(s->requests[i].body);
+    }
+    s->nrequests = 0;
+}
+
+int store__flush_requests(ds_store *s, ds_error *err)
+{
+    if (s->nrequests == 0)
+        return 0;
+    duckdb_appender ap;
+    int rc = store__appender(s, "ds_request", &ap, err);
+    if (rc)
+        return rc;
+    duckdb_timestamp now = {.micros = 0};
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    now.micros = (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    for (size_t i = 0; i < s->nrequests; i++) {
+        const pending_request *p = &s->requests[i];
+        duckdb_append_int32(ap, p->model_id);
+        duckdb_append_varchar(ap, p->user);
+        duckdb_append_varchar(ap, p->rid);
+        duckdb_append_varchar(ap, p->hash);
+        if (p->seq >= 0)
+            duckdb_append_int64(ap, p->seq);
+        else
+            duckdb_append_null(ap);
+        duckdb_append_int32(ap, p->code);
+        duckdb_append_varchar(ap, p->body);
+        duckdb_append_timestamp(ap, now);
+        duckdb_appender_end_row(ap);
+    }
+    return store__appender_close(&ap, err);
+}
+
+int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *err)
+{
+    duckdb_result res;
+    if (duckdb_query(s->con,
+                     "SELECT m.name, r.user_name, r.request_id, r.body_hash, "
+                     "COALESCE(r.seq, -1), r.code FROM ds_request r JOIN ds_model m USING "
+                     "(model_id)",
+                     &res) == DuckDBError) {
+        int rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
+        duckdb_destroy_result(&res);
+        return rc;
+    }
+    row_iter it;
+    store__rows_init(&it, &res);
+    while (store__rows_next(&it)) {
+        uint32_t l0, l1, l2, l3;
+        const char *a = store__rows_str(&it, 0, &l0), *b = store__rows_str(&it, 1, &l1);
+        const char *c = store__rows_str(&it, 2, &l2), *d = store__rows_str(&it, 3, &l3);
+        char *m = xstrndup(a, l0), *u = xstrndup(b, l1), *r = xstrndup(c, l2), *h = xstrndup(d, l3);
+        fn(ctx, m, u, r, h, store__rows_i64(&it, 4), store__rows_i32(&it, 5));
+        free(m);
+        free(u);
+        free(r);
+        free(h);
+    }
+    store__rows_done(&it);
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+int store_events_after(ds_store *s, const char *model, int64_t after, store_event_fn fn, void *ctx,
+                       ds_error *err)
+{
+    model_slot *slot = store__slot(s, model, strlen(model));
+    if (!slot)
+        return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
+    duckdb_prepared_statement st = NULL;
+    int rc = store__prepare(s->con,
+                            "SELECT seq, request_id, body FROM ds_request WHERE model_id = ? AND "
+                            "seq > ? ORDER BY seq",
+                            &st, err);
+    duckdb_result res;
+    if (rc == 0) {
+        duckdb_bind_int32(st, 1, store__current(slot)->id);
+        duckdb_bind_int64(st, 2, after);
+        rc = store__run(st, &res, err);
+    }
+    if (rc == 0) {
+        row_iter it;
+        store__rows_init(&it, &res);
+        while (store__rows_next(&it)) {
+            uint32_t lr, lb;
+            const char *rid = store__rows_str(&it, 1, &lr), *body = store__rows_str(&it, 2, &lb);
+            char *r = xstrndup(rid, lr);
+            fn(ctx, store__rows_i64(&it, 0), r, body, lb);
+            free(r);
+        }
+        store__rows_done(&it);
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&st);
     return rc;
 }

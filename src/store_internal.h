@@ -41,6 +41,14 @@ typedef struct rowmap {
     int64_t *hvals;
 } rowmap;
 
+/* A ledger row waiting for its group's COMMIT. */
+typedef struct pending_request {
+    int32_t model_id;
+    char *user, *rid, *hash, *body;
+    int64_t seq;
+    int code;
+} pending_request;
+
 struct ds_store {
     duckdb_database db;
     duckdb_connection con; /* the writer's */
@@ -49,8 +57,10 @@ struct ds_store {
     model_slot **slots;
     size_t nslots;
     bool in_txn;
-    bool poisoned; /* a command failed after it wrote: the group must roll back */
-    bool wrote;    /* the current command has issued writing SQL */
+    bool poisoned;             /* a command failed after it wrote: the group must roll back */
+    bool wrote;                /* the current command has issued writing SQL */
+    pending_request *requests; /* ledger rows of the open group */
+    size_t nrequests, requests_alloc;
     rowmap rows;
 };
 
@@ -153,6 +163,10 @@ int store__chunk_close(chunk_app *c, bool abandon, ds_error *err);
 /* Opens a chunk appender on the facts (prefix 'f') or the leaf log ('l'). */
 int store__facts_open(ds_store *s, const ds_model *m, chunk_app *c, ds_error *err);
 int store__log_open(ds_store *s, const ds_model *m, chunk_app *c, ds_error *err);
+
+/* Writes the pending ledger rows (before COMMIT) / drops them. */
+int store__flush_requests(ds_store *s, ds_error *err);
+void store__drop_requests(ds_store *s);
 
 /* Points the update functions at rowid -> value pairs (copied). */
 void store__rowmap_set(rowmap *rm, const int64_t *rowids, const int64_t *vals, size_t n);

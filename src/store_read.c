@@ -341,3 +341,220 @@ int store_checksum(ds_reader *r, uint64_t *out, ds_error *err)
     *out = h;
     return snapshot_end(r, NULL, NULL, rc, err);
 }
+
+/* ---- the request ledger -------------------------------------------------------- */
+
+int store_request_get(ds_reader *r, const char *model, const char *user, const char *rid, int *code,
+                      int64_t *seq, char **body, ds_error *err)
+{
+    duckdb_prepared_statement st = NULL;
+    int rc = store__prepare(r->con,
+                            "SELECT r.code, COALESCE(r.seq, -1), r.body FROM ds_request r JOIN "
+                            "ds_model m USING (model_id) WHERE m.name = ? AND r.user_name = ? AND "
+                            "r.request_id = ? LIMIT 1",
+                            &st, err);
+    duckdb_result res;
+    if (rc == 0) {
+        duckdb_bind_varchar(st, 1, model);
+        duckdb_bind_varchar(st, 2, user);
+        duckdb_bind_varchar(st, 3, rid);
+        rc = store__run(st, &res, err);
+    }
+    *body = NULL;
+    if (rc == 0) {
+        row_iter it;
+        store__rows_init(&it, &res);
+        if (store__rows_next(&it)) {
+            uint32_t len;
+            const char *b = store__rows_str(&it, 2, &len);
+            *code = store__rows_i32(&it, 0);
+            *seq = store__rows_i64(&it, 1);
+            *body = xstrndup(b, len);
+        } else {
+            rc = ds_fail(err, DS_NOT_FOUND, "request_id", "no such request");
+        }
+        store__rows_done(&it);
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&st);
+    return rc;
+}
+
+/* ---- views --------------------------------------------------------------------------- */
+
+void store_table_free(ds_table *t)
+{
+    for (int c = 0; c < t->ncols; c++)
+        free(t->names[c]);
+    for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++)
+        free(t->cells[i]);
+    free(t->names);
+    free(t->kinds);
+    free(t->cells);
+    memset(t, 0, sizeof *t);
+}
+
+size_t store_view_list(ds_reader *r, const ds_model *m, char ***names)
+{
+    duckdb_prepared_statement st = NULL;
+    duckdb_result res;
+    size_t n = 0;
+    *names = NULL;
+    if (store__prepare(r->con, "SELECT name FROM ds_view WHERE model_id = ? ORDER BY name", &st,
+                       NULL) == 0) {
+        duckdb_bind_int32(st, 1, m->id);
+        if (store__run(st, &res, NULL) == 0) {
+            row_iter it;
+            store__rows_init(&it, &res);
+            while (store__rows_next(&it)) {
+                uint32_t len;
+                const char *v = store__rows_str(&it, 0, &len);
+                *names = xrealloc(*names, (n + 1) * sizeof **names);
+                (*names)[n++] = xstrndup(v, len);
+            }
+            store__rows_done(&it);
+            duckdb_destroy_result(&res);
+        }
+    }
+    duckdb_destroy_prepare(&st);
+    return n;
+}
+
+static ds_col_kind kind_of(duckdb_type t)
+{
+    switch (t) {
+    case DUCKDB_TYPE_TINYINT:
+    case DUCKDB_TYPE_SMALLINT:
+    case DUCKDB_TYPE_INTEGER:
+    case DUCKDB_TYPE_BIGINT:
+    case DUCKDB_TYPE_HUGEINT:
+    case DUCKDB_TYPE_UTINYINT:
+    case DUCKDB_TYPE_USMALLINT:
+    case DUCKDB_TYPE_UINTEGER:
+    case DUCKDB_TYPE_UBIGINT:
+    case DUCKDB_TYPE_DECIMAL:
+        return COL_NUMBER;
+    case DUCKDB_TYPE_BOOLEAN:
+        return COL_BOOL;
+    default:
+        return COL_STRING;
+    }
+}
+
+/* Column names and kinds of a view (LIMIT 0). */
+static int view_columns(ds_reader *r, const char *view, ds_table *t, ds_error *err)
+{
+    ds_buf sql;
+    ds_buf_init(&sql, 4096);
+    ds_buf_puts(&sql, "SELECT * FROM ");
+    store__ident(&sql, view);
+    ds_buf_puts(&sql, " LIMIT 0");
+    duckdb_result res;
+    int rc = 0;
+    if (duckdb_query(r->con, sql.data, &res) == DuckDBError)
+        rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
+    else {
+        t->ncols = (int)duckdb_column_count(&res);
+        t->names = xcalloc((size_t)t->ncols, sizeof *t->names);
+        t->kinds = xcalloc((size_t)t->ncols, sizeof *t->kinds);
+        for (int c = 0; c < t->ncols; c++) {
+            t->names[c] = xstrdup(duckdb_column_name(&res, (idx_t)c));
+            t->kinds[c] = kind_of(duckdb_column_type(&res, (idx_t)c));
+        }
+    }
+    duckdb_destroy_result(&res);
+    ds_buf_free(&sql);
+    return rc;
+}
+
+static bool model_has_view(ds_reader *r, const ds_model *m, const char *view)
+{
+    char **names;
+    size_t n = store_view_list(r, m, &names);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        found |= strcmp(names[i], view) == 0;
+        free(names[i]);
+    }
+    free(names);
+    return found;
+}
+
+static int view_rows(ds_reader *r, const char *view, const char *const *cols,
+                     const char *const *vals, int nfilters, size_t limit, ds_table *t,
+                     ds_error *err)
+{
+    ds_buf sql;
+    ds_buf_init(&sql, 1 << 16);
+    ds_buf_puts(&sql, "SELECT ");
+    for (int c = 0; c < t->ncols; c++) {
+        ds_buf_puts(&sql, c ? ", CAST(" : "CAST(");
+        store__ident(&sql, t->names[c]);
+        ds_buf_puts(&sql, " AS VARCHAR)");
+    }
+    ds_buf_puts(&sql, " FROM ");
+    store__ident(&sql, view);
+    ds_buf_puts(&sql, " WHERE true");
+    for (int i = 0; i < nfilters; i++) {
+        ds_buf_puts(&sql, " AND CAST(");
+        store__ident(&sql, cols[i]);
+        ds_buf_puts(&sql, " AS VARCHAR) = ?");
+    }
+    ds_buf_printf(&sql, " LIMIT %zu", limit);
+    duckdb_prepared_statement st = NULL;
+    duckdb_result res;
+    int rc = store__prepare(r->con, sql.data, &st, err);
+    for (int i = 0; rc == 0 && i < nfilters; i++)
+        duckdb_bind_varchar(st, (idx_t)i + 1, vals[i]);
+    if (rc == 0 && (rc = store__run(st, &res, err)) == 0) {
+        row_iter it;
+        store__rows_init(&it, &res);
+        while (store__rows_next(&it)) {
+            t->cells = xrealloc(t->cells, (t->nrows + 1) * (size_t)t->ncols * sizeof *t->cells);
+            for (int c = 0; c < t->ncols; c++) {
+                uint32_t len;
+                char **cell = &t->cells[t->nrows * (size_t)t->ncols + (size_t)c];
+                if (store__rows_null(&it, (idx_t)c)) {
+                    *cell = NULL;
+                } else {
+                    const char *v = store__rows_str(&it, (idx_t)c, &len);
+                    *cell = xstrndup(v, len);
+                }
+            }
+            t->nrows++;
+        }
+        store__rows_done(&it);
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&st);
+    ds_buf_free(&sql);
+    return rc;
+}
+
+int store_read_view(ds_reader *r, const ds_model *m, const char *view, const char *const *cols,
+                    const char *const *vals, int nfilters, size_t limit, ds_table *out,
+                    int64_t *seq, ds_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const ds_model *use = NULL;
+    int rc = snapshot_begin(r, m, &use, seq, err);
+    if (rc)
+        return rc;
+    if (!model_has_view(r, use, view))
+        rc = ds_fail(err, DS_NOT_FOUND, "view", "table '%s' has no view '%.100s'", use->name, view);
+    if (rc == 0)
+        rc = view_columns(r, view, out, err);
+    for (int i = 0; rc == 0 && i < nfilters; i++) {
+        bool known = false;
+        for (int c = 0; c < out->ncols; c++)
+            known |= strcmp(out->names[c], cols[i]) == 0;
+        if (!known)
+            rc = ds_fail(err, DS_MALFORMED, cols[i], "view '%.100s' has no column '%.100s'", view,
+                         cols[i]);
+    }
+    if (rc == 0)
+        rc = view_rows(r, view, cols, vals, nfilters, limit, out, err);
+    if (rc)
+        store_table_free(out);
+    return snapshot_end(r, m, use, rc, err);
+}

@@ -28,6 +28,7 @@ int store_txn_begin(ds_store *s, ds_error *err)
 
 static void end_group(ds_store *s, bool committed)
 {
+    store__drop_requests(s);
     s->in_txn = false;
     s->poisoned = false;
     for (size_t i = 0; i < s->nslots; i++) {
@@ -56,7 +57,9 @@ int store_txn_commit(ds_store *s, ds_error *err)
         return ds_fail(err, DS_INTERNAL, NULL,
                        "a refused command had already written; the group was rolled back");
     }
-    int rc = store__exec(s->con, "COMMIT", err);
+    int rc = store__flush_requests(s, err);
+    if (rc == 0)
+        rc = store__exec(s->con, "COMMIT", err);
     if (rc) {
         store__exec(s->con, "ROLLBACK", NULL);
         end_group(s, false);

@@ -1,0 +1,887 @@
+/* http.c: see http.h. Part one: the server, requests, auth, errors, the
+ * write path and the change feed. Reads and admin routes are in
+ * http_read.c; both share http_internal.h. */
+#include "http_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "ledger.h"
+#include "log.h"
+#include "writer.h"
+
+/* ---- per-thread resources -------------------------------------------------- */
+
+static _Thread_local thread_res *t_res;
+
+thread_res *http__res(http_server *h)
+{
+    if (t_res)
+        return t_res;
+    thread_res *r = xcalloc(1, sizeof *r);
+    ds_error err;
+    if (bus_open(&h->srv->bus, &r->bus, &err))
+        log_error("http: %s", err.message);
+    r->reader = store_reader_new(h->srv->store);
+    pthread_mutex_lock(&h->lock);
+    r->next = h->res;
+    h->res = r;
+    pthread_mutex_unlock(&h->lock);
+    t_res = r;
+    return r;
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+int http__status(ds_code code)
+{
+    switch (code) {
+    case DS_OK:
+        return 200;
+    case DS_UNAUTHENTICATED:
+        return 401;
+    case DS_TOO_LARGE:
+        return 413;
+    case DS_NOT_JSON:
+        return 415;
+    case DS_MALFORMED:
+        return 400;
+    case DS_FORBIDDEN:
+    case DS_OUT_OF_SCOPE:
+        return 403;
+    case DS_NOT_FOUND:
+        return 404;
+    case DS_INVALID_VALUE:
+    case DS_OUT_OF_RANGE:
+    case DS_AMBIGUOUS_MEMBER:
+    case DS_TOO_MANY_CELLS:
+        return 422;
+    case DS_HELD:
+    case DS_SIGNS_CANCEL:
+    case DS_STALE:
+    case DS_REQUEST_ID_REUSED:
+        return 409;
+    case DS_RATE_LIMITED:
+        return 429;
+    case DS_UNAVAILABLE:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* %XX decoding (and '+' as space when plus); false on a bad escape or a
+ * NUL byte, or when it does not fit. */
+bool http__unescape(const char *in, size_t n, bool plus, char *out, size_t cap, size_t *len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return false;
+            int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                return false;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (plus && c == '+') {
+            c = ' ';
+        }
+        if (o + 1 >= cap)
+            return false;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    *len = o;
+    return true;
+}
+
+/* The query argument `name`, unescaped into buf; NULL when absent. */
+const char *http__arg(req *r, const char *name, char *buf, size_t cap)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    size_t len;
+    if (!v || !http__unescape(v, strlen(v), true, buf, cap, &len))
+        return NULL;
+    return buf;
+}
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s); /* path and arguments are unescaped by the routes */
+}
+
+/* ---- responses ---------------------------------------------------------------- */
+
+static void finish_metrics(req *r, int status)
+{
+    http_server *h = r->h;
+    metrics_request(&h->srv->metrics, r->route_metric, status);
+    metrics_observe(&h->srv->metrics.request_seconds, (double)(ds_now_ns() - r->start_ns) / 1e9);
+}
+
+enum MHD_Result http__reply(req *r, int status, const char *type, const char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->allow)
+        MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->retry_after)
+        MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    finish_metrics(r, status);
+    r->replied = true;
+    return ret;
+}
+
+enum MHD_Result http__json(req *r, int status, const ds_buf *b)
+{
+    return http__reply(r, status, "application/json", b->data, b->len);
+}
+
+enum MHD_Result http__error(req *r, const ds_error *e)
+{
+    ds_buf b;
+    json_w w;
+    ds_buf_init(&b, 1 << 20);
+    jw_init(&w, &b);
+    request_put_error(&w, e);
+    if (e->code == DS_RATE_LIMITED)
+        r->retry_after = "1";
+    enum MHD_Result ret = http__json(r, http__status(e->code), &b);
+    ds_buf_free(&b);
+    return ret;
+}
+
+/* An error whose status is not a ds_code (405, 410). */
+enum MHD_Result http__error_raw(req *r, int status, const char *code, const char *msg, int64_t seq,
+                                int64_t oldest)
+{
+    ds_buf b;
+    json_w w;
+    ds_buf_init(&b, 1 << 16);
+    jw_init(&w, &b);
+    jw_obj(&w);
+    jw_key(&w, "error");
+    jw_obj(&w);
+    jw_key(&w, "code");
+    jw_str(&w, code);
+    jw_key(&w, "message");
+    jw_str(&w, msg);
+    if (seq >= -1 && status == 410) {
+        jw_key(&w, "seq");
+        jw_int(&w, seq);
+        jw_key(&w, "oldest");
+        jw_int(&w, oldest);
+    }
+    jw_obj_end(&w);
+    jw_obj_end(&w);
+    enum MHD_Result ret = http__json(r, status, &b);
+    ds_buf_free(&b);
+    return ret;
+}
+
+enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char *msg)
+{
+    ds_error e;
+    ds_fail(&e, code, target, "%s", msg);
+    return http__error(r, &e);
+}
+
+/* ---- authentication ------------------------------------------------------------- */
+
+static bool same_secret(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
+}
+
+/* A single-use ticket for browsers' SSE and WebSocket. */
+bool http__ticket_take(http_server *h, const char *t)
+{
+    bool ok = false;
+    int64_t now = ds_now_ns();
+    pthread_mutex_lock(&h->lock);
+    for (int i = 0; i < HTTP_TICKETS; i++) {
+        ticket *k = &h->tickets[i];
+        if (k->value[0] && k->expires_ns > now && same_secret(k->value, t)) {
+            k->value[0] = '\0';
+            ok = true;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+void http__ticket_new(http_server *h, char *out, size_t cap)
+{
+    unsigned char raw[18];
+    RAND_bytes(raw, sizeof raw);
+    for (size_t i = 0; i < sizeof raw && 2 * i + 2 < cap; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    pthread_mutex_lock(&h->lock);
+    ticket *k = &h->tickets[h->next_ticket++ % HTTP_TICKETS];
+    snprintf(k->value, sizeof k->value, "%s", out);
+    k->expires_ns = ds_now_ns() + (int64_t)HTTP_TICKET_S * 1000000000;
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* 0 when the request may go on (sets r->user). */
+static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err)
+{
+    const char *key = r->h->srv->o.api_key;
+    const char *xuser = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-User");
+    snprintf(r->user, sizeof r->user, "%s", !key && xuser && *xuser ? xuser : "api");
+    if (!key || public_route)
+        return 0;
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-API-Key");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+        given = auth + 7;
+    if (given && same_secret(given, key))
+        return 0;
+    char tbuf[80];
+    const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
+    if (t && http__ticket_take(r->h, t))
+        return 0;
+    return ds_fail(err, DS_UNAUTHENTICATED, NULL,
+                   given ? "the API key is not valid"
+                         : "this endpoint needs an API key: Authorization: Bearer <key>");
+}
+
+/* ---- bodies --------------------------------------------------------------------------- */
+
+/* Content type, parse, shape check (400s in the contract's order). */
+int http__body(req *r, req_kind kind, json_val **root, ds_error *err)
+{
+    *root = NULL;
+    if (r->too_large)
+        return ds_fail(err, DS_TOO_LARGE, "body", "the body is larger than %zu bytes",
+                       r->h->srv->o.body_max);
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    if (!ct || !strstr(ct, "json"))
+        return ds_fail(err, DS_NOT_JSON, "body",
+                       "the body must be JSON "
+                       "(Content-Type: application/json)");
+    json_limits lim = {.max_bytes = r->h->srv->o.body_max,
+                       .max_depth = r->h->srv->o.json_depth,
+                       .max_string = 64 * 1024};
+    int rc = json_parse(r->body.data, r->body.len, &lim, root, err);
+    if (rc == 0 && kind != (req_kind)-1)
+        rc = request_check(*root, kind, err);
+    if (rc) {
+        json_free(*root);
+        *root = NULL;
+    }
+    return rc;
+}
+
+/* ---- the write path ---------------------------------------------------------------------- */
+
+static void wake_conn(void *arg)
+{
+    req *r = arg;
+    MHD_resume_connection(r->conn);
+}
+
+/* The answer to an outcome: applied -> 200 {"status":"applied", event...};
+ * refused -> the error's status and body. */
+static enum MHD_Result reply_outcome(req *r, int code, const char *body, size_t len)
+{
+    if (code != DS_OK)
+        return http__reply(r, http__status((ds_code)code), "application/json", body, len);
+    ds_buf b;
+    ds_buf_init(&b, (size_t)1 << 30);
+    ds_buf_puts(&b, "{\"status\":\"applied\",");
+    if (len > 1)
+        ds_buf_append(&b, body + 1, len - 1);
+    enum MHD_Result ret = http__json(r, 200, &b);
+    ds_buf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result reply_queued(req *r)
+{
+    ds_buf b;
+    json_w w;
+    ds_buf_init(&b, 4096);
+    jw_init(&w, &b);
+    jw_obj(&w);
+    jw_key(&w, "status");
+    jw_str(&w, "queued");
+    jw_key(&w, "request_id");
+    jw_str(&w, r->rid);
+    jw_obj_end(&w);
+    enum MHD_Result ret = http__json(r, 202, &b);
+    ds_buf_free(&b);
+    return ret;
+}
+
+/* A request_id the ledger knows: the stored answer, or request_id_reused. */
+static enum MHD_Result reply_recorded(req *r, const ledger_entry *le, const char *hash)
+{
+    if (strcmp(le->hash, hash) != 0)
+        return http__fail(r, DS_REQUEST_ID_REUSED, "request_id",
+                          "this request_id was used before with another body");
+    int code;
+    int64_t seq;
+    char *body = NULL;
+    ds_error e;
+    thread_res *res = http__res(r->h);
+    if (store_request_get(res->reader, r->model, r->user, r->rid, &code, &seq, &body, &e))
+        return http__error(r, &e);
+    enum MHD_Result ret = reply_outcome(r, code, body, strlen(body));
+    free(body);
+    return ret;
+}
+
+static void make_request_id(char *out, size_t cap)
+{
+    unsigned char raw[12];
+    RAND_bytes(raw, sizeof raw);
+    size_t o = (size_t)snprintf(out, cap, "ds-");
+    for (size_t i = 0; i < sizeof raw && o + 2 < cap; i++, o += 2)
+        snprintf(out + o, 3, "%02x", raw[i]);
+}
+
+/* Queues a decoded command: answers at once (recorded request, wait=false,
+ * Redis down) or suspends until the outcome or the wait limit. */
+static enum MHD_Result enqueue(req *r, const req_decoded *d)
+{
+    http_server *h = r->h;
+    if (d->request_id)
+        snprintf(r->rid, sizeof r->rid, "%s", d->request_id);
+    else
+        make_request_id(r->rid, sizeof r->rid);
+    ledger_key(r->key, sizeof r->key, r->model, r->user, r->rid);
+    ledger_entry le;
+    if (ledger_get(h->srv->ledger, r->key, &le))
+        return reply_recorded(r, &le, d->hash);
+    bool in_flight = live_expected(h->srv->live, r->key);
+    r->waiting = true;
+    MHD_suspend_connection(r->conn);
+    int64_t deadline = ds_now_ns() + (int64_t)(d->wait ? h->srv->o.wait_ms : 0) * 1000000;
+    live_expect(h->srv->live, &r->w, r->key, deadline, wake_conn, r);
+    if (in_flight)
+        return MHD_YES; /* a retry while the first is in flight waits for it */
+    bus_field f[] = {{"rid", r->rid, strlen(r->rid)},
+                     {"user", r->user, strlen(r->user)},
+                     {"hash", d->hash, strlen(d->hash)},
+                     {"cmd", d->canonical, d->canonical_len}};
+    char id[32];
+    ds_error e;
+    thread_res *res = http__res(h);
+    int rc = res->bus ? bus_enqueue(res->bus, r->model, f, 4, id, &e)
+                      : ds_fail(&e, DS_UNAVAILABLE, "redis", "Redis is not configured");
+    if (rc) {
+        if (live_cancel(h->srv->live, &r->w)) {
+            r->waiting = false;
+            MHD_resume_connection(r->conn);
+        }
+        h->srv->redis_up = 0;
+        ds_fail(&r->deferred, DS_UNAVAILABLE, "redis",
+                "the command was not queued: Redis is unavailable (%s)", e.message);
+        r->has_deferred = true;
+        return MHD_YES;
+    }
+    if (!d->wait && live_cancel(h->srv->live, &r->w)) {
+        r->waiting = false;
+        r->queued_only = true;
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+/* The model a write names: the path's, or "table" of /update_cell. */
+static const ds_model *write_model(req *r, const json_val *root, req_kind kind, ds_error *err)
+{
+    size_t len = 0;
+    const char *t = request_table(root, &len);
+    if (kind == REQ_UPDATE_CELL)
+        snprintf(r->model, sizeof r->model, "%.*s", (int)(len < 256 ? len : 256), t ? t : "");
+    else if (t && (len != strlen(r->model) || memcmp(t, r->model, len) != 0)) {
+        ds_fail(err, DS_INVALID_VALUE, "table", "'table' names another model than the path");
+        return NULL;
+    }
+    const ds_model *m = store_model_acquire(r->h->srv->store, r->model, strlen(r->model));
+    if (!m)
+        ds_fail(err, DS_NOT_FOUND, "table", "no table '%s'", r->model);
+    return m;
+}
+
+enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
+{
+    if (r->has_deferred)
+        return http__error(r, &r->deferred);
+    if (r->queued_only)
+        return reply_queued(r);
+    if (r->waiting) { /* resumed */
+        r->waiting = false;
+        if (r->w.delivered) {
+            enum MHD_Result ret = reply_outcome(r, r->w.status, r->w.body, r->w.len);
+            free(r->w.body);
+            r->w.body = NULL;
+            return ret;
+        }
+        return reply_queued(r); /* the outcome did not arrive within the wait limit */
+    }
+    ds_error e;
+    json_val *root;
+    if (http__body(r, kind, &root, &e))
+        return http__error(r, &e);
+    const ds_model *m = write_model(r, root, kind, &e);
+    ds_arena arena = {0};
+    req_decoded d;
+    int rc = m ? request_resolve(root, kind, m, path_dim, &arena, &d, &e) : -1;
+    enum MHD_Result ret = rc ? http__error(r, &e) : enqueue(r, &d);
+    ds_arena_free(&arena);
+    store_model_release(r->h->srv->store, m);
+    json_free(root);
+    return ret;
+}
+
+/* ---- the change feed ---------------------------------------------------------------- */
+
+static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static enum MHD_Result reply_updates(req *r, ds_buf *items, int64_t next)
+{
+    ds_buf b;
+    ds_buf_init(&b, (size_t)1 << 30);
+    ds_buf_printf(&b, "{\"updates\":[%s],\"next\":%" PRId64 "}", items->data, next);
+    enum MHD_Result ret = http__json(r, 200, &b);
+    ds_buf_free(&b);
+    return ret;
+}
+
+/* GET /get_updates?table=&since=&timeout= and /v1/models/{m}/changes. */
+enum MHD_Result http__changes(req *r, bool legacy)
+{
+    char buf[300], sb[32], tb[32];
+    if (!r->waiting) {
+        if (legacy) {
+            const char *t = http__arg(r, "table", buf, sizeof buf);
+            if (!t)
+                return http__fail(r, DS_MALFORMED, "table", "'table' is required");
+            snprintf(r->model, sizeof r->model, "%s", t);
+        }
+        if (store_model_seq(r->h->srv->store, r->model) < 0) {
+            ds_error e;
+            ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
+            return http__error(r, &e);
+        }
+        const char *s = http__arg(r, "since", sb, sizeof sb);
+        const char *to = http__arg(r, "timeout", tb, sizeof tb);
+        int64_t timeout = 0;
+        if (!s || !parse_int(s, 0, INT64_MAX / 2, &r->since))
+            return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+        if (to && !parse_int(to, 0, r->h->srv->o.max_timeout_s, &timeout))
+            return http__fail(r, DS_MALFORMED, "timeout", "'timeout' must be 0 to 60 seconds");
+        r->deadline_ns = ds_now_ns() + timeout * 1000000000;
+    }
+    ds_buf items;
+    ds_buf_init(&items, (size_t)1 << 30);
+    int64_t next, cur, oldest;
+    live_read lr =
+        live_collect(r->h->srv->live, r->model, r->since, 1000, &items, &next, &cur, &oldest);
+    enum MHD_Result ret;
+    if (lr == LIVE_GONE) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "since %" PRId64 " is outside the retained history (%" PRId64 "..%" PRId64
+                 "): re-read what you show, then follow from seq %" PRId64,
+                 r->since, oldest - 1, cur, cur);
+        ret = http__error_raw(r, 410, "gone", msg, cur, oldest);
+    } else if (items.len || r->waiting || ds_now_ns() >= r->deadline_ns) {
+        r->waiting = false;
+        ret = reply_updates(r, &items, next);
+    } else {
+        r->waiting = true;
+        MHD_suspend_connection(r->conn);
+        live_wait(r->h->srv->live, &r->w, r->model, r->since, r->deadline_ns, wake_conn, r);
+        ret = MHD_YES;
+    }
+    ds_buf_free(&items);
+    return ret;
+}
+
+/* ---- server-sent events -------------------------------------------------------------- */
+
+typedef struct sse_sub {
+    http_server *h;
+    struct MHD_Connection *conn;
+    char model[DS_IDENT_MAX + 1];
+    int64_t cursor, last_write_ns;
+    live_waiter w;
+    bool waiting, ended;
+    ds_buf out; /* formatted, not yet handed to MHD */
+    size_t off;
+} sse_sub;
+
+static void sse_wake(void *arg)
+{
+    sse_sub *s = arg;
+    MHD_resume_connection(s->conn);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    sse_sub *s = cls;
+    s->waiting = false;
+    if (s->off == s->out.len) {
+        if (s->ended)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        ds_buf_reset(&s->out);
+        s->off = 0;
+        int64_t next, cur, oldest;
+        live_read lr = live_collect_sse(s->h->srv->live, s->model, s->cursor, 1 << 20, &s->out,
+                                        &next, &cur, &oldest);
+        if (lr == LIVE_GONE || cur - s->cursor > (int64_t)s->h->lag_limit) {
+            ds_buf_reset(&s->out);
+            ds_buf_printf(
+                &s->out, "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n\n",
+                lr == LIVE_GONE ? "gone" : "too_slow",
+                lr == LIVE_GONE ? "the history since your last event is gone"
+                                : "the subscriber fell too far behind the feed");
+            s->ended = true;
+        } else {
+            s->cursor = next;
+        }
+        int64_t now = ds_now_ns();
+        if (s->out.len == 0 && now - s->last_write_ns > (int64_t)HTTP_PING_S * 1000000000)
+            ds_buf_puts(&s->out, ": ping\n\n");
+        if (s->out.len == 0) { /* nothing to send: park until an event or a ping */
+            s->waiting = true;
+            MHD_suspend_connection(s->conn);
+            live_wait(s->h->srv->live, &s->w, s->model, s->cursor,
+                      now + (int64_t)HTTP_PING_S * 1000000000, sse_wake, s);
+            return 0;
+        }
+        s->last_write_ns = now;
+    }
+    size_t n = s->out.len - s->off < max ? s->out.len - s->off : max;
+    memcpy(buf, s->out.data + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+    sse_sub *s = cls;
+    live_cancel(s->h->srv->live, &s->w);
+    live_sse_count(s->h->srv->live, -1);
+    ds_buf_free(&s->out);
+    free(s);
+}
+
+enum MHD_Result http__events(req *r)
+{
+    char sb[32];
+    const char *s = http__arg(r, "since", sb, sizeof sb);
+    const char *last = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    int64_t seq = store_model_seq(r->h->srv->store, r->model);
+    if (seq < 0) {
+        ds_error e;
+        ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
+        return http__error(r, &e);
+    }
+    int64_t since = seq;
+    if ((s || last) && !parse_int(s ? s : last, 0, INT64_MAX / 2, &since))
+        return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+    sse_sub *sub = xcalloc(1, sizeof *sub);
+    sub->h = r->h;
+    sub->conn = r->conn;
+    snprintf(sub->model, sizeof sub->model, "%s", r->model);
+    sub->cursor = since;
+    sub->last_write_ns = ds_now_ns();
+    ds_buf_init(&sub->out, (size_t)1 << 30);
+    ds_buf_puts(&sub->out, "retry: 2000\n\n");
+    live_sse_count(r->h->srv->live, 1);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, sub, sse_free);
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    finish_metrics(r, 200);
+    r->replied = true;
+    return ret;
+}
+
+/* ---- WebSocket ------------------------------------------------------------------------------ */
+
+typedef struct ws_handoff {
+    http_server *h;
+    char model[DS_IDENT_MAX + 1];
+    int64_t since;
+} ws_handoff;
+
+static void ws_done(void *arg)
+{
+    MHD_upgrade_action(arg, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static void ws_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra_in,
+                        size_t extra_in_size, MHD_socket sock,
+                        struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)c;
+    (void)con_cls;
+    (void)extra_in;
+    (void)extra_in_size; /* a subscriber sends nothing before our first frame */
+    ws_handoff *hand = cls;
+    live_ws_adopt(hand->h->srv->live, sock, hand->model, hand->since, ws_done, urh);
+    free(hand);
+}
+
+/* A header lists token (case-insensitively). */
+static bool header_has(req *r, const char *name, const char *token)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    size_t n = strlen(token);
+    for (; v && *v; v++)
+        if (strncasecmp(v, token, n) == 0)
+            return true;
+    return false;
+}
+
+enum MHD_Result http__ws(req *r)
+{
+    const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+    if (!header_has(r, "Upgrade", "websocket") || !header_has(r, "Connection", "upgrade") || !key)
+        return http__fail(r, DS_MALFORMED, "Upgrade",
+                          "a WebSocket handshake is expected (Upgrade: websocket)");
+    int64_t seq = store_model_seq(r->h->srv->store, r->model);
+    if (seq < 0) {
+        ds_error e;
+        ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
+        return http__error(r, &e);
+    }
+    char sb[32];
+    const char *s = http__arg(r, "since", sb, sizeof sb);
+    int64_t since = seq;
+    if (s && !parse_int(s, 0, INT64_MAX / 2, &since))
+        return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+    /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
+    char in[256];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    int n = snprintf(in, sizeof in, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    EVP_Digest(in, (size_t)n, md, &mdlen, EVP_sha1(), NULL);
+    unsigned char accept[64];
+    EVP_EncodeBlock(accept, md, (int)mdlen);
+    ws_handoff *hand = xcalloc(1, sizeof *hand);
+    hand->h = r->h;
+    snprintf(hand->model, sizeof hand->model, "%s", r->model);
+    hand->since = since;
+    struct MHD_Response *resp = MHD_create_response_for_upgrade(ws_upgraded, hand);
+    MHD_add_response_header(resp, "Upgrade", "websocket");
+    MHD_add_response_header(resp, "Connection", "Upgrade");
+    MHD_add_response_header(resp, "Sec-WebSocket-Accept", (const char *)accept);
+    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+    MHD_destroy_response(resp);
+    finish_metrics(r, 101);
+    r->replied = true;
+    return ret;
+}
+
+/* ---- dispatch
+ * -------------------------------------------------------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    http_server *h = cls;
+    req *r = *con_cls;
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        r->h = h;
+        r->conn = conn;
+        r->start_ns = ds_now_ns();
+        ds_buf_init(&r->body, h->srv->o.body_max);
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        ds_buf_append(&r->body, upload, *upload_size);
+        r->too_large |= r->body.overflow;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (!r->routed) {
+        r->routed = true;
+        int rc = http__route(r, url, method);
+        if (rc)
+            return http__error_raw(
+                r, rc == 405 ? 405 : 404, rc == 405 ? "method_not_allowed" : "not_found",
+                rc == 405 ? "this route does not take that method" : "no such route", -2, 0);
+        ds_error e;
+        if (authenticate(r, r->public_route, r->ticket_ok, &e))
+            return http__error(r, &e);
+    }
+    return r->handler(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    req *r = *con_cls;
+    if (!r)
+        return;
+    if (r->waiting)
+        live_cancel(r->h->srv->live, &r->w);
+    free(r->w.body);
+    ds_buf_free(&r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_warn("http: %s", line);
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, bool *loopback,
+                        ds_error *err)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[256];
+    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host)
+        return ds_fail(err, DS_INVALID_VALUE, "listen", "--listen takes HOST:PORT, not '%s'",
+                       listen);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    char *hp = host;
+    if (hp[0] == '[' && hp[strlen(hp) - 1] == ']') {
+        hp[strlen(hp) - 1] = '\0';
+        hp++;
+    }
+    int64_t port;
+    if (!parse_int(colon + 1, 0, 65535, &port))
+        return ds_fail(err, DS_INVALID_VALUE, "listen", "'%s' is not a port", colon + 1);
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, strcmp(hp, "localhost") ? hp : "127.0.0.1", &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+    } else if (inet_pton(AF_INET6, hp, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+    } else {
+        return ds_fail(err, DS_INVALID_VALUE, "listen", "'%s' is not an IP address", hp);
+    }
+    return 0;
+}
+
+int http_start(ds_server *srv, http_server **out, ds_error *err)
+{
+    struct sockaddr_storage ss;
+    bool loopback = false;
+    int rc = parse_listen(srv->o.listen, &ss, &loopback, err);
+    if (rc)
+        return rc;
+    if (!loopback && !srv->o.api_key)
+        return ds_fail(err, DS_FORBIDDEN, "listen",
+                       "refusing to listen on %s without an API key: give --api-key (or "
+                       "DS_API_KEY), or listen on 127.0.0.1",
+                       srv->o.listen);
+    http_server *h = xcalloc(1, sizeof *h);
+    h->srv = srv;
+    h->lag_limit = 50000;
+    pthread_mutex_init(&h->lock, NULL);
+    http__load_static(h);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(srv->o.http_threads > 0 ? srv->o.http_threads : 2),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000, MHD_OPTION_END);
+    if (!h->d) {
+        int e = errno;
+        http__free_static(h);
+        free(h);
+        return ds_fail(err, DS_UNAVAILABLE, "listen", "cannot listen on %s: %s", srv->o.listen,
+                       strerror(e));
+    }
+    *out = h;
+    return 0;
+}
+
+void http_quiesce(http_server *h)
+{
+    if (h && h->d) {
+        MHD_socket s = MHD_quiesce_daemon(h->d);
+        if (s != MHD_INVALID_SOCKET)
+            close(s);
+    }
+}
+
+void http_stop(http_server *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->d);
+    while (h->res) {
+        thread_res *r = h->res;
+        h->res = r->next;
+        bus_close(r->bus);
+        store_reader_free(r->reader);
+        free(r);
+    }
+    http__free_static(h);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}

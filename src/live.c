@@ -1,0 +1,721 @@
+/* live.c: see live.h. One mutex guards the feeds and the waiters; wake
+ * callbacks run after it is released. A timer thread handles deadlines; a
+ * WebSocket thread runs an epoll loop over the adopted sockets. */
+#include "live.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <wslay/wslay.h>
+
+typedef struct event {
+    int64_t seq;
+    char *json;
+    size_t len;
+} event;
+
+typedef struct feed {
+    char *model;
+    int64_t seq; /* newest seq known (events or live_set_seq) */
+    event *ring; /* circular: ring[(start + i) % cap], i < count */
+    size_t cap, start, count, bytes;
+    live_waiter *waiters; /* waiting for events */
+} feed;
+
+typedef struct ws_conn ws_conn;
+
+enum { OUTCOME_BUCKETS = 4096 };
+
+struct ds_live {
+    live_opts o;
+    pthread_mutex_t lock;
+    feed **feeds;
+    size_t nfeeds;
+    live_waiter *outcomes[OUTCOME_BUCKETS];
+    bool stopping;
+    pthread_t timer;
+    int64_t sse, waiting, cut_off;
+    /* WebSocket loop */
+    pthread_t ws_thread;
+    int epfd, evfd;
+    ws_conn *conns;
+    int64_t nws;
+    ws_conn *adopted; /* handed over, not yet in the loop */
+};
+
+void live_opts_default(live_opts *o)
+{
+    o->ring_events = 100000;
+    o->ring_bytes = (size_t)256 << 20;
+    o->max_lag = 50000;
+    o->max_ws_bytes = (size_t)16 << 20;
+    o->ping_ms = 15000;
+}
+
+/* ---- feeds -------------------------------------------------------------- */
+
+static feed *find_feed(ds_live *l, const char *model, bool create)
+{
+    for (size_t i = 0; i < l->nfeeds; i++)
+        if (strcmp(l->feeds[i]->model, model) == 0)
+            return l->feeds[i];
+    if (!create)
+        return NULL;
+    feed *f = xcalloc(1, sizeof *f);
+    f->model = xstrdup(model);
+    f->cap = l->o.ring_events ? l->o.ring_events : 1;
+    f->ring = xcalloc(f->cap, sizeof *f->ring);
+    f->seq = -1;
+    l->feeds = xrealloc(l->feeds, (l->nfeeds + 1) * sizeof *l->feeds);
+    l->feeds[l->nfeeds++] = f;
+    return f;
+}
+
+static void drop_oldest(feed *f)
+{
+    event *e = &f->ring[f->start];
+    f->bytes -= e->len;
+    free(e->json);
+    e->json = NULL;
+    f->start = (f->start + 1) % f->cap;
+    f->count--;
+}
+
+static event *event_at(const feed *f, size_t i)
+{
+    return &f->ring[(f->start + i) % f->cap];
+}
+
+/* Index of the first event with seq > since (count when none). */
+static size_t first_after(const feed *f, int64_t since)
+{
+    size_t lo = 0, hi = f->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (event_at(f, mid)->seq <= since)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Moves the waiters of a list to the wake list `out` (linked by next). */
+typedef struct wake_list {
+    void (*fn[64])(void *);
+    void *arg[64];
+    int n;
+} wake_list;
+
+static void unlink_waiter(live_waiter **head, live_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->registered = false;
+}
+
+static void push_waiter(live_waiter **head, live_waiter *w)
+{
+    w->prev = NULL;
+    w->next = *head;
+    if (*head)
+        (*head)->prev = w;
+    *head = w;
+    w->registered = true;
+}
+
+static void flush_wakes(wake_list *wl)
+{
+    for (int i = 0; i < wl->n; i++)
+        wl->fn[i](wl->arg[i]);
+    wl->n = 0;
+}
+
+/* Takes w off its list and queues its wake; flushes when the batch is
+ * full (the caller holds the lock: flushing must happen unlocked, so a
+ * full batch is woken by the caller after unlocking and re-locking). */
+static bool queue_wake(wake_list *wl, live_waiter **head, live_waiter *w)
+{
+    unlink_waiter(head, w);
+    wl->fn[wl->n] = w->wake;
+    wl->arg[wl->n++] = w->arg;
+    return wl->n == 64;
+}
+
+static void wake_ws_loop(ds_live *l)
+{
+    uint64_t one = 1;
+    if (write(l->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+        perror("duckspread: eventfd");
+}
+
+void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, size_t len)
+{
+    wake_list wl = {.n = 0};
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, true);
+    if (f->count == 0 || seq > event_at(f, f->count - 1)->seq) {
+        while (f->count > 0 && (f->count == f->cap || f->bytes + len > l->o.ring_bytes))
+            drop_oldest(f);
+        event *e = &f->ring[(f->start + f->count) % f->cap];
+        e->seq = seq;
+        e->json = xstrndup(json, len);
+        e->len = len;
+        f->count++;
+        f->bytes += len;
+        if (seq > f->seq)
+            f->seq = seq;
+    }
+    for (;;) {
+        bool full = false;
+        for (live_waiter *w = f->waiters, *next; w && !full; w = next) {
+            next = w->next;
+            if (w->since < seq)
+                full = queue_wake(&wl, &f->waiters, w);
+        }
+        if (!full)
+            break;
+        pthread_mutex_unlock(&l->lock);
+        flush_wakes(&wl);
+        pthread_mutex_lock(&l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
+    flush_wakes(&wl);
+    wake_ws_loop(l);
+}
+
+void live_set_seq(ds_live *l, const char *model, int64_t seq)
+{
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, true);
+    if (seq > f->seq)
+        f->seq = seq;
+    pthread_mutex_unlock(&l->lock);
+}
+
+void live_forget(ds_live *l, const char *model)
+{
+    wake_list wl = {.n = 0};
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < l->nfeeds; i++) {
+        feed *f = l->feeds[i];
+        if (strcmp(f->model, model) != 0)
+            continue;
+        while (f->waiters) { /* woken waiters find the model gone */
+            if (queue_wake(&wl, &f->waiters, f->waiters)) {
+                pthread_mutex_unlock(&l->lock);
+                flush_wakes(&wl);
+                pthread_mutex_lock(&l->lock);
+            }
+        }
+        while (f->count)
+            drop_oldest(f);
+        f->seq = -1;
+    }
+    pthread_mutex_unlock(&l->lock);
+    flush_wakes(&wl);
+}
+
+/* Checks since against the feed; the lock is held. */
+static live_read check_since(const feed *f, int64_t since, int64_t *current, int64_t *oldest)
+{
+    *current = f ? f->seq : -1;
+    *oldest = f && f->count ? event_at(f, 0)->seq : *current + 1;
+    if (since > *current || since < *oldest - 1)
+        return LIVE_GONE;
+    return LIVE_EVENTS;
+}
+
+live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max, ds_buf *out,
+                       int64_t *next, int64_t *current, int64_t *oldest)
+{
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, false);
+    *next = since;
+    live_read r = check_since(f, since, current, oldest);
+    if (r == LIVE_EVENTS && f) {
+        size_t i = first_after(f, since), n = 0;
+        for (; i < f->count && n < max; i++, n++) {
+            event *e = event_at(f, i);
+            if (n)
+                ds_buf_putc(out, ',');
+            ds_buf_append(out, e->json, e->len);
+            *next = e->seq;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return r;
+}
+
+live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t max_bytes,
+                           ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest)
+{
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, false);
+    *next = since;
+    live_read r = check_since(f, since, current, oldest);
+    if (r == LIVE_EVENTS && f) {
+        for (size_t i = first_after(f, since); i < f->count; i++) {
+            event *e = event_at(f, i);
+            if (out->len && out->len + e->len + 64 > max_bytes)
+                break;
+            ds_buf_printf(out, "id: %" PRId64 "\nevent: change\ndata: ", e->seq);
+            ds_buf_append(out, e->json, e->len);
+            ds_buf_puts(out, "\n\n");
+            *next = e->seq;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return r;
+}
+
+/* ---- waiters -------------------------------------------------------------- */
+
+static size_t bucket_of(const char *key)
+{
+    return (size_t)ds_hash_bytes(key, strlen(key), 0) % OUTCOME_BUCKETS;
+}
+
+void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int64_t deadline_ns,
+               void (*wake)(void *), void *arg)
+{
+    w->wake = wake;
+    w->arg = arg;
+    w->deadline_ns = deadline_ns;
+    w->since = since;
+    w->outcome = false;
+    w->timed_out = false;
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, true);
+    bool now =
+        l->stopping || (f->count && event_at(f, f->count - 1)->seq > since) || since > f->seq;
+    if (!now) {
+        push_waiter(&f->waiters, w);
+        l->waiting++;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (now)
+        wake(arg);
+}
+
+void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns,
+                 void (*wake)(void *), void *arg)
+{
+    w->wake = wake;
+    w->arg = arg;
+    w->deadline_ns = deadline_ns;
+    w->outcome = true;
+    w->delivered = w->timed_out = false;
+    w->body = NULL;
+    snprintf(w->key, sizeof w->key, "%s", key);
+    pthread_mutex_lock(&l->lock);
+    bool now = l->stopping;
+    if (!now) {
+        push_waiter(&l->outcomes[bucket_of(w->key)], w);
+        l->waiting++;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (now)
+        wake(arg);
+}
+
+/* The list a registered waiter is on; the lock is held. */
+static live_waiter **list_of(ds_live *l, live_waiter *w)
+{
+    if (w->outcome)
+        return &l->outcomes[bucket_of(w->key)];
+    for (size_t i = 0; i < l->nfeeds; i++)
+        for (live_waiter *x = l->feeds[i]->waiters; x; x = x->next)
+            if (x == w)
+                return &l->feeds[i]->waiters;
+    return NULL;
+}
+
+bool live_cancel(ds_live *l, live_waiter *w)
+{
+    pthread_mutex_lock(&l->lock);
+    bool was = w->registered;
+    live_waiter **head = was ? list_of(l, w) : NULL;
+    if (head) {
+        unlink_waiter(head, w);
+        l->waiting--;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return was;
+}
+
+void live_deliver(ds_live *l, const char *key, int status, const char *body, size_t len)
+{
+    wake_list wl = {.n = 0};
+    pthread_mutex_lock(&l->lock);
+    live_waiter **head = &l->outcomes[bucket_of(key)];
+    for (live_waiter *w = *head, *next; w; w = next) {
+        next = w->next;
+        if (strcmp(w->key, key) != 0)
+            continue;
+        w->status = status;
+        w->body = xstrndup(body, len);
+        w->len = len;
+        w->delivered = true;
+        l->waiting--;
+        if (queue_wake(&wl, head, w)) {
+            pthread_mutex_unlock(&l->lock);
+            flush_wakes(&wl);
+            pthread_mutex_lock(&l->lock);
+            next = *head; /* the list may have changed meanwhile */
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    flush_wakes(&wl);
+}
+
+bool live_expected(ds_live *l, const char *key)
+{
+    bool found = false;
+    pthread_mutex_lock(&l->lock);
+    for (live_waiter *w = l->outcomes[bucket_of(key)]; w && !found; w = w->next)
+        found = strcmp(w->key, key) == 0;
+    pthread_mutex_unlock(&l->lock);
+    return found;
+}
+
+/* Wakes waiters past their deadline (all of them when stopping). */
+static void expire(ds_live *l, int64_t now, bool all)
+{
+    wake_list wl = {.n = 0};
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        bool full = false;
+        for (size_t i = 0; i < l->nfeeds && !full; i++)
+            for (live_waiter *w = l->feeds[i]->waiters, *next; w && !full; w = next) {
+                next = w->next;
+                if (all || (w->deadline_ns && w->deadline_ns <= now)) {
+                    w->timed_out = true;
+                    l->waiting--;
+                    full = queue_wake(&wl, &l->feeds[i]->waiters, w);
+                }
+            }
+        for (size_t b = 0; b < OUTCOME_BUCKETS && !full; b++)
+            for (live_waiter *w = l->outcomes[b], *next; w && !full; w = next) {
+                next = w->next;
+                if (all || (w->deadline_ns && w->deadline_ns <= now)) {
+                    w->timed_out = true;
+                    l->waiting--;
+                    full = queue_wake(&wl, &l->outcomes[b], w);
+                }
+            }
+        if (!full)
+            break;
+        pthread_mutex_unlock(&l->lock);
+        flush_wakes(&wl);
+        pthread_mutex_lock(&l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
+    flush_wakes(&wl);
+}
+
+static void *timer_main(void *arg)
+{
+    ds_live *l = arg;
+    for (;;) {
+        struct timespec t = {0, 20 * 1000 * 1000};
+        nanosleep(&t, NULL);
+        pthread_mutex_lock(&l->lock);
+        bool stop = l->stopping;
+        pthread_mutex_unlock(&l->lock);
+        if (stop)
+            return NULL;
+        expire(l, ds_now_ns(), false);
+    }
+}
+
+void live_sse_count(ds_live *l, int delta)
+{
+    pthread_mutex_lock(&l->lock);
+    l->sse += delta;
+    pthread_mutex_unlock(&l->lock);
+}
+
+void live_get_stats(ds_live *l, live_stats *s)
+{
+    pthread_mutex_lock(&l->lock);
+    s->sse = l->sse;
+    s->ws = l->nws;
+    s->waiting = l->waiting;
+    s->cut_off = l->cut_off;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- WebSocket ------------------------------------------------------------- */
+
+struct ws_conn {
+    ws_conn *next;
+    ds_live *l;
+    int fd;
+    char *model;
+    int64_t cursor; /* last seq queued */
+    int64_t last_ping_ns;
+    wslay_event_context_ptr ctx;
+    void (*done)(void *);
+    void *done_arg;
+    bool closing;
+};
+
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    ws_conn *c = user;
+    ssize_t r = recv(c->fd, buf, len, 0);
+    if (r < 0) {
+        wslay_event_set_error(ctx, errno == EAGAIN || errno == EINTR ? WSLAY_ERR_WOULDBLOCK
+                                                                     : WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    if (r == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return r;
+}
+
+static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    ws_conn *c = user;
+    ssize_t r = send(c->fd, data, len, MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0));
+    if (r < 0) {
+        wslay_event_set_error(ctx, errno == EAGAIN || errno == EINTR ? WSLAY_ERR_WOULDBLOCK
+                                                                     : WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return r;
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *user)
+{
+    (void)ctx;
+    (void)arg;
+    (void)user; /* the feed is one-way; pings and closes are answered by wslay */
+}
+
+static void ws_close(ws_conn *c, uint16_t code, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, strlen(reason));
+}
+
+/* Queues the events after the cursor; cuts off a subscriber that lags. */
+static void ws_feed(ds_live *l, ws_conn *c)
+{
+    if (c->closing)
+        return;
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, c->model, false);
+    size_t lag = 0;
+    bool gone = false;
+    if (f) {
+        int64_t cur, old;
+        gone = check_since(f, c->cursor, &cur, &old) == LIVE_GONE;
+        size_t i = gone ? f->count : first_after(f, c->cursor);
+        lag = f->count - i;
+        for (; i < f->count && !gone; i++) {
+            event *e = event_at(f, i);
+            struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)e->json, e->len};
+            wslay_event_queue_msg(c->ctx, &m);
+            c->cursor = e->seq;
+            if (wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes)
+                break;
+        }
+    }
+    bool slow = wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes || lag > l->o.max_lag;
+    if (slow || gone)
+        l->cut_off++;
+    pthread_mutex_unlock(&l->lock);
+    if (gone)
+        ws_close(c, 1008, "history gone: resubscribe with a newer since");
+    else if (slow)
+        ws_close(c, 1008, "too slow: the subscriber fell behind the change feed");
+}
+
+static void ws_arm(ds_live *l, ws_conn *c, int op)
+{
+    struct epoll_event ev = {.data.ptr = c, .events = EPOLLIN | EPOLLRDHUP};
+    if (wslay_event_want_write(c->ctx))
+        ev.events |= EPOLLOUT;
+    epoll_ctl(l->epfd, op, c->fd, &ev);
+}
+
+static void ws_free(ds_live *l, ws_conn *c)
+{
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    wslay_event_context_free(c->ctx);
+    c->done(c->done_arg);
+    free(c->model);
+    free(c);
+    pthread_mutex_lock(&l->lock);
+    l->nws--;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void ws_take_adopted(ds_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    ws_conn *a = l->adopted;
+    l->adopted = NULL;
+    pthread_mutex_unlock(&l->lock);
+    while (a) {
+        ws_conn *next = a->next;
+        a->next = l->conns;
+        l->conns = a;
+        ws_arm(l, a, EPOLL_CTL_ADD);
+        a = next;
+    }
+}
+
+/* One pass over every connection: queue new events, send, drop the dead. */
+static void ws_service(ds_live *l, int64_t now)
+{
+    for (ws_conn **pp = &l->conns; *pp;) {
+        ws_conn *c = *pp;
+        ws_feed(l, c);
+        if (now - c->last_ping_ns > (int64_t)l->o.ping_ms * 1000000) {
+            struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+            wslay_event_queue_msg(c->ctx, &ping);
+            c->last_ping_ns = now;
+        }
+        if (wslay_event_send(c->ctx) != 0 ||
+            (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx))) {
+            *pp = c->next;
+            ws_free(l, c);
+            continue;
+        }
+        ws_arm(l, c, EPOLL_CTL_MOD);
+        pp = &c->next;
+    }
+}
+
+static void *ws_main(void *arg)
+{
+    ds_live *l = arg;
+    struct epoll_event evs[64];
+    for (;;) {
+        int n = epoll_wait(l->epfd, evs, 64, 1000);
+        pthread_mutex_lock(&l->lock);
+        bool stop = l->stopping;
+        pthread_mutex_unlock(&l->lock);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL) {
+                uint64_t v;
+                if (read(l->evfd, &v, sizeof v) < 0 && errno != EAGAIN)
+                    perror("duckspread: eventfd");
+                continue;
+            }
+            ws_conn *c = evs[i].data.ptr;
+            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                if (wslay_event_recv(c->ctx) != 0)
+                    wslay_event_shutdown_read(c->ctx);
+        }
+        ws_take_adopted(l);
+        if (stop) {
+            for (ws_conn *c = l->conns; c; c = c->next)
+                ws_close(c, 1001, "the server is shutting down");
+            for (ws_conn *c = l->conns; c; c = c->next)
+                wslay_event_send(c->ctx);
+            while (l->conns) {
+                ws_conn *c = l->conns;
+                l->conns = c->next;
+                ws_free(l, c);
+            }
+            return NULL;
+        }
+        ws_service(l, ds_now_ns());
+    }
+}
+
+void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, void (*done)(void *),
+                   void *arg)
+{
+    static const struct wslay_event_callbacks cbs = {ws_recv, ws_send, NULL,     NULL,
+                                                     NULL,    NULL,    ws_on_msg};
+    ws_conn *c = xcalloc(1, sizeof *c);
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0)
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    c->l = l;
+    c->fd = fd;
+    c->model = xstrdup(model);
+    c->cursor = since;
+    c->done = done;
+    c->done_arg = arg;
+    c->last_ping_ns = ds_now_ns();
+    wslay_event_context_server_init(&c->ctx, &cbs, c);
+    wslay_event_config_set_max_recv_msg_length(c->ctx, 4096);
+    pthread_mutex_lock(&l->lock);
+    c->next = l->adopted;
+    l->adopted = c;
+    l->nws++;
+    pthread_mutex_unlock(&l->lock);
+    wake_ws_loop(l);
+}
+
+/* ---- lifetime --------------------------------------------------------------- */
+
+ds_live *live_new(const live_opts *o)
+{
+    ds_live *l = xcalloc(1, sizeof *l);
+    if (o)
+        l->o = *o;
+    else
+        live_opts_default(&l->o);
+    pthread_mutex_init(&l->lock, NULL);
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev);
+    pthread_create(&l->timer, NULL, timer_main, l);
+    pthread_create(&l->ws_thread, NULL, ws_main, l);
+    return l;
+}
+
+void live_free(ds_live *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->stopping = true;
+    pthread_mutex_unlock(&l->lock);
+    wake_ws_loop(l);
+    pthread_join(l->timer, NULL);
+    pthread_join(l->ws_thread, NULL);
+    expire(l, 0, true);
+    for (size_t i = 0; i < l->nfeeds; i++) {
+        feed *f = l->feeds[i];
+        while (f->count)
+            drop_oldest(f);
+        free(f->ring);
+        free(f->model);
+        free(f);
+    }
+    free(l->feeds);
+    close(l->epfd);
+    close(l->evfd);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}

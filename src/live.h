@@ -1,0 +1,113 @@
+/* live.h: the live change feed inside one server process. It keeps the
+ * recent change events of every model in seq order (the retained history
+ * that /get_updates, SSE and WebSocket subscribers read), wakes whoever
+ * waits for newer events or for a queued command's outcome, and runs the
+ * WebSocket connections handed over by the HTTP layer (framing by wslay)
+ * on a thread of its own. Nothing here blocks on a client: a subscriber
+ * that falls too far behind is cut off with a reason.
+ *
+ * Waiters are owned by their callers (embedded in a request's context);
+ * live calls wake(arg) exactly once per live_wait()/live_expect(): when
+ * the awaited thing happens, at the deadline, or at shutdown. */
+#ifndef DS_LIVE_H
+#define DS_LIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct ds_live ds_live;
+
+typedef struct live_opts {
+    size_t ring_events;  /* events kept per model (default 100,000) */
+    size_t ring_bytes;   /* and at most this many bytes of them (default 256 MiB) */
+    size_t max_lag;      /* events a subscriber may be behind before it is cut off */
+    size_t max_ws_bytes; /* bytes queued to one WebSocket before it is cut off */
+    int ping_ms;         /* keep-alive period of SSE and WebSocket */
+} live_opts;
+
+void live_opts_default(live_opts *o);
+ds_live *live_new(const live_opts *o);
+/* Wakes every waiter, closes every WebSocket, stops the threads. */
+void live_free(ds_live *l);
+
+/* ---- events ------------------------------------------------------------ */
+
+/* Appends an event (in seq order; older or duplicate seqs are ignored) and
+ * wakes the model's waiters. The json is copied. */
+void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, size_t len);
+/* The model's current seq, for a feed that has no events yet. */
+void live_set_seq(ds_live *l, const char *model, int64_t seq);
+/* Forgets a model (dropped). */
+void live_forget(ds_live *l, const char *model);
+
+typedef enum live_read {
+    LIVE_EVENTS = 0, /* events appended (maybe none: nothing newer yet) */
+    LIVE_GONE,       /* since is older than the retained history or newer than the model */
+} live_read;
+
+/* Appends the events with seq > since (at most max) to out, separated by
+ * commas, and sets *next to the last seq appended (since when none).
+ * *current and *oldest describe the feed for a 410. */
+live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max, ds_buf *out,
+                       int64_t *next, int64_t *current, int64_t *oldest);
+/* Like live_collect, but formatted as SSE messages (id, event, data). */
+live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t max_bytes,
+                           ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest);
+
+/* ---- waiting ------------------------------------------------------------ */
+
+typedef struct live_waiter {
+    /* set by live_wait / live_expect */
+    void (*wake)(void *arg);
+    void *arg;
+    int64_t deadline_ns; /* CLOCK_MONOTONIC, 0 = none */
+    /* an outcome delivered to an expecting waiter (body malloc'd; the
+       waiter's owner frees it) */
+    int status;
+    char *body;
+    size_t len;
+    bool delivered, timed_out;
+    /* private */
+    struct live_waiter *next, *prev;
+    char key[400];
+    int64_t since;
+    bool registered, outcome;
+} live_waiter;
+
+/* Wakes w once an event with seq > since exists for the model (at once
+ * when one does), or at the deadline. */
+void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int64_t deadline_ns,
+               void (*wake)(void *), void *arg);
+/* Waits for the outcome of a queued command (key: model, user and
+ * request_id joined by '\n'); live_deliver fills status and body. */
+void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns,
+                 void (*wake)(void *), void *arg);
+/* Removes a waiter that has not been woken; false when it was already woken
+ * (or was never registered). */
+bool live_cancel(ds_live *l, live_waiter *w);
+/* Gives the outcome to every waiter expecting key. */
+void live_deliver(ds_live *l, const char *key, int status, const char *body, size_t len);
+/* Whether some waiter expects key (a retry while the first is in flight). */
+bool live_expected(ds_live *l, const char *key);
+
+/* ---- WebSocket ------------------------------------------------------------- */
+
+/* Takes over an upgraded connection: sends the model's events with
+ * seq > since, then every new one, until the client closes or falls
+ * behind. done(arg) is called once the socket is no longer used (the HTTP
+ * layer then releases it). */
+void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, void (*done)(void *),
+                   void *arg);
+
+typedef struct live_stats {
+    int64_t sse, ws, waiting; /* current subscribers and waiters */
+    int64_t cut_off;          /* subscribers cut off for lagging */
+} live_stats;
+void live_get_stats(ds_live *l, live_stats *s);
+/* Counts SSE subscribers (the HTTP layer runs them). */
+void live_sse_count(ds_live *l, int delta);
+
+#endif

@@ -1,0 +1,210 @@
+/* server.c: see server.h. Start order: the private redis-server (unless
+ * one is given), the store (and the demo), the writer (which recovers),
+ * and only then the HTTP port. SIGTERM or SIGINT drains in reverse. */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "demo.h"
+#include "http.h"
+#include "ledger.h"
+#include "log.h"
+#include "writer.h"
+
+void server_opts_default(server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->listen = "127.0.0.1:8080";
+    o->redis_fsync = "always";
+    o->demo_facts = DEMO_DEFAULT_FACTS;
+    o->wait_ms = 10000;
+    o->batch_max = 512;
+    o->http_threads = 2;
+    o->body_max = 1 << 20;
+    o->json_depth = 32;
+    o->max_timeout_s = 60;
+    o->lease_ms = 5000;
+}
+
+/* ---- the private redis-server ----------------------------------------------------- */
+
+static int start_redis(ds_server *srv, ds_error *err)
+{
+    char dir[4096], sock[4200];
+    snprintf(dir, sizeof dir, "%s/redis", srv->o.data_dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot create %s: %s", dir, strerror(errno));
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    if (strlen(sock) > 107) { /* the unix socket path limit */
+        char tmp[] = "/tmp/duckspread-redis-XXXXXX";
+        if (!mkdtemp(tmp))
+            return ds_fail(err, DS_INTERNAL, NULL, "cannot create a socket directory");
+        snprintf(sock, sizeof sock, "%s/redis.sock", tmp);
+    }
+    unlink(sock);
+    pid_t pid = fork();
+    if (pid < 0)
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot fork redis-server: %s", strerror(errno));
+    if (pid == 0) {
+        char log[4300];
+        snprintf(log, sizeof log, "%s/redis.log", dir);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
+               "--unixsocketperm", "700", "--dir", dir, "--appendonly", "yes", "--appendfsync",
+               srv->o.redis_fsync, "--save", "", "--logfile", log, (char *)NULL);
+        _exit(127);
+    }
+    srv->redis_pid = pid;
+    snprintf(srv->redis_url, sizeof srv->redis_url, "unix://%s", sock);
+    srv->bus.url = srv->redis_url;
+    ds_bus *b;
+    if (bus_open(&srv->bus, &b, err))
+        return -DS_INTERNAL;
+    int rc = -1;
+    for (int i = 0; i < 200 && rc; i++) {
+        struct timespec t = {0, 25 * 1000 * 1000};
+        nanosleep(&t, NULL);
+        rc = bus_ping(b, NULL);
+        if (rc && waitpid(pid, NULL, WNOHANG) == pid) {
+            srv->redis_pid = 0;
+            break;
+        }
+    }
+    bus_close(b);
+    if (rc)
+        return ds_fail(err, DS_UNAVAILABLE, "redis",
+                       "the private redis-server did not start (is the redis-server package "
+                       "installed? see %s/redis.log)",
+                       dir);
+    log_info("redis: started a private redis-server on %s (appendfsync %s)", sock,
+             srv->o.redis_fsync);
+    return 0;
+}
+
+static void stop_redis(ds_server *srv)
+{
+    if (srv->redis_pid <= 0)
+        return;
+    kill(srv->redis_pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(srv->redis_pid, NULL, WNOHANG) == srv->redis_pid) {
+            srv->redis_pid = 0;
+            return;
+        }
+        struct timespec t = {0, 50 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    kill(srv->redis_pid, SIGKILL);
+    waitpid(srv->redis_pid, NULL, 0);
+    srv->redis_pid = 0;
+}
+
+/* ---- the run --------------------------------------------------------------------------- */
+
+static int open_data(ds_server *srv, ds_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/duckspread.db", srv->o.data_dir);
+    ds_store_opts so;
+    store_opts_default(&so);
+    int rc = store_open(path, &so, &srv->store, err);
+    if (rc || !srv->o.demo)
+        return rc;
+    demo_opts d;
+    demo_opts_default(&d);
+    d.facts = srv->o.demo_facts;
+    bool loaded;
+    int64_t n;
+    double t0 = ds_now_ms();
+    rc = demo_load(srv->store, &d, &loaded, &n, err);
+    if (rc == 0 && loaded)
+        log_info("demo: loaded model 'sales' with %lld facts in %.0f ms", (long long)n,
+                 ds_now_ms() - t0);
+    return rc;
+}
+
+static int start_all(ds_server *srv, ds_error *err)
+{
+    int rc = 0;
+    if (mkdir(srv->o.data_dir, 0750) < 0 && errno != EEXIST)
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot create the data directory %s: %s",
+                       srv->o.data_dir, strerror(errno));
+    if (!srv->o.redis_url)
+        rc = start_redis(srv, err);
+    else {
+        snprintf(srv->redis_url, sizeof srv->redis_url, "%s", srv->o.redis_url);
+        srv->bus.url = srv->redis_url;
+    }
+    if (rc == 0)
+        rc = open_data(srv, err);
+    if (rc)
+        return rc;
+    live_opts lo;
+    live_opts_default(&lo);
+    srv->live = live_new(&lo);
+    srv->ledger = ledger_new();
+    metrics_init(&srv->metrics);
+    log_info("writer: recovering");
+    if ((rc = writer_start(srv, &srv->writer, err)))
+        return rc;
+    if ((rc = http_start(srv, &srv->http, err)))
+        return rc;
+    log_info("http: serving on http://%s (docs at /docs)", srv->o.listen);
+    return 0;
+}
+
+static void stop_all(ds_server *srv)
+{
+    http_quiesce(srv->http);
+    writer_stop(srv->writer); /* finishes the batch in flight */
+    srv->writer = NULL;
+    live_free(srv->live); /* wakes every waiter, closes WebSockets */
+    srv->live = NULL;
+    struct timespec t = {0, 200 * 1000 * 1000};
+    nanosleep(&t, NULL); /* lets woken requests answer */
+    http_stop(srv->http);
+    store_close(srv->store);
+    ledger_free(srv->ledger);
+    stop_redis(srv);
+}
+
+int server_run(const server_opts *o)
+{
+    ds_server srv;
+    memset(&srv, 0, sizeof srv);
+    srv.o = *o;
+    bus_opts_default(&srv.bus);
+    /* every thread inherits this mask: only sigwait below sees the signals */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    ds_error err;
+    if (start_all(&srv, &err)) {
+        log_error("start: %s", err.message);
+        if (srv.http)
+            http_stop(srv.http);
+        writer_stop(srv.writer);
+        live_free(srv.live);
+        store_close(srv.store);
+        ledger_free(srv.ledger);
+        stop_redis(&srv);
+        return 1;
+    }
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("%s: draining (no new connections; finishing the batch in flight)",
+             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop_all(&srv);
+    log_info("stopped");
+    return 0;
+}

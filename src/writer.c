@@ -1,0 +1,740 @@
+/* writer.c: see writer.h. */
+#include "writer.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ledger.h"
+#include "log.h"
+#include "request.h"
+
+enum { KEEP_EVENTS = 1000000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
+
+typedef struct lease {
+    char *model;
+    int64_t epoch;      /* 0: not held */
+    int64_t renewed_ns; /* when it was last confirmed */
+    int64_t published;  /* last seq published on the response stream */
+} lease;
+
+typedef enum job_kind { JOB_CREATE, JOB_DROP } job_kind;
+
+typedef struct job {
+    job_kind kind;
+    ds_model *def;
+    char *name;
+    int rc;
+    ds_error err;
+    bool done;
+    struct job *next;
+} job;
+
+/* One stream entry and what became of it. */
+typedef struct entry {
+    char model[DS_IDENT_MAX + 1];
+    char id[32];
+    char user[DS_IDENT_MAX + 1];
+    char rid[REQ_ID_MAX + 1];
+    char hash[65];
+    char *cmd;
+    size_t cmd_len;
+    int code;      /* DS_OK: applied */
+    int64_t seq;   /* -1 when refused */
+    ds_buf body;   /* event (applied) or error (refused) */
+    bool reused;   /* same request_id, other body: answered, not recorded */
+    bool recorded; /* already in the ledger before this batch */
+} entry;
+
+struct ds_writer {
+    ds_server *srv;
+    pthread_t thread;
+    ds_bus *bus;
+    ds_reader *reader; /* the writer's own reads (stored responses) */
+    char owner[256];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop, alive;
+    job *jobs;
+    lease leases[MAX_MODELS];
+    int nleases;
+    const char *crash_at;
+    int64_t lag;
+};
+
+static void crash_point(ds_writer *w, const char *name)
+{
+    if (w->crash_at && strcmp(w->crash_at, name) == 0) {
+        log_warn("writer: crash point %s reached (DS_CRASH_AT): killing the process", name);
+        raise(SIGKILL);
+    }
+}
+
+/* ---- leases ------------------------------------------------------------------ */
+
+static lease *lease_of(ds_writer *w, const char *model)
+{
+    for (int i = 0; i < w->nleases; i++)
+        if (strcmp(w->leases[i].model, model) == 0)
+            return &w->leases[i];
+    if (w->nleases == MAX_MODELS)
+        return NULL;
+    lease *l = &w->leases[w->nleases++];
+    memset(l, 0, sizeof *l);
+    l->model = xstrdup(model);
+    l->published = -1;
+    return l;
+}
+
+/* Acquires or renews the lease; true when held. */
+static bool keep_lease(ds_writer *w, lease *l, int64_t now)
+{
+    ds_error err;
+    int ttl = w->srv->o.lease_ms;
+    if (l->epoch && now - l->renewed_ns < (int64_t)ttl * 1000000 / 3)
+        return true;
+    if (l->epoch) {
+        int rc = bus_lease_renew(w->bus, l->model, w->owner, l->epoch, ttl, &err);
+        if (rc == 1) {
+            l->renewed_ns = now;
+            return true;
+        }
+        if (rc == 0)
+            log_warn("writer: lost the lease of '%s' (epoch %" PRId64 ")", l->model, l->epoch);
+        l->epoch = 0;
+        if (rc < 0)
+            return false;
+    }
+    int64_t epoch = 0;
+    if (bus_group_ensure(w->bus, l->model, &err) ||
+        bus_lease_acquire(w->bus, l->model, w->owner, ttl, &epoch, &err))
+        return false;
+    if (epoch < 0)
+        return false; /* another writer holds it */
+    l->epoch = epoch;
+    l->renewed_ns = now;
+    log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
+    return true;
+}
+
+/* ---- applying one entry -------------------------------------------------------- */
+
+static const char *field(const bus_entry *e, const char *name, size_t *len)
+{
+    for (int i = 0; i < e->nfields; i++)
+        if (strcmp(e->fields[i].name, name) == 0) {
+            *len = e->fields[i].len;
+            return e->fields[i].value;
+        }
+    *len = 0;
+    return NULL;
+}
+
+static void copy_field(const bus_entry *e, const char *name, char *out, size_t cap)
+{
+    size_t len;
+    const char *v = field(e, name, &len);
+    snprintf(out, cap, "%.*s", v ? (int)(len < cap ? len : cap - 1) : 0, v ? v : "");
+}
+
+static void put_error(entry *e, const ds_error *err)
+{
+    json_w jw;
+    ds_buf_reset(&e->body);
+    jw_init(&jw, &e->body);
+    request_put_error(&jw, err);
+    e->code = err->code;
+    e->seq = -1;
+}
+
+/* A request_id seen before: the same body gets the stored answer; another
+ * body is request_id_reused (and not recorded). True when handled. */
+static bool seen_before(ds_writer *w, entry *e, entry *batch, size_t upto)
+{
+    char key[600];
+    ledger_key(key, sizeof key, e->model, e->user, e->rid);
+    for (size_t i = upto; i-- > 0;) { /* earlier in this batch */
+        entry *p = &batch[i];
+        if (strcmp(p->model, e->model) || strcmp(p->user, e->user) || strcmp(p->rid, e->rid) ||
+            p->reused)
+            continue;
+        e->recorded = true;
+        if (strcmp(p->hash, e->hash) == 0) {
+            e->code = p->code;
+            e->seq = p->seq;
+            ds_buf_append(&e->body, p->body.data, p->body.len);
+        } else {
+            e->reused = true;
+        }
+        return true;
+    }
+    ledger_entry le;
+    if (!ledger_get(w->srv->ledger, key, &le))
+        return false;
+    e->recorded = true;
+    if (strcmp(le.hash, e->hash) != 0) {
+        e->reused = true;
+        return true;
+    }
+    int code;
+    int64_t seq;
+    char *body = NULL;
+    ds_error err;
+    if (store_request_get(w->reader, e->model, e->user, e->rid, &code, &seq, &body, &err) == 0) {
+        e->code = code;
+        e->seq = seq;
+        ds_buf_puts(&e->body, body);
+    } else {
+        ds_fail(&err, DS_INTERNAL, NULL, "the stored outcome of this request is missing");
+        put_error(e, &err);
+    }
+    free(body);
+    return true;
+}
+
+static void reused_error(entry *e)
+{
+    ds_error err;
+    ds_fail(&err, DS_REQUEST_ID_REUSED, "request_id",
+            "request_id '%s' was used before with another body", e->rid);
+    put_error(e, &err);
+}
+
+/* Decodes and applies one command inside the open group. Returns 0 (also
+ * for a refusal, recorded in e) or -DS_INTERNAL (the group must be rolled
+ * back and replayed). */
+static int apply_entry(ds_writer *w, entry *e, entry *batch, size_t idx)
+{
+    ds_store *s = w->srv->store;
+    ds_buf_reset(&e->body);
+    e->code = DS_OK;
+    e->seq = -1;
+    e->reused = e->recorded = false;
+    if (seen_before(w, e, batch, idx)) {
+        if (e->reused)
+            reused_error(e);
+        return 0;
+    }
+    ds_error err;
+    json_val *root = NULL;
+    ds_arena arena = {0};
+    req_decoded d;
+    const ds_model *m = store_model_current(s, e->model);
+    int rc = json_parse(e->cmd, e->cmd_len, NULL, &root, &err);
+    if (rc == 0)
+        rc = request_check(root, REQ_CANONICAL, &err);
+    if (rc == 0 && !m)
+        rc = ds_fail(&err, DS_NOT_FOUND, "table", "no table '%s'", e->model);
+    if (rc == 0)
+        rc = request_resolve(root, REQ_CANONICAL, m, NULL, &arena, &d, &err);
+    ds_outcome o = {0};
+    ds_buf member;
+    ds_buf_init(&member, 1 << 16);
+    if (rc == 0 && d.cmd.kind == COMMAND_MEMBER) { /* named before the op changes them */
+        json_w mw;
+        jw_init(&mw, &member);
+        request_put_member(&mw, m, &d.cmd.member);
+    }
+    if (rc == 0) {
+        d.cmd.user = e->user;
+        d.cmd.request_id = e->rid;
+        rc = store_apply(s, e->model, &d.cmd, &o, &err);
+    }
+    if (rc == -DS_INTERNAL) {
+        log_error("writer: command %s of '%s' failed: %s", e->id, e->model, err.message);
+        json_free(root);
+        ds_arena_free(&arena);
+        ds_buf_free(&member);
+        return rc;
+    }
+    if (rc) {
+        put_error(e, &err);
+    } else {
+        json_w jw;
+        jw_init(&jw, &e->body);
+        jw_obj(&jw);
+        request_put_event(&jw, store_model_current(s, e->model), &d.cmd, &o, e->rid, e->user);
+        if (d.cmd.kind == COMMAND_MEMBER) {
+            jw_key(&jw, "member");
+            jw_raw(&jw, member.data, member.len);
+        }
+        jw_obj_end(&jw);
+        e->seq = o.seq;
+    }
+    store_request_add(s, e->model, e->user, e->rid, e->hash, e->seq, e->code, e->body.data,
+                      e->body.len);
+    outcome_clear(&o);
+    json_free(root);
+    ds_arena_free(&arena);
+    ds_buf_free(&member);
+    return 0;
+}
+
+/* ---- batches -------------------------------------------------------------------- */
+
+typedef struct batch {
+    entry *e;
+    size_t n, alloc;
+} batch;
+
+static void collect(void *ctx, const bus_entry *be)
+{
+    batch *b = ctx;
+    if (b->n == b->alloc) {
+        b->alloc = b->alloc ? 2 * b->alloc : 64;
+        b->e = xrealloc(b->e, b->alloc * sizeof *b->e);
+    }
+    entry *e = &b->e[b->n++];
+    memset(e, 0, sizeof *e);
+    ds_buf_init(&e->body, (size_t)1 << 30);
+    snprintf(e->model, sizeof e->model, "%s", be->model);
+    snprintf(e->id, sizeof e->id, "%s", be->id);
+    copy_field(be, "user", e->user, sizeof e->user);
+    copy_field(be, "rid", e->rid, sizeof e->rid);
+    copy_field(be, "hash", e->hash, sizeof e->hash);
+    size_t len;
+    const char *cmd = field(be, "cmd", &len);
+    e->cmd = cmd ? xstrndup(cmd, len) : NULL;
+    e->cmd_len = cmd ? len : 0;
+}
+
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        ds_buf_free(&b->e[i].body);
+        free(b->e[i].cmd);
+    }
+    b->n = 0;
+}
+
+/* Applies b->e[from, to) in one group. 0, or -DS_INTERNAL (rolled back). */
+static int apply_group(ds_writer *w, batch *b, size_t from, size_t to)
+{
+    ds_error err;
+    ds_store *s = w->srv->store;
+    int rc = store_txn_begin(s, &err);
+    for (size_t i = from; rc == 0 && i < to; i++) {
+        entry *e = &b->e[i];
+        if (!e->cmd) { /* trimmed from the stream before it was read */
+            ds_fail(&err, DS_INTERNAL, NULL, "the command was lost from the stream");
+            put_error(e, &err);
+            e->recorded = true;
+            continue;
+        }
+        rc = apply_entry(w, e, b->e, i);
+    }
+    crash_point(w, "before_commit");
+    if (rc == 0)
+        rc = store_txn_commit(s, &err);
+    else
+        store_txn_rollback(s);
+    if (rc)
+        log_warn("writer: group of %zu commands rolled back: %s", to - from, err.message);
+    return rc;
+}
+
+/* After COMMIT: the ledger, the live feed and the waiters. */
+static void after_commit(ds_writer *w, batch *b)
+{
+    ds_server *srv = w->srv;
+    for (size_t i = 0; i < b->n; i++) {
+        entry *e = &b->e[i];
+        char key[600];
+        ledger_key(key, sizeof key, e->model, e->user, e->rid);
+        if (!e->recorded)
+            ledger_put(srv->ledger, key, e->hash, e->seq, e->code);
+        if (e->seq >= 0 && !e->recorded) {
+            live_publish(srv->live, e->model, e->seq, e->body.data, e->body.len);
+            metrics_add(&srv->metrics.commands_applied, 1);
+        } else if (!e->recorded) {
+            metrics_add(&srv->metrics.commands_refused, 1);
+        }
+        live_deliver(srv->live, key, e->code, e->body.data, e->body.len);
+    }
+}
+
+/* Publishes the batch's new events and acknowledges every entry, model by
+ * model, fenced by the lease. Retries while Redis is down. */
+static void publish_and_ack(ds_writer *w, batch *b)
+{
+    for (int li = 0; li < w->nleases; li++) {
+        lease *l = &w->leases[li];
+        bus_event *ev = xmalloc_array(b->n + 1, sizeof *ev);
+        const char **ids = xmalloc_array(b->n + 1, sizeof *ids);
+        int nev = 0, nid = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            entry *e = &b->e[i];
+            if (strcmp(e->model, l->model) != 0)
+                continue;
+            ids[nid++] = e->id;
+            if (e->seq > l->published && !e->recorded)
+                ev[nev++] = (bus_event){e->seq, e->rid, e->body.data, e->body.len};
+        }
+        for (int attempt = 0; nid; attempt++) {
+            ds_error err;
+            int rc = nev ? bus_publish(w->bus, l->model, w->owner, l->epoch, ev, nev, NULL, 0,
+                                       KEEP_EVENTS, &err)
+                         : 0;
+            if (rc == 0 && nev) {
+                l->published = ev[nev - 1].seq;
+                nev = 0;
+                crash_point(w, "after_publish");
+            }
+            if (rc == 0) {
+                crash_point(w, "before_xack");
+                rc = bus_publish(w->bus, l->model, w->owner, l->epoch, NULL, 0, ids, nid,
+                                 KEEP_EVENTS, &err);
+            }
+            if (rc == 0)
+                break;
+            w->srv->redis_up = 0;
+            if (rc == -DS_FORBIDDEN) { /* fenced: another writer took the model */
+                log_error("writer: %s; its entries stay pending for the new owner", err.message);
+                l->epoch = 0;
+                break;
+            }
+            if (attempt % 50 == 0)
+                log_warn("writer: cannot publish to Redis (%s); retrying", err.message);
+            struct timespec t = {0, 100 * 1000 * 1000};
+            nanosleep(&t, NULL);
+            keep_lease(w, l, ds_now_ns());
+        }
+        free(ev);
+        free(ids);
+    }
+}
+
+static void process(ds_writer *w, batch *b)
+{
+    if (b->n == 0)
+        return;
+    int64_t t0 = ds_now_ns();
+    if (apply_group(w, b, 0, b->n) != 0) { /* replay one by one */
+        metrics_add(&w->srv->metrics.replays, 1);
+        for (size_t i = 0; i < b->n; i++) {
+            if (apply_group(w, b, i, i + 1) != 0) {
+                ds_error err;
+                ds_fail(&err, DS_INTERNAL, NULL, "the command failed in the database");
+                put_error(&b->e[i], &err);
+                b->e[i].recorded = true; /* not recorded: a retry may succeed */
+            }
+        }
+    }
+    crash_point(w, "after_commit");
+    metrics_observe(&w->srv->metrics.apply_seconds, (double)(ds_now_ns() - t0) / 1e9);
+    metrics_observe(&w->srv->metrics.batch_size, (double)b->n);
+    metrics_add(&w->srv->metrics.batches, 1);
+    after_commit(w, b);
+    publish_and_ack(w, b);
+}
+
+/* ---- recovery ------------------------------------------------------------------------ */
+
+typedef struct republish {
+    ds_writer *w;
+    lease *l;
+    bus_event ev[256];
+    char *json[256], *rid[256];
+    int n;
+    int rc;
+} republish;
+
+static void flush_republish(republish *r)
+{
+    ds_error err;
+    if (r->n && r->rc == 0) {
+        r->rc = bus_publish(r->w->bus, r->l->model, r->w->owner, r->l->epoch, r->ev, r->n, NULL, 0,
+                            KEEP_EVENTS, &err);
+        if (r->rc == 0)
+            r->l->published = r->ev[r->n - 1].seq;
+        else
+            log_error("writer: re-publishing events of '%s' failed: %s", r->l->model, err.message);
+    }
+    for (int i = 0; i < r->n; i++) {
+        free(r->json[i]);
+        free(r->rid[i]);
+    }
+    r->n = 0;
+}
+
+static void on_unpublished(void *ctx, int64_t seq, const char *rid, const char *event, size_t len)
+{
+    republish *r = ctx;
+    r->json[r->n] = xstrndup(event, len);
+    r->rid[r->n] = xstrdup(rid);
+    r->ev[r->n] = (bus_event){seq, r->rid[r->n], r->json[r->n], len};
+    if (++r->n == 256)
+        flush_republish(r);
+}
+
+static void on_recent(void *ctx, int64_t seq, const char *json, size_t len)
+{
+    ds_writer *w = ((republish *)ctx)->w;
+    live_publish(w->srv->live, ((republish *)ctx)->l->model, seq, json, len);
+}
+
+/* Publishes what was committed but not published, then seeds the feed. */
+static int recover_events(ds_writer *w, lease *l, ds_error *err)
+{
+    int64_t last;
+    int rc = bus_last_seq(w->bus, l->model, &last, err);
+    if (rc)
+        return rc;
+    int64_t seq = store_model_seq(w->srv->store, l->model);
+    l->published = last;
+    republish r = {.w = w, .l = l};
+    if (seq > last && seq > 0) {
+        log_info("writer: re-publishing events %" PRId64 "..%" PRId64 " of '%s'",
+                 last < 0 ? 1 : last + 1, seq, l->model);
+        rc = store_events_after(w->srv->store, l->model, last, on_unpublished, &r, err);
+        flush_republish(&r);
+        if (rc == 0 && r.rc)
+            rc = ds_fail(err, DS_UNAVAILABLE, "redis", "cannot re-publish events to Redis");
+    }
+    if (rc == 0)
+        rc = bus_recent_events(w->bus, l->model, RECENT_EVENTS, on_recent, &r, err);
+    live_set_seq(w->srv->live, l->model, seq);
+    return rc;
+}
+
+/* Re-applies this writer's own pending entries (the ledger skips what is
+ * done: those are answered and acknowledged). */
+static int recover_pending(ds_writer *w, const char *const *models, int n, ds_error *err)
+{
+    for (;;) {
+        batch b = {0};
+        int got =
+            bus_read(w->bus, w->owner, models, n, true, w->srv->o.batch_max, 0, collect, &b, err);
+        if (got > 0) {
+            log_info("writer: re-reading %d pending commands", got);
+            process(w, &b);
+        }
+        batch_clear(&b);
+        free(b.e);
+        if (got <= 0)
+            return got < 0 ? got : 0;
+        if (got < w->srv->o.batch_max)
+            return 0;
+    }
+}
+
+static void on_request_row(void *ctx, const char *model, const char *user, const char *rid,
+                           const char *hash, int64_t seq, int code)
+{
+    char key[600];
+    ledger_key(key, sizeof key, model, user, rid);
+    ledger_put(ctx, key, hash, seq, code);
+}
+
+/* The models of the store, each with its lease (kept or acquired). */
+static int held_models(ds_writer *w, const char **out)
+{
+    char **names;
+    size_t n = store_model_names(w->srv->store, &names);
+    int64_t now = ds_now_ns();
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        lease *l = lease_of(w, names[i]);
+        if (l && keep_lease(w, l, now))
+            out[k++] = l->model;
+        free(names[i]);
+    }
+    free(names);
+    return k;
+}
+
+static int recover(ds_writer *w, ds_error *err)
+{
+    int rc = store_requests_load(w->srv->store, on_request_row, w->srv->ledger, err);
+    if (rc)
+        return rc;
+    const char *models[MAX_MODELS];
+    int n = 0;
+    for (int attempt = 0; attempt < 100; attempt++) { /* up to ~10 s for Redis and leases */
+        char **names;
+        size_t total = store_model_names(w->srv->store, &names);
+        for (size_t i = 0; i < total; i++)
+            free(names[i]);
+        free(names);
+        n = held_models(w, models);
+        if ((size_t)n == total)
+            break;
+        struct timespec t = {0, 100 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    if (bus_ping(w->bus, err))
+        return -DS_UNAVAILABLE;
+    for (int i = 0; i < n; i++)
+        if ((rc = recover_events(w, lease_of(w, models[i]), err)))
+            return rc;
+    return n ? recover_pending(w, models, n, err) : 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static void run_jobs(ds_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    job *j = w->jobs;
+    w->jobs = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (j) {
+        job *next = j->next;
+        if (j->kind == JOB_CREATE) {
+            j->rc = store_model_create(w->srv->store, j->def, &j->err);
+            if (j->rc == 0)
+                live_set_seq(w->srv->live, j->def->name, 0);
+        } else {
+            j->rc = store_model_drop(w->srv->store, j->name, &j->err);
+            if (j->rc == 0) {
+                live_forget(w->srv->live, j->name);
+                ledger_forget_model(w->srv->ledger, j->name);
+            }
+        }
+        pthread_mutex_lock(&w->lock);
+        j->done = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        j = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    ds_writer *w = arg;
+    batch b = {0};
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        bool stop = w->stop;
+        pthread_mutex_unlock(&w->lock);
+        if (stop)
+            break;
+        run_jobs(w);
+        const char *models[MAX_MODELS];
+        int n = held_models(w, models);
+        ds_error err;
+        int got = n ? bus_read(w->bus, w->owner, models, n, false, w->srv->o.batch_max, 50, collect,
+                               &b, &err)
+                    : -DS_UNAVAILABLE;
+        if (got < 0) {
+            if (w->srv->redis_up)
+                log_warn("writer: Redis unavailable: %s", n ? err.message : "no lease held");
+            w->srv->redis_up = 0;
+            struct timespec t = {0, 100 * 1000 * 1000};
+            nanosleep(&t, NULL);
+            continue;
+        }
+        if (!w->srv->redis_up)
+            log_info("writer: Redis is back");
+        w->srv->redis_up = 1;
+        __atomic_store_n(&w->lag, (int64_t)b.n, __ATOMIC_RELAXED);
+        process(w, &b);
+        batch_clear(&b);
+        __atomic_store_n(&w->lag, 0, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_lock(&w->lock);
+    w->alive = false; /* no job is queued after this */
+    pthread_mutex_unlock(&w->lock);
+    run_jobs(w);
+    free(b.e);
+    return NULL;
+}
+
+int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
+{
+    ds_writer *w = xcalloc(1, sizeof *w);
+    w->srv = srv;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->crash_at = getenv("DS_CRASH_AT");
+    if (srv->o.owner)
+        snprintf(w->owner, sizeof w->owner, "%s", srv->o.owner);
+    else {
+        char host[128] = "host";
+        gethostname(host, sizeof host - 1);
+        snprintf(w->owner, sizeof w->owner, "%s:%s", host, srv->o.data_dir);
+    }
+    int rc = bus_open(&srv->bus, &w->bus, err);
+    if (rc == 0 && !(w->reader = store_reader_new(srv->store)))
+        rc = ds_fail(err, DS_INTERNAL, NULL, "cannot open a database connection");
+    if (rc == 0)
+        rc = recover(w, err);
+    if (rc == 0) {
+        w->alive = true;
+        srv->redis_up = 1;
+        if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+            rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the writer thread");
+    }
+    if (rc) {
+        store_reader_free(w->reader);
+        bus_close(w->bus);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void writer_stop(ds_writer *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    for (int i = 0; i < w->nleases; i++)
+        free(w->leases[i].model);
+    store_reader_free(w->reader);
+    bus_close(w->bus);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+bool writer_alive(ds_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool a = w->alive;
+    pthread_mutex_unlock(&w->lock);
+    return a;
+}
+
+int64_t writer_lag(ds_writer *w)
+{
+    return __atomic_load_n(&w->lag, __ATOMIC_RELAXED);
+}
+
+static int run_job(ds_writer *w, job *j, ds_error *err)
+{
+    pthread_mutex_lock(&w->lock);
+    if (!w->alive) {
+        pthread_mutex_unlock(&w->lock);
+        return ds_fail(err, DS_UNAVAILABLE, NULL, "the writer is not running");
+    }
+    j->next = w->jobs;
+    w->jobs = j;
+    while (!j->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    if (j->rc && err)
+        *err = j->err;
+    return j->rc;
+}
+
+int writer_create_model(ds_writer *w, const ds_model *def, ds_error *err)
+{
+    job j = {.kind = JOB_CREATE, .def = (ds_model *)def};
+    return run_job(w, &j, err);
+}
+
+int writer_drop_model(ds_writer *w, const char *name, ds_error *err)
+{
+    job j = {.kind = JOB_DROP, .name = (char *)name};
+    return run_job(w, &j, err);
+}
