@@ -458,6 +458,7 @@ static ds_model *find_loaded(ds_model **ms, size_t n, int32_t id)
 void store__add_slot(ds_store *s, ds_model *m, int64_t seq)
 {
     model_slot *slot = xcalloc(1, sizeof *slot);
+    slot->fast.pending_seq = -1;
     m->refs = 1;
     slot->model = m;
     slot->seq = seq;
@@ -600,6 +601,7 @@ void store_opts_default(ds_store_opts *o)
     o->change_cap = 1000;
     o->create_cap = 1000000;
     o->leaf_log = true;
+    o->cube_budget = (size_t)1 << 30;
 }
 
 int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_error *err)
@@ -609,6 +611,7 @@ int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_e
         s->opts = *opts;
     else
         store_opts_default(&s->opts);
+    s->cube_budget = s->opts.cube_budget;
     pthread_mutex_init(&s->lock, NULL);
     duckdb_config cfg;
     char *open_err = NULL, threads[16];
@@ -638,6 +641,8 @@ int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_e
     if (rc == 0)
         rc = register_functions(s, err);
     if (rc == 0)
+        rc = store__register_fast(s, err);
+    if (rc == 0)
         rc = load_catalog(s, err);
     if (rc) {
         store_close(s);
@@ -664,14 +669,13 @@ void store__stmts_free(model_stmts *st)
         duckdb_destroy_prepare(&st->leaf_insert[i]);
     }
     duckdb_destroy_prepare(&st->log_insert);
-    duckdb_destroy_prepare(&st->command_insert);
-    duckdb_destroy_prepare(&st->seq_update);
     memset(st, 0, sizeof *st);
 }
 
 static void slot_free(model_slot *slot)
 {
     store__stmts_free(&slot->stmts);
+    store__fast_free(slot);
     if (slot->work != slot->model)
         model_free(slot->work);
     if (slot->model && --slot->model->refs == 0)

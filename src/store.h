@@ -28,6 +28,9 @@ typedef struct ds_store_opts {
     bool leaf_log;            /* keep every leaf's old and new value (default true;
                                  false exists only so benchmarks can measure it) */
     int threads;              /* DuckDB worker threads, 0 = DuckDB's default */
+    size_t cube_budget;       /* bytes a model's cube of totals may take (1 GiB);
+                                 a bigger model lists the cells above a write
+                                 from a scan */
     const char *memory_limit; /* DuckDB memory_limit, NULL = default */
 } ds_store_opts;
 

@@ -16,9 +16,54 @@ typedef struct model_stmts {
     duckdb_prepared_statement leaf_update[DS_MAX_MEASURES];
     duckdb_prepared_statement leaf_insert[DS_MAX_MEASURES];
     duckdb_prepared_statement log_insert;
-    duckdb_prepared_statement command_insert;
-    duckdb_prepared_statement seq_update;
 } model_stmts;
+
+/* The fast path's memory of one model (store_fast.c): every fact (cell ->
+ * value and stamp per measure), the totals of every member combination,
+ * and the leaf writes of the open group not yet written to DuckDB. */
+typedef struct fact_index {
+    bool valid;
+    int shift[DS_MAX_DIMS]; /* bit offset of each dimension in a packed cell */
+    size_t cap, n;
+    uint64_t *keys;       /* packed cell + 1; 0: empty */
+    int64_t *val, *stamp; /* cap * nmeasures */
+    uint8_t *has;         /* cap * nmeasures: the measure has a value */
+} fact_index;
+
+typedef struct agg_cube {
+    bool valid;
+    size_t size; /* cells: every member combination */
+    size_t stride[DS_MAX_DIMS];
+    int32_t *ix[DS_MAX_DIMS]; /* member id -> position in its dimension */
+    int64_t *tot;             /* nmeasures * size */
+} agg_cube;
+
+typedef struct pending_write {
+    uint64_t key;
+    ds_cell cell;
+    int measure;
+    int64_t old_value, new_value, seq;
+    bool existed; /* the row existed before the group */
+} pending_write;
+
+typedef struct pending_command {
+    int64_t seq, ts_us;
+    int part, measure_id; /* -1: none */
+    char *user, *rid, *kind, *target, *method, *form, *amount, *detail;
+    bool has_values;
+    ds_i128 old_value, new_value;
+    int64_t leaves_changed;
+} pending_command;
+
+typedef struct fast_state {
+    fact_index idx;
+    agg_cube cube;
+    pending_write *pw;
+    size_t npw, pw_alloc;
+    pending_command *pc;
+    size_t npc, pc_alloc;
+    int64_t pending_seq; /* seq to record in ds_model at flush, or -1 */
+} fast_state;
 
 typedef struct model_slot {
     ds_model *model; /* committed snapshot (holds one reference) */
@@ -27,6 +72,7 @@ typedef struct model_slot {
     bool touched;    /* inside a group: work_seq is valid */
     int64_t work_seq;
     model_stmts stmts;
+    fast_state fast;
 } model_slot;
 
 /* rowid -> new value, read by the update functions during one UPDATE. */
@@ -40,6 +86,13 @@ typedef struct rowmap {
     int64_t *keys;
     int64_t *hvals;
 } rowmap;
+
+/* Lets DuckDB read the fast path's pending rows (see ds_pending). */
+typedef struct pending_export {
+    size_t n;
+    const uint64_t *keys;
+    const int64_t *vals, *seqs;
+} pending_export;
 
 /* A ledger row waiting for its group's COMMIT. */
 typedef struct pending_request {
@@ -61,6 +114,8 @@ struct ds_store {
     bool wrote;                /* the current command has issued writing SQL */
     pending_request *requests; /* ledger rows of the open group */
     size_t nrequests, requests_alloc;
+    pending_export exp; /* read by the ds_pending table function */
+    size_t cube_budget; /* bytes one model's cube may take */
     rowmap rows;
 };
 
@@ -164,6 +219,40 @@ int store__chunk_close(chunk_app *c, bool abandon, ds_error *err);
 int store__facts_open(ds_store *s, const ds_model *m, chunk_app *c, ds_error *err);
 int store__log_open(ds_store *s, const ds_model *m, chunk_app *c, ds_error *err);
 
+/* ---- the fast path (store_fast.c) ---- */
+/* True when the command can take the fast path (leaf writes in a group). */
+bool store__fast_eligible(ds_store *s, model_slot *slot, const ds_command *cmd);
+/* Applies a command of leaf writes through the index; changes are queued. */
+int store__fast_apply(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq,
+                      ds_outcome *out, ds_error *err);
+/* Writes the slot's queued changes (before anything reads DuckDB, and
+ * before COMMIT). */
+int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err);
+/* After a rollback or a structural change: forget the index and cube. */
+void store__fast_drop(model_slot *slot);
+void store__fast_free(model_slot *slot);
+/* Queues a ds_command row (copied); the flush appends them. */
+void store__fast_command(model_slot *slot, const pending_command *c);
+/* A spread changing more leaves drops the index instead of noting them. */
+#define STORE_NOTE_MAX 65536
+/* A spread changed these leaves (full cells): keep index and cube exact. */
+void store__fast_note(model_slot *slot, const ds_model *m, int measure, const int32_t *cell,
+                      int64_t old_value, int64_t new_value, int64_t seq);
+/* The cube's current total of a cell, when the cube is valid. */
+bool store__cube_total(model_slot *slot, const ds_model *m, int measure, const int32_t *cell,
+                       int64_t *out);
+int store__register_fast(ds_store *s, ds_error *err);
+
+/* The change list and the cells above a target (store_write.c). */
+typedef struct change_list {
+    ds_changeset *cs;
+    size_t cap, alloc;
+} change_list;
+void store__list_add(change_list *l, const ds_cell *c, int measure, ds_i128 old_v, ds_i128 new_v);
+int store__add_above(ds_store *s, model_slot *slot, const ds_model *m, const ds_write *w,
+                     ds_i128 delta, change_list *out, ds_error *err);
+int store__log_write(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq, int64_t ts,
+                     size_t part, const ds_changeset *cs, ds_error *err);
 /* Writes the pending ledger rows (before COMMIT) / drops them. */
 int store__flush_requests(ds_store *s, ds_error *err);
 void store__drop_requests(ds_store *s);

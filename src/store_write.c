@@ -29,6 +29,24 @@ int store_txn_begin(ds_store *s, ds_error *err)
 static void end_group(ds_store *s, bool committed)
 {
     store__drop_requests(s);
+    for (size_t i = 0; i < s->nslots && !committed; i++) {
+        fast_state *f = &s->slots[i]->fast;
+        if (f->npw || f->npc || f->pending_seq >= 0 || s->slots[i]->touched)
+            store__fast_drop(s->slots[i]); /* it holds what was rolled back */
+        f->npw = 0;
+        for (size_t j = 0; j < f->npc; j++) {
+            free(f->pc[j].user);
+            free(f->pc[j].rid);
+            free(f->pc[j].kind);
+            free(f->pc[j].target);
+            free(f->pc[j].method);
+            free(f->pc[j].form);
+            free(f->pc[j].amount);
+            free(f->pc[j].detail);
+        }
+        f->npc = 0;
+        f->pending_seq = -1;
+    }
     s->in_txn = false;
     s->poisoned = false;
     for (size_t i = 0; i < s->nslots; i++) {
@@ -57,7 +75,11 @@ int store_txn_commit(ds_store *s, ds_error *err)
         return ds_fail(err, DS_INTERNAL, NULL,
                        "a refused command had already written; the group was rolled back");
     }
-    int rc = store__flush_requests(s, err);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->nslots; i++)
+        rc = store__fast_flush(s, s->slots[i], err);
+    if (rc == 0)
+        rc = store__flush_requests(s, err);
     if (rc == 0)
         rc = store__exec(s->con, "COMMIT", err);
     if (rc) {
@@ -161,13 +183,7 @@ static int stale(ds_error *err, int64_t if_seq, int64_t cur)
     return rc;
 }
 
-/* The change list under construction, bounded by the store's cap. */
-typedef struct change_list {
-    ds_changeset *cs;
-    size_t cap, alloc;
-} change_list;
-
-static void list_add(change_list *l, const ds_cell *c, int measure, ds_i128 old_v, ds_i128 new_v)
+void store__list_add(change_list *l, const ds_cell *c, int measure, ds_i128 old_v, ds_i128 new_v)
 {
     ds_changeset *cs = l->cs;
     if (cs->nchanges >= l->cap) {
@@ -301,9 +317,26 @@ static size_t point_distance(const lattice *l, size_t p)
     return d;
 }
 
-/* Lists the cells above the target, nearest first. */
-static int add_above(ds_store *s, const ds_model *m, const ds_write *w, ds_i128 delta,
-                     change_list *out, ds_error *err)
+/* The totals of the lattice's cells from the cube (already after the
+ * write); false when the cube cannot say. */
+static bool lattice_from_cube(model_slot *slot, const ds_model *m, lattice *l, const ds_write *w)
+{
+    for (size_t p = 0; p < l->size; p++) {
+        ds_cell c = w->cell;
+        for (int i = 0; i < l->nd; i++)
+            c.m[l->dim[i]] = l->chain[i][(p / l->stride[i]) % (size_t)l->len[i]];
+        int64_t v;
+        if (!store__cube_total(slot, m, w->measure, c.m, &v))
+            return false;
+        l->sum[p] = v;
+    }
+    return true;
+}
+
+/* Lists the cells above the target, nearest first: from the cube when it
+ * is kept, else from one grouped scan (after writing queued changes). */
+int store__add_above(ds_store *s, model_slot *slot, const ds_model *m, const ds_write *w,
+                     ds_i128 delta, change_list *out, ds_error *err)
 {
     lattice l;
     if (!lattice_init(&l, m, &w->cell)) {
@@ -311,7 +344,13 @@ static int add_above(ds_store *s, const ds_model *m, const ds_write *w, ds_i128 
         lattice_free(&l);
         return 0;
     }
-    int rc = l.size > 1 && out->cs->nchanges < out->cap ? lattice_fill(s, &l, w->measure, err) : 0;
+    int rc = 0;
+    if (l.size > 1 && out->cs->nchanges < out->cap && !lattice_from_cube(slot, m, &l, w)) {
+        memset(l.sum, 0, l.size * sizeof *l.sum);
+        rc = store__fast_flush(s, slot, err);
+        if (rc == 0)
+            rc = lattice_fill(s, &l, w->measure, err);
+    }
     size_t maxd = 0;
     for (int i = 0; i < l.nd; i++)
         maxd += (size_t)l.len[i] - 1;
@@ -322,7 +361,7 @@ static int add_above(ds_store *s, const ds_model *m, const ds_write *w, ds_i128 
             ds_cell c = w->cell;
             for (int i = 0; i < l.nd; i++)
                 c.m[l.dim[i]] = l.chain[i][(p / l.stride[i]) % (size_t)l.len[i]];
-            list_add(out, &c, w->measure, l.sum[p] - delta, l.sum[p]);
+            store__list_add(out, &c, w->measure, l.sum[p] - delta, l.sum[p]);
         }
     }
     lattice_free(&l);
@@ -414,69 +453,34 @@ static int prepare_logs(ds_store *s, model_slot *slot, ds_error *err)
     for (int k = 0; k < m->ndims + 2; k++)
         ds_buf_puts(&b, ", ?");
     ds_buf_puts(&b, ")");
-    duckdb_prepared_statement log = NULL, cmd = NULL, seq = NULL;
-    int rc = store__prepare(s->con, b.data, &log, err);
-    if (rc == 0)
-        rc = store__prepare(s->con,
-                            "INSERT INTO ds_command VALUES (?, ?, ?, make_timestamp(?), ?, ?, ?, "
-                            "?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            &cmd, err);
-    if (rc == 0)
-        rc = store__prepare(
-            s->con, "UPDATE ds_model SET seq = ?, struct_seq = ? WHERE model_id = ?", &seq, err);
+    int rc = store__prepare(s->con, b.data, &st->log_insert, err);
     ds_buf_free(&b);
-    if (rc) { /* all or none are cached */
-        duckdb_destroy_prepare(&log);
-        duckdb_destroy_prepare(&cmd);
-        duckdb_destroy_prepare(&seq);
-        return rc;
-    }
-    st->log_insert = log;
-    st->command_insert = cmd;
-    st->seq_update = seq;
-    return 0;
-}
-
-static void bind_text(duckdb_prepared_statement st, idx_t i, const char *v)
-{
-    if (v)
-        duckdb_bind_varchar(st, i, v);
-    else
-        duckdb_bind_null(st, i);
+    return rc;
 }
 
 int store__log_command(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq,
                        int64_t ts_us, const command_row *row, ds_error *err)
 {
-    int rc = prepare_logs(s, slot, err);
-    if (rc)
-        return rc;
-    duckdb_prepared_statement st = slot->stmts.command_insert;
-    duckdb_bind_int32(st, 1, store__current(slot)->id);
-    duckdb_bind_int64(st, 2, seq);
-    duckdb_bind_int32(st, 3, row->part);
-    duckdb_bind_int64(st, 4, ts_us);
-    bind_text(st, 5, cmd->user);
-    bind_text(st, 6, cmd->request_id);
-    bind_text(st, 7, row->kind);
-    if (row->measure_id >= 0)
-        duckdb_bind_int32(st, 8, row->measure_id);
-    else
-        duckdb_bind_null(st, 8);
-    bind_text(st, 9, row->target);
-    bind_text(st, 10, row->method);
-    bind_text(st, 11, row->form);
-    bind_text(st, 12, row->amount);
-    if (row->has_values) {
-        duckdb_bind_hugeint(st, 13, store__hugeint(row->old_value));
-        duckdb_bind_hugeint(st, 14, store__hugeint(row->new_value));
-    } else {
-        duckdb_bind_null(st, 13);
-        duckdb_bind_null(st, 14);
-    }
-    duckdb_bind_int64(st, 15, row->leaves_changed);
-    bind_text(st, 16, row->detail);
-    return store__run(st, NULL, err);
+    (void)s;
+    (void)err;
+    pending_command c = {.seq = seq,
+                         .ts_us = ts_us,
+                         .part = row->part,
+                         .measure_id = row->measure_id,
+                         .user = (char *)cmd->user,
+                         .rid = (char *)cmd->request_id,
+                         .kind = (char *)row->kind,
+                         .target = (char *)row->target,
+                         .method = (char *)row->method,
+                         .form = (char *)row->form,
+                         .amount = (char *)row->amount,
+                         .detail = (char *)row->detail,
+                         .has_values = row->has_values,
+                         .old_value = row->old_value,
+                         .new_value = row->new_value,
+                         .leaves_changed = row->leaves_changed};
+    store__fast_command(slot, &c); /* appended with the group's flush */
+    return 0;
 }
 
 /* ---- leaf writes ----------------------------------------------------------- */
@@ -606,6 +610,8 @@ static int apply_leaf(ds_store *s, model_slot *slot, const ds_command *cmd, cons
     if (changed) {
         *wrote = true;
         rc = write_leaf(s, slot, w, &lr, (int64_t)nv, seq, err);
+        if (rc == 0)
+            store__fast_note(slot, m, w->measure, w->cell.m, lr.value, (int64_t)nv, seq);
     }
     return rc;
 }
@@ -1098,7 +1104,7 @@ static void add_children_and_leaves(const region *r, const ds_write *w, const ce
                 continue;
             ds_cell cell = r->c;
             cell.m[r->kdim[j]] = d->kids[d->kid_start[top] + c];
-            list_add(out, &cell, w->measure, old_s[c], new_s[c]);
+            store__list_add(out, &cell, w->measure, old_s[c], new_s[c]);
         }
         free(kid_of);
         free(old_s);
@@ -1110,7 +1116,7 @@ static void add_children_and_leaves(const region *r, const ds_write *w, const ce
         ds_cell cell = r->c;
         for (int j = 0; j < r->nk; j++)
             cell.m[r->kdim[j]] = cell_member(r, cs, i, j);
-        list_add(out, &cell, w->measure, cs->value[i], nv[i]);
+        store__list_add(out, &cell, w->measure, cs->value[i], nv[i]);
     }
 }
 
@@ -1159,6 +1165,26 @@ static int decide_spread(ds_store *s, const region *r, const ds_command *cmd, co
     return 0;
 }
 
+/* Keeps the fast path's index and cube exact after a spread, or drops
+ * them when the spread changed too many leaves to note one by one. */
+static void note_spread(model_slot *slot, const region *r, const ds_write *w, const cellset *cs,
+                        const int64_t *nv, int64_t seq, int64_t changed)
+{
+    if (!slot->fast.idx.valid)
+        return;
+    if (changed > STORE_NOTE_MAX) {
+        store__fast_drop(slot);
+        return;
+    }
+    int32_t full[DS_MAX_DIMS];
+    for (size_t i = 0; i < cs->n; i++) {
+        if (nv[i] == cs->value[i])
+            continue;
+        full_cell(r, cs, i, full);
+        store__fast_note(slot, r->m, w->measure, full, cs->value[i], nv[i], seq);
+    }
+}
+
 static int apply_spread(ds_store *s, model_slot *slot, const ds_command *cmd, const ds_write *w,
                         int64_t seq, bool *wrote, change_list *out, ds_error *err)
 {
@@ -1183,10 +1209,12 @@ static int apply_spread(ds_store *s, model_slot *slot, const ds_command *cmd, co
             rc = write_spread(s, &r, w, &cs, nv, seq, err);
             if (rc == 0)
                 rc = log_cells(s, &r, w, &cs, nv, seq, err);
+            if (rc == 0)
+                note_spread(slot, &r, w, &cs, nv, seq, c->leaves_changed);
         }
         if (rc == 0) {
-            list_add(out, &w->cell, w->measure, tot.total, after);
-            rc = add_above(s, r.m, w, after - tot.total, out, err);
+            store__list_add(out, &w->cell, w->measure, tot.total, after);
+            rc = store__add_above(s, slot, r.m, w, after - tot.total, out, err);
             add_children_and_leaves(&r, w, &cs, nv, out);
         }
     }
@@ -1211,7 +1239,7 @@ static void target_text(const ds_model *m, const ds_cell *c, char *buf, size_t n
         o += (size_t)snprintf(buf + o, n - o, "%s%" PRId32, k ? "," : "", c->m[k]);
 }
 
-static int log_write(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq, int64_t ts,
+int store__log_write(ds_store *s, model_slot *slot, const ds_command *cmd, int64_t seq, int64_t ts,
                      size_t part, const ds_changeset *cs, ds_error *err)
 {
     const ds_model *m = store__current(slot);
@@ -1259,14 +1287,16 @@ static int apply_writes(ds_store *s, model_slot *slot, const ds_command *cmd, in
             rc = apply_leaf(s, slot, cmd, w, seq, &wrote, out->sets + i, err);
             if (rc == 0) {
                 ds_changeset *c = out->sets + i;
-                list_add(&list, &w->cell, w->measure, c->target.old_value, c->target.new_value);
-                rc = add_above(s, m, w, c->target.new_value - c->target.old_value, &list, err);
+                store__list_add(&list, &w->cell, w->measure, c->target.old_value,
+                                c->target.new_value);
+                rc = store__add_above(s, slot, m, w, c->target.new_value - c->target.old_value,
+                                      &list, err);
             }
         } else {
             rc = apply_spread(s, slot, cmd, w, seq, &wrote, &list, err);
         }
         if (rc == 0)
-            rc = log_write(s, slot, cmd, seq, out->ts_us, i, out->sets + i, err);
+            rc = store__log_write(s, slot, cmd, seq, out->ts_us, i, out->sets + i, err);
     }
     if (wrote)
         s->wrote = true;
@@ -1292,17 +1322,20 @@ int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcom
     out->seq = seq;
     s->wrote = false;
     out->ts_us = now_us();
-    if (cmd->kind == COMMAND_WRITE)
-        rc = apply_writes(s, slot, cmd, seq, out, err);
-    else
-        rc = store__apply_member(s, slot, cmd, seq, out->ts_us, err);
-    if (rc == 0 && (rc = prepare_logs(s, slot, err)) == 0) {
-        duckdb_prepared_statement st = slot->stmts.seq_update;
-        duckdb_bind_int64(st, 1, seq);
-        duckdb_bind_int64(st, 2, store__current(slot)->struct_seq);
-        duckdb_bind_int32(st, 3, store__current(slot)->id);
-        rc = store__run(st, NULL, err);
+    if (store__fast_eligible(s, slot, cmd)) {
+        rc = store__fast_apply(s, slot, cmd, seq, out, err);
+    } else {
+        rc = store__fast_flush(s, slot, err); /* DuckDB must see queued writes */
+        if (rc == 0 && cmd->kind == COMMAND_WRITE)
+            rc = apply_writes(s, slot, cmd, seq, out, err);
+        else if (rc == 0)
+            rc = store__apply_member(s, slot, cmd, seq, out->ts_us, err);
+        if (cmd->kind == COMMAND_MEMBER || rc)
+            store__fast_drop(slot); /* rebuilt on the next leaf write */
     }
+    if (rc == 0)
+        slot->fast.pending_seq = seq; /* ds_model.seq is written by the flush */
+
     if (rc == 0)
         slot->work_seq = seq;
     else if (s->wrote)

@@ -729,16 +729,27 @@ END_TEST
 START_TEST(group_poisoned_by_a_half_applied_command)
 {
     ds_cell a = cell3("product=P-0008", "customer=C-0001", "time=2024-03");
-    ds_i128 before = read_cell(a, 0);
+    ds_cell q = cell3("product=P-0008", "customer=C-0001", "time=2024-Q1");
+    ds_i128 before = read_cell(a, 0), qbefore = read_cell(q, 0);
     int64_t seq = seq_now();
+    /* leaf writes only: decided before anything is written, the group lives on */
     ds_write w[2] = {{.measure = 0, .cell = a, .form = SPREAD_DELTA, .amount = 1},
                      {.measure = 0, .cell = a, .form = SPREAD_SET, .amount = dec_pow10(30)}};
     ds_command cmd = {.kind = COMMAND_WRITE, .user = "u", .if_seq = -1, .nwrites = 2, .writes = w};
     ds_outcome o;
     ck_assert(store_txn_begin(S, &E) == 0);
     ck_assert_int_eq(store_apply(S, DEMO_MODEL, &cmd, &o, NULL), -DS_OUT_OF_RANGE);
+    ck_assert_int_eq(store_txn_commit(S, &E), 0);
+    ck_assert(read_cell(a, 0) == before);
+    ck_assert_int_eq(seq_now(), seq);
+    /* a spread writes before the next write is refused: the group must roll back */
+    w[0] = (ds_write){
+        .measure = 0, .cell = q, .method = SPREAD_EQUAL, .form = SPREAD_SET, .amount = 300};
+    ck_assert(store_txn_begin(S, &E) == 0);
+    ck_assert_int_eq(store_apply(S, DEMO_MODEL, &cmd, &o, NULL), -DS_OUT_OF_RANGE);
     ck_assert_int_eq(store_txn_commit(S, &E), -DS_INTERNAL);
     ck_assert(read_cell(a, 0) == before);
+    ck_assert(read_cell(q, 0) == qbefore);
     ck_assert_int_eq(seq_now(), seq);
     /* a view cannot be created inside a group */
     ck_assert(store_txn_begin(S, &E) == 0);
