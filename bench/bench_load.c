@@ -1,7 +1,7 @@
 /* bench_load: the load generator of the end-to-end figures (DESIGN.md
  * section 7). N HTTP/1.1 keep-alive connections in one epoll loop send
  * single-cell writes (POST /update_cell, delta +1/-1 on quantity by
- * default) to random leaf cells of the demo model:
+ * default) to random leaf cells of the model (the demo's `sales`):
  *
  *   closed loop (--rate 0): each connection sends its next request as soon
  *     as the previous response is complete;
@@ -14,15 +14,22 @@
  * in the measured window [t0 + warmup, t0 + warmup + duration); requests
  * still out at the end are waited for up to --drain-s. edits_per_s is the
  * number of 200 responses completed inside the window over its length;
- * latencies are those of the 200 responses. One line on stdout:
+ * latencies are those of the 200 and 202 answers (errors are counted, not
+ * timed). One line on stdout:
  *
  *   e2e edits: clients=256 edits_per_s=8123.4 p50_ms=12.10 p99_ms=30.20 ok=81234 queued=0 errors=0
  *
  * (open loop adds rate= and late=); details go to stderr.
  *
  * --sent-log FILE writes "request_id send_ns" (CLOCK_MONOTONIC, the due
- * time in open loop) for every request sent, so bench_wssub can compute the
- * POST -> event latency. Request ids are "<run>-<client>-<n>". */
+ * time in open loop) for every request started in the measured window, so
+ * bench_wssub can compute the POST -> event latency of the same requests
+ * (it reports the events of warm-up requests as unmatched). Request ids
+ * are "<run>-<client>-<n>".
+ *
+ * Cells: a random leaf of each dimension in --dims, the leaves read from
+ * GET /v1/models/{m}/dimensions/{d}/members?parent=.. at start; or the
+ * demo's keys from --products and --customers; or --cells FILE. */
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -50,13 +57,14 @@ enum {
     READ_CHUNK = 64 * 1024,
     MAX_STATUS = 600,
     TIMER_TAG = -1,
+    MAX_DIMS = 8,
 };
 
 #define NS_PER_S  1000000000LL
 #define NS_PER_MS 1000000LL
 
 typedef struct opts {
-    const char *url, *model, *column, *path, *cells_file, *kind, *api_key, *sent_log;
+    const char *url, *model, *column, *path, *cells_file, *kind, *api_key, *sent_log, *dims;
     char run_id[64], host[256], port[16];
     int clients, products, customers, verbose;
     double duration_s, warmup_s, rate, drain_s;
@@ -349,8 +357,16 @@ typedef struct sent_rec {
     int64_t ns;
 } sent_rec;
 
+typedef struct dim_keys {
+    char name[64];
+    char **keys; /* leaf keys as JSON string text */
+    size_t n, alloc;
+} dim_keys;
+
 typedef struct load {
     opts o;
+    dim_keys dims[MAX_DIMS];
+    int ndims;
     int ep, tfd;
     struct addrinfo *addr;
     conn *conns;
@@ -470,11 +486,12 @@ static void put_body(load *L, conn *c, ds_buf *b)
     if (L->ncells) {
         ds_buf_puts(b, L->cells[r % L->ncells]);
     } else {
-        int p = (int)(r % (uint64_t)o->products) + 1;
-        int cu = (int)((r >> 20) % (uint64_t)o->customers) + 1;
-        int m = (int)((r >> 40) % MONTHS);
-        ds_buf_printf(b, "{\"product\":\"P-%04d\",\"customer\":\"C-%04d\",\"time\":\"%d-%02d\"}", p,
-                      cu, FIRST_YEAR + m / 12, m % 12 + 1);
+        for (int i = 0; i < L->ndims; i++) {
+            const dim_keys *d = &L->dims[i];
+            ds_buf_printf(b, "%c\"%s\":\"%s\"", i ? ',' : '{', d->name,
+                          d->keys[rng_next(&L->rng) % d->n]);
+        }
+        ds_buf_putc(b, '}');
     }
     if (strcmp(o->kind, "delta") == 0)
         ds_buf_printf(b, ",\"delta\":%d", (r >> 63) ? 1 : -1);
@@ -526,18 +543,19 @@ static void record(load *L, conn *c, int status, const ds_buf *body)
     if (!c->measured)
         return;
     L->by_status[status < MAX_STATUS ? status : 0]++;
-    if (status == 200) {
-        L->ok++;
-        if (L->nlat == L->alat) {
-            L->alat = L->alat ? L->alat * 2 : 65536;
-            L->lat = xrealloc(L->lat, L->alat * sizeof *L->lat);
-        }
-        L->lat[L->nlat++] = now - c->start_ns;
-    } else if (status == 202) {
-        L->queued++;
-    } else {
+    if (status != 200 && status != 202) {
         L->errors++;
+        return;
     }
+    if (status == 200)
+        L->ok++;
+    else
+        L->queued++;
+    if (L->nlat == L->alat) {
+        L->alat = L->alat ? L->alat * 2 : 65536;
+        L->lat = xrealloc(L->lat, L->alat * sizeof *L->lat);
+    }
+    L->lat[L->nlat++] = now - c->start_ns;
 }
 
 /* Parses every complete response in the input buffer. */
@@ -741,31 +759,16 @@ static void read_cells(load *L, const char *file)
         die("no cells in %s", file);
 }
 
-/* The highest number N of a key "<prefix>N" (e.g. "P-0432") in s. */
-static int max_key_number(const char *s, const char *prefix)
-{
-    int best = 0;
-    size_t pn = strlen(prefix);
-    for (const char *p = strstr(s, prefix); p; p = strstr(p + 1, prefix)) {
-        int v = 0, digits = 0;
-        const char *q = p + pn;
-        for (; *q >= '0' && *q <= '9' && digits < 9; q++, digits++)
-            v = v * 10 + (*q - '0');
-        if (digits && *q == '"' && v > best)
-            best = v;
-    }
-    return best;
-}
-
 /* Blocking GET of path; the body goes to out. Returns the status or -1. */
 static int http_get(load *L, const char *path, ds_buf *out)
 {
     int fd = socket(L->addr->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (fd < 0 || connect(fd, L->addr->ai_addr, L->addr->ai_addrlen)) {
-        if (fd >= 0)
-            close(fd);
+    if (connect(fd, L->addr->ai_addr, L->addr->ai_addrlen)) {
+        close(fd);
         return -1;
     }
     ds_buf req, in;
@@ -801,25 +804,113 @@ static int http_get(load *L, const char *path, ds_buf *out)
     return status;
 }
 
-/* Leaf counts from GET /v1/models/{m}: the highest P-NNNN and C-NNNN. */
-static void discover(load *L)
+static void keys_add(dim_keys *d, const char *k, size_t n)
 {
-    char path[512];
-    ds_buf body;
+    if (d->n == d->alloc) {
+        d->alloc = d->alloc ? d->alloc * 2 : 64;
+        d->keys = xrealloc(d->keys, d->alloc * sizeof *d->keys);
+    }
+    d->keys[d->n++] = xstrndup(k, n);
+}
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    return p;
+}
+
+/* The members of one answer of GET .../members: leaf keys go to leaves,
+ * the others to parents. Keys stay as their JSON text (escapes kept). */
+static void scan_members(const char *s, dim_keys *leaves, dim_keys *parents)
+{
+    for (const char *p = strstr(s, "\"key\""); p; p = strstr(p, "\"key\"")) {
+        p = skip_ws(p + 5);
+        if (*p != ':' || *(p = skip_ws(p + 1)) != '"')
+            continue;
+        const char *k = ++p;
+        while (*p && *p != '"')
+            p += p[0] == '\\' && p[1] ? 2 : 1;
+        if (!*p)
+            return;
+        const char *obj_end = strchr(p, '}'), *leaf = strstr(p, "\"leaf\"");
+        bool is_leaf = false;
+        if (leaf && (!obj_end || leaf < obj_end)) {
+            leaf = skip_ws(leaf + 6);
+            is_leaf = *leaf == ':' && strncmp(skip_ws(leaf + 1), "true", 4) == 0;
+        }
+        keys_add(is_leaf ? leaves : parents, k, (size_t)(p - k));
+    }
+}
+
+/* The leaves of one dimension, walking GET .../members?parent= from the
+ * root (one request per inner member). */
+static void walk_dim(load *L, dim_keys *d)
+{
+    dim_keys parents = {0};
+    ds_buf path, body;
+    ds_buf_init(&path, 4096);
     ds_buf_init(&body, MAX_RESPONSE);
-    snprintf(path, sizeof path, "/v1/models/%s", L->o.model);
-    int status = http_get(L, path, &body);
-    if (status != 200)
-        die("GET %s failed; give --products and --customers", path);
-    if (!L->o.products)
-        L->o.products = max_key_number(body.data, "\"P-");
-    if (!L->o.customers)
-        L->o.customers = max_key_number(body.data, "\"C-");
-    if (!L->o.products || !L->o.customers)
-        die("no P-NNNN / C-NNNN keys in %s; give --products and --customers", path);
-    fprintf(stderr, "bench_load: model %s: products=%d customers=%d\n", L->o.model, L->o.products,
-            L->o.customers);
+    for (size_t next = 0;; next++) {
+        ds_buf_reset(&path);
+        ds_buf_printf(&path, "/v1/models/%s/dimensions/%s/members", L->o.model, d->name);
+        if (next > 0) {
+            const char *k = parents.keys[next - 1];
+            ds_buf_puts(&path, "?parent=");
+            for (; *k; k++) /* percent-encode all but unreserved bytes */
+                if (strchr("-._~", *k) || (*k >= '0' && *k <= '9') || (*k >= 'a' && *k <= 'z') ||
+                    (*k >= 'A' && *k <= 'Z'))
+                    ds_buf_putc(&path, *k);
+                else
+                    ds_buf_printf(&path, "%%%02X", (unsigned char)*k);
+        }
+        if (http_get(L, path.data, &body) != 200)
+            die("GET %s failed; give --products and --customers, or --cells", path.data);
+        scan_members(body.data, d, &parents);
+        if (next >= parents.n)
+            break;
+    }
+    for (size_t i = 0; i < parents.n; i++)
+        free(parents.keys[i]);
+    free(parents.keys);
+    ds_buf_free(&path);
     ds_buf_free(&body);
+    if (!d->n)
+        die("dimension %s has no leaves", d->name);
+}
+
+/* The leaf keys of each dimension in --dims: from the server, or the
+ * demo's keys when --products and --customers are given. */
+static void find_leaves(load *L)
+{
+    char list[256];
+    snprintf(list, sizeof list, "%s", L->o.dims);
+    for (char *save, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (L->ndims == MAX_DIMS)
+            die("at most %s dimensions", "8");
+        snprintf(L->dims[L->ndims++].name, sizeof L->dims[0].name, "%s", t);
+    }
+    if (!L->o.products || !L->o.customers) {
+        for (int i = 0; i < L->ndims; i++)
+            walk_dim(L, &L->dims[i]);
+    } else { /* product, customer, time of the demo */
+        char k[32];
+        L->ndims = 3;
+        snprintf(L->dims[0].name, sizeof L->dims[0].name, "product");
+        snprintf(L->dims[1].name, sizeof L->dims[1].name, "customer");
+        snprintf(L->dims[2].name, sizeof L->dims[2].name, "time");
+        for (int i = 1; i <= L->o.products; i++)
+            keys_add(&L->dims[0], k, (size_t)snprintf(k, sizeof k, "P-%04d", i));
+        for (int i = 1; i <= L->o.customers; i++)
+            keys_add(&L->dims[1], k, (size_t)snprintf(k, sizeof k, "C-%04d", i));
+        for (int m = 0; m < MONTHS; m++)
+            keys_add(&L->dims[2], k,
+                     (size_t)snprintf(k, sizeof k, "%d-%02d", FIRST_YEAR + m / 12, m % 12 + 1));
+    }
+    fprintf(stderr, "bench_load: model %s: leaves", L->o.model);
+    for (int i = 0; i < L->ndims; i++)
+        fprintf(stderr, " %s=%zu", L->dims[i].name, L->dims[i].n);
+    fprintf(stderr, "\n");
 }
 
 static void write_sent_log(const load *L, const char *file)
@@ -830,8 +921,9 @@ static void write_sent_log(const load *L, const char *file)
     if (!f)
         die("cannot write %s", tmp);
     for (size_t i = 0; i < L->nsent; i++)
-        fprintf(f, "%s-%" PRIu32 "-%" PRIu32 " %" PRId64 "\n", L->o.run_id, L->sent[i].client,
-                L->sent[i].n, L->sent[i].ns);
+        if (in_window(L, L->sent[i].ns)) /* the requests the figures cover */
+            fprintf(f, "%s-%" PRIu32 "-%" PRIu32 " %" PRId64 "\n", L->o.run_id, L->sent[i].client,
+                    L->sent[i].n, L->sent[i].ns);
     if (fclose(f) || rename(tmp, file))
         die("cannot write %s", file);
 }
@@ -874,8 +966,10 @@ static const char usage[] =
     "  --path P           endpoint (/update_cell)\n"
     "  --kind delta|value delta +1/-1 (default) or a value 1..100\n"
     "  --cells FILE       one JSON cell object per line, e.g. {\"product\":\"P-0001\",...}\n"
-    "  --products N --customers N   leaf counts of the demo (default: read from\n"
-    "                     GET /v1/models/{m}); cells are P-NNNN x C-NNNN x 2024-01..2026-12\n"
+    "  --dims LIST        dimensions of a cell (product,customer,time); their leaves\n"
+    "                     come from GET /v1/models/{m}/dimensions/{d}/members?parent=..\n"
+    "  --products N --customers N   instead, the demo's leaves P-0001..P-N x\n"
+    "                     C-0001..C-N x 2024-01..2026-12 (no requests)\n"
     "  --no-wait          send \"wait\": false (expect 202)\n"
     "  --api-key KEY      Authorization: Bearer KEY\n"
     "  --run-id ID        request ids are ID-<client>-<n> (random)\n"
@@ -931,6 +1025,8 @@ static void parse_args(opts *o, int argc, char **argv)
             o->path = v;
         else if (strcmp(a, "--kind") == 0)
             o->kind = v;
+        else if (strcmp(a, "--dims") == 0)
+            o->dims = v;
         else if (strcmp(a, "--cells") == 0)
             o->cells_file = v;
         else if (strcmp(a, "--products") == 0)
@@ -966,6 +1062,7 @@ static void opts_default(opts *o)
     o->column = "quantity";
     o->path = "/update_cell";
     o->kind = "delta";
+    o->dims = "product,customer,time";
     o->clients = 256;
     o->duration_s = 10;
     o->warmup_s = 2;
@@ -984,8 +1081,8 @@ static void setup(load *L)
     L->rng = L->o.seed;
     if (L->o.cells_file)
         read_cells(L, L->o.cells_file);
-    else if (!L->o.products || !L->o.customers)
-        discover(L);
+    else
+        find_leaves(L);
     raise_fd_limit(L->o.clients);
     L->ep = epoll_create1(EPOLL_CLOEXEC);
     L->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

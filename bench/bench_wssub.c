@@ -254,7 +254,8 @@ static size_t skip_string(const char *s, size_t n, size_t i)
 }
 
 /* The top-level "seq" (an integer) and "request_id" (a string: the raw
- * bytes between its quotes) of an event object. False without a seq. */
+ * bytes between its quotes) of an event object, their first occurrences.
+ * False without a seq. */
 static bool scan_event(const char *s, size_t n, int64_t *seq, const char **rid, size_t *rlen)
 {
     int depth = 0;
@@ -293,6 +294,8 @@ static bool scan_event(const char *s, size_t n, int64_t *seq, const char **rid, 
             *rid = s + v + 1;
             *rlen = e > v + 1 ? e - v - 2 : 0;
         }
+        if (have_seq && *rid)
+            return true; /* the server writes both first: skip the changes */
         i = v;
     }
     return have_seq;
@@ -448,7 +451,7 @@ static void on_message(wss *W, sub *s, const char *p, size_t n, int64_t now)
         return;
     }
     int64_t want = s->got_first ? s->last_seq + 1 : W->o.since >= 0 ? W->o.since + 1 : seq;
-    if (seq < want && s->got_first) {
+    if (seq < want && (s->got_first || W->o.since >= 0)) { /* seen, or not asked for */
         s->dups++;
         return;
     }

@@ -370,14 +370,15 @@ static void fn_raw(duckdb_function_info info, duckdb_data_chunk in, duckdb_vecto
 }
 
 static int register_fn(ds_store *s, const char *name, duckdb_logical_type arg,
-                       duckdb_logical_type ret, duckdb_scalar_function_t fn, ds_error *err)
+                       duckdb_logical_type ret, duckdb_scalar_function_t fn, rowmap *map,
+                       ds_error *err)
 {
     duckdb_scalar_function f = duckdb_create_scalar_function();
     duckdb_scalar_function_set_name(f, name);
     duckdb_scalar_function_add_parameter(f, arg);
     duckdb_scalar_function_set_return_type(f, ret);
     duckdb_scalar_function_set_function(f, fn);
-    duckdb_scalar_function_set_extra_info(f, &s->rows, NULL);
+    duckdb_scalar_function_set_extra_info(f, map, NULL);
     duckdb_scalar_function_set_volatile(f);
     duckdb_state st = duckdb_register_scalar_function(s->con, f);
     duckdb_destroy_scalar_function(&f);
@@ -387,22 +388,28 @@ static int register_fn(ds_store *s, const char *name, duckdb_logical_type arg,
 }
 
 /* ds_rowhas(rowid), ds_rowraw(rowid) -> BIGINT, and per scale
- * ds_rowval_<s>(rowid) -> DECIMAL(18, s) and ds_raw_<s>(DECIMAL(18, s)). */
+ * ds_rowval_<s>(rowid) -> DECIMAL(18, s) and ds_raw_<s>(DECIMAL(18, s)),
+ * all over s->rows; ds_rowstamp(rowid) and ds_rowkey(rowid) -> BIGINT over
+ * s->stamps and s->keys. */
 static int register_functions(ds_store *s, ds_error *err)
 {
     duckdb_logical_type b = duckdb_create_logical_type(DUCKDB_TYPE_BOOLEAN);
     duckdb_logical_type i = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
-    int rc = register_fn(s, "ds_rowhas", i, b, fn_rowhas, err);
+    int rc = register_fn(s, "ds_rowhas", i, b, fn_rowhas, &s->rows, err);
     if (rc == 0)
-        rc = register_fn(s, "ds_rowraw", i, i, fn_rowval, err);
+        rc = register_fn(s, "ds_rowraw", i, i, fn_rowval, &s->rows, err);
+    if (rc == 0)
+        rc = register_fn(s, "ds_rowstamp", i, i, fn_rowval, &s->stamps, err);
+    if (rc == 0)
+        rc = register_fn(s, "ds_rowkey", i, i, fn_rowval, &s->keys, err);
     for (int scale = 0; rc == 0 && scale <= 18; scale++) {
         char name[32];
         duckdb_logical_type t = duckdb_create_decimal_type(18, (uint8_t)scale);
         snprintf(name, sizeof name, "ds_rowval_%d", scale);
-        rc = register_fn(s, name, i, t, fn_rowval, err);
+        rc = register_fn(s, name, i, t, fn_rowval, &s->rows, err);
         snprintf(name, sizeof name, "ds_raw_%d", scale);
         if (rc == 0)
-            rc = register_fn(s, name, t, i, fn_raw, err);
+            rc = register_fn(s, name, t, i, fn_raw, NULL, err);
         duckdb_destroy_logical_type(&t);
     }
     duckdb_destroy_logical_type(&b);
@@ -696,6 +703,8 @@ void store_close(ds_store *s)
         duckdb_disconnect(&s->con);
     duckdb_close(&s->db);
     store__rowmap_free(&s->rows);
+    store__rowmap_free(&s->stamps);
+    store__rowmap_free(&s->keys);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "decimal.h"
+#include "log.h"
 
 /* ---- packing cells -------------------------------------------------------------- */
 
@@ -69,6 +70,7 @@ static void index_free(fact_index *x)
     free(x->val);
     free(x->stamp);
     free(x->has);
+    free(x->rowid);
     memset(x, 0, sizeof *x);
 }
 
@@ -88,6 +90,9 @@ static void index_alloc(fact_index *x, size_t cap, int nm)
     x->val = xcalloc(cap * (size_t)nm, sizeof *x->val);
     x->stamp = xcalloc(cap * (size_t)nm, sizeof *x->stamp);
     x->has = xcalloc(cap * (size_t)nm, 1);
+    x->rowid = xmalloc_array(cap, sizeof *x->rowid);
+    for (size_t i = 0; i < cap; i++)
+        x->rowid[i] = -1;
 }
 
 static void index_grow(fact_index *x, int nm)
@@ -103,14 +108,17 @@ static void index_grow(fact_index *x, int nm)
         memcpy(x->stamp + j * (size_t)nm, old.stamp + i * (size_t)nm,
                (size_t)nm * sizeof *x->stamp);
         memcpy(x->has + j * (size_t)nm, old.has + i * (size_t)nm, (size_t)nm);
+        x->rowid[j] = old.rowid[i];
         x->n++;
     }
     x->valid = true;
+    x->max_rowid = old.max_rowid;
     memcpy(x->shift, old.shift, sizeof x->shift);
     free(old.keys);
     free(old.val);
     free(old.stamp);
     free(old.has);
+    free(old.rowid);
 }
 
 /* The slot of key, inserted (without values) when absent. */
@@ -208,6 +216,10 @@ bool store__cube_total(model_slot *slot, const ds_model *m, int measure, const i
     return true;
 }
 
+/* DuckDB numbers the rows a transaction appends from here on (its
+ * MAX_ROW_ID) until COMMIT gives them their place in the table. */
+#define LOCAL_ROWID INT64_C(36028797018960000)
+
 /* ---- building both from one scan ------------------------------------------------------ */
 
 static int build(ds_store *s, model_slot *slot, ds_error *err)
@@ -239,8 +251,9 @@ static int build(ds_store *s, model_slot *slot, ds_error *err)
     index_alloc(&f->idx, cap, m->nmeasures);
     memcpy(f->idx.shift, shift, sizeof shift);
     bool with_cube = cube_alloc(&f->cube, m, s->cube_budget);
+    f->idx.max_rowid = -1;
     ds_buf_reset(&sql);
-    ds_buf_puts(&sql, "SELECT ");
+    ds_buf_puts(&sql, "SELECT rowid, ");
     for (int k = 0; k < m->ndims; k++) {
         store__column(&sql, 'd', m->dims[k].id);
         ds_buf_puts(&sql, ", ");
@@ -265,11 +278,19 @@ static int build(ds_store *s, model_slot *slot, ds_error *err)
         while ((n = store__chunk_next(&it)) > 0) {
             for (idx_t i = 0; i < n; i++) {
                 for (int k = 0; k < m->ndims; k++)
-                    cell[k] = ((int32_t *)store__chunk_data(&it, (idx_t)k))[i];
+                    cell[k] = ((int32_t *)store__chunk_data(&it, (idx_t)k + 1))[i];
                 bool ins;
                 size_t at = index_put(&f->idx, pack(&f->idx, m, cell), m->nmeasures, &ins);
+                int64_t rowid = ((int64_t *)store__chunk_data(&it, 0))[i];
+                if (rowid >= LOCAL_ROWID) {
+                    f->appended = true; /* learnt after the COMMIT */
+                } else {
+                    f->idx.rowid[at] = rowid;
+                    if (rowid > f->idx.max_rowid)
+                        f->idx.max_rowid = rowid;
+                }
                 for (int q = 0; q < m->nmeasures; q++) {
-                    idx_t cv = (idx_t)(m->ndims + 2 * q);
+                    idx_t cv = (idx_t)(m->ndims + 1 + 2 * q);
                     uint64_t *valid = store__chunk_valid(&it, cv);
                     if (valid && !duckdb_validity_row_is_valid(valid, i))
                         continue;
@@ -346,6 +367,7 @@ void store__fast_note(model_slot *slot, const ds_model *m, int measure, const in
     }
     bool ins;
     size_t at = index_put(&f->idx, pack(&f->idx, m, cell), m->nmeasures, &ins);
+    f->appended |= ins;
     size_t j = at * (size_t)m->nmeasures + (size_t)measure;
     f->idx.val[j] = new_value;
     f->idx.has[j] = 1;
@@ -557,7 +579,8 @@ void store__fast_command(model_slot *slot, const pending_command *c)
 /* ---- flushing ------------------------------------------------------------------------- */
 
 /* ds_pending(scale): the rows the store put in s->exp, as (k BIGINT,
- * v DECIMAL(18, scale), st BIGINT). */
+ * v DECIMAL(18, scale), st BIGINT, r BIGINT): packed cell, value, stamp
+ * and rowid. */
 typedef struct pending_pos {
     size_t at;
 } pending_pos;
@@ -576,6 +599,7 @@ static void pending_bind(duckdb_bind_info info)
     duckdb_bind_add_result_column(info, "k", b);
     duckdb_bind_add_result_column(info, "v", d);
     duckdb_bind_add_result_column(info, "st", b);
+    duckdb_bind_add_result_column(info, "r", b);
     duckdb_destroy_logical_type(&b);
     duckdb_destroy_logical_type(&d);
 }
@@ -597,10 +621,12 @@ static void pending_fn(duckdb_function_info info, duckdb_data_chunk out)
     int64_t *k = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 0));
     int64_t *v = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1));
     int64_t *st = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 2));
+    int64_t *r = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 3));
     for (size_t i = 0; i < n; i++) {
         k[i] = (int64_t)e->keys[p->at + i];
         v[i] = e->vals[p->at + i];
         st[i] = e->seqs[p->at + i];
+        r[i] = e->rowids[p->at + i];
     }
     p->at += n;
     duckdb_data_chunk_set_size(out, n);
@@ -700,43 +726,139 @@ static void packed_key_sql(ds_buf *b, const ds_model *m, const fact_index *x)
     ds_buf_puts(b, ") + 1)");
 }
 
-static int update_rows(ds_store *s, const ds_model *m, const fast_state *f, const size_t *last,
-                       size_t nlast, ds_error *err)
+/* Learns the rowids of rows committed after the index last looked (the
+ * rows groups appended): one range scan of the table's tail, outside any
+ * transaction, so that every row has its final rowid. */
+static int learn_rowids(ds_store *s, const ds_model *m, fact_index *x, ds_error *err)
 {
-    uint64_t *keys = xmalloc_array(nlast + 1, sizeof *keys);
-    int64_t *vals = xmalloc_array(nlast + 1, sizeof *vals), *seqs = xmalloc_array(nlast + 1, 8);
+    ds_buf sql;
+    ds_buf_init(&sql, 256);
+    ds_buf_puts(&sql, "SELECT rowid");
+    for (int k = 0; k < m->ndims; k++) {
+        ds_buf_puts(&sql, ", ");
+        store__column(&sql, 'd', m->dims[k].id);
+    }
+    ds_buf_puts(&sql, " FROM ");
+    store__table(&sql, 'f', m->id);
+    ds_buf_printf(&sql, " WHERE rowid > %" PRId64, x->max_rowid);
+    duckdb_result res;
     int rc = 0;
-    for (int q = 0; rc == 0 && q < m->nmeasures; q++) {
-        size_t n = 0;
-        for (size_t i = 0; i < nlast; i++) {
-            const pending_write *p = &f->pw[last[i]];
-            if (p->existed && p->measure == q) {
-                keys[n] = p->key;
-                vals[n] = p->new_value;
-                seqs[n++] = p->seq;
+    if (duckdb_query(s->con, sql.data, &res) == DuckDBError) {
+        rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
+    } else {
+        row_iter it;
+        store__rows_init(&it, &res);
+        int32_t cell[DS_MAX_DIMS];
+        idx_t n;
+        while ((n = store__chunk_next(&it)) > 0) {
+            const int64_t *rowid = store__chunk_data(&it, 0);
+            for (idx_t i = 0; i < n; i++) {
+                for (int k = 0; k < m->ndims; k++)
+                    cell[k] = ((int32_t *)store__chunk_data(&it, (idx_t)k + 1))[i];
+                if (!fits(x, m, cell))
+                    continue;
+                size_t at = find_slot(x, pack(x, m, cell));
+                if (x->keys[at])
+                    x->rowid[at] = rowid[i];
+                if (rowid[i] > x->max_rowid)
+                    x->max_rowid = rowid[i];
             }
         }
-        if (n == 0)
-            continue;
-        s->exp = (pending_export){.n = n, .keys = keys, .vals = vals, .seqs = seqs};
-        ds_buf sql;
-        ds_buf_init(&sql, 1 << 16);
-        ds_buf_puts(&sql, "UPDATE ");
-        store__table(&sql, 'f', m->id);
-        ds_buf_puts(&sql, " SET ");
-        store__column(&sql, 'm', m->measures[q].id);
+        store__rows_done(&it);
+    }
+    duckdb_destroy_result(&res);
+    ds_buf_free(&sql);
+    return rc;
+}
+
+/* UPDATE of measure q for the exported rows. by_rowid: the rows are
+ * fetched by rowid (a point lookup each) and must still hold their cells,
+ * else the index is out of date (an error: the group is replayed and the
+ * index rebuilt). Otherwise joined on the packed cell, a full scan. */
+static int update_measure(ds_store *s, const ds_model *m, const fact_index *x, int q, bool by_rowid,
+                          ds_error *err)
+{
+    const pending_export *e = &s->exp;
+    ds_buf sql;
+    ds_buf_init(&sql, 1024 + e->n * 24);
+    ds_buf_puts(&sql, "UPDATE ");
+    store__table(&sql, 'f', m->id);
+    ds_buf_puts(&sql, " SET ");
+    store__column(&sql, 'm', m->measures[q].id);
+    if (!by_rowid) {
         ds_buf_puts(&sql, " = t.v, ");
         store__column(&sql, 's', m->measures[q].id);
         ds_buf_printf(&sql, " = t.st FROM ds_pending(%d) t WHERE ", m->measures[q].scale);
-        packed_key_sql(&sql, m, &f->idx);
+        packed_key_sql(&sql, m, x);
         ds_buf_puts(&sql, " = t.k");
-        rc = store__exec(s->con, sql.data, err);
+        int rc = store__exec(s->con, sql.data, err);
         ds_buf_free(&sql);
-        s->exp = (pending_export){0};
+        return rc;
+    }
+    ds_buf_printf(&sql, " = ds_rowval_%d(rowid), ", m->measures[q].scale);
+    store__column(&sql, 's', m->measures[q].id);
+    ds_buf_puts(&sql, " = ds_rowstamp(rowid) WHERE rowid IN (");
+    for (size_t i = 0; i < e->n; i++)
+        ds_buf_printf(&sql, "%s%" PRId64, i ? ", " : "", e->rowids[i]);
+    ds_buf_puts(&sql, ") AND ds_rowkey(rowid) = ");
+    packed_key_sql(&sql, m, x);
+    int64_t *keys = xmalloc_array(e->n, sizeof *keys);
+    for (size_t i = 0; i < e->n; i++)
+        keys[i] = (int64_t)e->keys[i];
+    store__rowmap_set(&s->rows, e->rowids, e->vals, e->n);
+    store__rowmap_set(&s->stamps, e->rowids, e->seqs, e->n);
+    store__rowmap_set(&s->keys, e->rowids, keys, e->n);
+    free(keys);
+    duckdb_result res;
+    int rc = 0;
+    if (duckdb_query(s->con, sql.data, &res) == DuckDBError)
+        rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
+    else if (duckdb_rows_changed(&res) != (idx_t)e->n)
+        rc = ds_fail(err, DS_INTERNAL, NULL,
+                     "the fact index of '%s' is out of date (rows moved); it will be rebuilt",
+                     m->name);
+    duckdb_destroy_result(&res);
+    store__rowmap_free(&s->rows);
+    store__rowmap_free(&s->stamps);
+    store__rowmap_free(&s->keys);
+    ds_buf_free(&sql);
+    return rc;
+}
+
+static int update_rows(ds_store *s, const ds_model *m, fact_index *x, const fast_state *f,
+                       const size_t *last, size_t nlast, ds_error *err)
+{
+    uint64_t *keys = xmalloc_array(nlast + 1, sizeof *keys);
+    int64_t *vals = xmalloc_array(nlast + 1, sizeof *vals), *seqs = xmalloc_array(nlast + 1, 8);
+    int64_t *rowids = xmalloc_array(nlast + 1, sizeof *rowids);
+    int rc = 0;
+    for (int q = 0; rc == 0 && q < m->nmeasures; q++) {
+        for (int by_rowid = 1; rc == 0 && by_rowid >= 0; by_rowid--) {
+            size_t n = 0;
+            for (size_t i = 0; i < nlast; i++) {
+                const pending_write *p = &f->pw[last[i]];
+                if (!p->existed || p->measure != q)
+                    continue;
+                int64_t r = x->rowid[find_slot(x, p->key)];
+                if ((r >= 0) != by_rowid)
+                    continue;
+                keys[n] = p->key;
+                vals[n] = p->new_value;
+                seqs[n] = p->seq;
+                rowids[n++] = r;
+            }
+            if (n == 0)
+                continue;
+            s->exp = (pending_export){
+                .n = n, .keys = keys, .vals = vals, .seqs = seqs, .rowids = rowids};
+            rc = update_measure(s, m, x, q, by_rowid, err);
+            s->exp = (pending_export){0};
+        }
     }
     free(keys);
     free(vals);
     free(seqs);
+    free(rowids);
     return rc;
 }
 
@@ -818,9 +940,10 @@ int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err)
     if (f->npw) {
         free(last);
         last = last_writes(f, &nlast);
-        rc = insert_new_rows(s, m, f, last, nlast, err);
+        rc = update_rows(s, m, &f->idx, f, last, nlast, err);
         if (rc == 0)
-            rc = update_rows(s, m, f, last, nlast, err);
+            rc = insert_new_rows(s, m, f, last, nlast, err);
+        f->appended |= rc == 0;
         if (rc == 0)
             rc = append_log(s, m, f, err);
     }
@@ -843,4 +966,18 @@ int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err)
     if (rc)
         store__fast_drop(slot);
     return rc;
+}
+
+void store__fast_committed(ds_store *s, model_slot *slot)
+{
+    fast_state *f = &slot->fast;
+    if (!f->appended || !f->idx.valid)
+        return;
+    ds_error err;
+    if (learn_rowids(s, store__current(slot), &f->idx, &err) == 0) {
+        f->appended = false;
+    } else {
+        log_warn("dropping the fact index: %s", err.message);
+        store__fast_drop(slot);
+    }
 }

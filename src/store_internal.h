@@ -28,6 +28,9 @@ typedef struct fact_index {
     uint64_t *keys;       /* packed cell + 1; 0: empty */
     int64_t *val, *stamp; /* cap * nmeasures */
     uint8_t *has;         /* cap * nmeasures: the measure has a value */
+    int64_t *rowid;       /* cap: the row's DuckDB rowid, -1 unknown (new rows
+                             until a flush looks them up) */
+    int64_t max_rowid;    /* rows above it have not been looked up */
 } fact_index;
 
 typedef struct agg_cube {
@@ -63,6 +66,7 @@ typedef struct fast_state {
     pending_command *pc;
     size_t npc, pc_alloc;
     int64_t pending_seq; /* seq to record in ds_model at flush, or -1 */
+    bool appended;       /* rows were appended whose rowids are not known */
 } fast_state;
 
 typedef struct model_slot {
@@ -91,7 +95,7 @@ typedef struct rowmap {
 typedef struct pending_export {
     size_t n;
     const uint64_t *keys;
-    const int64_t *vals, *seqs;
+    const int64_t *vals, *seqs, *rowids;
 } pending_export;
 
 /* A ledger row waiting for its group's COMMIT. */
@@ -117,6 +121,7 @@ struct ds_store {
     pending_export exp; /* read by the ds_pending table function */
     size_t cube_budget; /* bytes one model's cube may take */
     rowmap rows;
+    rowmap stamps, keys; /* the fast path's UPDATE: rowid -> stamp, packed cell */
 };
 
 struct ds_reader {
@@ -230,6 +235,8 @@ int store__fast_apply(ds_store *s, model_slot *slot, const ds_command *cmd, int6
 int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err);
 /* After a rollback or a structural change: forget the index and cube. */
 void store__fast_drop(model_slot *slot);
+/* After a COMMIT: learns the rowids of the rows the group appended. */
+void store__fast_committed(ds_store *s, model_slot *slot);
 void store__fast_free(model_slot *slot);
 /* Queues a ds_command row (copied); the flush appends them. */
 void store__fast_command(model_slot *slot, const pending_command *c);

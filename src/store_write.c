@@ -88,6 +88,8 @@ int store_txn_commit(ds_store *s, ds_error *err)
         return rc;
     }
     end_group(s, true);
+    for (size_t i = 0; i < s->nslots; i++)
+        store__fast_committed(s, s->slots[i]);
     return 0;
 }
 
