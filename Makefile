@@ -4,6 +4,7 @@
 
 CC ?= cc
 SANITIZE ?=
+V ?= 0
 DUCKDB_DIR ?= $(CURDIR)/.deps/duckdb
 ifeq ($(SANITIZE),)
 BUILD ?= build
@@ -38,9 +39,22 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 DEPS_STAMP := .deps/.checked
+# npm ci writes node_modules/.package-lock.json; the rule touches it after.
+NODE_STAMP := node_modules/.package-lock.json
+DBQUERY := $(BUILD)/tests/dbquery
+
+# `make V=1` shows the whole compiler command lines.
+ifeq ($(V),1)
+Q :=
+say := @true
+else
+Q := @
+say := @echo
+endif
 
 .SECONDARY:
-.PHONY: all deps test unit-test cli-test run bench bench-spread clean format format-check
+.PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
+        bench-spread bench-group bench-e2e clean format format-check
 all: $(BIN)
 
 # Installs Debian packages and fetches DuckDB when missing (scripts/deps.sh).
@@ -52,26 +66,47 @@ $(DEPS_STAMP): scripts/deps.sh
 	@./scripts/deps.sh
 	@mkdir -p .deps && touch $@
 
+# The npm packages of package-lock.json (docs bundle, linters, test clients).
+$(NODE_STAMP): package.json package-lock.json | $(DEPS_STAMP)
+	$(say) "  NPM     ci"
+	$(Q)npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 $(BUILD)/src/%.o: src/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(say) "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/unit/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(say) "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(say) "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BIN): $(MAIN_OBJ) $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(say) "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(UNIT_LIB_OBJ) $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(LDLIBS)
+	$(say) "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/tools/%.o: tests/tools/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(say) "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(DBQUERY): $(BUILD)/tests/tools/dbquery.o $(LIB_OBJ)
+	$(say) "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(say) "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit-test: $(UNIT_BIN) $(BIN)
 	@./tests/run_unit.sh $(BUILD) $(UNIT_BIN)
@@ -79,23 +114,48 @@ unit-test: $(UNIT_BIN) $(BIN)
 cli-test: $(BIN)
 	@./tests/cli.sh $(BIN)
 
-test: unit-test cli-test
+# The OpenAPI document under Redocly's rules (tests/lint-openapi.sh).
+lint-openapi: $(NODE_STAMP)
+	@./tests/lint-openapi.sh
 
-run: $(BIN)
-	./$(BIN) demo --data data
+# Node.js tests of the real binary against real redis-servers; every
+# response checked against web/openapi.json (tests/blackbox.sh).
+blackbox-test: $(BIN) $(DBQUERY) $(NODE_STAMP)
+	@./tests/blackbox.sh $(BIN)
 
-bench: bench-spread
+# The Postman collection with newman against a served demo.
+postman-test: $(BIN) $(NODE_STAMP)
+	@./tests/postman-test.sh $(BIN)
+
+test: unit-test cli-test lint-openapi blackbox-test postman-test
+
+# Serves the demo at http://127.0.0.1:8080 (data in ./data, a private
+# redis-server under it); Ctrl-C stops both.
+run: $(BIN) $(NODE_STAMP)
+	./$(BIN) serve --data data --listen 127.0.0.1:8080 --demo
+
+bench: bench-spread bench-group bench-e2e
 
 bench-spread: $(BUILD)/bench/bench_spread
 	./$(BUILD)/bench/bench_spread
 
+# The writer's group commit over the 1M-fact demo, without HTTP or Redis.
+bench-group: $(BUILD)/bench/bench_group
+	./$(BUILD)/bench/bench_group 1000000 256 41
+
+# HTTP -> Redis -> writer -> subscribers over the 1M-fact demo (bench/e2e.sh).
+bench-e2e: $(BIN) $(BUILD)/bench/bench_load $(BUILD)/bench/bench_wssub
+	./bench/e2e.sh $(BUILD)
+
+FORMAT_SRC = src/*.[ch] tests/unit/*.[ch] tests/tools/*.c bench/*.[ch]
+
 format:
-	clang-format -i src/*.[ch] tests/unit/*.[ch] bench/*.[ch]
+	clang-format -i $(FORMAT_SRC)
 
 format-check:
-	clang-format --dry-run --Werror src/*.[ch] tests/unit/*.[ch] bench/*.[ch]
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-san
 
--include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/bench/*.d)
+-include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/tests/tools/*.d $(BUILD)/bench/*.d)

@@ -25,6 +25,7 @@ struct ds_bus {
     char *host, *port, *path, *user, *password;
     int fd; /* -1 while disconnected */
     redisReader *reader;
+    bool sent; /* the last roundtrip wrote its whole command */
 };
 
 void bus_opts_default(bus_opts *o)
@@ -247,6 +248,7 @@ static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_
                              int extra_ms, ds_error *err)
 {
     bool fresh = false;
+    b->sent = false;
     if (b->fd < 0) {
         if (connect_socket(b, err))
             return NULL;
@@ -261,7 +263,8 @@ static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_
         return NULL;
     }
     int64_t deadline = deadline_after(b->o.io_timeout_ms + extra_ms);
-    redisReply *r = send_all(b, cmd, (size_t)n, deadline) ? NULL : recv_reply(b, deadline);
+    b->sent = send_all(b, cmd, (size_t)n, deadline) == 0;
+    redisReply *r = b->sent ? recv_reply(b, deadline) : NULL;
     redisFreeCommand(cmd);
     if (!r) {
         disconnect(b);
@@ -271,10 +274,16 @@ static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_
     return r;
 }
 
+/* A connection Redis closed while idle (a restart) fails the first write:
+ * then the command goes out once more on a new connection. */
 static redisReply *command(ds_bus *b, int argc, const char **argv, const size_t *lens,
                            ds_error *err)
 {
-    return roundtrip(b, argc, argv, lens, 0, err);
+    bool reused = b->fd >= 0;
+    redisReply *r = roundtrip(b, argc, argv, lens, 0, err);
+    if (!r && reused && !b->sent)
+        r = roundtrip(b, argc, argv, lens, 0, err);
+    return r;
 }
 
 /* Builds lens from NUL-terminated argv. */
@@ -311,7 +320,8 @@ static void stream_key(char *buf, size_t n, const char *model, const char *suffi
     snprintf(buf, n, "{%s}:%s", model, suffix);
 }
 
-int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, ds_error *err)
+int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, bool *maybe_sent,
+                ds_error *err)
 {
     char key[300];
     stream_key(key, sizeof key, model, "request_duck");
@@ -331,6 +341,8 @@ int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *i
         lens[argc++] = f[i].len;
     }
     redisReply *r = command(b, argc, argv, lens, err);
+    if (maybe_sent)
+        *maybe_sent = !r && b->sent;
     if (!r)
         return -DS_UNAVAILABLE;
     if (r->type != REDIS_REPLY_STRING)

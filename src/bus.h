@@ -43,8 +43,11 @@ typedef struct bus_field {
 } bus_field;
 
 /* XADD {model}:request_duck * fields... The entry id goes to id (>= 32
- * bytes). unavailable when Redis cannot be reached. */
-int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, ds_error *err);
+ * bytes). unavailable when Redis cannot be reached; then *maybe_sent
+ * (may be NULL) tells whether the command went out before the connection
+ * failed, so that Redis may have queued it. */
+int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, bool *maybe_sent,
+                ds_error *err);
 
 /* ---- the writer ------------------------------------------------------------ */
 

@@ -64,6 +64,7 @@ typedef struct ds_command {
     const char *request_id; /* may be NULL */
     int64_t if_seq;         /* -1: no optimistic check */
     size_t nwrites;         /* COMMAND_WRITE: ordered, one seq */
+    bool batch;             /* sent as a batch (its event says "batch") */
     const ds_write *writes;
     ds_member_op member; /* COMMAND_MEMBER */
 } ds_command;

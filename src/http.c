@@ -395,8 +395,25 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     char id[32];
     ds_error e;
     thread_res *res = http__res(h);
-    int rc = res->bus ? bus_enqueue(res->bus, r->model, f, 4, id, &e)
+    bool maybe_sent = false, sent_before = false;
+    int rc = res->bus ? bus_enqueue(res->bus, r->model, f, 4, id, &maybe_sent, &e)
                       : ds_fail(&e, DS_UNAVAILABLE, "redis", "Redis is not configured");
+    if (rc && maybe_sent) {
+        /* Redis may hold the command or not: send it again on a new
+         * connection (the writer applies a request_id once, however often
+         * it is queued). */
+        sent_before = true;
+        rc = bus_enqueue(res->bus, r->model, f, 4, id, &maybe_sent, &e);
+    }
+    if (rc && (sent_before || maybe_sent)) {
+        /* It may be queued: wait for the outcome as usual; without it the
+         * answer is 202 queued, and a retry with the request_id is safe. */
+        h->srv->redis_up = 0;
+        log_warn("http: request %s: Redis failed after the command was sent (%s); waiting for "
+                 "its outcome",
+                 r->rid, e.message);
+        rc = 0;
+    }
     if (rc) {
         if (live_cancel(h->srv->live, &r->w)) {
             r->waiting = false;
@@ -750,10 +767,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r->routed) {
         r->routed = true;
         int rc = http__route(r, url, method);
+        if (rc == 405) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "this route takes %s", r->allow);
+            return http__error_raw(r, 405, "method_not_allowed", msg, -2, 0);
+        }
         if (rc)
-            return http__error_raw(
-                r, rc == 405 ? 405 : 404, rc == 405 ? "method_not_allowed" : "not_found",
-                rc == 405 ? "this route does not take that method" : "no such route", -2, 0);
+            return http__fail(r, DS_NOT_FOUND, "route", "no such route (see /openapi.json)");
         ds_error e;
         if (authenticate(r, r->public_route, r->ticket_ok, &e))
             return http__error(r, &e);
@@ -847,8 +867,8 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(srv->o.http_threads > 0 ? srv->o.http_threads : 2),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
+        MHD_OPTION_END);
     if (!h->d) {
         int e = errno;
         http__free_static(h);

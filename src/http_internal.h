@@ -57,6 +57,7 @@ struct req {
     handler_fn handler;
     int route_metric;
     const char *allow, *retry_after;
+    char allow_buf[32]; /* the methods of a path, for 405 */
     char user[DS_IDENT_MAX + 1];
     char model[DS_IDENT_MAX + 1];
     char dim[DS_IDENT_MAX + 1];

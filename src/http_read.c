@@ -845,12 +845,19 @@ static bool match(req *r, const char *pattern, const char *url)
 int http__route(req *r, const char *url, const char *method)
 {
     bool path_ok = false;
+    r->allow_buf[0] = 0;
     for (size_t i = 0; i < DS_ARRAY_LEN(routes); i++) {
         if (!match(r, routes[i].pattern, url))
             continue;
         path_ok = true;
-        if (strcmp(routes[i].method, method) != 0)
+        if (strcmp(routes[i].method, method) != 0) {
+            if (!strstr(r->allow_buf, routes[i].method)) {
+                size_t n = strlen(r->allow_buf);
+                snprintf(r->allow_buf + n, sizeof r->allow_buf - n, "%s%s", n ? ", " : "",
+                         routes[i].method);
+            }
             continue;
+        }
         r->handler = routes[i].fn;
         r->public_route = routes[i].public_route;
         r->ticket_ok = routes[i].ticket_ok;
@@ -858,11 +865,8 @@ int http__route(req *r, const char *url, const char *method)
         return 0;
     }
     r->route_metric = metrics_route(&r->h->srv->metrics, path_ok ? "method" : "unknown");
-    if (path_ok) {
-        static char allow[64];
-        snprintf(allow, sizeof allow, "GET, POST, DELETE");
-        r->allow = allow;
-    }
+    if (path_ok)
+        r->allow = r->allow_buf;
     return path_ok ? 405 : 404;
 }
 

@@ -694,17 +694,27 @@ ds_live *live_new(const live_opts *o)
     return l;
 }
 
-void live_free(ds_live *l)
+void live_stop(ds_live *l)
 {
     if (!l)
         return;
     pthread_mutex_lock(&l->lock);
+    bool was = l->stopping;
     l->stopping = true;
     pthread_mutex_unlock(&l->lock);
+    if (was)
+        return;
     wake_ws_loop(l);
     pthread_join(l->timer, NULL);
     pthread_join(l->ws_thread, NULL);
     expire(l, 0, true);
+}
+
+void live_free(ds_live *l)
+{
+    if (!l)
+        return;
+    live_stop(l);
     for (size_t i = 0; i < l->nfeeds; i++) {
         feed *f = l->feeds[i];
         while (f->count)

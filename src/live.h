@@ -30,7 +30,10 @@ typedef struct live_opts {
 
 void live_opts_default(live_opts *o);
 ds_live *live_new(const live_opts *o);
-/* Wakes every waiter, closes every WebSocket, stops the threads. */
+/* Stops the timer and WebSocket threads and wakes every waiter; later
+ * waits answer at once. The feed stays readable until live_free(). */
+void live_stop(ds_live *l);
+/* Stops (if not yet) and frees: no thread may use l afterwards. */
 void live_free(ds_live *l);
 
 /* ---- events ------------------------------------------------------------ */

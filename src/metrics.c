@@ -19,6 +19,7 @@ void metrics_init(ds_metrics *m)
                                   0.05,   0.1,   0.25,   0.5,   1,    2.5};
     hist_init(&m->batch_size, sizes, (int)DS_ARRAY_LEN(sizes));
     hist_init(&m->apply_seconds, secs, (int)DS_ARRAY_LEN(secs));
+    hist_init(&m->publish_seconds, secs, (int)DS_ARRAY_LEN(secs));
     hist_init(&m->request_seconds, secs, (int)DS_ARRAY_LEN(secs));
 }
 
@@ -89,6 +90,9 @@ void metrics_render(ds_metrics *m, ds_buf *b)
                         &m->batch_size);
     metrics_render_hist(b, "duckspread_apply_seconds", "Time to apply and commit one writer batch.",
                         &m->apply_seconds);
+    metrics_render_hist(b, "duckspread_publish_seconds",
+                        "Time to publish one batch's events to Redis and acknowledge it.",
+                        &m->publish_seconds);
     metrics_render_hist(b, "duckspread_http_request_seconds", "Time to answer an HTTP request.",
                         &m->request_seconds);
     ds_buf_printf(b,

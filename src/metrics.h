@@ -20,8 +20,9 @@ typedef struct metrics_hist {
 typedef struct ds_metrics {
     const char *route_names[METRICS_ROUTES];
     uint64_t statuses[METRICS_ROUTES][METRICS_STATUSES];
-    metrics_hist batch_size;    /* commands per applied batch */
-    metrics_hist apply_seconds; /* batch apply time, COMMIT included */
+    metrics_hist batch_size;      /* commands per applied batch */
+    metrics_hist apply_seconds;   /* batch apply time, COMMIT included */
+    metrics_hist publish_seconds; /* events to Redis and XACK of one batch */
     metrics_hist request_seconds;
     uint64_t commands_applied, commands_refused, batches, replays;
 } ds_metrics;

@@ -35,11 +35,9 @@ static const field member_fields[] = {{"op", T_STR, true},      {"key", T_STR, f
                                       {"member", T_STR, false}, {"name", T_STR, false},
                                       {"parent", T_STR, false}, {"facts_to", T_STR, false},
                                       {"force", T_BOOL, false}, {NULL, 0, false}};
-static const field canon_fields[] = {{"table", T_STR, true},
-                                     {"writes", T_ARR, false},
-                                     {"member", T_OBJ, false},
-                                     {"if_seq", T_NUM, false},
-                                     {NULL, 0, false}};
+static const field canon_fields[] = {{"table", T_STR, true},   {"writes", T_ARR, false},
+                                     {"member", T_OBJ, false}, {"if_seq", T_NUM, false},
+                                     {"batch", T_BOOL, false}, {NULL, 0, false}};
 static const field canon_member_fields[] = {
     {"op", T_STR, true},        {"dimension", T_STR, true}, {"key", T_STR, false},
     {"member", T_STR, false},   {"name", T_STR, false},     {"parent", T_STR, false},
@@ -502,6 +500,10 @@ static void finish_canonical(const ds_model *m, req_decoded *out, ds_arena *a)
         jw_key(&w, "if_seq");
         jw_int(&w, out->if_seq);
     }
+    if (out->cmd.batch) {
+        jw_key(&w, "batch");
+        jw_bool(&w, true);
+    }
     jw_obj_end(&w);
     out->canonical = ds_arena_strndup(a, b.data, b.len);
     out->canonical_len = b.len;
@@ -639,6 +641,8 @@ int request_resolve(const json_val *body, req_kind kind, const ds_model *m, cons
         out->cmd.kind = COMMAND_WRITE;
         out->cmd.writes = w;
         out->cmd.nwrites = n;
+        const json_val *bv = kind == REQ_CANONICAL ? json_get(body, "batch") : NULL;
+        out->cmd.batch = kind == REQ_BATCH || (bv && json_truth(bv));
     }
     if (rc)
         return rc;
@@ -723,8 +727,8 @@ void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd, cons
         return;
     }
     jw_key(w, "kind");
-    jw_str(w, o->nsets == 1 ? "write" : "batch");
-    if (o->nsets == 1) {
+    jw_str(w, cmd->batch ? "batch" : "write");
+    if (!cmd->batch) {
         put_set(w, m, &o->sets[0]);
         return;
     }

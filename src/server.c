@@ -4,10 +4,12 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -130,12 +132,37 @@ static int open_data(ds_server *srv, ds_error *err)
     return rc;
 }
 
+/* One server per data directory: a second one would share the database
+ * file and the private Redis's append-only file. The lock goes with the
+ * process, however it ends. */
+static int lock_data_dir(ds_server *srv, ds_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/duckspread.lock", srv->o.data_dir);
+    srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (srv->lock_fd < 0)
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot open %s: %s", path, strerror(errno));
+    if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(srv->lock_fd);
+        srv->lock_fd = -1;
+        return ds_fail(err, DS_INTERNAL, NULL,
+                       e == EWOULDBLOCK
+                           ? "another duckspread is serving %s (it holds %s); stop it first"
+                           : "cannot lock %s (%s)",
+                       srv->o.data_dir, e == EWOULDBLOCK ? path : strerror(e));
+    }
+    return 0;
+}
+
 static int start_all(ds_server *srv, ds_error *err)
 {
     int rc = 0;
     if (mkdir(srv->o.data_dir, 0750) < 0 && errno != EEXIST)
         return ds_fail(err, DS_INTERNAL, NULL, "cannot create the data directory %s: %s",
                        srv->o.data_dir, strerror(errno));
+    if ((rc = lock_data_dir(srv, err)))
+        return rc;
     if (!srv->o.redis_url)
         rc = start_redis(srv, err);
     else {
@@ -165,11 +192,12 @@ static void stop_all(ds_server *srv)
     http_quiesce(srv->http);
     writer_stop(srv->writer); /* finishes the batch in flight */
     srv->writer = NULL;
-    live_free(srv->live); /* wakes every waiter, closes WebSockets */
-    srv->live = NULL;
+    live_stop(srv->live); /* wakes every waiter, closes WebSockets */
     struct timespec t = {0, 200 * 1000 * 1000};
-    nanosleep(&t, NULL); /* lets woken requests answer */
-    http_stop(srv->http);
+    nanosleep(&t, NULL);  /* lets woken requests answer */
+    http_stop(srv->http); /* no request runs after this */
+    live_free(srv->live);
+    srv->live = NULL;
     store_close(srv->store);
     ledger_free(srv->ledger);
     stop_redis(srv);

@@ -49,6 +49,7 @@ typedef struct ds_server {
     ds_writer *writer;
     http_server *http;
     int redis_pid;         /* the private redis-server, or 0 */
+    int lock_fd;           /* DIR/duckspread.lock, held while running */
     volatile int redis_up; /* last known state, for /ready */
 } ds_server;
 

@@ -609,6 +609,7 @@ void store_opts_default(ds_store_opts *o)
     o->create_cap = 1000000;
     o->leaf_log = true;
     o->cube_budget = (size_t)1 << 30;
+    o->checkpoint_threshold = "256MB";
 }
 
 int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_error *err)
@@ -629,6 +630,8 @@ int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_e
     }
     if (s->opts.memory_limit)
         duckdb_set_config(cfg, "memory_limit", s->opts.memory_limit);
+    if (s->opts.checkpoint_threshold)
+        duckdb_set_config(cfg, "checkpoint_threshold", s->opts.checkpoint_threshold);
 
     duckdb_state st = duckdb_open_ext(path, &s->db, cfg, &open_err);
     duckdb_destroy_config(&cfg);

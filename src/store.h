@@ -23,15 +23,17 @@ typedef struct ds_store ds_store;
 typedef struct ds_reader ds_reader;
 
 typedef struct ds_store_opts {
-    size_t change_cap;        /* entries listed in a change set (default 1000) */
-    int64_t create_cap;       /* facts one spread may create (default 1,000,000) */
-    bool leaf_log;            /* keep every leaf's old and new value (default true;
-                                 false exists only so benchmarks can measure it) */
-    int threads;              /* DuckDB worker threads, 0 = DuckDB's default */
-    size_t cube_budget;       /* bytes a model's cube of totals may take (1 GiB);
-                                 a bigger model lists the cells above a write
-                                 from a scan */
-    const char *memory_limit; /* DuckDB memory_limit, NULL = default */
+    size_t change_cap;                /* entries listed in a change set (default 1000) */
+    int64_t create_cap;               /* facts one spread may create (default 1,000,000) */
+    bool leaf_log;                    /* keep every leaf's old and new value (default true;
+                                         false exists only so benchmarks can measure it) */
+    int threads;                      /* DuckDB worker threads, 0 = DuckDB's default */
+    size_t cube_budget;               /* bytes a model's cube of totals may take (1 GiB);
+                                         a bigger model lists the cells above a write
+                                         from a scan */
+    const char *memory_limit;         /* DuckDB memory_limit, NULL = default */
+    const char *checkpoint_threshold; /* write-ahead log size that makes DuckDB
+                                         checkpoint at a commit ("256MB") */
 } ds_store_opts;
 
 void store_opts_default(ds_store_opts *o);
@@ -85,6 +87,10 @@ int store_view_create(ds_store *s, const char *model, const char *name, const ch
  * (clear with outcome_clear()). A refusal changes nothing and gets no seq. */
 int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcome *out,
                 ds_error *err);
+
+/* Folds the write-ahead log into the database file (CHECKPOINT). Fails
+ * while another connection has a transaction open, or inside a group. */
+int store_checkpoint(ds_store *s, ds_error *err);
 
 /* Group commit: commands applied between begin and commit share one
  * transaction; rollback undoes them all (and their catalog changes). */

@@ -114,6 +114,7 @@ struct ds_store {
     model_slot **slots;
     size_t nslots;
     bool in_txn;
+    bool rows_deleted;         /* facts were deleted since the last store_checkpoint */
     bool poisoned;             /* a command failed after it wrote: the group must roll back */
     bool wrote;                /* the current command has issued writing SQL */
     pending_request *requests; /* ledger rows of the open group */

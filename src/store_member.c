@@ -126,6 +126,7 @@ static int move_facts(ds_store *s, const ds_model *m, int dim, int32_t from, int
         ds_buf_puts(&sql, "DELETE FROM ");
         store__table(&sql, 'f', m->id);
         ds_buf_puts(&sql, " WHERE ");
+        s->rows_deleted = true; /* a checkpoint may renumber rows (store_checkpoint) */
     }
     store__in_subtree(&sql, &a, m, dim, from, NULL);
     if (rc == 0)

@@ -93,6 +93,21 @@ int store_txn_commit(ds_store *s, ds_error *err)
     return 0;
 }
 
+int store_checkpoint(ds_store *s, ds_error *err)
+{
+    if (s->in_txn)
+        return ds_fail(err, DS_INTERNAL, NULL, "a checkpoint cannot run inside a group");
+    int rc = store__exec(s->con, "CHECKPOINT", err);
+    if (rc == 0 && s->rows_deleted) {
+        /* vacuuming deleted rows renumbers the rest: the fast path's rowids
+         * are stale (it would notice, at the cost of a replayed batch) */
+        for (size_t i = 0; i < s->nslots; i++)
+            store__fast_drop(s->slots[i]);
+        s->rows_deleted = false;
+    }
+    return rc;
+}
+
 void store_txn_rollback(ds_store *s)
 {
     if (!s->in_txn)
@@ -1080,7 +1095,8 @@ static int log_cells(ds_store *s, const region *r, const ds_write *w, const cell
 }
 
 /* The target's children one level down in each consolidated dimension,
- * then the changed leaves (sorted by cell), into the change list. */
+ * then the changed leaves (sorted by cell) not listed yet (with one
+ * consolidated dimension a child can be a leaf), into the change list. */
 static void add_children_and_leaves(const region *r, const ds_write *w, const cellset *cs,
                                     const int64_t *nv, change_list *out)
 {
@@ -1118,6 +1134,11 @@ static void add_children_and_leaves(const region *r, const ds_write *w, const ce
         ds_cell cell = r->c;
         for (int j = 0; j < r->nk; j++)
             cell.m[r->kdim[j]] = cell_member(r, cs, i, j);
+        if (r->nk == 1) {
+            int32_t dim = r->kdim[0];
+            if (r->m->dims[dim].members[cell.m[dim]].parent == r->c.m[dim])
+                continue; /* listed as a child */
+        }
         store__list_add(out, &cell, w->measure, cs->value[i], nv[i]);
     }
 }

@@ -375,11 +375,23 @@ static void publish_and_ack(ds_writer *w, batch *b)
             if (e->seq > l->published && !e->recorded)
                 ev[nev++] = (bus_event){e->seq, e->rid, e->body.data, e->body.len};
         }
+        /* events and XACK in one script call, or in two when a crash point
+         * must fall between them */
+        bool split = w->crash_at != NULL;
         for (int attempt = 0; nid; attempt++) {
             ds_error err;
-            int rc = nev ? bus_publish(w->bus, l->model, w->owner, l->epoch, ev, nev, NULL, 0,
-                                       KEEP_EVENTS, &err)
-                         : 0;
+            int rc = 0;
+            if (nev && !split) {
+                rc = bus_publish(w->bus, l->model, w->owner, l->epoch, ev, nev, ids, nid,
+                                 KEEP_EVENTS, &err);
+                if (rc == 0) {
+                    l->published = ev[nev - 1].seq;
+                    break;
+                }
+            } else if (nev) {
+                rc = bus_publish(w->bus, l->model, w->owner, l->epoch, ev, nev, NULL, 0,
+                                 KEEP_EVENTS, &err);
+            }
             if (rc == 0 && nev) {
                 l->published = ev[nev - 1].seq;
                 nev = 0;
@@ -430,7 +442,9 @@ static void process(ds_writer *w, batch *b)
     metrics_observe(&w->srv->metrics.batch_size, (double)b->n);
     metrics_add(&w->srv->metrics.batches, 1);
     after_commit(w, b);
+    int64_t t1 = ds_now_ns();
     publish_and_ack(w, b);
+    metrics_observe(&w->srv->metrics.publish_seconds, (double)(ds_now_ns() - t1) / 1e9);
 }
 
 /* ---- recovery ------------------------------------------------------------------------ */
@@ -604,10 +618,31 @@ static void run_jobs(ds_writer *w)
     }
 }
 
+/* A quiet second after writes: fold the write-ahead log into the database
+ * file now rather than in the middle of a busy batch (DuckDB also does it
+ * by itself when the log passes the store's checkpoint threshold). It is
+ * skipped while readers hold a snapshot, and tried again later. */
+#define IDLE_CHECKPOINT_NS INT64_C(1000000000)
+
+/* Returns whether the log is folded in (else: try again later). */
+static bool idle_checkpoint(ds_writer *w)
+{
+    ds_error err;
+    double t0 = ds_now_ms();
+    if (store_checkpoint(w->srv->store, &err) != 0) {
+        log_debug("writer: checkpoint postponed: %s", err.message);
+        return false;
+    }
+    log_debug("writer: checkpoint in %.0f ms", ds_now_ms() - t0);
+    return true;
+}
+
 static void *writer_main(void *arg)
 {
     ds_writer *w = arg;
     batch b = {0};
+    int64_t last_batch = 0;
+    bool dirty = false; /* batches since the last checkpoint */
     for (;;) {
         pthread_mutex_lock(&w->lock);
         bool stop = w->stop;
@@ -633,6 +668,13 @@ static void *writer_main(void *arg)
             log_info("writer: Redis is back");
         w->srv->redis_up = 1;
         __atomic_store_n(&w->lag, (int64_t)b.n, __ATOMIC_RELAXED);
+        if (b.n) {
+            last_batch = ds_now_ns();
+            dirty = true;
+        } else if (dirty && ds_now_ns() - last_batch > IDLE_CHECKPOINT_NS) {
+            dirty = !idle_checkpoint(w);
+            last_batch = ds_now_ns();
+        }
         process(w, &b);
         batch_clear(&b);
         __atomic_store_n(&w->lag, 0, __ATOMIC_RELAXED);

@@ -61,7 +61,7 @@ START_TEST(streams_group_and_pending)
         char cmd[16];
         snprintf(cmd, sizeof cmd, "c%d", i);
         bus_field f[] = {{"rid", "r", 1}, {"cmd", cmd, strlen(cmd)}};
-        ck_assert_int_eq(bus_enqueue(B, "sales", f, 2, id, &E), 0);
+        ck_assert_int_eq(bus_enqueue(B, "sales", f, 2, id, NULL, &E), 0);
     }
     const char *models[] = {"sales"};
     seen s = {0};
@@ -144,10 +144,16 @@ START_TEST(redis_down_then_back)
     ck_assert_ptr_nonnull(strstr(E.message, "Redis"));
     char id[32];
     bus_field f[] = {{"cmd", "x", 1}};
-    ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, &E), -DS_UNAVAILABLE);
+    bool maybe_sent = true;
+    ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, &maybe_sent, &E), -DS_UNAVAILABLE);
+    ck_assert(!maybe_sent); /* nothing could be sent: nothing is queued */
     ck_assert(redis_fixture_restart(&R));
     ck_assert_int_eq(bus_ping(B, &E), 0); /* the same bus reconnects by itself */
-    ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, &E), 0);
+    ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, NULL, &E), 0);
+    /* a connection Redis closed while idle: the next command still goes through */
+    redis_fixture_stop(&R, false);
+    ck_assert(redis_fixture_restart(&R));
+    ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, &maybe_sent, &E), 0);
 }
 END_TEST
 

@@ -901,6 +901,36 @@ START_TEST(change_list_is_capped)
 }
 END_TEST
 
+/* A family spread at leaf customer and month: its products are both the
+ * children one level down and the leaves; each is listed once, and the
+ * listed changes of the leaves add up to the target's change. */
+START_TEST(change_list_lists_each_cell_once)
+{
+    ds_outcome o;
+    ds_cell fam = cell3("product=S01-B2-F1", "customer=C-0009", "time=2025-05");
+    ck_assert(write_cell(fam, 0, SPREAD_EQUAL, SPREAD_DELTA, 7 * 100, NULL, 0, -1, &o) == 0);
+    ds_changeset *cs = &o.sets[0];
+    ck_assert(!cs->truncated);
+    int dp = dim("product");
+    ds_i128 leaf_delta = 0;
+    int leaves = 0;
+    for (size_t i = 0; i < cs->nchanges; i++) {
+        for (size_t j = 0; j < i; j++)
+            ck_assert_msg(memcmp(&cs->changes[i].cell, &cs->changes[j].cell,
+                                 sizeof cs->changes[i].cell) != 0 ||
+                              cs->changes[i].measure != cs->changes[j].measure,
+                          "change %zu repeats change %zu", i, j);
+        if (model_is_leaf(&M->dims[dp], cs->changes[i].cell.m[dp])) {
+            leaf_delta += cs->changes[i].new_value - cs->changes[i].old_value;
+            leaves++;
+        }
+    }
+    ck_assert_int_eq(leaves, cs->leaves_changed);
+    ck_assert(leaf_delta == 700);
+    outcome_clear(&o);
+}
+END_TEST
+
 /* ---- original case 5: the view equals the sums of the facts ---------------------------- */
 
 static void q1(duckdb_connection con, const char *sql, long long *out)
@@ -1003,6 +1033,7 @@ int main(void)
     tcase_add_test(tc, leaf_write_creates_missing_fact);
     tcase_add_test(tc, brand_x_proportional);
     tcase_add_test(tc, all_zero_children_equal);
+    tcase_add_test(tc, change_list_lists_each_cell_once);
     tcase_add_test(tc, multidimensional_brand_x_2025);
     tcase_add_test(tc, holds_keep_values);
     tcase_add_test(tc, refusals_change_nothing);

@@ -1,0 +1,660 @@
+// Black-box harness for duckspread: a real redis-server and the real binary,
+// each on spare loopback ports, in temporary directories that are always
+// removed (test hooks and process exit handlers), plus an HTTP client whose
+// every response body is validated against web/openapi.json (Ajv, JSON Schema
+// 2020-12, the schema of that operation and status).
+//
+// Environment:
+//   DS_BIN            the binary (default build/duckspread of this tree)
+//   DS_DBQUERY        the file reader (default tests/dbquery next to the binary)
+//   DS_OPENAPI        the OpenAPI document (default web/openapi.json)
+//   DS_SCALE          demo facts (default 20000)
+//   DS_BLACKBOX_LOGS  where server and redis logs are kept (default tests/tmp/blackbox)
+//   DS_KEEP_TMP=1     keep the temporary data directories
+
+import { spawn, spawnSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient } from 'redis';
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+export { sleep };
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(here, '..', '..');
+export const BIN = process.env.DS_BIN || path.join(ROOT, 'build', 'duckspread');
+// reads the DuckDB file after the server stopped (tests/tools/dbquery.c)
+export const DBQUERY = process.env.DS_DBQUERY || path.join(path.dirname(BIN), 'tests', 'dbquery');
+export const SCALE = process.env.DS_SCALE || '20000';
+export const OPENAPI = process.env.DS_OPENAPI || path.join(ROOT, 'web', 'openapi.json');
+export const LOG_DIR = process.env.DS_BLACKBOX_LOGS || path.join(ROOT, 'tests', 'tmp', 'blackbox');
+export const MODEL = 'sales';
+
+// ---------------------------------------------------------------------------
+// cleanup: every process and temp dir we create is registered here
+
+const children = new Set();
+const tmpDirs = new Set();
+
+function cleanupSync() {
+    for (const c of children) {
+        try {
+            if (c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGKILL');
+        } catch {
+            /* already gone */
+        }
+    }
+    children.clear();
+    if (process.env.DS_KEEP_TMP !== '1') {
+        for (const d of tmpDirs) {
+            try {
+                fs.rmSync(d, { recursive: true, force: true });
+            } catch {
+                /* best effort */
+            }
+        }
+        tmpDirs.clear();
+    }
+}
+process.on('exit', cleanupSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => {
+        cleanupSync();
+        process.exit(128 + (os.constants.signals[sig] || 1));
+    });
+}
+process.on('uncaughtException', (e) => {
+    console.error(e);
+    cleanupSync();
+    process.exit(1);
+});
+
+export function mkTmp(prefix) {
+    // short paths: unix socket paths are limited to 107 bytes
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), `dsbb-${prefix}-`));
+    tmpDirs.add(d);
+    return d;
+}
+
+function rmTmp(d) {
+    if (process.env.DS_KEEP_TMP === '1') return;
+    fs.rmSync(d, { recursive: true, force: true });
+    tmpDirs.delete(d);
+}
+
+export async function sparePort() {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.unref();
+        s.on('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+}
+
+function logFile(name) {
+    fs.mkdirSync(LOG_DIR, { recursive: true });
+    return path.join(LOG_DIR, `${name}-${process.pid}-${Date.now()}.log`);
+}
+
+function exitOf(child) {
+    if (child.exitCode !== null || child.signalCode !== null)
+        return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+    return new Promise((resolve) =>
+        child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+}
+
+async function withTimeout(p, ms, what) {
+    let timer;
+    const t = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${what}`)), ms);
+    });
+    try {
+        return await Promise.race([p, t]);
+    } finally {
+        clearTimeout(timer);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// redis-server
+
+function redisPing(port, timeoutMs = 500) {
+    return new Promise((resolve) => {
+        const s = net.connect({ port, host: '127.0.0.1' });
+        let buf = '';
+        const done = (ok) => {
+            s.destroy();
+            resolve(ok);
+        };
+        s.setTimeout(timeoutMs, () => done(false));
+        s.on('error', () => done(false));
+        s.on('connect', () => s.write('PING\r\n'));
+        s.on('data', (d) => {
+            buf += d;
+            if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+        });
+    });
+}
+
+export class Redis {
+    constructor(name) {
+        this.name = name;
+        this.dir = mkTmp(`redis-${name}`);
+        this.port = null;
+        this.proc = null;
+        this.log = logFile(`redis-${name}`);
+        this._client = null;
+    }
+
+    get url() {
+        return `redis://127.0.0.1:${this.port}`;
+    }
+
+    async start() {
+        if (this.port === null) this.port = await sparePort();
+        const args = [
+            '--port', String(this.port), '--bind', '127.0.0.1',
+            '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
+            '--dir', this.dir, '--daemonize', 'no', '--logfile', this.log,
+        ];
+        const p = spawn('redis-server', args, { stdio: 'ignore' });
+        children.add(p);
+        p.once('exit', () => children.delete(p));
+        this.proc = p;
+        const t0 = Date.now();
+        while (!(await redisPing(this.port))) {
+            if (p.exitCode !== null) throw new Error(`redis-server exited (${p.exitCode}); see ${this.log}`);
+            if (Date.now() - t0 > 10000) throw new Error(`redis-server did not answer PING; see ${this.log}`);
+            await sleep(25);
+        }
+        return this;
+    }
+
+    // SIGTERM (redis fsyncs its AOF and exits) or SIGKILL
+    async stop(signal = 'SIGTERM') {
+        if (this._client) {
+            const c = this._client;
+            this._client = null;
+            try {
+                c.destroy();
+            } catch {
+                /* ignore */
+            }
+        }
+        if (!this.proc) return;
+        const p = this.proc;
+        this.proc = null;
+        if (p.exitCode === null && p.signalCode === null) p.kill(signal);
+        await withTimeout(exitOf(p), 15000, 'redis-server exit');
+    }
+
+    async client() {
+        if (this._client) return this._client;
+        const c = createClient({ url: this.url, socket: { reconnectStrategy: false } });
+        c.on('error', () => {});
+        await c.connect();
+        this._client = c;
+        return c;
+    }
+
+    async xlen(key) {
+        return (await this.client()).xLen(key);
+    }
+
+    // [{id, message: {field: value}}]
+    async xrange(key, start = '-', end = '+') {
+        return (await this.client()).xRange(key, start, end);
+    }
+
+    async dispose() {
+        await this.stop('SIGKILL');
+        rmTmp(this.dir);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OpenAPI response validation
+
+let validatorState = null;
+
+function loadValidator() {
+    if (validatorState) return validatorState;
+    if (!fs.existsSync(OPENAPI))
+        throw new Error(`${OPENAPI} is missing: responses cannot be validated`);
+    const doc = JSON.parse(fs.readFileSync(OPENAPI, 'utf8'));
+    assert.match(String(doc.openapi), /^3\.1\./, 'web/openapi.json must be OpenAPI 3.1');
+    assert.ok(doc.paths && doc.components && doc.components.schemas, 'openapi.json lacks paths/components');
+    const ajv = new Ajv2020({ strict: false, allErrors: true, validateSchema: false });
+    addFormats(ajv);
+    const ID = 'https://duckspread.invalid/openapi.json';
+    ajv.addSchema({ ...doc, $id: ID });
+    const ops = [];
+    for (const [tmpl, item] of Object.entries(doc.paths)) {
+        const rx = new RegExp(
+            '^' + tmpl.split(/(\{[^}]+\})/).map((s) => (s.startsWith('{') ? '([^/]+)' : s.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('') + '$',
+        );
+        for (const m of ['get', 'post', 'put', 'patch', 'delete']) {
+            if (item[m]) ops.push({ tmpl, rx, method: m.toUpperCase(), op: item[m], ptr: ['paths', tmpl, m] });
+        }
+    }
+    const esc = (s) => s.replace(/~/g, '~0').replace(/\//g, '~1');
+    const cache = new Map();
+    const deref = (obj, ptr) => {
+        // follow a local $ref of a response object; returns [object, pointer]
+        let guard = 0;
+        while (obj && obj.$ref && guard++ < 10) {
+            const r = obj.$ref;
+            assert.ok(r.startsWith('#/'), `non-local $ref ${r}`);
+            ptr = r.slice(2).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+            obj = ptr.reduce((o, k) => (o ? o[k] : undefined), doc);
+        }
+        return [obj, ptr];
+    };
+    function schemaFor(method, pathname, status) {
+        const o = ops.find((x) => x.method === method && x.rx.test(pathname));
+        if (!o) return { error: `no operation ${method} ${pathname} in openapi.json` };
+        const rs = o.op.responses || {};
+        let key = String(status);
+        if (!rs[key]) key = `${String(status)[0]}XX`;
+        if (!rs[key]) key = 'default';
+        if (!rs[key]) return { error: `${method} ${o.tmpl}: status ${status} is not documented in openapi.json` };
+        const [resp, rptr] = deref(rs[key], [...o.ptr, 'responses', key]);
+        const content = (resp && resp.content) || {};
+        const id = `${method} ${o.tmpl} ${key}`;
+        return { id, tmpl: o.tmpl, content, rptr };
+    }
+    function validatorAt(ptr) {
+        const ref = `${ID}#/${ptr.map((s) => esc(String(s))).join('/')}`;
+        let v = cache.get(ref);
+        if (!v) {
+            v = ajv.compile({ $ref: ref });
+            cache.set(ref, v);
+        }
+        return v;
+    }
+    validatorState = { doc, ajv, schemaFor, validatorAt, ID };
+    return validatorState;
+}
+
+export class ContractError extends assert.AssertionError {}
+
+function contractFail(message) {
+    return new ContractError({ message, operator: 'openapi' });
+}
+
+// Validates one response (status, content type, parsed body) against the
+// operation's documented response. Throws on any mismatch.
+export function validateResponse(method, pathname, status, contentType, body, text) {
+    const V = loadValidator();
+    const s = V.schemaFor(method, pathname, status);
+    if (s.error) throw contractFail(s.error);
+    const types = Object.keys(s.content);
+    if (types.length === 0) return; // documented without a body (e.g. 101)
+    const ct = (contentType || '').split(';')[0].trim().toLowerCase();
+    if (!types.includes(ct))
+        throw contractFail(`${s.id}: content type '${ct}' not documented (documented: ${types.join(', ')}); body: ${String(text).slice(0, 300)}`);
+    if (ct !== 'application/json') return; // text/plain, text/html, text/event-stream: no JSON schema
+    const media = s.content[ct];
+    if (!media.schema) throw contractFail(`${s.id}: no schema for ${ct}`);
+    const v = V.validatorAt([...s.rptr, 'content', ct, 'schema']);
+    if (!v(body)) {
+        throw contractFail(
+            `${s.id}: response body does not match openapi.json: ${V.ajv.errorsText(v.errors, { separator: '; ' })}\nbody: ${String(text).slice(0, 800)}`,
+        );
+    }
+}
+
+// Validates a value against #/components/schemas/<name>.
+export function validateSchema(name, value, what = name) {
+    const V = loadValidator();
+    assert.ok(V.doc.components.schemas[name], `openapi.json has no components.schemas.${name}`);
+    const v = V.validatorAt(['components', 'schemas', name]);
+    if (!v(value))
+        throw contractFail(`${what} does not match #/components/schemas/${name}: ${V.ajv.errorsText(v.errors, { separator: '; ' })}\nvalue: ${JSON.stringify(value).slice(0, 800)}`);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP client
+
+export function makeClient(base) {
+    const headers = { 'Content-Type': 'application/json' };
+    async function request(method, p, body, opts = {}) {
+        const url = new URL(p, base);
+        const init = { method, headers: { ...headers, ...(opts.headers || {}) } };
+        if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
+        init.signal = AbortSignal.timeout(opts.timeout ?? 30000);
+        const t0 = performance.now();
+        const res = await fetch(url, init);
+        const text = await res.text();
+        const ms = performance.now() - t0;
+        const ct = res.headers.get('content-type') || '';
+        let json;
+        if (ct.startsWith('application/json')) {
+            try {
+                json = JSON.parse(text);
+            } catch (e) {
+                throw contractFail(`${method} ${url.pathname}: ${res.status} with invalid JSON: ${e.message}: ${text.slice(0, 300)}`);
+            }
+        }
+        if (opts.validate !== false) validateResponse(method, url.pathname, res.status, ct, json, text);
+        return { status: res.status, body: json, text, headers: res.headers, ms, tEnd: performance.now() };
+    }
+    return {
+        base,
+        request,
+        get: (p, opts) => request('GET', p, undefined, opts),
+        post: (p, body, opts) => request('POST', p, body, opts),
+        del: (p, opts) => request('DELETE', p, undefined, opts),
+    };
+}
+
+// ---------------------------------------------------------------------------
+// duckspread server
+
+export class Server {
+    // opts: {name, redis (Redis), dataDir?, demo=true, scale, extraArgs, env}
+    constructor(opts) {
+        this.name = opts.name;
+        this.redis = opts.redis;
+        this.dataDir = opts.dataDir || mkTmp(`data-${opts.name}`);
+        this.demo = opts.demo ?? true;
+        this.scale = opts.scale || SCALE;
+        this.extraArgs = opts.extraArgs || [];
+        this.env = opts.env || {};
+        this.port = null;
+        this.proc = null;
+        this.log = logFile(`server-${opts.name}`);
+        this.starts = 0;
+    }
+
+    get base() {
+        return `http://127.0.0.1:${this.port}`;
+    }
+
+    get pid() {
+        return this.proc ? this.proc.pid : null;
+    }
+
+    alive() {
+        return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+    }
+
+    // Starts the process; waits for /ready 200 unless waitReady is false.
+    async start({ env = {}, waitReady = true, timeoutMs = 60000 } = {}) {
+        assert.ok(!this.alive(), 'server already running');
+        if (this.port === null) this.port = await sparePort();
+        const args = ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`,
+            '--redis', this.redis.url, ...(this.demo ? ['--demo', '--scale', String(this.scale)] : []),
+            ...this.extraArgs];
+        fs.appendFileSync(this.log, `\n==== start #${++this.starts} ${new Date().toISOString()} env=${JSON.stringify(env)} ${BIN} ${args.join(' ')}\n`);
+        const out = fs.openSync(this.log, 'a');
+        const childEnv = { ...process.env, ...this.env, ...env };
+        delete childEnv.REDIS_URL;
+        if (!('DS_CRASH_AT' in env) && !('DS_CRASH_AT' in this.env)) delete childEnv.DS_CRASH_AT;
+        const p = spawn(BIN, args, { stdio: ['ignore', out, out], env: childEnv });
+        fs.closeSync(out);
+        children.add(p);
+        p.once('exit', (code, signal) => {
+            children.delete(p);
+            try {
+                fs.appendFileSync(this.log, `==== exit code=${code} signal=${signal} ${new Date().toISOString()}\n`);
+            } catch {
+                /* tmp gone */
+            }
+        });
+        this.proc = p;
+        this.exited = exitOf(p);
+        this.http = makeClient(this.base);
+        if (waitReady) await this.waitReady(timeoutMs);
+        return this;
+    }
+
+    async waitReady(timeoutMs = 60000) {
+        const t0 = Date.now();
+        for (;;) {
+            if (!this.alive()) throw new Error(`server exited during start (${this.proc.exitCode}/${this.proc.signalCode}); log ${this.log}\n${this.tail()}`);
+            try {
+                const r = await this.http.get('/ready', { timeout: 2000 });
+                if (r.status === 200) return r;
+            } catch (e) {
+                if (e instanceof ContractError) throw e;
+            }
+            if (Date.now() - t0 > timeoutMs) throw new Error(`server not ready after ${timeoutMs} ms; log ${this.log}\n${this.tail()}`);
+            await sleep(50);
+        }
+    }
+
+    tail(n = 30) {
+        try {
+            return fs.readFileSync(this.log, 'utf8').split('\n').slice(-n).join('\n');
+        } catch {
+            return '';
+        }
+    }
+
+    // SIGTERM and wait: returns {code, signal, ms}
+    async stop({ timeoutMs = 30000 } = {}) {
+        if (!this.alive()) return { code: this.proc?.exitCode ?? null, signal: this.proc?.signalCode ?? null, ms: 0 };
+        const t0 = Date.now();
+        this.proc.kill('SIGTERM');
+        const r = await withTimeout(this.exited, timeoutMs, `server exit after SIGTERM (log ${this.log})`);
+        return { ...r, ms: Date.now() - t0 };
+    }
+
+    async kill9() {
+        if (!this.alive()) return;
+        this.proc.kill('SIGKILL');
+        await withTimeout(this.exited, 10000, 'server exit after SIGKILL');
+    }
+
+    // SIGTERM (expects exit 0), then start again on the same data dir, Redis and port
+    async restart(startOpts = {}) {
+        const r = await this.stop();
+        assert.equal(r.code, 0, `server exit code after SIGTERM (signal ${r.signal}); log ${this.log}`);
+        await this.start(startOpts);
+        return r;
+    }
+
+    async dispose() {
+        if (this.alive()) {
+            this.proc.kill('SIGKILL');
+            await withTimeout(this.exited, 10000, 'server exit').catch(() => {});
+        }
+        rmTmp(this.dataDir);
+    }
+
+    // convenience
+    get(p, opts) {
+        return this.http.get(p, opts);
+    }
+
+    post(p, body, opts) {
+        return this.http.post(p, body, opts);
+    }
+}
+
+// One redis-server and one duckspread server with the demo model; cleaned up
+// by the test file's after hook (and by the exit handler in any case).
+export async function setup(name, { serverOpts = {}, start = true } = {}) {
+    const redis = await new Redis(name).start();
+    const server = new Server({ name, redis, ...serverOpts });
+    if (start) await server.start();
+    return { redis, server };
+}
+
+export async function teardown(...things) {
+    for (const t of things) {
+        if (t) await t.dispose().catch((e) => console.error('teardown:', e));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// model helpers
+
+const cellQuery = (cell) =>
+    Object.entries(cell)
+        .map(([d, m]) => `&${encodeURIComponent(d)}=${encodeURIComponent(m)}`)
+        .join('');
+
+// Reads one cell: returns the number (throws on a non-200).
+export async function readCell(server, cell, measure = 'quantity') {
+    const r = await server.get(`/v1/models/${MODEL}/cell?measure=${encodeURIComponent(measure)}${cellQuery(cell)}`);
+    assert.equal(r.status, 200, `GET cell ${JSON.stringify(cell)}: ${r.text}`);
+    return r.body.value;
+}
+
+export async function readCellFull(server, cell, measure = 'quantity') {
+    return server.get(`/v1/models/${MODEL}/cell?measure=${encodeURIComponent(measure)}${cellQuery(cell)}`);
+}
+
+export async function modelSeq(server) {
+    const r = await server.get(`/v1/models/${MODEL}`);
+    assert.equal(r.status, 200, r.text);
+    return r.body.seq;
+}
+
+export async function memberChildren(server, dim, parent) {
+    const q = parent === undefined ? '' : `?parent=${encodeURIComponent(parent)}`;
+    const r = await server.get(`/v1/models/${MODEL}/dimensions/${dim}/members${q}`);
+    assert.equal(r.status, 200, r.text);
+    return r.body.members;
+}
+
+// All events with seq > since up to (at least) untilSeq, following `next`.
+export async function feed(server, since, untilSeq = null, { path: p = 'get_updates' } = {}) {
+    const out = [];
+    let cur = since;
+    for (let i = 0; i < 100000; i++) {
+        const url = p === 'get_updates'
+            ? `/get_updates?table=${MODEL}&since=${cur}&timeout=0`
+            : `/v1/models/${MODEL}/changes?since=${cur}&timeout=0`;
+        const r = await server.get(url);
+        assert.equal(r.status, 200, `${url}: ${r.text}`);
+        const { updates, next } = r.body;
+        out.push(...updates);
+        if (updates.length === 0) {
+            assert.equal(next, cur, `${url}: empty updates must answer next = since`);
+            break;
+        }
+        assert.equal(next, updates[updates.length - 1].seq, `${url}: next must be the highest seq included`);
+        cur = next;
+        if (untilSeq !== null && cur >= untilSeq) break;
+    }
+    return out;
+}
+
+export const isLeafCell = (cell) =>
+    /^P-\d+$/.test(cell.product || '') && /^C-\d+$/.test(cell.customer || '') && /^\d{4}-\d{2}$/.test(cell.time || '');
+
+export const cellKey = (cell) => JSON.stringify(Object.keys(cell).sort().map((k) => [k, cell[k]]));
+
+// Events in seq order: for every cell in changes that `filter` selects (by
+// default the leaf cells), old = previous new. `known` maps cellKey -> value
+// before the first event (optional). A cell listed more than once in one
+// event must repeat the same old and new (the repeats are collected in
+// `duplicates`, which a dedicated test checks). Returns the map of last new
+// values. Throws (assert) on the first inconsistency.
+export function checkChains(events, known = new Map(), filter = isLeafCell, column = 'quantity', duplicates = []) {
+    const last = new Map(known);
+    for (const ev of events) {
+        const parts = ev.kind === 'batch' ? ev.writes || [] : [ev];
+        for (const w of parts) {
+            const seen = new Map();
+            for (const ch of w.changes || []) {
+                if (ch.column !== column || !filter(ch.cell)) continue;
+                const k = cellKey(ch.cell);
+                const prev = seen.get(k);
+                if (prev) {
+                    assert.ok(prev.old === ch.old && prev.new === ch.new,
+                        `seq ${ev.seq} (${ev.request_id}): cell ${k} listed twice with different values: ${JSON.stringify(prev)} and ${JSON.stringify(ch)}`);
+                    duplicates.push({ seq: ev.seq, cell: ch.cell });
+                    continue;
+                }
+                seen.set(k, ch);
+                if (last.has(k))
+                    assert.equal(ch.old, last.get(k), `seq ${ev.seq} (${ev.request_id}): cell ${k} old ${ch.old} != previous new ${last.get(k)}`);
+                last.set(k, ch.new);
+            }
+        }
+    }
+    return last;
+}
+
+// Runs fn(i) for i in [0, n) with at most `width` in flight.
+export async function pool(n, width, fn) {
+    let next = 0;
+    const results = new Array(n);
+    async function worker() {
+        for (;;) {
+            const i = next++;
+            if (i >= n) return;
+            results[i] = await fn(i);
+        }
+    }
+    await Promise.all(Array.from({ length: Math.min(width, n) }, worker));
+    return results;
+}
+
+export function metricValue(text, name) {
+    const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([-+0-9.eE]+)\\s*$`, 'm'));
+    return m ? Number(m[1]) : null;
+}
+
+// Parses a text/event-stream from a fetch Response; calls onEvent({id, event, data}).
+export async function readSSE(res, onEvent, signal) {
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    let cur = { data: [] };
+    try {
+        for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buf += dec.decode(value, { stream: true });
+            let i;
+            while ((i = buf.search(/\r\n|\n|\r/)) >= 0) {
+                const line = buf.slice(0, i);
+                buf = buf.slice(i + (buf[i] === '\r' && buf[i + 1] === '\n' ? 2 : 1));
+                if (line === '') {
+                    if (cur.data.length || cur.event || cur.id !== undefined)
+                        onEvent({ id: cur.id, event: cur.event || 'message', data: cur.data.join('\n') });
+                    cur = { data: [] };
+                    continue;
+                }
+                if (line.startsWith(':')) continue;
+                const c = line.indexOf(':');
+                const field = c < 0 ? line : line.slice(0, c);
+                let val = c < 0 ? '' : line.slice(c + 1);
+                if (val.startsWith(' ')) val = val.slice(1);
+                if (field === 'data') cur.data.push(val);
+                else if (field === 'event') cur.event = val;
+                else if (field === 'id') cur.id = val;
+            }
+            if (signal?.aborted) break;
+        }
+    } catch (e) {
+        if (!signal?.aborted) throw e;
+    }
+}
+
+export function rid(prefix) {
+    return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export function writeBody(cell, amount, extra = {}) {
+    return { table: MODEL, column: 'quantity', cell, ...amount, ...extra };
+}
+
+export function hasRedisServer() {
+    return spawnSync('redis-server', ['--version']).status === 0;
+}
