@@ -214,8 +214,16 @@ static enum MHD_Result h_model_drop(req *r)
 
 /* Builds a model from {"name", "dimensions": [{"name", "root": {"key",
  * "name"}, "members": [{"key", "name", "parent"}]}], "measures": [...]}. */
+static const char *const model_fields[] = {"name", "dimensions", "measures", NULL},
+                         *dim_fields[] = {"name", "root", "members", NULL},
+                         *root_fields[] = {"key", "name", NULL},
+                         *member_fields[] = {"key", "name", "parent", NULL},
+                         *measure_fields[] = {"name", "scale", NULL};
+
 static int parse_definition(const json_val *body, ds_model **out, ds_error *err)
 {
+    if (request_only_fields(body, model_fields, "", err))
+        return -DS_MALFORMED;
     json_val *name = json_get(body, "name"), *dims = json_get(body, "dimensions"),
              *meas = json_get(body, "measures");
     if (!name || json_kind_of(name) != JSON_STRING || !dims || json_kind_of(dims) != JSON_ARRAY ||
@@ -236,6 +244,9 @@ static int parse_definition(const json_val *body, ds_model **out, ds_error *err)
                          "a dimension needs 'name' and an array 'members'");
             break;
         }
+        if ((rc = request_only_fields(d, dim_fields, "dimensions[].", err)) ||
+            (root && (rc = request_only_fields(root, root_fields, "root.", err))))
+            break;
         size_t l1, l2;
         json_val *rk = root ? json_get(root, "key") : NULL,
                  *rn = root ? json_get(root, "name") : NULL;
@@ -253,6 +264,8 @@ static int parse_definition(const json_val *body, ds_model **out, ds_error *err)
                 rc = ds_fail(err, DS_MALFORMED, "members", "a member needs a 'key'");
                 break;
             }
+            if ((rc = request_only_fields(x, member_fields, "members[].", err)))
+                break;
             int32_t parent = dim->root;
             if (par && json_kind_of(par) == JSON_STRING) {
                 const char *p = json_str(par, &len);
@@ -282,6 +295,8 @@ static int parse_definition(const json_val *body, ds_model **out, ds_error *err)
             rc = ds_fail(err, DS_MALFORMED, "measures", "a measure needs a 'name'");
             break;
         }
+        if ((rc = request_only_fields(x, measure_fields, "measures[].", err)))
+            break;
         int64_t scale = 0;
         if (sc) {
             size_t sl;
@@ -483,6 +498,13 @@ static enum MHD_Result h_cell(req *r)
 static int grid_axis(const ds_model *m, json_val *axis, const char *what, int *dim, int32_t **ids,
                      size_t *n, ds_error *err)
 {
+    static const char *const axis_fields[] = {"dimension", "members", NULL};
+    if (axis && json_kind_of(axis) == JSON_OBJECT) {
+        char where[16];
+        snprintf(where, sizeof where, "%s.", what);
+        if (request_only_fields(axis, axis_fields, where, err))
+            return -DS_MALFORMED;
+    }
     json_val *d = axis ? json_get(axis, "dimension") : NULL;
     json_val *mem = axis ? json_get(axis, "members") : NULL;
     if (!d || json_kind_of(d) != JSON_STRING || !mem || json_kind_of(mem) != JSON_ARRAY ||
@@ -542,6 +564,9 @@ static void put_grid(json_w *w, const ds_model *m, const ds_grid_spec *g, const 
 static int grid_spec(const ds_model *m, json_val *root, ds_grid_spec *g, int32_t **rows,
                      int32_t **cols, ds_error *err)
 {
+    static const char *const grid_fields[] = {"measure", "rows", "cols", "filters", NULL};
+    if (request_only_fields(root, grid_fields, "", err))
+        return -DS_MALFORMED;
     json_val *mv = json_get(root, "measure"), *f = json_get(root, "filters");
     if (!mv || json_kind_of(mv) != JSON_STRING)
         return ds_fail(err, DS_MALFORMED, "measure", "'measure' is required");

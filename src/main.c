@@ -73,6 +73,9 @@ static const char usage_serve[] =
     "  --body-max BYTES    largest request body (default 1048576)\n"
     "  --web-dir DIR       where web/ and node_modules/ are, for /openapi.json and\n"
     "                      /docs (default: the source tree of this binary)\n"
+    "  --bench-baseline    for benchmarks only: the original design's write path,\n"
+    "                      one transaction per command and every view recomputed\n"
+    "                      into a table after it (make bench-e2e compares)\n"
     "  --help              this help\n"
     "\n"
     "Environment: DS_LOG=debug for debug logs; DS_CRASH_AT=before_commit|\n"
@@ -108,14 +111,21 @@ static bool parse_count(const char *s, long long lo, long long hi, long long *ou
 
 static int cmd_serve(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},     {"listen", required_argument, NULL, 'l'},
-        {"redis", required_argument, NULL, 'r'},    {"redis-fsync", required_argument, NULL, 'f'},
-        {"demo", no_argument, NULL, 'D'},           {"scale", required_argument, NULL, 's'},
-        {"api-key", required_argument, NULL, 'k'},  {"wait-ms", required_argument, NULL, 'w'},
-        {"batch", required_argument, NULL, 'b'},    {"threads", required_argument, NULL, 't'},
-        {"body-max", required_argument, NULL, 'B'}, {"web-dir", required_argument, NULL, 'W'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"redis", required_argument, NULL, 'r'},
+                                         {"redis-fsync", required_argument, NULL, 'f'},
+                                         {"demo", no_argument, NULL, 'D'},
+                                         {"scale", required_argument, NULL, 's'},
+                                         {"api-key", required_argument, NULL, 'k'},
+                                         {"wait-ms", required_argument, NULL, 'w'},
+                                         {"batch", required_argument, NULL, 'b'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"body-max", required_argument, NULL, 'B'},
+                                         {"web-dir", required_argument, NULL, 'W'},
+                                         {"bench-baseline", no_argument, NULL, 'X'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     server_opts o;
     server_opts_default(&o);
     o.redis_url = getenv("REDIS_URL") && *getenv("REDIS_URL") ? getenv("REDIS_URL") : NULL;
@@ -170,6 +180,9 @@ static int cmd_serve(int argc, char **argv)
         case 'W':
             o.web_dir = optarg;
             break;
+        case 'X':
+            o.bench_baseline = true;
+            break;
         case 'h':
             fputs(usage_serve, stdout);
             return 0;
@@ -186,6 +199,8 @@ static int cmd_serve(int argc, char **argv)
         fputs("duckspread serve: --data DIR is required\n", stderr);
         return 2;
     }
+    if (o.bench_baseline)
+        o.batch_max = 1; /* the original design had no batches */
     return server_run(&o);
 }
 

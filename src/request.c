@@ -115,6 +115,26 @@ static int check_fields(const json_val *obj, const field *const *sets, const cha
     return 0;
 }
 
+int request_only_fields(const json_val *obj, const char *const *names, const char *where,
+                        ds_error *err)
+{
+    if (json_kind_of(obj) != JSON_OBJECT)
+        return ds_fail(err, DS_MALFORMED, where[0] ? where : "body", "%s must be a JSON object",
+                       where[0] ? where : "the body");
+    size_t it = 0, klen;
+    const char *key;
+    json_val *v;
+    while (json_next(obj, &it, &key, &klen, &v)) {
+        bool known = false;
+        for (size_t i = 0; names[i] && !known; i++)
+            known = strlen(names[i]) == klen && memcmp(names[i], key, klen) == 0;
+        if (!known)
+            return ds_fail(err, DS_MALFORMED, key, "unknown field '%s%.*s'", where,
+                           (int)(klen > 100 ? 100 : klen), key);
+    }
+    return 0;
+}
+
 /* An object whose values are all strings (a cell or a hold). */
 static int check_members_obj(const json_val *obj, const char *where, ds_error *err)
 {

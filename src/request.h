@@ -46,6 +46,11 @@ typedef struct req_decoded {
     char hash[65]; /* SHA-256 of canonical, hex */
 } req_decoded;
 
+/* 400 malformed unless obj is an object whose keys are all in names
+ * (NULL-terminated); where prefixes field names in messages ("rows."). */
+int request_only_fields(const json_val *obj, const char *const *names, const char *where,
+                        ds_error *err);
+
 /* 400s: body must be an object of known fields with the right types. */
 int request_check(const json_val *body, req_kind kind, ds_error *err);
 

@@ -30,6 +30,7 @@ typedef struct server_opts {
     int max_timeout_s; /* long-poll cap */
     const char *owner; /* the writer's name in leases (default host:pid) */
     int lease_ms;
+    bool bench_baseline; /* the original design's write path (make bench-e2e) */
 } server_opts;
 
 void server_opts_default(server_opts *o);

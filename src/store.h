@@ -79,6 +79,10 @@ int store_load_end(ds_loader *l, bool commit, ds_error *err);
 int store_view_create(ds_store *s, const char *model, const char *name, const char *select_sql,
                       ds_error *err);
 
+/* Benchmarks only: recomputes every view of the model into a table
+ * ds_baseline_<view>, as the original design did after each write. */
+int store_views_materialize(ds_store *s, const char *model, ds_error *err);
+
 /* ---- writes ----------------------------------------------------------- */
 
 /* Applies one command to the named model: decides every refusal before

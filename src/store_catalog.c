@@ -286,6 +286,32 @@ static size_t view_names(ds_store *s, int32_t model_id, char ***out, ds_error *e
     return n;
 }
 
+int store_views_materialize(ds_store *s, const char *model, ds_error *err)
+{
+    model_slot *slot = store__slot(s, model, strlen(model));
+    if (!slot)
+        return ds_fail(err, DS_NOT_FOUND, "table", "no table '%s'", model);
+    char **names;
+    size_t n = view_names(s, slot->model->id, &names, err);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        ds_buf sql;
+        ds_buf_init(&sql, 4096);
+        char table[DS_IDENT_MAX + 32];
+        snprintf(table, sizeof table, "ds_baseline_%s", names[i]);
+        ds_buf_puts(&sql, "CREATE OR REPLACE TABLE ");
+        store__ident(&sql, table);
+        ds_buf_puts(&sql, " AS SELECT * FROM ");
+        store__ident(&sql, names[i]);
+        if (rc == 0)
+            rc = store__exec(s->con, sql.data, err);
+        ds_buf_free(&sql);
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
 static int drop_rows(ds_store *s, int32_t id, ds_error *err)
 {
     static const char *const tables[] = {"ds_model",   "ds_dimension", "ds_measure", "ds_member",
