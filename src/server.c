@@ -64,7 +64,7 @@ static int start_redis(ds_server *srv, ds_error *err)
         _exit(127);
     }
     srv->redis_pid = pid;
-    snprintf(srv->redis_url, sizeof srv->redis_url, "unix://%s", sock);
+    snprintf(srv->redis_url, sizeof srv->redis_url, "unix://%.107s", sock); /* <= 107 above */
     srv->bus.url = srv->redis_url;
     ds_bus *b;
     if (bus_open(&srv->bus, &b, err))

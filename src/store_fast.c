@@ -56,7 +56,7 @@ static bool fits(const fact_index *x, const ds_model *m, const int32_t *cell)
 {
     for (int k = 0; k < m->ndims; k++) {
         int width = (k ? x->shift[k - 1] : 63) - x->shift[k];
-        if (cell[k] < 0 || cell[k] >= ((int32_t)1 << (width < 31 ? width : 31)))
+        if (cell[k] < 0 || (int64_t)cell[k] >= ((int64_t)1 << (width < 31 ? width : 31)))
             return false;
     }
     return true;
