@@ -767,6 +767,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r->routed) {
         r->routed = true;
         int rc = http__route(r, url, method);
+        ds_error e;
+        if (rc && authenticate(r, false, false, &e)) /* 401 comes before 404 and 405 */
+            return http__error(r, &e);
         if (rc == 405) {
             char msg[96];
             snprintf(msg, sizeof msg, "this route takes %s", r->allow);
@@ -774,7 +777,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (rc)
             return http__fail(r, DS_NOT_FOUND, "route", "no such route (see /openapi.json)");
-        ds_error e;
         if (authenticate(r, r->public_route, r->ticket_ok, &e))
             return http__error(r, &e);
     }

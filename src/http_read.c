@@ -810,7 +810,7 @@ typedef struct route {
 
 static const route routes[] = {
     {"GET", "/health", h_health, "health", true, false},
-    {"GET", "/ready", h_ready, "ready", true, false},
+    {"GET", "/ready", h_ready, "ready", false, false},
     {"GET", "/metrics", h_metrics, "metrics", false, false},
     {"GET", "/openapi.json", h_static, "static", true, false},
     {"GET", "/docs", h_static, "static", true, false},

@@ -56,6 +56,9 @@ static int start_redis(ds_server *srv, ds_error *err)
     if (pid < 0)
         return ds_fail(err, DS_INTERNAL, NULL, "cannot fork redis-server: %s", strerror(errno));
     if (pid == 0) {
+        sigset_t none; /* the server blocks SIGTERM for sigwait; Redis must see it */
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         char log[4300];
         snprintf(log, sizeof log, "%s/redis.log", dir);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
@@ -116,6 +119,7 @@ static int open_data(ds_server *srv, ds_error *err)
     snprintf(path, sizeof path, "%s/duckspread.db", srv->o.data_dir);
     ds_store_opts so;
     store_opts_default(&so);
+    so.no_fast_path = srv->o.bench_baseline;
     int rc = store_open(path, &so, &srv->store, err);
     if (rc || !srv->o.demo)
         return rc;

@@ -28,7 +28,7 @@ typedef struct server_opts {
     size_t body_max;   /* bytes in a request body */
     int json_depth;    /* nesting of a request body */
     int max_timeout_s; /* long-poll cap */
-    const char *owner; /* the writer's name in leases (default host:pid) */
+    const char *owner; /* the writer's name in leases (default host:data_dir) */
     int lease_ms;
     bool bench_baseline; /* the original design's write path (make bench-e2e) */
 } server_opts;

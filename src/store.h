@@ -32,6 +32,7 @@ typedef struct ds_store_opts {
                                          a bigger model lists the cells above a write
                                          from a scan */
     const char *memory_limit;         /* DuckDB memory_limit, NULL = default */
+    bool no_fast_path;                /* every leaf write through SQL (the benchmark baseline) */
     const char *checkpoint_threshold; /* write-ahead log size that makes DuckDB
                                          checkpoint at a commit ("256MB") */
 } ds_store_opts;

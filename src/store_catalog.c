@@ -315,7 +315,7 @@ int store_views_materialize(ds_store *s, const char *model, ds_error *err)
 static int drop_rows(ds_store *s, int32_t id, ds_error *err)
 {
     static const char *const tables[] = {"ds_model",   "ds_dimension", "ds_measure", "ds_member",
-                                         "ds_closure", "ds_command",   "ds_view"};
+                                         "ds_closure", "ds_command",   "ds_view",    "ds_request"};
     int rc = 0;
     char **views;
     size_t nv = view_names(s, id, &views, err);
@@ -372,6 +372,7 @@ int store_model_drop(ds_store *s, const char *name, ds_error *err)
         }
     }
     store__stmts_free(&slot->stmts);
+    store__fast_free(slot);
     if (--slot->model->refs == 0)
         model_free(slot->model);
     free(slot);

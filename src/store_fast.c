@@ -1,12 +1,14 @@
 /* store_fast.c: the fast path for leaf writes inside a group. Each model
- * keeps in memory an index of its facts (cell -> value and stamp per
- * measure) and a cube with the total of every member combination, both
- * built from one scan when first needed. A leaf write then costs a few
+ * keeps in memory an index of its facts (cell -> value, stamp per measure
+ * and DuckDB rowid) and a cube with the total of every member combination,
+ * both built from one scan when first needed. A leaf write then costs a few
  * hash and array operations: it reads the old value from the index, the
  * cells above it from the cube, updates both and queues its changes; the
  * group's flush writes every queued change with a handful of set-based
- * statements (an UPDATE joined with the ds_pending table function, one
- * append each for new facts, the leaf log and the command rows).
+ * statements (an UPDATE of the listed rowids, checked against their cells;
+ * a join with the ds_pending table function for rows whose rowid is not
+ * known yet; one append each for new facts, the leaf log and the command
+ * rows). Rowids of appended rows are learnt after the COMMIT.
  *
  * Spreads and member operations flush first and go through DuckDB; a
  * spread then notes its changed leaves (small ones) or drops the index
@@ -381,7 +383,7 @@ void store__fast_note(model_slot *slot, const ds_model *m, int measure, const in
 bool store__fast_eligible(ds_store *s, model_slot *slot, const ds_command *cmd)
 {
     const ds_model *m = store__current(slot);
-    if (!s->in_txn || cmd->kind != COMMAND_WRITE || cmd->nwrites == 0)
+    if (!s->in_txn || s->opts.no_fast_path || cmd->kind != COMMAND_WRITE || cmd->nwrites == 0)
         return false;
     int shift[DS_MAX_DIMS];
     if (!plan_packing(m, shift))
@@ -676,7 +678,7 @@ static size_t *last_writes(const fast_state *f, size_t *n)
 }
 
 /* New rows: one per new key with the group's last value of each measure. */
-static int insert_new_rows(ds_store *s, const ds_model *m, const fast_state *f, const size_t *last,
+static int insert_new_rows(ds_store *s, const ds_model *m, fast_state *f, const size_t *last,
                            size_t nlast, ds_error *err)
 {
     size_t nnew = 0;
@@ -684,6 +686,7 @@ static int insert_new_rows(ds_store *s, const ds_model *m, const fast_state *f, 
         nnew += !f->pw[last[i]].existed;
     if (nnew == 0)
         return 0;
+    f->appended = true; /* their rowids are learnt after the COMMIT */
     chunk_app app;
     int rc = store__facts_open(s, m, &app, err);
     bool *done = xcalloc(nlast, 1);
@@ -943,7 +946,6 @@ int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err)
         rc = update_rows(s, m, &f->idx, f, last, nlast, err);
         if (rc == 0)
             rc = insert_new_rows(s, m, f, last, nlast, err);
-        f->appended |= rc == 0;
         if (rc == 0)
             rc = append_log(s, m, f, err);
     }

@@ -1353,7 +1353,7 @@ int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcom
             rc = apply_writes(s, slot, cmd, seq, out, err);
         else if (rc == 0)
             rc = store__apply_member(s, slot, cmd, seq, out->ts_us, err);
-        if (cmd->kind == COMMAND_MEMBER || rc)
+        if (cmd->kind == COMMAND_MEMBER || (rc && s->wrote))
             store__fast_drop(slot); /* rebuilt on the next leaf write */
     }
     if (rc == 0)

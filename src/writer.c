@@ -421,13 +421,34 @@ static void publish_and_ack(ds_writer *w, batch *b)
     }
 }
 
+/* A command refused after it wrote (a batch whose later write is refused)
+ * rolls its group back; alone in its replay it is refused again, and its
+ * refusal (the rollback undid its writes) is recorded on its own. True when
+ * that is the case and the ledger row committed. */
+static bool record_refusal(ds_writer *w, entry *e)
+{
+    if (e->code == DS_OK || e->code == DS_INTERNAL || e->recorded || !e->cmd)
+        return false;
+    ds_store *s = w->srv->store;
+    ds_error err;
+    if (store_txn_begin(s, &err) != 0)
+        return false;
+    store_request_add(s, e->model, e->user, e->rid, e->hash, -1, e->code, e->body.data,
+                      e->body.len);
+    if (store_txn_commit(s, &err) != 0) {
+        log_warn("writer: cannot record the refusal of %s: %s", e->id, err.message);
+        return false;
+    }
+    return true;
+}
+
 /* --bench-baseline: what the original design did for every request (one
  * transaction, then the summary view recomputed into a table). */
 static void baseline(ds_writer *w, batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         ds_error err;
-        if (apply_group(w, b, i, i + 1) != 0) {
+        if (apply_group(w, b, i, i + 1) != 0 && !record_refusal(w, &b->e[i])) {
             ds_fail(&err, DS_INTERNAL, NULL, "the command failed in the database");
             put_error(&b->e[i], &err);
             b->e[i].recorded = true;
@@ -447,7 +468,7 @@ static void process(ds_writer *w, batch *b)
     } else if (apply_group(w, b, 0, b->n) != 0) { /* replay one by one */
         metrics_add(&w->srv->metrics.replays, 1);
         for (size_t i = 0; i < b->n; i++) {
-            if (apply_group(w, b, i, i + 1) != 0) {
+            if (apply_group(w, b, i, i + 1) != 0 && !record_refusal(w, &b->e[i])) {
                 ds_error err;
                 ds_fail(&err, DS_INTERNAL, NULL, "the command failed in the database");
                 put_error(&b->e[i], &err);
