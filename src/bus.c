@@ -472,6 +472,8 @@ static const char publish_lua[] =
     "end\n"
     "if i <= #ARGV then\n"
     "  redis.call('XACK', KEYS[3], 'writers', unpack(ARGV, i))\n"
+    "  local p = redis.call('XPENDING', KEYS[3], 'writers')\n"
+    "  redis.call('XTRIM', KEYS[3], 'MINID', '~', p[2] or ARGV[#ARGV])\n"
     "end\n"
     "return n\n";
 

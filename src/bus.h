@@ -84,8 +84,10 @@ typedef struct bus_event {
 
 /* One script, fenced by the lease: if {model}:lease still holds our epoch,
  * XADD every event to {model}:response_duck (trimmed to about keep
- * entries) and XACK the request entries. Returns 0, or -DS_FORBIDDEN when
- * the lease is no longer ours (nothing published). */
+ * entries), XACK the request entries and trim {model}:request_duck below
+ * the oldest entry still pending (the ledger in DuckDB remembers what was
+ * done). Returns 0, or -DS_FORBIDDEN when the lease is no longer ours
+ * (nothing published). */
 int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, const bus_event *ev,
                 int nev, const char *const *ack_ids, int nack, long keep, ds_error *err);
 

@@ -14,7 +14,9 @@
 #include "log.h"
 #include "request.h"
 
-enum { KEEP_EVENTS = 1000000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
+/* events kept on {model}:response_duck (about 6 KB each for a demo leaf
+ * write) and re-read into the live feed at start */
+enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
 
 typedef struct lease {
     char *model;

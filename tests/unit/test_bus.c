@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <hiredis.h>
+
 #include "bus.h"
 #include "redis_fixture.h"
 
@@ -87,6 +89,59 @@ START_TEST(streams_group_and_pending)
     int64_t last;
     ck_assert_int_eq(bus_last_seq(B, "sales", &last, &E), 0);
     ck_assert_int_eq(last, 2);
+}
+END_TEST
+
+static void on_id(void *ctx, const bus_entry *e)
+{
+    char(*ids)[32] = ctx;
+    int i = 0;
+    while (ids[i][0])
+        i++;
+    snprintf(ids[i], sizeof ids[i], "%s", e->id);
+}
+
+static long long xlen(const char *key)
+{
+    redisContext *c = redisConnectUnix(R.sock);
+    ck_assert(c && !c->err);
+    redisReply *r = redisCommand(c, "XLEN %s", key);
+    ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+    long long n = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* Acknowledged request entries leave the stream; pending ones stay. */
+START_TEST(acked_requests_are_trimmed)
+{
+    ck_assert_int_eq(bus_group_ensure(B, "sales", &E), 0);
+    char id[32];
+    enum { N = 1000 };
+    for (int i = 0; i < N; i++) {
+        bus_field f[] = {{"cmd", "x", 1}};
+        ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, NULL, &E), 0);
+    }
+    ck_assert_int_eq(xlen("{sales}:request_duck"), N);
+    static char ids[N + 1][32];
+    memset(ids, 0, sizeof ids);
+    const char *models[] = {"sales"};
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, false, N, 100, on_id, ids, &E), N);
+    int64_t epoch;
+    ck_assert_int_eq(bus_lease_acquire(B, "sales", "w1", 5000, &epoch, &E), 0);
+    /* the first 900 done, the last 100 still pending */
+    const char *acks[900];
+    for (int i = 0; i < 900; i++)
+        acks[i] = ids[i];
+    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, 900, 1000, &E), 0);
+    long long left = xlen("{sales}:request_duck");
+    ck_assert_msg(left >= 100 && left < 300, "%lld entries left", left);
+    /* the pending ones are still there to be re-read */
+    static char again[N + 1][32];
+    memset(again, 0, sizeof again);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, true, N, 0, on_id, again, &E), 100);
+    ck_assert_str_eq(again[0], ids[900]);
 }
 END_TEST
 
@@ -182,6 +237,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, streams_group_and_pending);
     tcase_add_test(tc, lease_and_fencing);
+    tcase_add_test(tc, acked_requests_are_trimmed);
     tcase_add_test(tc, recent_events_oldest_first);
     tcase_add_test(tc, redis_down_then_back);
     tcase_add_test(tc, bad_urls);
