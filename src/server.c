@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +53,7 @@ static int start_redis(ds_server *srv, ds_error *err)
         snprintf(sock, sizeof sock, "%s/redis.sock", tmp);
     }
     unlink(sock);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return ds_fail(err, DS_INTERNAL, NULL, "cannot fork redis-server: %s", strerror(errno));
@@ -59,6 +61,11 @@ static int start_redis(ds_server *srv, ds_error *err)
         sigset_t none; /* the server blocks SIGTERM for sigwait; Redis must see it */
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* dies with the server, even a kill -9'd one: an orphan would share
+         * the append-only file with the next server's redis-server */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(1);
         char log[4300];
         snprintf(log, sizeof log, "%s/redis.log", dir);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,

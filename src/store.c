@@ -609,7 +609,6 @@ void store_opts_default(ds_store_opts *o)
     o->create_cap = 1000000;
     o->leaf_log = true;
     o->cube_budget = (size_t)1 << 30;
-    o->checkpoint_threshold = "256MB";
 }
 
 int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_error *err)
