@@ -701,6 +701,7 @@ void store_close(ds_store *s)
     for (size_t i = 0; i < s->nslots; i++)
         slot_free(s->slots[i]);
     free(s->slots);
+    duckdb_destroy_prepare(&s->seq_update);
     if (s->con)
         duckdb_disconnect(&s->con);
     duckdb_close(&s->db);

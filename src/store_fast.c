@@ -953,16 +953,16 @@ int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err)
     if (rc == 0)
         rc = append_commands(s, m, f, err);
     if (rc == 0 && f->pending_seq >= 0) {
-        duckdb_prepared_statement st = NULL;
-        rc = store__prepare(
-            s->con, "UPDATE ds_model SET seq = ?, struct_seq = ? WHERE model_id = ?", &st, err);
+        if (!s->seq_update) /* prepared once: it is in every group */
+            rc = store__prepare(s->con,
+                                "UPDATE ds_model SET seq = ?, struct_seq = ? WHERE model_id = ?",
+                                &s->seq_update, err);
         if (rc == 0) {
-            duckdb_bind_int64(st, 1, f->pending_seq);
-            duckdb_bind_int64(st, 2, m->struct_seq);
-            duckdb_bind_int32(st, 3, m->id);
-            rc = store__run(st, NULL, err);
+            duckdb_bind_int64(s->seq_update, 1, f->pending_seq);
+            duckdb_bind_int64(s->seq_update, 2, m->struct_seq);
+            duckdb_bind_int32(s->seq_update, 3, m->id);
+            rc = store__run(s->seq_update, NULL, err);
         }
-        duckdb_destroy_prepare(&st);
     }
     clear_pending(f);
     if (rc)

@@ -123,6 +123,7 @@ struct ds_store {
     size_t cube_budget; /* bytes one model's cube may take */
     rowmap rows;
     rowmap stamps, keys; /* the fast path's UPDATE: rowid -> stamp, packed cell */
+    duckdb_prepared_statement seq_update; /* ds_model's seq at a flush */
 };
 
 struct ds_reader {
