@@ -253,8 +253,10 @@ static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_
         if (connect_socket(b, err))
             return NULL;
         fresh = true;
-        if (authenticate(b, err))
+        if (authenticate(b, err)) {
+            b->sent = false; /* AUTH's own roundtrip set it; the command never went */
             return NULL;
+        }
     }
     char *cmd = NULL;
     int n = redisFormatCommandArgv(&cmd, argc, argv, lens);

@@ -768,7 +768,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->routed = true;
         int rc = http__route(r, url, method);
         ds_error e;
-        if (rc && authenticate(r, false, false, &e)) /* 401 comes before 404 and 405 */
+        if (rc && authenticate(r, r->public_route, false, &e)) /* 401 before 404 and 405 */
             return http__error(r, &e);
         if (rc == 405) {
             char msg[96];

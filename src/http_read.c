@@ -876,6 +876,7 @@ int http__route(req *r, const char *url, const char *method)
             continue;
         path_ok = true;
         if (strcmp(routes[i].method, method) != 0) {
+            r->public_route |= routes[i].public_route; /* its 405 needs no key */
             if (!strstr(r->allow_buf, routes[i].method)) {
                 size_t n = strlen(r->allow_buf);
                 snprintf(r->allow_buf + n, sizeof r->allow_buf - n, "%s%s", n ? ", " : "",

@@ -66,6 +66,10 @@ static int start_redis(ds_server *srv, ds_error *err)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(1);
+        /* Redis holds the data directory's lock too: after a kill -9 of the
+         * server no new server starts until this redis-server has exited */
+        if (srv->lock_fd >= 0)
+            fcntl(srv->lock_fd, F_SETFD, 0);
         char log[4300];
         snprintf(log, sizeof log, "%s/redis.log", dir);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
@@ -153,7 +157,19 @@ static int lock_data_dir(ds_server *srv, ds_error *err)
     srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (srv->lock_fd < 0)
         return ds_fail(err, DS_INTERNAL, NULL, "cannot open %s: %s", path, strerror(errno));
-    if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    /* a kill -9'd server's redis-server holds it until it has shut down */
+    int rc = -1;
+    for (int i = 0; i < 100 && (rc = flock(srv->lock_fd, LOCK_EX | LOCK_NB)) < 0; i++) {
+        if (errno != EWOULDBLOCK)
+            break;
+        if (i == 0)
+            log_info("start: %s is locked; waiting up to 10 s for the other duckspread (or "
+                     "its redis-server) to exit",
+                     path);
+        struct timespec t = {0, 100 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    if (rc < 0) {
         int e = errno;
         close(srv->lock_fd);
         srv->lock_fd = -1;
@@ -212,12 +228,15 @@ static void stop_all(ds_server *srv)
     store_close(srv->store);
     ledger_free(srv->ledger);
     stop_redis(srv);
+    if (srv->lock_fd >= 0)
+        close(srv->lock_fd);
 }
 
 int server_run(const server_opts *o)
 {
     ds_server srv;
     memset(&srv, 0, sizeof srv);
+    srv.lock_fd = -1;
     srv.o = *o;
     bus_opts_default(&srv.bus);
     /* every thread inherits this mask: only sigwait below sees the signals */
@@ -237,6 +256,8 @@ int server_run(const server_opts *o)
         store_close(srv.store);
         ledger_free(srv.ledger);
         stop_redis(&srv);
+        if (srv.lock_fd >= 0)
+            close(srv.lock_fd);
         return 1;
     }
     int sig = 0;

@@ -774,13 +774,14 @@ static int learn_rowids(ds_store *s, const ds_model *m, fact_index *x, ds_error 
     return rc;
 }
 
-/* UPDATE of measure q for the exported rows. by_rowid: the rows are
- * fetched by rowid (a point lookup each) and must still hold their cells,
- * else the index is out of date (an error: the group is replayed and the
- * index rebuilt). Otherwise joined on the packed cell, a full scan. */
-static int update_measure(ds_store *s, const ds_model *m, const fact_index *x, int q, bool by_rowid,
+/* UPDATE of measure q for the exported rows. by_rowid: the listed rowids
+ * (DuckDB still scans for them) whose rows must still hold their cells;
+ * when some do not, the rows are written again through the join and every
+ * rowid is learnt anew. Otherwise joined on the packed cell. */
+static int update_measure(ds_store *s, const ds_model *m, fast_state *f, int q, bool by_rowid,
                           ds_error *err)
 {
+    fact_index *x = &f->idx;
     const pending_export *e = &s->exp;
     ds_buf sql;
     ds_buf_init(&sql, 1024 + e->n * 24);
@@ -814,23 +815,34 @@ static int update_measure(ds_store *s, const ds_model *m, const fact_index *x, i
     free(keys);
     duckdb_result res;
     int rc = 0;
+    bool moved = false;
     if (duckdb_query(s->con, sql.data, &res) == DuckDBError)
         rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
-    else if (duckdb_rows_changed(&res) != (idx_t)e->n)
-        rc = ds_fail(err, DS_INTERNAL, NULL,
-                     "the fact index of '%s' is out of date (rows moved); it will be rebuilt",
-                     m->name);
+    else
+        moved = duckdb_rows_changed(&res) != (idx_t)e->n;
     duckdb_destroy_result(&res);
     store__rowmap_free(&s->rows);
     store__rowmap_free(&s->stamps);
     store__rowmap_free(&s->keys);
     ds_buf_free(&sql);
+    if (moved) {
+        /* A checkpoint vacuumed deleted rows and renumbered the rest: write
+         * the same rows again by their cells (rows already written get the
+         * same values) and learn every rowid anew after the COMMIT. */
+        log_info("fast path: rows of '%s' were renumbered; relearning their rowids", m->name);
+        rc = update_measure(s, m, f, q, false, err);
+        for (size_t i = 0; i < x->cap; i++)
+            x->rowid[i] = -1;
+        x->max_rowid = -1;
+        f->appended = true;
+    }
     return rc;
 }
 
-static int update_rows(ds_store *s, const ds_model *m, fact_index *x, const fast_state *f,
-                       const size_t *last, size_t nlast, ds_error *err)
+static int update_rows(ds_store *s, const ds_model *m, fast_state *f, const size_t *last,
+                       size_t nlast, ds_error *err)
 {
+    fact_index *x = &f->idx;
     uint64_t *keys = xmalloc_array(nlast + 1, sizeof *keys);
     int64_t *vals = xmalloc_array(nlast + 1, sizeof *vals), *seqs = xmalloc_array(nlast + 1, 8);
     int64_t *rowids = xmalloc_array(nlast + 1, sizeof *rowids);
@@ -854,7 +866,7 @@ static int update_rows(ds_store *s, const ds_model *m, fact_index *x, const fast
                 continue;
             s->exp = (pending_export){
                 .n = n, .keys = keys, .vals = vals, .seqs = seqs, .rowids = rowids};
-            rc = update_measure(s, m, x, q, by_rowid, err);
+            rc = update_measure(s, m, f, q, by_rowid, err);
             s->exp = (pending_export){0};
         }
     }
@@ -943,7 +955,7 @@ int store__fast_flush(ds_store *s, model_slot *slot, ds_error *err)
     if (f->npw) {
         free(last);
         last = last_writes(f, &nlast);
-        rc = update_rows(s, m, &f->idx, f, last, nlast, err);
+        rc = update_rows(s, m, f, last, nlast, err);
         if (rc == 0)
             rc = insert_new_rows(s, m, f, last, nlast, err);
         if (rc == 0)

@@ -122,7 +122,7 @@ struct ds_store {
     pending_export exp; /* read by the ds_pending table function */
     size_t cube_budget; /* bytes one model's cube may take */
     rowmap rows;
-    rowmap stamps, keys; /* the fast path's UPDATE: rowid -> stamp, packed cell */
+    rowmap stamps, keys;                  /* the fast path's UPDATE: rowid -> stamp, packed cell */
     duckdb_prepared_statement seq_update; /* ds_model's seq at a flush */
 };
 
