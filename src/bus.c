@@ -83,6 +83,21 @@ int bus_open(const bus_opts *o, ds_bus **out, ds_error *err)
     return 0;
 }
 
+/* Redis never speaks first on our connections: anything readable before a
+ * command is sent is the end of the connection (a restart, a kill). Sending
+ * into such a connection would make the outcome look unknown. */
+static bool peer_closed(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n <= 0;
+}
+
 static void disconnect(ds_bus *b)
 {
     if (b->fd >= 0)
@@ -249,6 +264,8 @@ static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_
 {
     bool fresh = false;
     b->sent = false;
+    if (b->fd >= 0 && peer_closed(b->fd))
+        disconnect(b); /* Redis restarted or died since: do not send into it */
     if (b->fd < 0) {
         if (connect_socket(b, err))
             return NULL;
