@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -188,6 +189,12 @@ static int start_all(ds_server *srv, ds_error *err)
     if (mkdir(srv->o.data_dir, 0750) < 0 && errno != EEXIST)
         return ds_fail(err, DS_INTERNAL, NULL, "cannot create the data directory %s: %s",
                        srv->o.data_dir, strerror(errno));
+    char abs[PATH_MAX];
+    if (!realpath(srv->o.data_dir, abs) || strlen(abs) >= sizeof srv->data_dir)
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot resolve the data directory %s: %s",
+                       srv->o.data_dir, strerror(errno));
+    snprintf(srv->data_dir, sizeof srv->data_dir, "%s", abs);
+    srv->o.data_dir = srv->data_dir;
     if ((rc = lock_data_dir(srv, err)))
         return rc;
     if (!srv->o.redis_url)

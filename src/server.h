@@ -42,6 +42,7 @@ typedef struct http_server http_server;
 typedef struct ds_server {
     server_opts o;
     char redis_url[512];
+    char data_dir[4096]; /* o.data_dir made absolute (redis-server changes directory) */
     bus_opts bus;
     ds_store *store;
     ds_live *live;

@@ -46,5 +46,41 @@ grep_out "demo reports facts" "facts in"
 grep_out "demo prints Brand X" "Brand X"
 check "demo twice" 0 "$bin" demo --data "$tmp/d"
 grep_out "second demo finds the model" "already in"
+# serve, as `make run` does: a relative data directory, the private
+# redis-server, ready, then SIGTERM drains and exits 0; a second server on
+# the same directory is refused while the first runs.
+check "serve --help" 0 "$bin" serve --help
+grep_out "serve help names --listen" "--listen HOST:PORT"
+check "serve without --data" 2 "$bin" serve
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})' 2>/dev/null || echo 28231)
+case $bin in /*) abs=$bin ;; *) abs=$(pwd)/$bin ;; esac
+mkdir -p "$tmp/run"
+(cd "$tmp/run" && exec "$abs" serve --data data --listen "127.0.0.1:$port" --demo --scale 2000) \
+    >"$tmp/serve.log" 2>&1 &
+spid=$!
+ready=1
+for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && { ready=0; break; }
+    sleep 0.1
+done
+checks=$((checks + 1))
+if [ "$ready" -ne 0 ]; then
+    echo "cli: FAIL serve with a relative --data is not ready"
+    sed 's/^/    /' "$tmp/serve.log"
+    fails=$((fails + 1))
+fi
+check "a second server on the same directory" 1 "$bin" serve --data "$tmp/run/data" \
+    --listen "127.0.0.1:$((port + 1))"
+grep_out "the second server says why" "another duckspread is serving"
+kill -TERM "$spid"
+wait "$spid"
+code=$?
+checks=$((checks + 1))
+if [ "$code" -ne 0 ]; then
+    echo "cli: FAIL serve exits $code after SIGTERM, want 0"
+    sed 's/^/    /' "$tmp/serve.log"
+    fails=$((fails + 1))
+fi
+
 echo "cli: $checks checks, $fails failures"
 [ "$fails" -eq 0 ]
