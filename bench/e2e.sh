@@ -72,7 +72,7 @@ awk -v bs="$bs" -v bc="$bc" -v as="$as" -v ps="$ps" 'BEGIN {
         bc, bs / bc, 1000 * as / bc, 1000 * ps / bc }'
 
 # latency at a fixed offered rate, seen by a WebSocket subscriber
-./"$build"/bench/bench_wssub --url "$url" --subscribers 1 --duration-s $((secs + 60)) --idle-s 3 \
+./"$build"/bench/bench_wssub --url "$url" --subscribers 1 --duration-s $((secs + 60)) --idle-s 10 \
     --sent-log "$work/sent.log" --ready-file "$work/ready" >"$work/sub.out" 2>"$work/sub.err" &
 sub=$!
 for _ in $(seq 1 100); do [[ -f $work/ready ]] && break; sleep 0.1; done
