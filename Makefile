@@ -14,7 +14,7 @@ BUILD ?= build-san
 OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 endif
 
-PKGS := json-c hiredis libmicrohttpd openssl
+PKGS := json-c hiredis libmicrohttpd openssl libzstd
 WARN := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
         -Wno-missing-field-initializers -Werror
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Isrc -isystem $(DUCKDB_DIR) \

@@ -14,7 +14,7 @@ duckdb_version=1.4.4
 # Debian 12 package names. redis-server is for the tests and the embedded
 # default; chromium for the browser test.
 packages="build-essential pkg-config libjson-c-dev libhiredis-dev
-libmicrohttpd-dev libwslay-dev libssl-dev libgmp-dev check redis-server
+libmicrohttpd-dev libwslay-dev libssl-dev libzstd-dev libgmp-dev check redis-server
 openssl valgrind"
 
 missing=""

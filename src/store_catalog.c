@@ -543,6 +543,7 @@ void store_request_add(ds_store *s, const char *model, const char *user, const c
                        const char *hash, int64_t seq, int code, const char *body, size_t len)
 {
     model_slot *slot = store__slot(s, model, strlen(model));
+    size_t zlen = 0;
     if (s->nrequests == s->requests_alloc) {
         s->requests_alloc = s->requests_alloc ? 2 * s->requests_alloc : 64;
         s->requests = xrealloc(s->requests, s->requests_alloc * sizeof *s->requests);
@@ -552,7 +553,8 @@ void store_request_add(ds_store *s, const char *model, const char *user, const c
         .user = xstrdup(user ? user : ""),
         .rid = xstrdup(rid ? rid : ""),
         .hash = xstrdup(hash ? hash : ""),
-        .body = xstrndup(body, len),
+        .zbody = store__pack_body(body, len, &zlen),
+        .zlen = zlen,
         .seq = seq,
         .code = code,
     };
@@ -564,7 +566,7 @@ void store__drop_requests(ds_store *s)
         free(s->requests[i].user);
         free(s->requests[i].rid);
         free(s->requests[i].hash);
-        free(s->requests[i].body);
+        free(s->requests[i].zbody);
     }
     s->nrequests = 0;
 }
@@ -592,8 +594,9 @@ int store__flush_requests(ds_store *s, ds_error *err)
         else
             duckdb_append_null(ap);
         duckdb_append_int32(ap, p->code);
-        duckdb_append_varchar(ap, p->body);
+        duckdb_append_null(ap); /* body: older files only */
         duckdb_append_timestamp(ap, now);
+        duckdb_append_blob(ap, p->zbody, p->zlen);
         duckdb_appender_end_row(ap);
     }
     return store__appender_close(&ap, err);
@@ -637,8 +640,8 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
     duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con,
-                            "SELECT seq, request_id, body FROM ds_request WHERE model_id = ? AND "
-                            "seq > ? ORDER BY seq",
+                            "SELECT seq, request_id, body, zbody FROM ds_request WHERE "
+                            "model_id = ? AND seq > ? ORDER BY seq",
                             &st, err);
     duckdb_result res;
     if (rc == 0) {
@@ -650,11 +653,18 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
         row_iter it;
         store__rows_init(&it, &res);
         while (store__rows_next(&it)) {
-            uint32_t lr, lb;
-            const char *rid = store__rows_str(&it, 1, &lr), *body = store__rows_str(&it, 2, &lb);
-            char *r = xstrndup(rid, lr);
-            fn(ctx, store__rows_i64(&it, 0), r, body, lb);
+            uint32_t lr;
+            size_t lb;
+            const char *rid = store__rows_str(&it, 1, &lr);
+            char *r = xstrndup(rid, lr), *body = store__row_body(&it, 2, &lb);
+            if (body)
+                fn(ctx, store__rows_i64(&it, 0), r, body, lb);
+            else
+                rc = ds_fail(err, DS_INTERNAL, NULL,
+                             "the stored event of seq %" PRId64 " is damaged",
+                             store__rows_i64(&it, 0));
             free(r);
+            free(body);
         }
         store__rows_done(&it);
         duckdb_destroy_result(&res);

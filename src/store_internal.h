@@ -101,7 +101,9 @@ typedef struct pending_export {
 /* A ledger row waiting for its group's COMMIT. */
 typedef struct pending_request {
     int32_t model_id;
-    char *user, *rid, *hash, *body;
+    char *user, *rid, *hash;
+    char *zbody; /* the body, compressed (store__pack_body) */
+    size_t zlen;
     int64_t seq;
     int code;
 } pending_request;
@@ -182,6 +184,13 @@ ds_i128 store__rows_i128(const row_iter *it, idx_t col); /* HUGEINT, DECIMAL(38)
 const char *store__rows_str(const row_iter *it, idx_t col, uint32_t *len);
 /* Frees the current chunk (call when leaving a loop early). */
 void store__rows_done(row_iter *it);
+
+/* Ledger bodies, stored zstd-compressed (store.c). */
+char *store__pack_body(const char *body, size_t len, size_t *out_len);
+char *store__unpack_body(const char *z, size_t len, size_t *out_len);
+/* The body of a ds_request row from its columns body (col) and zbody
+ * (col + 1): malloc'd, or NULL when the stored bytes are damaged. */
+char *store__row_body(const row_iter *it, idx_t col, size_t *len);
 /* A chunk at a time: returns the rows in the next chunk (0 at the end);
  * then read whole columns. valid is NULL when every row is valid. */
 idx_t store__chunk_next(row_iter *it);

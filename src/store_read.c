@@ -348,11 +348,12 @@ int store_request_get(ds_reader *r, const char *model, const char *user, const c
                       int64_t *seq, char **body, ds_error *err)
 {
     duckdb_prepared_statement st = NULL;
-    int rc = store__prepare(r->con,
-                            "SELECT r.code, COALESCE(r.seq, -1), r.body FROM ds_request r JOIN "
-                            "ds_model m USING (model_id) WHERE m.name = ? AND r.user_name = ? AND "
-                            "r.request_id = ? LIMIT 1",
-                            &st, err);
+    int rc =
+        store__prepare(r->con,
+                       "SELECT r.code, COALESCE(r.seq, -1), r.body, r.zbody FROM ds_request r JOIN "
+                       "ds_model m USING (model_id) WHERE m.name = ? AND r.user_name = ? AND "
+                       "r.request_id = ? LIMIT 1",
+                       &st, err);
     duckdb_result res;
     if (rc == 0) {
         duckdb_bind_varchar(st, 1, model);
@@ -365,11 +366,13 @@ int store_request_get(ds_reader *r, const char *model, const char *user, const c
         row_iter it;
         store__rows_init(&it, &res);
         if (store__rows_next(&it)) {
-            uint32_t len;
-            const char *b = store__rows_str(&it, 2, &len);
+            size_t len;
             *code = store__rows_i32(&it, 0);
             *seq = store__rows_i64(&it, 1);
-            *body = xstrndup(b, len);
+            *body = store__row_body(&it, 2, &len);
+            if (!*body)
+                rc =
+                    ds_fail(err, DS_INTERNAL, NULL, "the stored answer of this request is damaged");
         } else {
             rc = ds_fail(err, DS_NOT_FOUND, "request_id", "no such request");
         }
