@@ -67,6 +67,16 @@ struct ds_writer {
     int nleases;
     const char *crash_at;
     int64_t lag;
+    /* the publisher: events to Redis and XACK, one committed batch after
+     * another, on its own thread and connection while the writer applies
+     * the next batch */
+    pthread_t pub_thread;
+    ds_bus *pub_bus;
+    struct pub_item *pub_head, *pub_tail;
+    int pub_n;
+    bool pub_stop, pub_started;
+    pthread_cond_t pub_cond; /* an item or the stop for the publisher */
+    pthread_cond_t pub_room; /* room in the queue for the writer */
 };
 
 static void crash_point(ds_writer *w, const char *name)
@@ -86,10 +96,11 @@ static lease *lease_of(ds_writer *w, const char *model)
             return &w->leases[i];
     if (w->nleases == MAX_MODELS)
         return NULL;
-    lease *l = &w->leases[w->nleases++];
+    lease *l = &w->leases[w->nleases];
     memset(l, 0, sizeof *l);
     l->model = xstrdup(model);
     l->published = -1;
+    __atomic_store_n(&w->nleases, w->nleases + 1, __ATOMIC_RELEASE); /* the publisher reads it */
     return l;
 }
 
@@ -108,7 +119,7 @@ static bool keep_lease(ds_writer *w, lease *l, int64_t now)
         }
         if (rc == 0)
             log_warn("writer: lost the lease of '%s' (epoch %" PRId64 ")", l->model, l->epoch);
-        l->epoch = 0;
+        __atomic_store_n(&l->epoch, 0, __ATOMIC_RELEASE); /* the publisher reads it */
         if (rc < 0)
             return false;
     }
@@ -118,7 +129,7 @@ static bool keep_lease(ds_writer *w, lease *l, int64_t now)
         return false;
     if (epoch < 0)
         return false; /* another writer holds it */
-    l->epoch = epoch;
+    __atomic_store_n(&l->epoch, epoch, __ATOMIC_RELEASE);
     l->renewed_ns = now;
     log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
     return true;
@@ -361,10 +372,13 @@ static void after_commit(ds_writer *w, batch *b)
 }
 
 /* Publishes the batch's new events and acknowledges every entry, model by
- * model, fenced by the lease. Retries while Redis is down. */
-static void publish_and_ack(ds_writer *w, batch *b)
+ * model, fenced by the lease, on connection bus. Retries while Redis is
+ * down, renewing the lease meanwhile (the writer may be waiting for room in
+ * the publisher's queue). */
+static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
 {
-    for (int li = 0; li < w->nleases; li++) {
+    int nleases = __atomic_load_n(&w->nleases, __ATOMIC_ACQUIRE);
+    for (int li = 0; li < nleases; li++) {
         lease *l = &w->leases[li];
         bus_event *ev = xmalloc_array(b->n + 1, sizeof *ev);
         const char **ids = xmalloc_array(b->n + 1, sizeof *ids);
@@ -383,16 +397,17 @@ static void publish_and_ack(ds_writer *w, batch *b)
         for (int attempt = 0; nid; attempt++) {
             ds_error err;
             int rc = 0;
+            int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
             if (nev && !split) {
-                rc = bus_publish(w->bus, l->model, w->owner, l->epoch, ev, nev, ids, nid,
-                                 KEEP_EVENTS, &err);
+                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS,
+                                 &err);
                 if (rc == 0) {
                     l->published = ev[nev - 1].seq;
                     break;
                 }
             } else if (nev) {
-                rc = bus_publish(w->bus, l->model, w->owner, l->epoch, ev, nev, NULL, 0,
-                                 KEEP_EVENTS, &err);
+                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, NULL, 0, KEEP_EVENTS,
+                                 &err);
             }
             if (rc == 0 && nev) {
                 l->published = ev[nev - 1].seq;
@@ -401,26 +416,99 @@ static void publish_and_ack(ds_writer *w, batch *b)
             }
             if (rc == 0) {
                 crash_point(w, "before_xack");
-                rc = bus_publish(w->bus, l->model, w->owner, l->epoch, NULL, 0, ids, nid,
-                                 KEEP_EVENTS, &err);
+                rc = bus_publish(bus, l->model, w->owner, epoch, NULL, 0, ids, nid, KEEP_EVENTS,
+                                 &err);
             }
             if (rc == 0)
                 break;
             w->srv->redis_up = 0;
             if (rc == -DS_FORBIDDEN) { /* fenced: another writer took the model */
                 log_error("writer: %s; its entries stay pending for the new owner", err.message);
-                l->epoch = 0;
+                __atomic_compare_exchange_n(&l->epoch, &epoch, 0, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE);
                 break;
             }
             if (attempt % 50 == 0)
                 log_warn("writer: cannot publish to Redis (%s); retrying", err.message);
             struct timespec t = {0, 100 * 1000 * 1000};
             nanosleep(&t, NULL);
-            keep_lease(w, l, ds_now_ns());
+            bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
         }
         free(ev);
         free(ids);
     }
+}
+
+/* ---- the publisher ------------------------------------------------------------------ */
+
+typedef struct pub_item {
+    batch b;
+    struct pub_item *next;
+} pub_item;
+
+enum { PUB_QUEUE = 4 }; /* committed batches waiting for Redis, at most */
+
+static void *publisher_main(void *arg)
+{
+    ds_writer *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (!w->pub_head && !w->pub_stop)
+            pthread_cond_wait(&w->pub_cond, &w->lock);
+        pub_item *it = w->pub_head;
+        if (it) {
+            w->pub_head = it->next;
+            if (!w->pub_head)
+                w->pub_tail = NULL;
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (!it)
+            break; /* stopping, and everything is published */
+        int64_t t0 = ds_now_ns();
+        publish_and_ack(w, w->pub_bus, &it->b);
+        metrics_observe(&w->srv->metrics.publish_seconds, (double)(ds_now_ns() - t0) / 1e9);
+        batch_clear(&it->b);
+        free(it->b.e);
+        free(it);
+        pthread_mutex_lock(&w->lock);
+        w->pub_n--;
+        pthread_cond_signal(&w->pub_room);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return NULL;
+}
+
+/* Hands a committed batch to the publisher (b is empty afterwards); waits
+ * while the publisher is PUB_QUEUE batches behind. */
+static void publish_later(ds_writer *w, batch *b)
+{
+    pub_item *it = xcalloc(1, sizeof *it);
+    it->b = *b;
+    *b = (batch){0};
+    pthread_mutex_lock(&w->lock);
+    while (w->pub_n >= PUB_QUEUE)
+        pthread_cond_wait(&w->pub_room, &w->lock);
+    if (w->pub_tail)
+        w->pub_tail->next = it;
+    else
+        w->pub_head = it;
+    w->pub_tail = it;
+    w->pub_n++;
+    pthread_cond_signal(&w->pub_cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Publishes what is queued and stops the publisher. */
+static void publisher_stop(ds_writer *w)
+{
+    if (!w->pub_started)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->pub_stop = true;
+    pthread_cond_signal(&w->pub_cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->pub_thread, NULL);
+    w->pub_started = false;
 }
 
 /* A command refused after it wrote (a batch whose later write is refused)
@@ -483,9 +571,7 @@ static void process(ds_writer *w, batch *b)
     metrics_observe(&w->srv->metrics.batch_size, (double)b->n);
     metrics_add(&w->srv->metrics.batches, 1);
     after_commit(w, b);
-    int64_t t1 = ds_now_ns();
-    publish_and_ack(w, b);
-    metrics_observe(&w->srv->metrics.publish_seconds, (double)(ds_now_ns() - t1) / 1e9);
+    publish_later(w, b);
 }
 
 /* ---- recovery ------------------------------------------------------------------------ */
@@ -725,6 +811,7 @@ static void *writer_main(void *arg)
     pthread_mutex_unlock(&w->lock);
     run_jobs(w);
     free(b.e);
+    publisher_stop(w); /* the batches committed so far go out first */
     return NULL;
 }
 
@@ -742,9 +829,18 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         gethostname(host, sizeof host - 1);
         snprintf(w->owner, sizeof w->owner, "%s:%s", host, srv->o.data_dir);
     }
+    pthread_cond_init(&w->pub_cond, NULL);
+    pthread_cond_init(&w->pub_room, NULL);
     int rc = bus_open(&srv->bus, &w->bus, err);
+    if (rc == 0)
+        rc = bus_open(&srv->bus, &w->pub_bus, err);
     if (rc == 0 && !(w->reader = store_reader_new(srv->store)))
         rc = ds_fail(err, DS_INTERNAL, NULL, "cannot open a database connection");
+    if (rc == 0) {
+        if (pthread_create(&w->pub_thread, NULL, publisher_main, w) != 0)
+            rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the publisher thread");
+        w->pub_started = rc == 0;
+    }
     if (rc == 0)
         rc = recover(w, err);
     if (rc == 0) {
@@ -754,8 +850,10 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
             rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the writer thread");
     }
     if (rc) {
+        publisher_stop(w);
         store_reader_free(w->reader);
         bus_close(w->bus);
+        bus_close(w->pub_bus);
         free(w);
         return rc;
     }
@@ -775,6 +873,9 @@ void writer_stop(ds_writer *w)
         free(w->leases[i].model);
     store_reader_free(w->reader);
     bus_close(w->bus);
+    bus_close(w->pub_bus);
+    pthread_cond_destroy(&w->pub_cond);
+    pthread_cond_destroy(&w->pub_room);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
     free(w);
