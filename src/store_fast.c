@@ -402,23 +402,6 @@ bool store__fast_eligible(ds_store *s, model_slot *slot, const ds_command *cmd)
     return true;
 }
 
-static int leaf_new_value(const ds_write *w, int64_t old, int64_t *out, ds_error *err)
-{
-    ds_i128 v = w->amount;
-    bool ok = true;
-    if (w->form == SPREAD_DELTA) {
-        ok = dec_add(old, w->amount, &v);
-    } else if (w->form == SPREAD_PERCENT) {
-        ok = w->pct_scale >= 0 && w->pct_scale <= SPREAD_PCT_MAX_SCALE;
-        ds_i128 den = ok ? 100 * dec_pow10(w->pct_scale) : 1, num;
-        ok = ok && dec_add(den, w->amount, &num) && dec_muldiv_round(old, num, den, &v);
-    }
-    if (!ok || dec_abs(v) > DEC_LEAF_MAX)
-        return ds_fail(err, DS_OUT_OF_RANGE, "value",
-                       "the value is beyond the measure's range (at most 18 digits)");
-    *out = (int64_t)v;
-    return 0;
-}
 
 static void queue_write(fast_state *f, const pending_write *p)
 {
@@ -455,7 +438,7 @@ static int decide(model_slot *slot, const ds_model *m, const ds_command *cmd, in
                 stamp = x->stamp[at * (size_t)nm + (size_t)w->measure];
             }
         }
-        int rc = leaf_new_value(w, old, &newv[i], err);
+        int rc = store__leaf_value(w, old, &newv[i], err);
         if (rc)
             return rc;
         if (cmd->if_seq >= 0) {

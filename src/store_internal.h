@@ -235,6 +235,10 @@ int store__chunk_close(chunk_app *c, bool abandon, ds_error *err);
 int store__facts_open(ds_store *s, const ds_model *m, chunk_app *c, ds_error *err);
 int store__log_open(ds_store *s, const ds_model *m, chunk_app *c, ds_error *err);
 
+/* The new value of a leaf write (value, delta or percent of old); out of
+ * range beyond 18 digits (store_write.c). */
+int store__leaf_value(const ds_write *w, int64_t old, int64_t *out, ds_error *err);
+
 /* ---- the fast path (store_fast.c) ---- */
 /* True when the command can take the fast path (leaf writes in a group). */
 bool store__fast_eligible(ds_store *s, model_slot *slot, const ds_command *cmd);

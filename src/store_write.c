@@ -502,7 +502,7 @@ int store__log_command(ds_store *s, model_slot *slot, const ds_command *cmd, int
 
 /* ---- leaf writes ----------------------------------------------------------- */
 
-static int leaf_value(const ds_write *w, int64_t old, ds_i128 *out, ds_error *err)
+int store__leaf_value(const ds_write *w, int64_t old, int64_t *out, ds_error *err)
 {
     ds_i128 v = w->amount;
     bool ok = true;
@@ -516,7 +516,7 @@ static int leaf_value(const ds_write *w, int64_t old, ds_i128 *out, ds_error *er
     if (!ok || dec_abs(v) > DEC_LEAF_MAX)
         return ds_fail(err, DS_OUT_OF_RANGE, "value",
                        "the value is beyond the measure's range (at most 18 digits)");
-    *out = v;
+    *out = (int64_t)v;
     return 0;
 }
 
@@ -609,8 +609,10 @@ static int apply_leaf(ds_store *s, model_slot *slot, const ds_command *cmd, cons
         rc = read_leaf(slot, w, &lr, err);
     if (rc)
         return rc;
-    if ((rc = leaf_value(w, lr.value, &nv, err)))
+    int64_t nv64;
+    if ((rc = store__leaf_value(w, lr.value, &nv64, err)))
         return rc;
+    nv = nv64;
     if (is_held(m, w, w->cell.m))
         return ds_fail(err, DS_HELD, "cell", "the cell is held by this command's holds");
     bool changed = nv != lr.value;
