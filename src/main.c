@@ -45,13 +45,14 @@ static const char usage_demo[] =
     "  --help       this help\n";
 
 static const char usage_serve[] =
-    "usage: duckspread serve --data DIR --listen HOST:PORT [--redis URL] [--demo]\n"
+    "usage: duckspread serve --data DIR [--listen HOST:PORT] [--redis URL] [--demo]\n"
     "                        [options]\n"
     "\n"
     "Runs the server in one process: the HTTP API (and /docs), the writer that\n"
     "applies queued commands to DIR/duckspread.db, and the live change feed. The\n"
     "port opens once recovery (and the demo load) is done. SIGTERM drains: no new\n"
-    "connections, the batch in flight is committed and published, exit 0.\n"
+    "connections, the batch in flight is committed and published, exit 0. One\n"
+    "server per data directory (it holds DIR/duckspread.lock).\n"
     "\n"
     "  --data DIR          data directory (required; created if missing)\n"
     "  --listen HOST:PORT  address to serve on (default 127.0.0.1:8080); anything\n"
