@@ -402,7 +402,6 @@ bool store__fast_eligible(ds_store *s, model_slot *slot, const ds_command *cmd)
     return true;
 }
 
-
 static void queue_write(fast_state *f, const pending_write *p)
 {
     if (f->npw == f->pw_alloc) {
