@@ -339,13 +339,12 @@ static void stream_key(char *buf, size_t n, const char *model, const char *suffi
     snprintf(buf, n, "{%s}:%s", model, suffix);
 }
 
-int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, bool *maybe_sent,
-                ds_error *err)
+/* The argv of XADD {model}:request_duck * fields... into argv/lens (room
+ * for 3 + 2 * 16); key is the caller's buffer (300 bytes). */
+static int xadd_argv(const char *model, const bus_field *f, int n, char *key, const char **argv,
+                     size_t *lens)
 {
-    char key[300];
-    stream_key(key, sizeof key, model, "request_duck");
-    const char *argv[3 + 2 * 16];
-    size_t lens[3 + 2 * 16];
+    stream_key(key, 300, model, "request_duck");
     int argc = 0;
     argv[argc] = "XADD";
     lens[argc++] = 4;
@@ -359,6 +358,69 @@ int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *i
         argv[argc] = f[i].value;
         lens[argc++] = f[i].len;
     }
+    return argc;
+}
+
+int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        x[i].ok = false;
+        x[i].maybe_sent = false;
+    }
+    if (n == 0)
+        return 0;
+    if (b->fd >= 0 && peer_closed(b->fd))
+        disconnect(b);
+    if (b->fd < 0 && (connect_socket(b, err) || authenticate(b, err)))
+        return -DS_UNAVAILABLE;
+    ds_buf out;
+    ds_buf_init(&out, (size_t)1 << 31);
+    for (int i = 0; i < n; i++) {
+        char key[300], *cmd = NULL;
+        const char *argv[3 + 2 * 16];
+        size_t lens[3 + 2 * 16];
+        int argc = xadd_argv(x[i].model, x[i].fields, x[i].nfields, key, argv, lens);
+        int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+        if (len > 0)
+            ds_buf_append(&out, cmd, (size_t)len);
+        redisFreeCommand(cmd);
+    }
+    int64_t deadline = deadline_after(b->o.io_timeout_ms);
+    int rc = 0;
+    if (send_all(b, out.data, out.len, deadline)) {
+        for (int i = 0; i < n; i++)
+            x[i].maybe_sent = true; /* some bytes may have gone out */
+        rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not take the commands");
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        redisReply *r = recv_reply(b, deadline);
+        if (!r) { /* this one and the rest went out without an answer */
+            for (int j = i; j < n; j++)
+                x[j].maybe_sent = true;
+            rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not answer (connection dropped)");
+            break;
+        }
+        if (r->type == REDIS_REPLY_STRING) {
+            snprintf(x[i].id, sizeof x[i].id, "%s", r->str);
+            x[i].ok = true;
+        } else if (r->type == REDIS_REPLY_ERROR) { /* refused: not queued */
+            ds_fail(err, DS_UNAVAILABLE, "redis", "Redis refused XADD: %s", r->str);
+        }
+        freeReplyObject(r);
+    }
+    if (rc)
+        disconnect(b);
+    ds_buf_free(&out);
+    return rc;
+}
+
+int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, bool *maybe_sent,
+                ds_error *err)
+{
+    char key[300];
+    const char *argv[3 + 2 * 16];
+    size_t lens[3 + 2 * 16];
+    int argc = xadd_argv(model, f, n, key, argv, lens);
     redisReply *r = command(b, argc, argv, lens, err);
     if (maybe_sent)
         *maybe_sent = !r && b->sent;

@@ -49,6 +49,19 @@ typedef struct bus_field {
 int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, bool *maybe_sent,
                 ds_error *err);
 
+/* Many XADDs in one write and one read (pipelined): each gets ok and its
+ * id, or, when not ok, maybe_sent (its bytes went out before the
+ * connection failed, so Redis may hold it). Returns 0 when the connection
+ * held (some may still be refused by Redis), else unavailable. */
+typedef struct bus_xadd {
+    const char *model;
+    const bus_field *fields;
+    int nfields;
+    bool ok, maybe_sent; /* out */
+    char id[32];         /* out */
+} bus_xadd;
+int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err);
+
 /* ---- the writer ------------------------------------------------------------ */
 
 typedef struct bus_entry {

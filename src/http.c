@@ -368,6 +368,148 @@ static void make_request_id(char *out, size_t cap)
         snprintf(out + o, 3, "%02x", raw[i]);
 }
 
+/* ---- the enqueuer --------------------------------------------------------------------
+ * HTTP threads hand every write's XADD to one thread, which sends whatever
+ * has gathered as one pipelined write on one connection: the HTTP threads
+ * never wait for Redis, and Redis appends (and fsyncs) many commands at
+ * once. The request stays suspended meanwhile; the enqueuer holds a
+ * reference so that it can still answer it (503, or 202 for wait=false). */
+
+typedef struct xadd_job {
+    req *r;
+    char model[DS_IDENT_MAX + 1], user[DS_IDENT_MAX + 1], rid[REQ_ID_MAX + 1], hash[65];
+    char *cmd;
+    size_t cmd_len;
+    bool wait;
+    bool maybe_sent; /* an earlier attempt may have reached Redis */
+    int attempts;
+    struct xadd_job *next;
+} xadd_job;
+
+enum { ENQ_BATCH = 512 };
+
+static void req_free(req *r)
+{
+    free(r->w.body);
+    ds_buf_free(&r->body);
+    free(r);
+}
+
+static void req_release(req *r)
+{
+    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        req_free(r);
+}
+
+/* Answers a suspended request from the enqueuer, unless its outcome or its
+ * deadline got there first (then the waiter is gone and r is left alone). */
+static void answer_from_enqueuer(http_server *h, req *r, const ds_error *err)
+{
+    if (!live_cancel(h->srv->live, &r->w))
+        return;
+    if (err) {
+        r->deferred = *err;
+        r->has_deferred = true;
+    } else {
+        r->queued_only = true;
+    }
+    r->waiting = false;
+    MHD_resume_connection(r->conn);
+}
+
+/* False once the enqueuer is stopping (the server drains). */
+static bool enq_push(http_server *h, xadd_job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&h->lock);
+    if (h->enq_stop && j->attempts == 0) {
+        pthread_mutex_unlock(&h->lock);
+        return false;
+    }
+    if (h->enq_tail)
+        h->enq_tail->next = j;
+    else
+        h->enq_head = j;
+    h->enq_tail = j;
+    pthread_cond_signal(&h->enq_cond);
+    pthread_mutex_unlock(&h->lock);
+    return true;
+}
+
+/* What became of one job after its XADD attempt. */
+static void enq_settle(http_server *h, xadd_job *j, const bus_xadd *x, const ds_error *err)
+{
+    if (x->ok) {
+        if (!j->wait)
+            answer_from_enqueuer(h, j->r, NULL); /* 202 queued */
+    } else if ((x->maybe_sent || j->maybe_sent) && j->attempts < 2) {
+        /* Redis may hold it: send it once more (the writer applies a
+         * request_id once however often it is queued) */
+        j->maybe_sent = true;
+        enq_push(h, j);
+        return;
+    } else if (x->maybe_sent || j->maybe_sent) {
+        /* still unknown: wait for the outcome as usual; without it the
+         * answer is 202 queued, and a retry with the request_id is safe */
+        h->srv->redis_up = 0;
+        log_warn("http: request %s: Redis failed after the command was sent (%s); waiting for "
+                 "its outcome",
+                 j->rid, err->message);
+    } else {
+        h->srv->redis_up = 0;
+        ds_error e;
+        ds_fail(&e, DS_UNAVAILABLE, "redis",
+                "the command was not queued: Redis is unavailable (%s)", err->message);
+        answer_from_enqueuer(h, j->r, &e);
+    }
+    req_release(j->r);
+    free(j->cmd);
+    free(j);
+}
+
+static void *enqueuer_main(void *arg)
+{
+    http_server *h = arg;
+    xadd_job **jobs = xmalloc_array(ENQ_BATCH, sizeof *jobs);
+    bus_xadd *x = xmalloc_array(ENQ_BATCH, sizeof *x);
+    bus_field(*f)[4] = xmalloc_array(ENQ_BATCH, sizeof *f);
+    for (;;) {
+        pthread_mutex_lock(&h->lock);
+        while (!h->enq_head && !h->enq_stop)
+            pthread_cond_wait(&h->enq_cond, &h->lock);
+        int n = 0;
+        while (h->enq_head && n < ENQ_BATCH) {
+            jobs[n++] = h->enq_head;
+            h->enq_head = h->enq_head->next;
+        }
+        if (!h->enq_head)
+            h->enq_tail = NULL;
+        bool stop = h->enq_stop;
+        pthread_mutex_unlock(&h->lock);
+        if (n == 0 && stop)
+            break;
+        for (int i = 0; i < n; i++) {
+            xadd_job *j = jobs[i];
+            j->attempts++;
+            f[i][0] = (bus_field){"rid", j->rid, strlen(j->rid)};
+            f[i][1] = (bus_field){"user", j->user, strlen(j->user)};
+            f[i][2] = (bus_field){"hash", j->hash, strlen(j->hash)};
+            f[i][3] = (bus_field){"cmd", j->cmd, j->cmd_len};
+            x[i] = (bus_xadd){.model = j->model, .fields = f[i], .nfields = 4};
+        }
+        ds_error err;
+        ds_fail(&err, DS_UNAVAILABLE, "redis", "Redis is not reachable");
+        if (h->enq_bus)
+            bus_enqueue_many(h->enq_bus, n, x, &err);
+        for (int i = 0; i < n; i++)
+            enq_settle(h, jobs[i], &x[i], &err);
+    }
+    free(jobs);
+    free(x);
+    free(f);
+    return NULL;
+}
+
 /* Queues a decoded command: answers at once (recorded request, wait=false,
  * Redis down) or suspends until the outcome or the wait limit. */
 static enum MHD_Result enqueue(req *r, const req_decoded *d)
@@ -388,47 +530,23 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     live_expect(h->srv->live, &r->w, r->key, deadline, wake_conn, r);
     if (in_flight)
         return MHD_YES; /* a retry while the first is in flight waits for it */
-    bus_field f[] = {{"rid", r->rid, strlen(r->rid)},
-                     {"user", r->user, strlen(r->user)},
-                     {"hash", d->hash, strlen(d->hash)},
-                     {"cmd", d->canonical, d->canonical_len}};
-    char id[32];
-    ds_error e;
-    thread_res *res = http__res(h);
-    bool maybe_sent = false, sent_before = false;
-    int rc = res->bus ? bus_enqueue(res->bus, r->model, f, 4, id, &maybe_sent, &e)
-                      : ds_fail(&e, DS_UNAVAILABLE, "redis", "Redis is not configured");
-    if (rc && maybe_sent) {
-        /* Redis may hold the command or not: send it again on a new
-         * connection (the writer applies a request_id once, however often
-         * it is queued). */
-        sent_before = true;
-        rc = bus_enqueue(res->bus, r->model, f, 4, id, &maybe_sent, &e);
-    }
-    if (rc && (sent_before || maybe_sent)) {
-        /* It may be queued: wait for the outcome as usual; without it the
-         * answer is 202 queued, and a retry with the request_id is safe. */
-        h->srv->redis_up = 0;
-        log_warn("http: request %s: Redis failed after the command was sent (%s); waiting for "
-                 "its outcome",
-                 r->rid, e.message);
-        rc = 0;
-    }
-    if (rc) {
-        if (live_cancel(h->srv->live, &r->w)) {
-            r->waiting = false;
-            MHD_resume_connection(r->conn);
-        }
-        h->srv->redis_up = 0;
-        ds_fail(&r->deferred, DS_UNAVAILABLE, "redis",
-                "the command was not queued: Redis is unavailable (%s)", e.message);
-        r->has_deferred = true;
-        return MHD_YES;
-    }
-    if (!d->wait && live_cancel(h->srv->live, &r->w)) {
-        r->waiting = false;
-        r->queued_only = true;
-        MHD_resume_connection(r->conn);
+    xadd_job *j = xcalloc(1, sizeof *j);
+    j->r = r;
+    snprintf(j->model, sizeof j->model, "%s", r->model);
+    snprintf(j->user, sizeof j->user, "%s", r->user);
+    snprintf(j->rid, sizeof j->rid, "%s", r->rid);
+    snprintf(j->hash, sizeof j->hash, "%s", d->hash);
+    j->cmd = xstrndup(d->canonical, d->canonical_len);
+    j->cmd_len = d->canonical_len;
+    j->wait = d->wait;
+    __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
+    if (!enq_push(h, j)) {
+        ds_error e;
+        ds_fail(&e, DS_UNAVAILABLE, "redis", "the command was not queued: the server is stopping");
+        answer_from_enqueuer(h, r, &e);
+        req_release(r);
+        free(j->cmd);
+        free(j);
     }
     return MHD_YES;
 }
@@ -751,6 +869,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     req *r = *con_cls;
     if (!r) {
         r = xcalloc(1, sizeof *r);
+        r->refs = 1;
         r->h = h;
         r->conn = conn;
         r->start_ns = ds_now_ns();
@@ -794,10 +913,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (r->waiting)
         live_cancel(r->h->srv->live, &r->w);
-    free(r->w.body);
-    ds_buf_free(&r->body);
-    free(r);
     *con_cls = NULL;
+    req_release(r); /* freed here unless the enqueuer still holds it */
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -845,6 +962,22 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, bool *l
     return 0;
 }
 
+/* Sends what is queued, then stops the enqueuer and closes its connection;
+ * later writes are answered 503. */
+static void enqueuer_stop(http_server *h)
+{
+    if (!h->enq_started)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->enq_stop = true;
+    pthread_cond_signal(&h->enq_cond);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->enq_thread, NULL);
+    h->enq_started = false;
+    bus_close(h->enq_bus);
+    h->enq_bus = NULL;
+}
+
 int http_start(ds_server *srv, http_server **out, ds_error *err)
 {
     struct sockaddr_storage ss;
@@ -861,6 +994,19 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
     h->srv = srv;
     h->lag_limit = 50000;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->enq_cond, NULL);
+    if (bus_open(&srv->bus, &h->enq_bus, err)) {
+        pthread_cond_destroy(&h->enq_cond);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return -DS_UNAVAILABLE;
+    }
+    if (pthread_create(&h->enq_thread, NULL, enqueuer_main, h) != 0) {
+        bus_close(h->enq_bus);
+        free(h);
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot start the enqueuer thread");
+    }
+    h->enq_started = true;
     http__load_static(h);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_ITC;
@@ -873,6 +1019,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         MHD_OPTION_END);
     if (!h->d) {
         int e = errno;
+        enqueuer_stop(h);
         http__free_static(h);
         free(h);
         return ds_fail(err, DS_UNAVAILABLE, "listen", "cannot listen on %s: %s", srv->o.listen,
@@ -889,6 +1036,8 @@ void http_quiesce(http_server *h)
         if (s != MHD_INVALID_SOCKET)
             close(s);
     }
+    if (h)
+        enqueuer_stop(h); /* what was accepted reaches Redis before the writer stops */
 }
 
 void http_stop(http_server *h)
@@ -896,6 +1045,8 @@ void http_stop(http_server *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
+    enqueuer_stop(h); /* (if http_quiesce did not) */
+    pthread_cond_destroy(&h->enq_cond);
     while (h->res) {
         thread_res *r = h->res;
         h->res = r->next;

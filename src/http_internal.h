@@ -43,6 +43,12 @@ struct http_server {
     size_t lag_limit;
     static_file files[8];
     int nfiles;
+    /* the enqueuer: every write's XADD, pipelined on one connection */
+    pthread_t enq_thread;
+    bool enq_started, enq_stop;
+    ds_bus *enq_bus;
+    pthread_cond_t enq_cond;
+    struct xadd_job *enq_head, *enq_tail;
 };
 
 typedef struct req req;
@@ -66,6 +72,7 @@ struct req {
     char key[600];
     /* suspended: waiting for an outcome or for events */
     live_waiter w;
+    int refs; /* MHD's, plus one while the enqueuer holds the request */
     bool waiting, queued_only, has_deferred;
     ds_error deferred;
     int64_t since, deadline_ns;
