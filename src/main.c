@@ -70,7 +70,7 @@ static const char usage_serve[] =
     "  --wait-ms N         how long a write waits for its outcome before answering\n"
     "                      202 queued (default 10000)\n"
     "  --batch N           commands per writer transaction (default 512)\n"
-    "  --threads N         HTTP threads (default 8; each waits for its XADD)\n"
+    "  --threads N         HTTP threads (default 8; reads of the database block one)\n"
     "  --body-max BYTES    largest request body (default 1048576)\n"
     "  --web-dir DIR       where web/ and node_modules/ are, for /openapi.json and\n"
     "                      /docs (default: the source tree of this binary)\n"

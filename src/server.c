@@ -31,7 +31,7 @@ void server_opts_default(server_opts *o)
     o->demo_facts = DEMO_DEFAULT_FACTS;
     o->wait_ms = 10000;
     o->batch_max = 512;
-    o->http_threads = 8; /* they block on Redis round trips (XADD waits for its fsync) */
+    o->http_threads = 8; /* a read blocks one while DuckDB answers it */
     o->body_max = 1 << 20;
     o->json_depth = 32;
     o->max_timeout_s = 60;
