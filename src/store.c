@@ -275,11 +275,13 @@ int store__scalar_i128(duckdb_result *res, ds_i128 *out, ds_error *err)
  * write-ahead log and the checkpoints, which measured a third more edits
  * per second end to end. */
 
-char *store__pack_body(const char *body, size_t len, size_t *out_len)
+char *store__pack_body(ds_store *s, const char *body, size_t len, size_t *out_len)
 {
+    if (!s->zctx && !(s->zctx = ZSTD_createCCtx())) /* one context: ZSTD_compress makes one */
+        return NULL;                                /* per call (a large zeroed allocation) */
     size_t cap = ZSTD_compressBound(len);
     char *z = xmalloc(cap);
-    size_t n = ZSTD_compress(z, cap, body, len, 1);
+    size_t n = ZSTD_compressCCtx(s->zctx, z, cap, body, len, 1);
     if (ZSTD_isError(n)) { /* cannot happen with a bound-sized buffer */
         free(z);
         return NULL;
@@ -758,6 +760,7 @@ void store_close(ds_store *s)
         slot_free(s->slots[i]);
     free(s->slots);
     duckdb_destroy_prepare(&s->seq_update);
+    ZSTD_freeCCtx(s->zctx);
     if (s->con)
         duckdb_disconnect(&s->con);
     duckdb_close(&s->db);

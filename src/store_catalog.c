@@ -548,16 +548,23 @@ void store_request_add(ds_store *s, const char *model, const char *user, const c
         s->requests_alloc = s->requests_alloc ? 2 * s->requests_alloc : 64;
         s->requests = xrealloc(s->requests, s->requests_alloc * sizeof *s->requests);
     }
-    s->requests[s->nrequests++] = (pending_request){
+    pending_request *p = &s->requests[s->nrequests++];
+    *p = (pending_request){
         .model_id = slot ? store__current(slot)->id : -1,
         .user = xstrdup(user ? user : ""),
         .rid = xstrdup(rid ? rid : ""),
         .hash = xstrdup(hash ? hash : ""),
-        .zbody = store__pack_body(body, len, &zlen),
+        .zbody = store__pack_body(s, body, len, &zlen),
         .zlen = zlen,
+        .plain = false,
         .seq = seq,
         .code = code,
     };
+    if (!p->zbody) { /* cannot compress: keep it as it is */
+        p->zbody = xstrndup(body, len);
+        p->zlen = len;
+        p->plain = true;
+    }
 }
 
 void store__drop_requests(ds_store *s)
@@ -594,9 +601,15 @@ int store__flush_requests(ds_store *s, ds_error *err)
         else
             duckdb_append_null(ap);
         duckdb_append_int32(ap, p->code);
-        duckdb_append_null(ap); /* body: older files only */
+        if (p->plain) /* body: older files, or when compression failed */
+            duckdb_append_varchar_length(ap, p->zbody, p->zlen);
+        else
+            duckdb_append_null(ap);
         duckdb_append_timestamp(ap, now);
-        duckdb_append_blob(ap, p->zbody, p->zlen);
+        if (p->plain)
+            duckdb_append_null(ap);
+        else
+            duckdb_append_blob(ap, p->zbody, p->zlen);
         duckdb_appender_end_row(ap);
     }
     return store__appender_close(&ap, err);

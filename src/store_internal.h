@@ -102,8 +102,9 @@ typedef struct pending_export {
 typedef struct pending_request {
     int32_t model_id;
     char *user, *rid, *hash;
-    char *zbody; /* the body, compressed (store__pack_body) */
-    size_t zlen;
+    char *zbody; /* the body, compressed (store__pack_body), or plain when */
+    size_t zlen; /* compression failed (plain) */
+    bool plain;
     int64_t seq;
     int code;
 } pending_request;
@@ -126,6 +127,7 @@ struct ds_store {
     rowmap rows;
     rowmap stamps, keys;                  /* the fast path's UPDATE: rowid -> stamp, packed cell */
     duckdb_prepared_statement seq_update; /* ds_model's seq at a flush */
+    struct ZSTD_CCtx_s *zctx;             /* compresses ledger bodies */
 };
 
 struct ds_reader {
@@ -186,7 +188,7 @@ const char *store__rows_str(const row_iter *it, idx_t col, uint32_t *len);
 void store__rows_done(row_iter *it);
 
 /* Ledger bodies, stored zstd-compressed (store.c). */
-char *store__pack_body(const char *body, size_t len, size_t *out_len);
+char *store__pack_body(ds_store *s, const char *body, size_t len, size_t *out_len);
 char *store__unpack_body(const char *z, size_t len, size_t *out_len);
 /* The body of a ds_request row from its columns body (col) and zbody
  * (col + 1): malloc'd, or NULL when the stored bytes are damaged. */
