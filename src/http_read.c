@@ -302,7 +302,7 @@ static int parse_definition(const json_val *body, ds_model **out, ds_error *err)
             size_t sl;
             bool exact;
             const char *t = json_num(sc, &sl, &exact);
-            ds_i128 v;
+            ds_i128 v = 0;
             if (json_kind_of(sc) != JSON_NUMBER || dec_parse(t, sl, DEC_JSON, 0, 18, &v))
                 rc = ds_fail(err, DS_INVALID_VALUE, "scale", "'scale' is 0 to 18");
             scale = (int64_t)v;
