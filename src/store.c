@@ -767,6 +767,8 @@ void store_close(ds_store *s)
     store__rowmap_free(&s->rows);
     store__rowmap_free(&s->stamps);
     store__rowmap_free(&s->keys);
+    store__drop_requests(s);
+    free(s->requests);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
