@@ -151,6 +151,8 @@ enum MHD_Result http__reply(req *r, int status, const char *type, const char *bo
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->retry_after)
         MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    if (r->close)
+        MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     finish_metrics(r, status);
@@ -170,7 +172,7 @@ enum MHD_Result http__error(req *r, const ds_error *e)
     ds_buf_init(&b, 1 << 20);
     jw_init(&w, &b);
     request_put_error(&w, e);
-    if (e->code == DS_RATE_LIMITED)
+    if (e->code == DS_RATE_LIMITED && !r->retry_after)
         r->retry_after = "1";
     enum MHD_Result ret = http__json(r, http__status(e->code), &b);
     ds_buf_free(&b);
@@ -220,8 +222,9 @@ static bool same_secret(const char *a, const char *b)
     return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
 }
 
-/* A single-use ticket for browsers' SSE and WebSocket. */
-bool http__ticket_take(http_server *h, const char *t)
+/* A single-use ticket for browsers' SSE and WebSocket: it stands for the
+ * key that asked for it. */
+bool http__ticket_take(http_server *h, const char *t, ds_principal *who)
 {
     bool ok = false;
     int64_t now = ds_now_ns();
@@ -230,6 +233,7 @@ bool http__ticket_take(http_server *h, const char *t)
         ticket *k = &h->tickets[i];
         if (k->value[0] && k->expires_ns > now && same_secret(k->value, t)) {
             k->value[0] = '\0';
+            *who = k->who;
             ok = true;
         }
     }
@@ -237,7 +241,7 @@ bool http__ticket_take(http_server *h, const char *t)
     return ok;
 }
 
-void http__ticket_new(http_server *h, char *out, size_t cap)
+void http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap)
 {
     unsigned char raw[18];
     RAND_bytes(raw, sizeof raw);
@@ -247,30 +251,89 @@ void http__ticket_new(http_server *h, char *out, size_t cap)
     ticket *k = &h->tickets[h->next_ticket++ % HTTP_TICKETS];
     snprintf(k->value, sizeof k->value, "%s", out);
     k->expires_ns = ds_now_ns() + (int64_t)HTTP_TICKET_S * 1000000000;
+    k->who = *who;
     pthread_mutex_unlock(&h->lock);
 }
 
-/* 0 when the request may go on (sets r->user). */
+/* No keys yet and listening on loopback: everyone is an admin, named by
+ * X-User (a development convenience; other addresses refuse to start). */
+static bool open_mode(http_server *h)
+{
+    return h->loopback && keyring_count(h->srv->keys) == 0;
+}
+
+static int rate_limited(req *r, key_check kc, int retry, ds_error *err)
+{
+    snprintf(r->retry_buf, sizeof r->retry_buf, "%d", retry > 0 ? retry : 1);
+    r->retry_after = r->retry_buf;
+    if (kc == KEY_RATE)
+        return ds_fail(err, DS_RATE_LIMITED, "key",
+                       "this key is over its request rate (%g per second); retry in %d s",
+                       r->h->srv->o.key_rate, retry > 0 ? retry : 1);
+    return ds_fail(err, DS_RATE_LIMITED, "key",
+                   "this key has %d requests and subscriptions open, its limit; retry when one "
+                   "ends",
+                   r->h->srv->o.key_open);
+}
+
+/* 0 when the request may go on (sets r->who and r->user). Keys never
+ * appear in messages or logs. */
 static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err)
 {
-    const char *key = r->h->srv->o.api_key;
-    const char *xuser = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-User");
-    snprintf(r->user, sizeof r->user, "%s", !key && xuser && *xuser ? xuser : "api");
-    if (!key || public_route)
+    http_server *h = r->h;
+    memset(&r->who, 0, sizeof r->who);
+    if (public_route) {
+        snprintf(r->user, sizeof r->user, "anonymous");
         return 0;
+    }
+    if (open_mode(h)) {
+        const char *xuser = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-User");
+        snprintf(r->who.user, sizeof r->who.user, "%s", xuser && *xuser ? xuser : "api");
+        snprintf(r->user, sizeof r->user, "%s", r->who.user);
+        r->who.role = ROLE_ADMIN;
+        return 0;
+    }
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-API-Key");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
         given = auth + 7;
-    if (given && same_secret(given, key))
+    int retry = 0;
+    key_check kc = KEY_UNKNOWN;
+    if (given) {
+        kc = keyring_check(h->srv->keys, given, strlen(given), &r->who, &retry);
+    } else {
+        char tbuf[80];
+        const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
+        if (t && http__ticket_take(h, t, &r->who) && keyring_alive(h->srv->keys, r->who.id))
+            kc = keyring_admit(h->srv->keys, &r->who, &retry);
+    }
+    if (kc == KEY_OK) {
+        r->admitted = true;
+        snprintf(r->user, sizeof r->user, "%s", r->who.user);
         return 0;
-    char tbuf[80];
-    const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
-    if (t && http__ticket_take(r->h, t))
-        return 0;
+    }
+    if (kc != KEY_UNKNOWN)
+        return rate_limited(r, kc, retry, err);
+    memset(&r->who, 0, sizeof r->who);
     return ds_fail(err, DS_UNAUTHENTICATED, NULL,
-                   given ? "the API key is not valid"
-                         : "this endpoint needs an API key: Authorization: Bearer <key>");
+                   given ? "the API key is not valid (unknown or revoked)"
+                   : ticket_ok
+                       ? "this endpoint needs an API key (Authorization: Bearer <key>) or a "
+                         "ticket from POST /v1/tickets (?ticket=)"
+                       : "this endpoint needs an API key: Authorization: Bearer <key>");
+}
+
+int http__authorize(req *r, const char *model, ds_error *err)
+{
+    if (r->public_route)
+        return 0;
+    if (r->who.role < r->need)
+        return ds_fail(err, DS_FORBIDDEN, "role", "this needs the %s role; %s is %s",
+                       key_role_name(r->need), r->who.user, key_role_name(r->who.role));
+    if (model && model[0] && r->who.model[0] && strcmp(model, r->who.model) != 0)
+        return ds_fail(err, DS_FORBIDDEN, "model", "this key works on model '%s' only",
+                       r->who.model);
+    return 0;
 }
 
 /* ---- bodies --------------------------------------------------------------------------- */
@@ -289,10 +352,12 @@ int http__body(req *r, req_kind kind, json_val **root, ds_error *err)
                        "(Content-Type: application/json)");
     json_limits lim = {.max_bytes = r->h->srv->o.body_max,
                        .max_depth = r->h->srv->o.json_depth,
-                       .max_string = 64 * 1024};
+                       .max_string = r->h->srv->o.json_string_max};
     int rc = json_parse(r->body.data, r->body.len, &lim, root, err);
     if (rc == 0 && kind != (req_kind)-1)
         rc = request_check(*root, kind, err);
+    if (rc == 0)
+        rc = http__authorize(r, r->model, err);
     if (rc) {
         json_free(*root);
         *root = NULL;
@@ -378,6 +443,7 @@ static void make_request_id(char *out, size_t cap)
 typedef struct xadd_job {
     req *r;
     char model[DS_IDENT_MAX + 1], user[DS_IDENT_MAX + 1], rid[REQ_ID_MAX + 1], hash[65];
+    char scope_dim[DS_IDENT_MAX + 1], scope_member[DS_IDENT_MAX + 1]; /* the writer checks again */
     char *cmd;
     size_t cmd_len;
     bool wait;
@@ -472,7 +538,7 @@ static void *enqueuer_main(void *arg)
     http_server *h = arg;
     xadd_job **jobs = xmalloc_array(ENQ_BATCH, sizeof *jobs);
     bus_xadd *x = xmalloc_array(ENQ_BATCH, sizeof *x);
-    bus_field(*f)[4] = xmalloc_array(ENQ_BATCH, sizeof *f);
+    bus_field(*f)[6] = xmalloc_array(ENQ_BATCH, sizeof *f);
     for (;;) {
         pthread_mutex_lock(&h->lock);
         while (!h->enq_head && !h->enq_stop)
@@ -495,7 +561,10 @@ static void *enqueuer_main(void *arg)
             f[i][1] = (bus_field){"user", j->user, strlen(j->user)};
             f[i][2] = (bus_field){"hash", j->hash, strlen(j->hash)};
             f[i][3] = (bus_field){"cmd", j->cmd, j->cmd_len};
-            x[i] = (bus_xadd){.model = j->model, .fields = f[i], .nfields = 4};
+            f[i][4] = (bus_field){"scope_dim", j->scope_dim, strlen(j->scope_dim)};
+            f[i][5] = (bus_field){"scope_member", j->scope_member, strlen(j->scope_member)};
+            x[i] =
+                (bus_xadd){.model = j->model, .fields = f[i], .nfields = j->scope_dim[0] ? 6 : 4};
         }
         ds_error err;
         ds_fail(&err, DS_UNAVAILABLE, "redis", "Redis is not reachable");
@@ -536,6 +605,8 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     snprintf(j->user, sizeof j->user, "%s", r->user);
     snprintf(j->rid, sizeof j->rid, "%s", r->rid);
     snprintf(j->hash, sizeof j->hash, "%s", d->hash);
+    snprintf(j->scope_dim, sizeof j->scope_dim, "%s", r->who.scope_dim);
+    snprintf(j->scope_member, sizeof j->scope_member, "%s", r->who.scope_member);
     j->cmd = xstrndup(d->canonical, d->canonical_len);
     j->cmd_len = d->canonical_len;
     j->wait = d->wait;
@@ -556,9 +627,11 @@ static const ds_model *write_model(req *r, const json_val *root, req_kind kind, 
 {
     size_t len = 0;
     const char *t = request_table(root, &len);
-    if (kind == REQ_UPDATE_CELL)
+    if (kind == REQ_UPDATE_CELL) {
         snprintf(r->model, sizeof r->model, "%.*s", (int)(len < 256 ? len : 256), t ? t : "");
-    else if (t && (len != strlen(r->model) || memcmp(t, r->model, len) != 0)) {
+        if (http__authorize(r, r->model, err))
+            return NULL;
+    } else if (t && (len != strlen(r->model) || memcmp(t, r->model, len) != 0)) {
         ds_fail(err, DS_INVALID_VALUE, "table", "'table' names another model than the path");
         return NULL;
     }
@@ -592,6 +665,15 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
     ds_arena arena = {0};
     req_decoded d;
     int rc = m ? request_resolve(root, kind, m, path_dim, &arena, &d, &e) : -1;
+    int64_t max = r->h->srv->o.batch_writes_max;
+    if (rc == 0 && kind == REQ_BATCH && (int64_t)d.cmd.nwrites > max) {
+        rc = ds_fail(&e, DS_TOO_MANY_CELLS, "writes",
+                     "the batch has %zu writes; the limit is %" PRId64 " (--writes-max)",
+                     d.cmd.nwrites, max);
+        e.has_count = true;
+        e.count = (int64_t)d.cmd.nwrites;
+        e.limit = max;
+    }
     enum MHD_Result ret = rc ? http__error(r, &e) : enqueue(r, &d);
     ds_arena_free(&arena);
     store_model_release(r->h->srv->store, m);
@@ -634,6 +716,9 @@ enum MHD_Result http__changes(req *r, bool legacy)
             if (!t)
                 return http__fail(r, DS_MALFORMED, "table", "'table' is required");
             snprintf(r->model, sizeof r->model, "%s", t);
+            ds_error e;
+            if (http__authorize(r, r->model, &e))
+                return http__error(r, &e);
         }
         if (store_model_seq(r->h->srv->store, r->model) < 0) {
             ds_error e;
@@ -662,7 +747,10 @@ enum MHD_Result http__changes(req *r, bool legacy)
                  "): re-read what you show, then follow from seq %" PRId64,
                  r->since, oldest - 1, cur, cur);
         ret = http__error_raw(r, 410, "gone", msg, cur, oldest);
-    } else if (items.len || r->waiting || ds_now_ns() >= r->deadline_ns) {
+    } else if (r->waiting && !keyring_alive(r->h->srv->keys, r->who.id)) {
+        r->waiting = false;
+        ret = http__fail(r, DS_UNAUTHENTICATED, NULL, "the API key was revoked");
+    } else if (items.len || (r->waiting && r->w.timed_out) || ds_now_ns() >= r->deadline_ns) {
         r->waiting = false;
         ret = reply_updates(r, &items, next);
     } else {
@@ -677,6 +765,24 @@ enum MHD_Result http__changes(req *r, bool legacy)
 
 /* ---- server-sent events -------------------------------------------------------------- */
 
+/* Takes a subscriber place of r->model, or answers 429 (false). */
+static bool take_subscriber_place(req *r, enum MHD_Result *ret)
+{
+    int64_t count;
+    if (live_subscribe(r->h->srv->live, r->model, &count))
+        return true;
+    ds_error e;
+    ds_fail(&e, DS_RATE_LIMITED, "subscribers",
+            "table '%s' has %" PRId64 " live subscribers (SSE and WebSocket), the limit "
+            "(--subscribers-max); retry later",
+            r->model, count);
+    e.has_count = true;
+    e.count = count;
+    e.limit = r->h->srv->o.subscribers_max;
+    *ret = http__error(r, &e);
+    return false;
+}
+
 typedef struct sse_sub {
     http_server *h;
     struct MHD_Connection *conn;
@@ -686,6 +792,7 @@ typedef struct sse_sub {
     bool waiting, ended;
     ds_buf out; /* formatted, not yet handed to MHD */
     size_t off;
+    char key_id[KEY_ID_LEN + 1]; /* the stream ends when the key is revoked */
 } sse_sub;
 
 static void sse_wake(void *arg)
@@ -707,7 +814,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         int64_t next, cur, oldest;
         live_read lr = live_collect_sse(s->h->srv->live, s->model, s->cursor, 1 << 20, &s->out,
                                         &next, &cur, &oldest);
-        if (lr == LIVE_GONE || cur - s->cursor > (int64_t)s->h->lag_limit) {
+        if (!keyring_alive(s->h->srv->keys, s->key_id)) {
+            ds_buf_reset(&s->out);
+            ds_buf_puts(&s->out, "event: error\ndata: {\"error\":{\"code\":\"unauthenticated\","
+                                 "\"message\":\"the API key was revoked\"}}\n\n");
+            s->ended = true;
+        } else if (lr == LIVE_GONE || cur - s->cursor > (int64_t)s->h->lag_limit) {
             ds_buf_reset(&s->out);
             ds_buf_printf(
                 &s->out, "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n\n",
@@ -741,6 +853,7 @@ static void sse_free(void *cls)
     sse_sub *s = cls;
     live_cancel(s->h->srv->live, &s->w);
     live_sse_count(s->h->srv->live, -1);
+    live_unsubscribe(s->h->srv->live, s->model);
     ds_buf_free(&s->out);
     free(s);
 }
@@ -759,10 +872,14 @@ enum MHD_Result http__events(req *r)
     int64_t since = seq;
     if ((s || last) && !parse_int(s ? s : last, 0, INT64_MAX / 2, &since))
         return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+    enum MHD_Result refused;
+    if (!take_subscriber_place(r, &refused))
+        return refused;
     sse_sub *sub = xcalloc(1, sizeof *sub);
     sub->h = r->h;
     sub->conn = r->conn;
     snprintf(sub->model, sizeof sub->model, "%s", r->model);
+    snprintf(sub->key_id, sizeof sub->key_id, "%s", r->who.id);
     sub->cursor = since;
     sub->last_write_ns = ds_now_ns();
     ds_buf_init(&sub->out, (size_t)1 << 30);
@@ -786,11 +903,18 @@ typedef struct ws_handoff {
     http_server *h;
     char model[DS_IDENT_MAX + 1];
     int64_t since;
+    char key_id[KEY_ID_LEN + 1];
+    bool admitted;                         /* counted open against the key */
+    struct MHD_UpgradeResponseHandle *urh; /* set when upgraded */
 } ws_handoff;
 
 static void ws_done(void *arg)
 {
-    MHD_upgrade_action(arg, MHD_UPGRADE_ACTION_CLOSE);
+    ws_handoff *hand = arg;
+    if (hand->admitted)
+        keyring_close(hand->h->srv->keys, hand->key_id);
+    MHD_upgrade_action(hand->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(hand);
 }
 
 static void ws_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra_in,
@@ -798,12 +922,15 @@ static void ws_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, cons
                         struct MHD_UpgradeResponseHandle *urh)
 {
     (void)c;
-    (void)con_cls;
     (void)extra_in;
     (void)extra_in_size; /* a subscriber sends nothing before our first frame */
     ws_handoff *hand = cls;
-    live_ws_adopt(hand->h->srv->live, sock, hand->model, hand->since, ws_done, urh);
-    free(hand);
+    req *r = con_cls;
+    r->sub_handed = true; /* the live module gives the place back */
+    hand->admitted = r->admitted;
+    r->admitted = false; /* ws_done gives the key's open count back */
+    hand->urh = urh;
+    live_ws_adopt(hand->h->srv->live, sock, hand->model, hand->since, hand->key_id, ws_done, hand);
 }
 
 /* A header lists token (case-insensitively). */
@@ -834,6 +961,10 @@ enum MHD_Result http__ws(req *r)
     int64_t since = seq;
     if (s && !parse_int(s, 0, INT64_MAX / 2, &since))
         return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+    enum MHD_Result refused;
+    if (!take_subscriber_place(r, &refused))
+        return refused;
+    r->sub_held = true;
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
     char in[256];
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -846,6 +977,7 @@ enum MHD_Result http__ws(req *r)
     hand->h = r->h;
     snprintf(hand->model, sizeof hand->model, "%s", r->model);
     hand->since = since;
+    snprintf(hand->key_id, sizeof hand->key_id, "%s", r->who.id);
     struct MHD_Response *resp = MHD_create_response_for_upgrade(ws_upgraded, hand);
     MHD_add_response_header(resp, "Upgrade", "websocket");
     MHD_add_response_header(resp, "Connection", "Upgrade");
@@ -875,8 +1007,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->start_ns = ds_now_ns();
         ds_buf_init(&r->body, h->srv->o.body_max);
         *con_cls = r;
+        ds_error e;
+        if (http__framing_check(conn, &e)) { /* before any body byte is taken as one */
+            r->routed = r->close = true;
+            r->route_metric = metrics_route(&h->srv->metrics, "unknown");
+            return http__error(r, &e);
+        }
         return MHD_YES;
     }
+    if (r->replied) /* answered before its body arrived (framing) */
+        return MHD_YES;
     if (*upload_size) {
         ds_buf_append(&r->body, upload, *upload_size);
         r->too_large |= r->body.overflow;
@@ -885,6 +1025,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!r->routed) {
         r->routed = true;
+        http__guard_arm(h, conn, false); /* the request is in: no deadline while it is answered */
         int rc = http__route(r, url, method);
         ds_error e;
         if (rc && authenticate(r, r->public_route, false, &e)) /* 401 before 404 and 405 */
@@ -898,6 +1039,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return http__fail(r, DS_NOT_FOUND, "route", "no such route (see /openapi.json)");
         if (authenticate(r, r->public_route, r->ticket_ok, &e))
             return http__error(r, &e);
+        if (!r->body_route && http__authorize(r, r->model, &e))
+            return http__error(r, &e);
     }
     return r->handler(r);
 }
@@ -906,13 +1049,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
-    (void)toe;
     req *r = *con_cls;
     if (!r)
         return;
     if (r->waiting)
         live_cancel(r->h->srv->live, &r->w);
+    if (r->sub_held && !r->sub_handed)
+        live_unsubscribe(r->h->srv->live, r->model); /* the upgrade did not happen */
+    else if (!r->sub_handed && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        http__guard_arm(r->h, conn, true); /* keep-alive: the next request's clock */
     *con_cls = NULL;
     req_release(r); /* freed here unless the enqueuer still holds it */
 }
@@ -962,6 +1107,39 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, bool *l
     return 0;
 }
 
+/* Every 250 ms: re-reads DIR/keys when it changed; when a key was revoked,
+ * wakes long-polls and SSE subscribers and has the WebSocket loop check its
+ * connections, so what the key holds open closes within a second. */
+static void *keys_main(void *arg)
+{
+    http_server *h = arg;
+    while (!h->keys_stop) {
+        struct timespec t = {0, 250 * 1000 * 1000};
+        nanosleep(&t, NULL);
+        bool revoked = false;
+        keyring_refresh(h->srv->keys, &revoked);
+        if (revoked) {
+            log_info("keys: a key was revoked; closing what it holds open");
+            live_revoked(h->srv->live);
+        }
+    }
+    return NULL;
+}
+
+static bool key_alive(void *ctx, const char *id)
+{
+    return keyring_alive(ctx, id);
+}
+
+static void keys_watch_stop(http_server *h)
+{
+    if (!h->keys_started)
+        return;
+    h->keys_stop = true;
+    pthread_join(h->keys_thread, NULL);
+    h->keys_started = false;
+}
+
 /* Sends what is queued, then stops the enqueuer and closes its connection;
  * later writes are answered 503. */
 static void enqueuer_stop(http_server *h)
@@ -985,13 +1163,18 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
     int rc = parse_listen(srv->o.listen, &ss, &loopback, err);
     if (rc)
         return rc;
-    if (!loopback && !srv->o.api_key)
+    if (!loopback && keyring_count(srv->keys) == 0)
         return ds_fail(err, DS_FORBIDDEN, "listen",
-                       "refusing to listen on %s without an API key: give --api-key (or "
-                       "DS_API_KEY), or listen on 127.0.0.1",
-                       srv->o.listen);
+                       "refusing to listen on %s without API keys: create one with `duckspread "
+                       "keys create --data %s --user NAME --role admin`, or listen on 127.0.0.1",
+                       srv->o.listen, srv->o.data_dir);
+    if (loopback && keyring_count(srv->keys) == 0)
+        log_warn("keys: none in %s/keys: every request on %s is an admin (open mode, loopback "
+                 "only) until a key is created",
+                 srv->o.data_dir, srv->o.listen);
     http_server *h = xcalloc(1, sizeof *h);
     h->srv = srv;
+    h->loopback = loopback;
     h->lag_limit = 50000;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->enq_cond, NULL);
@@ -1007,19 +1190,26 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         return ds_fail(err, DS_INTERNAL, NULL, "cannot start the enqueuer thread");
     }
     h->enq_started = true;
+    live_set_auth(srv->live, key_alive, srv->keys);
+    h->keys_started = pthread_create(&h->keys_thread, NULL, keys_main, h) == 0;
     http__load_static(h);
+    h->guard = http__guard_new(srv->o.request_timeout_s);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(srv->o.http_threads > 0 ? srv->o.http_threads : 2),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(srv->o.idle_timeout_s > 0 ? srv->o.idle_timeout_s : 120),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+        http__guard_notify, h, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000, MHD_OPTION_END);
     if (!h->d) {
         int e = errno;
+        keys_watch_stop(h);
         enqueuer_stop(h);
+        http__guard_free(h->guard);
         http__free_static(h);
         free(h);
         return ds_fail(err, DS_UNAVAILABLE, "listen", "cannot listen on %s: %s", srv->o.listen,
@@ -1045,7 +1235,8 @@ void http_stop(http_server *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
-    enqueuer_stop(h); /* (if http_quiesce did not) */
+    http__guard_free(h->guard); /* every connection is closed */
+    enqueuer_stop(h);           /* (if http_quiesce did not) */
     pthread_cond_destroy(&h->enq_cond);
     while (h->res) {
         thread_res *r = h->res;

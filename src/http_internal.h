@@ -10,6 +10,7 @@
 
 #include "http.h"
 #include "json.h"
+#include "keys.h"
 #include "live.h"
 #include "request.h"
 
@@ -24,7 +25,10 @@ typedef struct thread_res {
 typedef struct ticket {
     char value[48];
     int64_t expires_ns;
+    ds_principal who; /* whose key asked for it */
 } ticket;
+
+typedef struct http_guard http_guard; /* slow clients (http_guard.c) */
 
 typedef struct static_file {
     const char *path; /* URL */
@@ -49,6 +53,13 @@ struct http_server {
     ds_bus *enq_bus;
     pthread_cond_t enq_cond;
     struct xadd_job *enq_head, *enq_tail;
+    http_guard *guard;
+    /* keys: open mode on loopback while there are none; the watcher
+       re-reads DIR/keys and closes what a revoked key holds open */
+    bool loopback;
+    pthread_t keys_thread;
+    bool keys_started;
+    volatile bool keys_stop;
 };
 
 typedef struct req req;
@@ -60,6 +71,12 @@ struct req {
     int64_t start_ns;
     ds_buf body;
     bool too_large, routed, replied, public_route, ticket_ok;
+    bool close; /* the answer closes the connection (its framing was refused) */
+    bool body_route; /* its role is checked after the body (DESIGN section 4's order) */
+    key_role need;   /* the role the route needs */
+    ds_principal who;
+    bool admitted; /* counted open against who's key (released when completed) */
+    char retry_buf[16];
     handler_fn handler;
     int route_metric;
     const char *allow, *retry_after;
@@ -74,6 +91,9 @@ struct req {
     live_waiter w;
     int refs; /* MHD's, plus one while the enqueuer holds the request */
     bool waiting, queued_only, has_deferred;
+    /* a WebSocket's subscriber place: taken at the handshake, handed to
+       the live module at the upgrade (else given back at completion) */
+    bool sub_held, sub_handed;
     ds_error deferred;
     int64_t since, deadline_ns;
 };
@@ -89,13 +109,31 @@ enum MHD_Result http__error_raw(req *r, int status, const char *code, const char
                                 int64_t oldest);
 enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char *msg);
 int http__body(req *r, req_kind kind, json_val **root, ds_error *err);
-bool http__ticket_take(http_server *h, const char *t);
-void http__ticket_new(http_server *h, char *out, size_t cap);
+bool http__ticket_take(http_server *h, const char *t, ds_principal *who);
+void http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap);
+/* 403 forbidden unless the request's principal has the route's role and
+ * (when model is given and the key is limited to one) that model. */
+int http__authorize(req *r, const char *model, ds_error *err);
 
 enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim);
 enum MHD_Result http__changes(req *r, bool legacy);
 enum MHD_Result http__events(req *r);
 enum MHD_Result http__ws(req *r);
+
+/* Slow clients: a reaper closes connections that do not deliver a whole
+ * request within the request timeout (http_guard.c). */
+http_guard *http__guard_new(int timeout_s);
+void http__guard_free(http_guard *g);
+/* MHD_OPTION_NOTIFY_CONNECTION (cls: the http_server). */
+void http__guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe);
+/* Starts (armed) or stops the connection's clock for its next request. */
+void http__guard_arm(http_server *h, struct MHD_Connection *conn, bool armed);
+/* 400 malformed when the request's headers frame its body ambiguously
+ * (request smuggling): Content-Length twice with different values,
+ * Transfer-Encoding with Content-Length, twice, or other than chunked, a
+ * header name with whitespace, a NUL byte in a header. */
+int http__framing_check(struct MHD_Connection *conn, ds_error *err);
 
 /* Picks the handler for method + url (fills r->model etc.): 0, 404 or 405. */
 int http__route(req *r, const char *url, const char *method);

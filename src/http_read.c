@@ -87,7 +87,7 @@ static enum MHD_Result h_static(req *r)
 static enum MHD_Result h_ticket(req *r)
 {
     char t[48];
-    http__ticket_new(r->h, t, sizeof t);
+    http__ticket_new(r->h, &r->who, t, sizeof t);
     ds_buf b;
     ds_buf_init(&b, 4096);
     ds_buf_printf(&b, "{\"ticket\":\"%s\",\"expires_in\":%d}", t, HTTP_TICKET_S);
@@ -122,6 +122,10 @@ static enum MHD_Result h_models(req *r)
     jw_key(&w, "models");
     jw_arr(&w);
     for (size_t i = 0; i < n; i++) {
+        if (r->who.model[0] && strcmp(r->who.model, names[i]) != 0) { /* a key for one model */
+            free(names[i]);
+            continue;
+        }
         jw_obj(&w);
         jw_key(&w, "name");
         jw_str(&w, names[i]);
@@ -328,6 +332,8 @@ static enum MHD_Result h_model_create(req *r)
     ds_model *def = NULL;
     int rc = parse_definition(root, &def, &e);
     json_free(root);
+    if (rc == 0)
+        rc = http__authorize(r, def->name, &e);
     if (rc == 0)
         rc = writer_create_model(r->h->srv->writer, def, &e);
     if (rc) {
@@ -620,6 +626,15 @@ static enum MHD_Result h_grid(req *r)
     ds_i128 *v = NULL;
     int64_t seq;
     int rc = grid_spec(m, root, &g, &rows, &cols, &e);
+    int64_t cells = (int64_t)g.nrows * (int64_t)g.ncols, max = r->h->srv->o.cells_max;
+    if (rc == 0 && cells > max) {
+        rc = ds_fail(&e, DS_TOO_MANY_CELLS, "grid",
+                     "the grid has %" PRId64 " cells; the limit is %" PRId64 " (--cells-max)",
+                     cells, max);
+        e.has_count = true;
+        e.count = cells;
+        e.limit = max;
+    }
     if (rc == 0) {
         v = xmalloc_array(g.nrows * g.ncols, sizeof *v);
         rc = store_read_grid(http__res(r->h)->reader, m, &g, v, &seq, &e);
@@ -806,33 +821,37 @@ typedef struct route {
     handler_fn fn;
     const char *metric;
     bool public_route, ticket_ok;
+    key_role need;
+    bool body; /* the role is checked after the body */
 } route;
 
 static const route routes[] = {
-    {"GET", "/health", h_health, "health", true, false},
-    {"GET", "/ready", h_ready, "ready", false, false},
-    {"GET", "/metrics", h_metrics, "metrics", false, false},
-    {"GET", "/openapi.json", h_static, "static", true, false},
-    {"GET", "/docs", h_static, "static", true, false},
-    {"GET", "/docs/*", h_static, "static", true, false},
-    {"POST", "/update_cell", h_update_cell, "update_cell", false, false},
-    {"GET", "/get_updates", h_get_updates, "get_updates", false, false},
-    {"GET", "/v1/models", h_models, "models", false, false},
-    {"POST", "/v1/models", h_model_create, "models_create", false, false},
-    {"GET", "/v1/models/{m}", h_model, "model", false, false},
-    {"DELETE", "/v1/models/{m}", h_model_drop, "model_delete", false, false},
-    {"GET", "/v1/models/{m}/dimensions/{d}/members", h_members, "members", false, false},
-    {"POST", "/v1/models/{m}/dimensions/{d}/members", h_member_op, "member_op", false, false},
-    {"GET", "/v1/models/{m}/cell", h_cell, "cell", false, false},
-    {"POST", "/v1/models/{m}/grid", h_grid, "grid", false, false},
-    {"GET", "/v1/models/{m}/views", h_views, "views", false, false},
-    {"GET", "/v1/models/{m}/views/{v}", h_view, "view", false, false},
-    {"POST", "/v1/models/{m}/cells", h_cells, "cells", false, false},
-    {"POST", "/v1/models/{m}/cells:batch", h_batch, "cells_batch", false, false},
-    {"GET", "/v1/models/{m}/changes", h_changes, "changes", false, false},
-    {"GET", "/v1/models/{m}/events", http__events, "events", false, true},
-    {"GET", "/v1/models/{m}/ws", http__ws, "ws", false, true},
-    {"POST", "/v1/tickets", h_ticket, "tickets", false, false},
+    {"GET", "/health", h_health, "health", true, false, ROLE_NONE, false},
+    {"GET", "/ready", h_ready, "ready", false, false, ROLE_VIEWER, false},
+    {"GET", "/metrics", h_metrics, "metrics", false, false, ROLE_VIEWER, false},
+    {"GET", "/openapi.json", h_static, "static", true, false, ROLE_NONE, false},
+    {"GET", "/docs", h_static, "static", true, false, ROLE_NONE, false},
+    {"GET", "/docs/*", h_static, "static", true, false, ROLE_NONE, false},
+    {"POST", "/update_cell", h_update_cell, "update_cell", false, false, ROLE_EDITOR, true},
+    {"GET", "/get_updates", h_get_updates, "get_updates", false, false, ROLE_VIEWER, false},
+    {"GET", "/v1/models", h_models, "models", false, false, ROLE_VIEWER, false},
+    {"POST", "/v1/models", h_model_create, "models_create", false, false, ROLE_ADMIN, true},
+    {"GET", "/v1/models/{m}", h_model, "model", false, false, ROLE_VIEWER, false},
+    {"DELETE", "/v1/models/{m}", h_model_drop, "model_delete", false, false, ROLE_ADMIN, false},
+    {"GET", "/v1/models/{m}/dimensions/{d}/members", h_members, "members", false, false,
+     ROLE_VIEWER, false},
+    {"POST", "/v1/models/{m}/dimensions/{d}/members", h_member_op, "member_op", false, false,
+     ROLE_ADMIN, true},
+    {"GET", "/v1/models/{m}/cell", h_cell, "cell", false, false, ROLE_VIEWER, false},
+    {"POST", "/v1/models/{m}/grid", h_grid, "grid", false, false, ROLE_VIEWER, true},
+    {"GET", "/v1/models/{m}/views", h_views, "views", false, false, ROLE_VIEWER, false},
+    {"GET", "/v1/models/{m}/views/{v}", h_view, "view", false, false, ROLE_VIEWER, false},
+    {"POST", "/v1/models/{m}/cells", h_cells, "cells", false, false, ROLE_EDITOR, true},
+    {"POST", "/v1/models/{m}/cells:batch", h_batch, "cells_batch", false, false, ROLE_EDITOR, true},
+    {"GET", "/v1/models/{m}/changes", h_changes, "changes", false, false, ROLE_VIEWER, false},
+    {"GET", "/v1/models/{m}/events", http__events, "events", false, true, ROLE_VIEWER, false},
+    {"GET", "/v1/models/{m}/ws", http__ws, "ws", false, true, ROLE_VIEWER, false},
+    {"POST", "/v1/tickets", h_ticket, "tickets", false, false, ROLE_VIEWER, false},
 };
 
 /* Matches url against a pattern; captures go to r. */
@@ -887,6 +906,8 @@ int http__route(req *r, const char *url, const char *method)
         r->handler = routes[i].fn;
         r->public_route = routes[i].public_route;
         r->ticket_ok = routes[i].ticket_ok;
+        r->need = routes[i].need;
+        r->body_route = routes[i].body;
         r->route_metric = metrics_route(&r->h->srv->metrics, routes[i].metric);
         return 0;
     }

@@ -29,6 +29,7 @@ typedef struct feed {
     event *ring; /* circular: ring[(start + i) % cap], i < count */
     size_t cap, start, count, bytes;
     live_waiter *waiters; /* waiting for events */
+    int64_t subscribers;  /* SSE and WebSocket places taken (live_subscribe) */
 } feed;
 
 typedef struct ws_conn ws_conn;
@@ -50,6 +51,10 @@ struct ds_live {
     ws_conn *conns;
     int64_t nws;
     ws_conn *adopted; /* handed over, not yet in the loop */
+    /* credentials: the WebSocket loop re-checks its connections' keys */
+    bool (*alive)(void *ctx, const char *key_id);
+    void *alive_ctx;
+    bool auth_check;
 };
 
 void live_opts_default(live_opts *o)
@@ -59,6 +64,7 @@ void live_opts_default(live_opts *o)
     o->max_lag = 50000;
     o->max_ws_bytes = (size_t)16 << 20;
     o->ping_ms = 15000;
+    o->max_subscribers = 0;
 }
 
 /* ---- feeds -------------------------------------------------------------- */
@@ -450,6 +456,27 @@ void live_sse_count(ds_live *l, int delta)
     pthread_mutex_unlock(&l->lock);
 }
 
+bool live_subscribe(ds_live *l, const char *model, int64_t *count)
+{
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, true);
+    bool ok = l->o.max_subscribers <= 0 || f->subscribers < l->o.max_subscribers;
+    if (ok)
+        f->subscribers++;
+    *count = f->subscribers;
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+void live_unsubscribe(ds_live *l, const char *model)
+{
+    pthread_mutex_lock(&l->lock);
+    feed *f = find_feed(l, model, false);
+    if (f && f->subscribers > 0)
+        f->subscribers--;
+    pthread_mutex_unlock(&l->lock);
+}
+
 void live_get_stats(ds_live *l, live_stats *s)
 {
     pthread_mutex_lock(&l->lock);
@@ -473,6 +500,7 @@ struct ws_conn {
     void (*done)(void *);
     void *done_arg;
     bool closing;
+    char key_id[16]; /* the API key it was opened with ("" in open mode) */
 };
 
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
@@ -567,6 +595,7 @@ static void ws_free(ds_live *l, ws_conn *c)
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     wslay_event_context_free(c->ctx);
     c->done(c->done_arg);
+    live_unsubscribe(l, c->model);
     free(c->model);
     free(c);
     pthread_mutex_lock(&l->lock);
@@ -592,8 +621,14 @@ static void ws_take_adopted(ds_live *l)
 /* One pass over every connection: queue new events, send, drop the dead. */
 static void ws_service(ds_live *l, int64_t now)
 {
+    pthread_mutex_lock(&l->lock);
+    bool check = l->auth_check && l->alive;
+    l->auth_check = false;
+    pthread_mutex_unlock(&l->lock);
     for (ws_conn **pp = &l->conns; *pp;) {
         ws_conn *c = *pp;
+        if (check && !l->alive(l->alive_ctx, c->key_id))
+            ws_close(c, 1008, "the API key was revoked");
         ws_feed(l, c);
         if (now - c->last_ping_ns > (int64_t)l->o.ping_ms * 1000000) {
             struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
@@ -649,8 +684,8 @@ static void *ws_main(void *arg)
     }
 }
 
-void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, void (*done)(void *),
-                   void *arg)
+void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, const char *key_id,
+                   void (*done)(void *), void *arg)
 {
     static const struct wslay_event_callbacks cbs = {ws_recv, ws_send, NULL,     NULL,
                                                      NULL,    NULL,    ws_on_msg};
@@ -664,6 +699,7 @@ void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, void (*
     c->cursor = since;
     c->done = done;
     c->done_arg = arg;
+    snprintf(c->key_id, sizeof c->key_id, "%s", key_id);
     c->last_ping_ns = ds_now_ns();
     wslay_event_context_server_init(&c->ctx, &cbs, c);
     wslay_event_config_set_max_recv_msg_length(c->ctx, 4096);
@@ -672,6 +708,37 @@ void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, void (*
     l->adopted = c;
     l->nws++;
     pthread_mutex_unlock(&l->lock);
+    wake_ws_loop(l);
+}
+
+void live_set_auth(ds_live *l, bool (*alive)(void *ctx, const char *key_id), void *ctx)
+{
+    pthread_mutex_lock(&l->lock);
+    l->alive = alive;
+    l->alive_ctx = ctx;
+    pthread_mutex_unlock(&l->lock);
+}
+
+void live_revoked(ds_live *l)
+{
+    wake_list wl = {.n = 0};
+    pthread_mutex_lock(&l->lock);
+    l->auth_check = true;
+    for (;;) {
+        bool full = false;
+        for (size_t i = 0; i < l->nfeeds && !full; i++)
+            while (l->feeds[i]->waiters && !full) {
+                l->waiting--;
+                full = queue_wake(&wl, &l->feeds[i]->waiters, l->feeds[i]->waiters);
+            }
+        if (!full)
+            break;
+        pthread_mutex_unlock(&l->lock);
+        flush_wakes(&wl);
+        pthread_mutex_lock(&l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
+    flush_wakes(&wl);
     wake_ws_loop(l);
 }
 

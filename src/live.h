@@ -21,11 +21,12 @@
 typedef struct ds_live ds_live;
 
 typedef struct live_opts {
-    size_t ring_events;  /* events kept per model (default 100,000) */
-    size_t ring_bytes;   /* and at most this many bytes of them (default 256 MiB) */
-    size_t max_lag;      /* events a subscriber may be behind before it is cut off */
-    size_t max_ws_bytes; /* bytes queued to one WebSocket before it is cut off */
-    int ping_ms;         /* keep-alive period of SSE and WebSocket */
+    size_t ring_events;      /* events kept per model (default 100,000) */
+    size_t ring_bytes;       /* and at most this many bytes of them (default 256 MiB) */
+    size_t max_lag;          /* events a subscriber may be behind before it is cut off */
+    size_t max_ws_bytes;     /* bytes queued to one WebSocket before it is cut off */
+    int ping_ms;             /* keep-alive period of SSE and WebSocket */
+    int64_t max_subscribers; /* SSE + WebSocket subscribers of one model (0: no limit) */
 } live_opts;
 
 void live_opts_default(live_opts *o);
@@ -101,9 +102,19 @@ bool live_expected(ds_live *l, const char *key);
 /* Takes over an upgraded connection: sends the model's events with
  * seq > since, then every new one, until the client closes or falls
  * behind. done(arg) is called once the socket is no longer used (the HTTP
- * layer then releases it). */
-void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, void (*done)(void *),
-                   void *arg);
+ * layer then releases it). The caller holds a live_subscribe() place for
+ * the model; the connection gives it back when it ends. */
+void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, const char *key_id,
+                   void (*done)(void *), void *arg);
+
+/* ---- credentials ------------------------------------------------------------ */
+
+/* How the feed asks whether an API key (by id) is still valid. */
+void live_set_auth(ds_live *l, bool (*alive)(void *ctx, const char *key_id), void *ctx);
+/* A key was revoked: wakes every waiter for events early (its owner
+ * re-checks its key and waits again; timed_out stays false) and has the
+ * WebSocket loop close the connections of keys no longer alive. */
+void live_revoked(ds_live *l);
 
 typedef struct live_stats {
     int64_t sse, ws, waiting; /* current subscribers and waiters */
@@ -112,5 +123,12 @@ typedef struct live_stats {
 void live_get_stats(ds_live *l, live_stats *s);
 /* Counts SSE subscribers (the HTTP layer runs them). */
 void live_sse_count(ds_live *l, int delta);
+
+/* Takes one of the model's subscriber places (SSE or WebSocket): false
+ * when all max_subscribers are taken; *count is then how many there are.
+ * Every true is paired with one live_unsubscribe() (a WebSocket handed to
+ * live_ws_adopt() gives its place back itself when it ends). */
+bool live_subscribe(ds_live *l, const char *model, int64_t *count);
+void live_unsubscribe(ds_live *l, const char *model);
 
 #endif

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "decimal.h"
 #include "demo.h"
 #include "server.h"
@@ -25,6 +26,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  serve     run the server: HTTP API, Redis queue, single writer, live feed\n"
+    "  keys      create, list and revoke API keys (roles viewer, editor, admin)\n"
     "  demo      load the demo model 'sales' into a data directory and print totals\n"
     "  version   print the version\n"
     "  help      print this help\n"
@@ -56,22 +58,55 @@ static const char usage_serve[] =
     "\n"
     "  --data DIR          data directory (required; created if missing)\n"
     "  --listen HOST:PORT  address to serve on (default 127.0.0.1:8080); anything\n"
-    "                      but loopback needs --api-key\n"
-    "  --redis URL         redis://[user:password@]host:port or unix:///path; also\n"
-    "                      REDIS_URL. Without either a private redis-server is\n"
-    "                      started on a unix socket under DIR/redis and stopped with\n"
-    "                      the server.\n"
+    "                      but loopback needs an API key (duckspread keys create)\n"
+    "  --redis URL         redis://[user:password@]host[:port], rediss://... (TLS)\n"
+    "                      or unix:///path; also REDIS_URL (keeps a password out of\n"
+    "                      the process list). Without either a private redis-server\n"
+    "                      is started on a unix socket under DIR/redis and stopped\n"
+    "                      with the server. At start an external Redis is checked:\n"
+    "                      credentials, certificate, and the ACL for every command\n"
+    "                      on every model's keys.\n"
+    "  --redis-ca FILE     rediss://: the CA certificate(s) to trust for Redis (PEM\n"
+    "                      file or hashed directory; default the system's); also\n"
+    "                      DS_REDIS_CA\n"
+    "  --redis-cert FILE   rediss://: client certificate (PEM) for a Redis with\n"
+    "  --redis-key FILE    tls-auth-clients, and its unencrypted key; also\n"
+    "                      DS_REDIS_CERT, DS_REDIS_KEY\n"
+    "  --redis-server-name NAME\n"
+    "                      the name Redis's certificate must carry, also sent as SNI\n"
+    "                      (default: the URL's host); also DS_REDIS_SERVER_NAME\n"
     "  --redis-fsync MODE  appendfsync of the private redis-server: always (default)\n"
     "                      or everysec\n"
     "  --demo              load the demo model 'sales' if it is absent\n"
     "  --scale N           facts of the demo (default 1000000)\n"
-    "  --api-key KEY       require this key (Authorization: Bearer KEY or X-API-Key);\n"
-    "                      also DS_API_KEY\n"
+    "  --api-key KEY       an extra admin key named 'api', besides DIR/keys; also\n"
+    "                      DS_API_KEY. Keys go in Authorization: Bearer KEY (or\n"
+    "                      X-API-Key). With no key at all the server serves\n"
+    "                      loopback only, and every request is an admin.\n"
+    "  --key-rate N        requests per second one API key may send (default 5000;\n"
+    "                      0 = no limit; beyond, 429 rate_limited with Retry-After)\n"
+    "  --key-open N        requests and event streams one API key may hold open at\n"
+    "                      once (default 1000; 0 = no limit; beyond, 429)\n"
     "  --wait-ms N         how long a write waits for its outcome before answering\n"
     "                      202 queued (default 10000)\n"
     "  --batch N           commands per writer transaction (default 512)\n"
     "  --threads N         HTTP threads (default 8; reads of the database block one)\n"
-    "  --body-max BYTES    largest request body (default 1048576)\n"
+    "  --body-max BYTES    largest request body (default 1048576; 413 too_large)\n"
+    "  --json-depth N      deepest nesting of arrays and objects in a body (default\n"
+    "                      32; 400 malformed)\n"
+    "  --string-max BYTES  longest string or key in a body (default 65536; 413\n"
+    "                      too_large)\n"
+    "  --writes-max N      writes in one cells:batch request (default 1000; 422\n"
+    "                      too_many_cells with count and limit)\n"
+    "  --cells-max N       cells one spread may create (equal, repeat) and cells one\n"
+    "                      grid may read (default 1000000; 422 too_many_cells)\n"
+    "  --subscribers-max N SSE and WebSocket subscribers of one model (default\n"
+    "                      10000; beyond, 429 rate_limited with Retry-After)\n"
+    "  --request-timeout S a request's headers and body must arrive within S\n"
+    "                      seconds of the connection opening or of the previous\n"
+    "                      answer, else the connection is closed (default 30)\n"
+    "  --idle-timeout S    a connection silent for S seconds is closed (default\n"
+    "                      120; event streams send a ping every 15 s)\n"
     "  --web-dir DIR       where web/ and node_modules/ are, for /openapi.json and\n"
     "                      /docs (default: the source tree of this binary)\n"
     "  --bench-baseline    for benchmarks only: the original design's write path,\n"
@@ -110,26 +145,104 @@ static bool parse_count(const char *s, long long lo, long long hi, long long *ou
     return true;
 }
 
+/* getopt values of the long-only serve options (above any character) */
+enum {
+    OPT_JSON_DEPTH = 256,
+    OPT_STRING_MAX,
+    OPT_WRITES_MAX,
+    OPT_CELLS_MAX,
+    OPT_SUBSCRIBERS_MAX,
+    OPT_REQUEST_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+};
+
+/* The request limits of serve: false when c is none of them, else *ok
+ * says whether arg is in range. */
+static bool serve_limit(server_opts *o, int c, const char *arg, bool *ok)
+{
+    long long v = 0;
+    switch (c) {
+    case OPT_JSON_DEPTH:
+        *ok = parse_count(arg, 1, 1000, &v);
+        o->json_depth = (int)v;
+        return true;
+    case OPT_STRING_MAX:
+        *ok = parse_count(arg, 16, 1LL << 30, &v);
+        o->json_string_max = (size_t)v;
+        return true;
+    case OPT_WRITES_MAX:
+        *ok = parse_count(arg, 1, 1000000, &v);
+        o->batch_writes_max = (int)v;
+        return true;
+    case OPT_CELLS_MAX:
+        *ok = parse_count(arg, 1, 1000000000, &v);
+        o->cells_max = v;
+        return true;
+    case OPT_SUBSCRIBERS_MAX:
+        *ok = parse_count(arg, 1, 1000000, &v);
+        o->subscribers_max = (int)v;
+        return true;
+    case OPT_REQUEST_TIMEOUT:
+        *ok = parse_count(arg, 1, 3600, &v);
+        o->request_timeout_s = (int)v;
+        return true;
+    case OPT_IDLE_TIMEOUT:
+        *ok = parse_count(arg, 1, 86400, &v);
+        o->idle_timeout_s = (int)v;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* getopt values of the Redis TLS options of serve */
+enum { OPT_REDIS_CA = 512, OPT_REDIS_CERT, OPT_REDIS_KEY, OPT_REDIS_SERVER_NAME };
+
+/* The variable's value, or NULL when unset or empty. */
+static const char *env_value(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"listen", required_argument, NULL, 'l'},
-                                         {"redis", required_argument, NULL, 'r'},
-                                         {"redis-fsync", required_argument, NULL, 'f'},
-                                         {"demo", no_argument, NULL, 'D'},
-                                         {"scale", required_argument, NULL, 's'},
-                                         {"api-key", required_argument, NULL, 'k'},
-                                         {"wait-ms", required_argument, NULL, 'w'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"body-max", required_argument, NULL, 'B'},
-                                         {"web-dir", required_argument, NULL, 'W'},
-                                         {"bench-baseline", no_argument, NULL, 'X'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"redis", required_argument, NULL, 'r'},
+        {"redis-fsync", required_argument, NULL, 'f'},
+        {"redis-ca", required_argument, NULL, OPT_REDIS_CA},
+        {"redis-cert", required_argument, NULL, OPT_REDIS_CERT},
+        {"redis-key", required_argument, NULL, OPT_REDIS_KEY},
+        {"redis-server-name", required_argument, NULL, OPT_REDIS_SERVER_NAME},
+        {"demo", no_argument, NULL, 'D'},
+        {"scale", required_argument, NULL, 's'},
+        {"api-key", required_argument, NULL, 'k'},
+        {"key-rate", required_argument, NULL, 'R'},
+        {"key-open", required_argument, NULL, 'O'},
+        {"wait-ms", required_argument, NULL, 'w'},
+        {"batch", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'},
+        {"body-max", required_argument, NULL, 'B'},
+        {"json-depth", required_argument, NULL, OPT_JSON_DEPTH},
+        {"string-max", required_argument, NULL, OPT_STRING_MAX},
+        {"writes-max", required_argument, NULL, OPT_WRITES_MAX},
+        {"cells-max", required_argument, NULL, OPT_CELLS_MAX},
+        {"subscribers-max", required_argument, NULL, OPT_SUBSCRIBERS_MAX},
+        {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"web-dir", required_argument, NULL, 'W'},
+        {"bench-baseline", no_argument, NULL, 'X'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     server_opts o;
     server_opts_default(&o);
     o.redis_url = getenv("REDIS_URL") && *getenv("REDIS_URL") ? getenv("REDIS_URL") : NULL;
+    o.redis_ca = env_value("DS_REDIS_CA");
+    o.redis_cert = env_value("DS_REDIS_CERT");
+    o.redis_key = env_value("DS_REDIS_KEY");
+    o.redis_server_name = env_value("DS_REDIS_SERVER_NAME");
     o.api_key = getenv("DS_API_KEY") && *getenv("DS_API_KEY") ? getenv("DS_API_KEY") : NULL;
     char web[4096];
     default_web_dir(web, sizeof web);
@@ -152,6 +265,18 @@ static int cmd_serve(int argc, char **argv)
             ok = !strcmp(optarg, "always") || !strcmp(optarg, "everysec");
             o.redis_fsync = optarg;
             break;
+        case OPT_REDIS_CA:
+            o.redis_ca = optarg;
+            break;
+        case OPT_REDIS_CERT:
+            o.redis_cert = optarg;
+            break;
+        case OPT_REDIS_KEY:
+            o.redis_key = optarg;
+            break;
+        case OPT_REDIS_SERVER_NAME:
+            o.redis_server_name = optarg;
+            break;
         case 'D':
             o.demo = true;
             break;
@@ -161,6 +286,14 @@ static int cmd_serve(int argc, char **argv)
             break;
         case 'k':
             o.api_key = optarg;
+            break;
+        case 'R':
+            ok = parse_count(optarg, 0, 10000000, &v);
+            o.key_rate = (double)v;
+            break;
+        case 'O':
+            ok = parse_count(optarg, 0, 1000000, &v);
+            o.key_open = (int)v;
             break;
         case 'w':
             ok = parse_count(optarg, 0, 600000, &v);
@@ -188,6 +321,8 @@ static int cmd_serve(int argc, char **argv)
             fputs(usage_serve, stdout);
             return 0;
         default:
+            if (serve_limit(&o, c, optarg, &ok))
+                break;
             fputs(usage_serve, stderr);
             return 2;
         }
@@ -337,6 +472,8 @@ int main(int argc, char **argv)
         return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys"))
+        return cli_keys(argc - 1, argv + 1);
     fprintf(stderr, "duckspread: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

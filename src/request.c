@@ -798,3 +798,38 @@ void request_put_error(json_w *w, const ds_error *e)
     jw_obj_end(w);
     jw_obj_end(w);
 }
+
+/* ---- scopes ------------------------------------------------------------ */
+
+int request_scope(const ds_model *m, const ds_command *cmd, const char *dim, const char *member,
+                  ds_error *err)
+{
+    if (!dim || !dim[0] || cmd->kind != COMMAND_WRITE)
+        return 0;
+    int k = model_find_dim(m, dim, strlen(dim));
+    int32_t s = -1;
+    ds_error ignored;
+    if (k >= 0 && model_resolve_member(&m->dims[k], member, strlen(member), &s, &ignored) != 0)
+        s = -1;
+    if (s < 0)
+        return ds_fail(err, DS_OUT_OF_SCOPE, "cell",
+                       "this key may write only inside %s=%s, which is not in model '%s'", dim,
+                       member, m->name);
+    const ds_dim *d = &m->dims[k];
+    for (size_t i = 0; i < cmd->nwrites; i++) {
+        int32_t c = cmd->writes[i].cell.m[k];
+        if (c == d->root)
+            return ds_fail(err, DS_OUT_OF_SCOPE, "cell",
+                           "this key may write only inside %s=%s; a cell that leaves out "
+                           "dimension '%s' spreads outside it",
+                           dim, member, dim);
+        if (d->pos[c] < d->pos[s] || d->pos[c] >= d->end[s])
+            return ds_fail(err, DS_OUT_OF_SCOPE, "cell",
+                           "this key may write only inside %s=%s; %s=%s %s", dim, member, dim,
+                           d->members[c].key,
+                           d->pos[s] >= d->pos[c] && d->pos[s] < d->end[c]
+                               ? "is above it: the spread would reach outside the scope"
+                               : "is outside it");
+    }
+    return 0;
+}

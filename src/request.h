@@ -68,6 +68,13 @@ int request_resolve(const json_val *body, req_kind kind, const ds_model *m, cons
 int request_member(const ds_model *m, int dim, const char *text, size_t len, int32_t *id,
                    ds_error *err);
 
+/* 403 out_of_scope unless every write of cmd lies inside the subtree of
+ * member (a key) of dimension dim: a write whose cell leaves dim out (its
+ * root) or names a member above or beside it would spread outside. A
+ * member operation, or dim NULL or "", passes. */
+int request_scope(const ds_model *m, const ds_command *cmd, const char *dim, const char *member,
+                  ds_error *err);
+
 /* ---- encoding ---------------------------------------------------------- */
 
 /* {"dim": "key", ...} for every dimension not at its root. */

@@ -19,6 +19,7 @@
 
 #include "demo.h"
 #include "http.h"
+#include "keys.h"
 #include "ledger.h"
 #include "log.h"
 #include "writer.h"
@@ -34,8 +35,17 @@ void server_opts_default(server_opts *o)
     o->http_threads = 8; /* a read blocks one while DuckDB answers it */
     o->body_max = 1 << 20;
     o->json_depth = 32;
+    o->json_string_max = 64 * 1024;
+    o->batch_writes_max = 1000;
+    o->cells_max = 1000000;
+    o->subscribers_max = 10000;
+    o->request_timeout_s = 30;
+    o->idle_timeout_s = 120;
     o->max_timeout_s = 60;
     o->lease_ms = 5000;
+    o->key_rate = 5000;
+    o->key_burst = 0;
+    o->key_open = 1000;
 }
 
 /* ---- the private redis-server ----------------------------------------------------- */
@@ -132,6 +142,7 @@ static int open_data(ds_server *srv, ds_error *err)
     ds_store_opts so;
     store_opts_default(&so);
     so.no_fast_path = srv->o.bench_baseline;
+    so.create_cap = srv->o.cells_max;
     int rc = store_open(path, &so, &srv->store, err);
     if (rc || !srv->o.demo)
         return rc;
@@ -145,6 +156,38 @@ static int open_data(ds_server *srv, ds_error *err)
     if (rc == 0 && loaded)
         log_info("demo: loaded model 'sales' with %lld facts in %.0f ms", (long long)n,
                  ds_now_ms() - t0);
+    return rc;
+}
+
+/* An external Redis is checked before anything uses it: reachable, its
+ * certificate, the credentials, and (with_models) the ACL on the keys of
+ * every model. A refusal fails the start at once; an unreachable Redis is
+ * tried for up to 10 s. */
+static int check_redis(ds_server *srv, bool with_models, ds_error *err)
+{
+    ds_bus *b;
+    int rc = bus_open(&srv->bus, &b, err);
+    if (rc)
+        return rc;
+    char **names = NULL;
+    size_t n = with_models ? store_model_names(srv->store, &names) : 0;
+    for (int i = 0; i < 100; i++) {
+        rc = bus_check_access(b, (const char *const *)names, (int)n, err);
+        if (rc != -DS_UNAVAILABLE)
+            break;
+        struct timespec t = {0, 100 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    if (rc == 0 && with_models) {
+        char where[700];
+        bus_describe(b, where, sizeof where);
+        log_info("redis: %s; the ACL allows duckspread's commands on the keys of %zu model%s",
+                 where, n, n == 1 ? "" : "s");
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    bus_close(b);
     return rc;
 }
 
@@ -197,18 +240,30 @@ static int start_all(ds_server *srv, ds_error *err)
     srv->o.data_dir = srv->data_dir;
     if ((rc = lock_data_dir(srv, err)))
         return rc;
+    keyring_opts ko = {.dir = srv->data_dir,
+                       .api_key = srv->o.api_key,
+                       .rate = srv->o.key_rate,
+                       .burst = srv->o.key_burst,
+                       .max_open = srv->o.key_open};
+    if ((rc = keyring_open(&ko, &srv->keys, err)))
+        return rc;
+    log_info("keys: %zu active in %s/keys", keyring_count(srv->keys), srv->data_dir);
     if (!srv->o.redis_url)
         rc = start_redis(srv, err);
     else {
         snprintf(srv->redis_url, sizeof srv->redis_url, "%s", srv->o.redis_url);
         srv->bus.url = srv->redis_url;
+        rc = check_redis(srv, false, err);
     }
     if (rc == 0)
         rc = open_data(srv, err);
+    if (rc == 0 && srv->o.redis_url)
+        rc = check_redis(srv, true, err);
     if (rc)
         return rc;
     live_opts lo;
     live_opts_default(&lo);
+    lo.max_subscribers = srv->o.subscribers_max;
     srv->live = live_new(&lo);
     srv->ledger = ledger_new();
     metrics_init(&srv->metrics);
@@ -234,6 +289,7 @@ static void stop_all(ds_server *srv)
     srv->live = NULL;
     store_close(srv->store);
     ledger_free(srv->ledger);
+    keyring_free(srv->keys);
     stop_redis(srv);
     if (srv->lock_fd >= 0)
         close(srv->lock_fd);
@@ -246,6 +302,10 @@ int server_run(const server_opts *o)
     srv.lock_fd = -1;
     srv.o = *o;
     bus_opts_default(&srv.bus);
+    srv.bus.tls_ca = o->redis_ca;
+    srv.bus.tls_cert = o->redis_cert;
+    srv.bus.tls_key = o->redis_key;
+    srv.bus.tls_name = o->redis_server_name;
     /* every thread inherits this mask: only sigwait below sees the signals */
     sigset_t set;
     sigemptyset(&set);
@@ -262,6 +322,7 @@ int server_run(const server_opts *o)
         live_free(srv.live);
         store_close(srv.store);
         ledger_free(srv.ledger);
+        keyring_free(srv.keys);
         stop_redis(&srv);
         if (srv.lock_fd >= 0)
             close(srv.lock_fd);

@@ -18,6 +18,10 @@ typedef struct server_opts {
     const char *listen;      /* HOST:PORT */
     const char *redis_url;   /* NULL: start a private redis-server */
     const char *redis_fsync; /* appendfsync of the private one */
+    const char *redis_ca;    /* rediss://: CA file or directory (NULL: the system's) */
+    const char *redis_cert;  /* rediss://: client certificate and its key */
+    const char *redis_key;
+    const char *redis_server_name; /* the name Redis's certificate must carry */
     bool demo;
     int64_t demo_facts;
     const char *api_key; /* NULL: no key (loopback only) */
@@ -25,18 +29,28 @@ typedef struct server_opts {
     int wait_ms;         /* how long a write waits for its outcome */
     int batch_max;       /* commands per writer batch */
     int http_threads;
-    size_t body_max;   /* bytes in a request body */
-    int json_depth;    /* nesting of a request body */
-    int max_timeout_s; /* long-poll cap */
-    const char *owner; /* the writer's name in leases (default host:data_dir) */
+    size_t body_max;        /* bytes in a request body */
+    int json_depth;         /* nesting of a request body */
+    size_t json_string_max; /* bytes in one JSON string or key of a body */
+    int batch_writes_max;   /* writes in one cells:batch request */
+    int64_t cells_max;      /* cells a spread may create, or a grid may read */
+    int subscribers_max;    /* SSE + WebSocket subscribers of one model */
+    int request_timeout_s;  /* a request's headers and body must arrive within */
+    int idle_timeout_s;     /* a connection idle this long is closed */
+    int max_timeout_s;      /* long-poll cap */
+    const char *owner;      /* the writer's name in leases (default host:data_dir) */
     int lease_ms;
     bool bench_baseline; /* the original design's write path (make bench-e2e) */
+    double key_rate;     /* requests per second per API key (0: no limit) */
+    int key_burst;       /* requests a key may send at once above its rate */
+    int key_open;        /* requests and subscriptions open at once per key */
 } server_opts;
 
 void server_opts_default(server_opts *o);
 
 typedef struct ds_writer ds_writer;
 typedef struct ds_ledger ds_ledger;
+typedef struct ds_keyring ds_keyring;
 typedef struct http_server http_server;
 
 typedef struct ds_server {
@@ -47,6 +61,7 @@ typedef struct ds_server {
     ds_store *store;
     ds_live *live;
     ds_ledger *ledger;
+    ds_keyring *keys; /* DIR/keys and --api-key */
     ds_metrics metrics;
     ds_writer *writer;
     http_server *http;

@@ -44,6 +44,8 @@ typedef struct entry {
     char user[DS_IDENT_MAX + 1];
     char rid[REQ_ID_MAX + 1];
     char hash[65];
+    char scope_dim[DS_IDENT_MAX + 1]; /* the key's scope, checked again here */
+    char scope_member[DS_IDENT_MAX + 1];
     char *cmd;
     size_t cmd_len;
     int code;      /* DS_OK: applied */
@@ -245,6 +247,8 @@ static int apply_entry(ds_writer *w, entry *e, entry *batch, size_t idx)
         rc = ds_fail(&err, DS_NOT_FOUND, "table", "no table '%s'", e->model);
     if (rc == 0)
         rc = request_resolve(root, REQ_CANONICAL, m, NULL, &arena, &d, &err);
+    if (rc == 0) /* the tree may have changed since the HTTP layer checked */
+        rc = request_scope(m, &d.cmd, e->scope_dim, e->scope_member, &err);
     ds_outcome o = {0};
     ds_buf member;
     ds_buf_init(&member, 1 << 16);
@@ -310,6 +314,8 @@ static void collect(void *ctx, const bus_entry *be)
     copy_field(be, "user", e->user, sizeof e->user);
     copy_field(be, "rid", e->rid, sizeof e->rid);
     copy_field(be, "hash", e->hash, sizeof e->hash);
+    copy_field(be, "scope_dim", e->scope_dim, sizeof e->scope_dim);
+    copy_field(be, "scope_member", e->scope_member, sizeof e->scope_member);
     size_t len;
     const char *cmd = field(be, "cmd", &len);
     e->cmd = cmd ? xstrndup(cmd, len) : NULL;
