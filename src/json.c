@@ -388,6 +388,9 @@ void jw_arr_end(json_w *w)
     close_(w, ']');
 }
 
+/* A JSON string. Bytes that are not UTF-8 (a client's identifier echoed
+ * in a message, a message cut inside a character) become U+FFFD, so that
+ * every answer is valid JSON text. */
 static void put_string(ds_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -395,6 +398,17 @@ static void put_string(ds_buf *b, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t len = ds_utf8_len((const unsigned char *)s + i, n - i);
+            if (len) {
+                i += len - 1;
+                continue;
+            }
+            ds_buf_append(b, s + run, i - run);
+            ds_buf_puts(b, "\xef\xbf\xbd");
+            run = i + 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         ds_buf_append(b, s + run, i - run);
