@@ -71,7 +71,7 @@ struct req {
     int64_t start_ns;
     ds_buf body;
     bool too_large, routed, replied, public_route, ticket_ok;
-    bool close; /* the answer closes the connection (its framing was refused) */
+    bool close;      /* the answer closes the connection (its framing was refused) */
     bool body_route; /* its role is checked after the body (DESIGN section 4's order) */
     key_role need;   /* the role the route needs */
     ds_principal who;
