@@ -187,9 +187,8 @@ int request_check(const json_val *body, req_kind kind, ds_error *err)
         if ((rc = check_fields(body, sets, "", err)))
             return rc;
         json_val *ws = json_get(body, "writes");
-        if (json_len(ws) < 1 || json_len(ws) > REQ_MAX_WRITES)
-            return ds_fail(err, DS_MALFORMED, "writes", "'writes' holds 1 to %d writes",
-                           REQ_MAX_WRITES);
+        if (json_len(ws) < 1) /* how many at most is the server's limit (--writes-max) */
+            return ds_fail(err, DS_MALFORMED, "writes", "'writes' holds at least one write");
         const field *wsets[] = {write_fields, NULL};
         for (size_t i = 0; i < json_len(ws); i++) {
             char where[32];

@@ -31,9 +31,8 @@ typedef enum req_kind {
     REQ_CANONICAL,       /* a command from the request stream */
 } req_kind;
 
-#define REQ_ID_MAX     128 /* bytes in a request_id */
-#define REQ_MAX_WRITES 1000
-#define REQ_MAX_HOLDS  64
+#define REQ_ID_MAX    128 /* bytes in a request_id */
+#define REQ_MAX_HOLDS 64
 
 typedef struct req_decoded {
     ds_command cmd;         /* points into the arena */
