@@ -132,7 +132,7 @@ void http__guard_arm(http_server *h, struct MHD_Connection *conn, bool armed);
 /* 400 malformed when the request's headers frame its body ambiguously
  * (request smuggling): Content-Length twice with different values,
  * Transfer-Encoding with Content-Length, twice, or other than chunked, a
- * header name with whitespace, a NUL byte in a header. */
+ * header name with whitespace (as libmicrohttpd takes some folded lines). */
 int http__framing_check(struct MHD_Connection *conn, ds_error *err);
 
 /* Picks the handler for method + url (fills r->model etc.): 0, 404 or 405. */
