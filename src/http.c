@@ -674,6 +674,8 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
         e.count = (int64_t)d.cmd.nwrites;
         e.limit = max;
     }
+    if (rc == 0) /* the writer checks again: the tree may change before it applies */
+        rc = request_scope(m, &d.cmd, r->who.scope_dim, r->who.scope_member, &e);
     enum MHD_Result ret = rc ? http__error(r, &e) : enqueue(r, &d);
     ds_arena_free(&arena);
     store_model_release(r->h->srv->store, m);
@@ -1054,6 +1056,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (r->waiting)
         live_cancel(r->h->srv->live, &r->w);
+    if (r->admitted)
+        keyring_close(r->h->srv->keys, r->who.id);
     if (r->sub_held && !r->sub_handed)
         live_unsubscribe(r->h->srv->live, r->model); /* the upgrade did not happen */
     else if (!r->sub_handed && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
