@@ -1238,6 +1238,7 @@ void http_stop(http_server *h)
 {
     if (!h)
         return;
+    keys_watch_stop(h);
     MHD_stop_daemon(h->d);
     http__guard_free(h->guard); /* every connection is closed */
     enqueuer_stop(h);           /* (if http_quiesce did not) */
