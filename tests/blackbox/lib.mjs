@@ -326,8 +326,8 @@ export function validateSchema(name, value, what = name) {
 // ---------------------------------------------------------------------------
 // HTTP client
 
-export function makeClient(base) {
-    const headers = { 'Content-Type': 'application/json' };
+export function makeClient(base, extraHeaders = {}) {
+    const headers = { 'Content-Type': 'application/json', ...extraHeaders };
     async function request(method, p, body, opts = {}) {
         const url = new URL(p, base);
         const init = { method, headers: { ...headers, ...(opts.headers || {}) } };
@@ -362,8 +362,10 @@ export function makeClient(base) {
 // duckspread server
 
 export class Server {
-    // opts: {name, redis (Redis), dataDir?, demo=true, scale, extraArgs, env}
+    // opts: {name, redis (Redis), dataDir?, demo=true, scale, extraArgs, env,
+    //        headers (sent with every request of server.http, e.g. a key)}
     constructor(opts) {
+        this.headers = opts.headers || {};
         this.name = opts.name;
         this.redis = opts.redis;
         this.dataDir = opts.dataDir || mkTmp(`data-${opts.name}`);
@@ -414,7 +416,7 @@ export class Server {
         });
         this.proc = p;
         this.exited = exitOf(p);
-        this.http = makeClient(this.base);
+        this.http = makeClient(this.base, this.headers);
         if (waitReady) await this.waitReady(timeoutMs);
         return this;
     }

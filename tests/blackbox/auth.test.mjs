@@ -1,0 +1,387 @@
+// API keys, roles, model limits and scopes (issue 4): every route of
+// /openapi.json tried with no key, a wrong key, each role, a key for another
+// model and a revoked key, over REST, long-poll, SSE and WebSocket; scopes
+// including spreads that would cross them; revocation closing what a key
+// holds open within a second; single-use tickets bound to their key; per-key
+// rate and open limits; keys never in the server's log.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import WebSocket from 'ws';
+import {
+    BIN, OPENAPI, MODEL, Redis, Server, makeClient, mkTmp, modelSeq, feed, readSSE, rid, sleep, teardown,
+} from './lib.mjs';
+
+const KEY_OPEN = 6;
+const KEY_RATE = 300;
+
+function keys(dir, ...args) {
+    const r = spawnSync(BIN, ['keys', ...args, '--data', dir], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `keys ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+}
+
+function createKey(dir, user, role, ...extra) {
+    const out = keys(dir, 'create', '--user', user, '--role', role, ...extra).trimEnd().split('\n');
+    const key = out[out.length - 1];
+    assert.match(key, /^dsk_[0-9a-f]{48}$/, 'the key alone on the last line');
+    return key;
+}
+
+let redis;
+let server;
+let dir;
+const K = {}; // role name -> key
+const clients = {};
+
+before(async () => {
+    dir = mkTmp('data-auth');
+    K.admin = createKey(dir, 'root', 'admin');
+    redis = await new Redis('auth').start();
+    server = new Server({
+        name: 'auth', redis, dataDir: dir,
+        headers: { Authorization: `Bearer ${K.admin}` },
+        extraArgs: ['--key-open', String(KEY_OPEN), '--key-rate', String(KEY_RATE)],
+    });
+    await server.start();
+    // created while the server runs: picked up within a second
+    K.editor = createKey(dir, 'ed', 'editor');
+    K.viewer = createKey(dir, 'vi', 'viewer');
+    K.otherViewer = createKey(dir, 'ov', 'viewer', '--model', 'other');
+    K.otherEditor = createKey(dir, 'oe', 'editor', '--model', 'other');
+    K.scoped = createKey(dir, 'sc', 'editor', '--model', MODEL, '--scope', 'product=S01-B2');
+    K.revoked = createKey(dir, 'gone', 'admin');
+    keys(dir, 'revoke', '--user', 'gone');
+    await sleep(1200);
+    for (const [name, key] of Object.entries(K)) clients[name] = makeClient(server.base, { Authorization: `Bearer ${key}` });
+    clients.none = makeClient(server.base);
+    clients.wrong = makeClient(server.base, { Authorization: 'Bearer dsk_000000000000000000000000000000000000000000000000' });
+    clients.xapi = makeClient(server.base, { 'X-API-Key': K.viewer });
+});
+
+after(async () => {
+    await teardown(server, redis);
+});
+
+const ROLE_RANK = { none: 0, viewer: 1, editor: 2, admin: 3 };
+// What each route of the contract needs, and a request that is valid in
+// shape (so a refusal can only come from the key).
+function routeTable(seq) {
+    const fam = 'S01-B2-F1';
+    const write = { column: 'quantity', cell: { product: fam, time: '2025-03' }, delta: 1 };
+    return {
+        'GET /health': { need: 'public', path: '/health' },
+        'GET /openapi.json': { need: 'public', path: '/openapi.json' },
+        'GET /docs': { need: 'public', path: '/docs' },
+        'GET /ready': { need: 'viewer', path: '/ready' },
+        'GET /metrics': { need: 'viewer', path: '/metrics' },
+        'POST /update_cell': { need: 'editor', path: '/update_cell', body: { table: MODEL, ...write }, model: true },
+        'GET /get_updates': { need: 'viewer', path: `/get_updates?table=${MODEL}&since=${seq}&timeout=0`, model: true },
+        'GET /v1/models': { need: 'viewer', path: '/v1/models' },
+        'POST /v1/models': {
+            need: 'admin', path: '/v1/models', model: true,
+            body: (who) => ({
+                name: `authz_${who}`,
+                dimensions: [{ name: 'd', root: { key: 'All', name: 'All' }, members: [{ key: 'a', parent: 'All' }] }],
+                measures: [{ name: 'v', scale: 0 }],
+            }),
+        },
+        'GET /v1/models/{model}': { need: 'viewer', path: `/v1/models/${MODEL}`, model: true },
+        'DELETE /v1/models/{model}': { need: 'admin', path: '/v1/models/no_such_model', model: true, admitted: 404 },
+        'GET /v1/models/{model}/dimensions/{dimension}/members': { need: 'viewer', path: `/v1/models/${MODEL}/dimensions/product/members`, model: true },
+        'POST /v1/models/{model}/dimensions/{dimension}/members': {
+            need: 'admin', path: `/v1/models/${MODEL}/dimensions/product/members`, model: true,
+            body: () => ({ op: 'rename', member: fam, name: 'Family One' }),
+        },
+        'GET /v1/models/{model}/cell': { need: 'viewer', path: `/v1/models/${MODEL}/cell?measure=quantity&product=S01-B2`, model: true },
+        'POST /v1/models/{model}/grid': {
+            need: 'viewer', path: `/v1/models/${MODEL}/grid`, model: true,
+            body: { rows: { dimension: 'product', members: ['S01-B2-F1'] }, cols: { dimension: 'time', members: ['2025-01'] }, measure: 'quantity' },
+        },
+        'GET /v1/models/{model}/views': { need: 'viewer', path: `/v1/models/${MODEL}/views`, model: true },
+        'GET /v1/models/{model}/views/{view}': { need: 'viewer', path: `/v1/models/${MODEL}/views/sales_summary_by_product_family?brand_key=S01-B2&month=2025-01`, model: true },
+        'POST /v1/models/{model}/cells': { need: 'editor', path: `/v1/models/${MODEL}/cells`, body: write, model: true },
+        'POST /v1/models/{model}/cells:batch': { need: 'editor', path: `/v1/models/${MODEL}/cells:batch`, body: { writes: [write] }, model: true },
+        'GET /v1/models/{model}/changes': { need: 'viewer', path: `/v1/models/${MODEL}/changes?since=${seq}&timeout=0`, model: true },
+        'GET /v1/models/{model}/events': { need: 'viewer', path: `/v1/models/${MODEL}/events`, model: true, stream: 'sse' },
+        'GET /v1/models/{model}/ws': { need: 'viewer', path: `/v1/models/${MODEL}/ws`, model: true, stream: 'ws' },
+        'POST /v1/tickets': { need: 'viewer', path: '/v1/tickets' },
+    };
+}
+
+// status of one try; streams are opened and closed at once
+async function attempt(who, r) {
+    if (r.stream === 'sse') {
+        const ac = new AbortController();
+        const res = await fetch(new URL(r.path, server.base), { headers: authHeaders(who), signal: ac.signal });
+        const status = res.status;
+        ac.abort();
+        await res.body?.cancel().catch(() => {});
+        return { status };
+    }
+    if (r.stream === 'ws') return { status: await wsStatus(r.path, authHeaders(who)) };
+    const body = typeof r.body === 'function' ? r.body(who) : r.body;
+    const method = r.key.split(' ')[0];
+    const res = await clients[who].request(method, r.path, body);
+    return { status: res.status, body: res.body };
+}
+
+function authHeaders(who) {
+    if (who === 'none') return {};
+    if (who === 'wrong') return { Authorization: 'Bearer dsk_000000000000000000000000000000000000000000000000' };
+    if (who === 'xapi') return { 'X-API-Key': K.viewer };
+    return { Authorization: `Bearer ${K[who]}` };
+}
+
+function wsStatus(p, headers) {
+    return new Promise((resolve, reject) => {
+        const ws = new WebSocket(new URL(p, server.base.replace('http', 'ws')), { headers });
+        ws.on('open', () => {
+            ws.close();
+            resolve(101);
+        });
+        ws.on('unexpected-response', (req, res) => {
+            res.resume();
+            resolve(res.statusCode);
+            req.destroy();
+        });
+        ws.on('error', (e) => reject(e));
+    });
+}
+
+test('every route of /openapi.json against every role, a wrong key, another model and a revoked key', { timeout: 120000 }, async () => {
+    const doc = JSON.parse(fs.readFileSync(OPENAPI, 'utf8'));
+    const seq = await modelSeq(server);
+    const table = routeTable(seq);
+    const routes = [];
+    for (const [p, item] of Object.entries(doc.paths))
+        for (const m of ['get', 'post', 'put', 'patch', 'delete']) if (item[m]) routes.push(`${m.toUpperCase()} ${p}`);
+    const missing = routes.filter((k) => !table[k]);
+    assert.deepEqual(missing, [], 'every documented route has a case here');
+    let tries = 0;
+    for (const key of routes) {
+        const r = { ...table[key], key };
+        for (const who of ['none', 'wrong', 'viewer', 'xapi', 'editor', 'admin', 'otherViewer', 'otherEditor', 'revoked']) {
+            const { status, body } = await attempt(who, r);
+            tries++;
+            const label = `${key} as ${who}: ${status} ${JSON.stringify(body)?.slice(0, 200)}`;
+            if (r.need === 'public') {
+                assert.equal(status, 200, label);
+                continue;
+            }
+            if (['none', 'wrong', 'revoked'].includes(who)) {
+                assert.equal(status, 401, label);
+                if (body) assert.equal(body.error.code, 'unauthenticated', label);
+                continue;
+            }
+            const role = who === 'xapi' ? 'viewer' : who.startsWith('other') ? (who === 'otherViewer' ? 'viewer' : 'editor') : who;
+            if (ROLE_RANK[role] < ROLE_RANK[r.need]) {
+                assert.equal(status, 403, label);
+                if (body) assert.equal(body.error.code, 'forbidden', label);
+                continue;
+            }
+            if (who.startsWith('other') && r.model) {
+                assert.equal(status, 403, label);
+                if (body) {
+                    assert.equal(body.error.code, 'forbidden', label);
+                    assert.equal(body.error.target, 'model', label);
+                }
+                continue;
+            }
+            assert.ok(status < 300 || status === (r.admitted ?? -1), label);
+        }
+    }
+    assert.ok(tries >= routes.length * 9);
+    // a key for another model sees only that model in the list
+    const list = await clients.otherViewer.get('/v1/models');
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.body.models.map((m) => m.name), []);
+    const all = await clients.viewer.get('/v1/models');
+    assert.ok(all.body.models.some((m) => m.name === MODEL));
+});
+
+test('change events carry the key\'s user', async () => {
+    const seq = await modelSeq(server);
+    const r = await clients.editor.post(`/v1/models/${MODEL}/cells`, { column: 'quantity', cell: { product: 'S01-B1-F1', time: '2025-02' }, delta: 3, request_id: rid('user') });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.user, 'ed');
+    const events = await feed(server, seq, r.body.seq);
+    const ev = events.find((e) => e.seq === r.body.seq);
+    assert.equal(ev.user, 'ed');
+});
+
+test('a scoped editor writes inside its subtree only, never trimmed', async () => {
+    const c = clients.scoped;
+    const w = (cell, extra = {}) => ({ column: 'quantity', cell, delta: 7, ...extra });
+    const inside = await c.post(`/v1/models/${MODEL}/cells`, w({ product: 'S01-B2-F2', time: '2025' }));
+    assert.equal(inside.status, 200, inside.text);
+    const itself = await c.post(`/v1/models/${MODEL}/cells`, w({ product: 'S01-B2' }));
+    assert.equal(itself.status, 200, itself.text);
+    const before = await modelSeq(server);
+    const cases = [
+        [{ product: 'S01' }, /above it/], // a spread from the supplier would reach other brands
+        [{ product: 'S01-B1-F1' }, /outside it/],
+        [{ time: '2025' }, /leaves out dimension 'product'/],
+        [{ product: 'S02' }, /outside it/],
+    ];
+    for (const [cell, msg] of cases) {
+        const r = await c.post(`/v1/models/${MODEL}/cells`, w(cell));
+        assert.equal(r.status, 403, `${JSON.stringify(cell)}: ${r.text}`);
+        assert.equal(r.body.error.code, 'out_of_scope');
+        assert.match(r.body.error.message, msg);
+        assert.match(r.body.error.message, /product=S01-B2/);
+    }
+    // a batch with one write inside and one outside: refused whole
+    const b = await c.post(`/v1/models/${MODEL}/cells:batch`, { writes: [w({ product: 'S01-B2-F3' }), w({ product: 'S01-B3' })] });
+    assert.equal(b.status, 403, b.text);
+    assert.equal(b.body.error.code, 'out_of_scope');
+    // the legacy endpoint too
+    const u = await c.post('/update_cell', { table: MODEL, ...w({ product: 'S01-B3' }) });
+    assert.equal(u.status, 403, u.text);
+    assert.equal(await modelSeq(server), before, 'nothing applied');
+});
+
+test('revoking a key closes its long-poll, SSE and WebSocket within a second, and refuses it everywhere', { timeout: 30000 }, async () => {
+    const key = createKey(dir, 'leaving', 'viewer');
+    await sleep(1100);
+    const h = { Authorization: `Bearer ${key}` };
+    const seq = await modelSeq(server);
+    const c = makeClient(server.base, h);
+    assert.equal((await c.get('/v1/models')).status, 200);
+
+    const poll = c.get(`/v1/models/${MODEL}/changes?since=${seq}&timeout=25`);
+    const sseEvents = [];
+    const ac = new AbortController();
+    const sseRes = await fetch(new URL(`/v1/models/${MODEL}/events?since=${seq}`, server.base), { headers: h, signal: ac.signal });
+    assert.equal(sseRes.status, 200);
+    const sseDone = readSSE(sseRes, (e) => sseEvents.push(e), ac.signal);
+    const ws = new WebSocket(`${server.base.replace('http', 'ws')}/v1/models/${MODEL}/ws?since=${seq}`, { headers: h });
+    const wsClosed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString(), t: Date.now() })));
+    await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+    });
+    await sleep(200);
+
+    const t0 = Date.now();
+    keys(dir, 'revoke', '--user', 'leaving');
+    const p = await poll;
+    assert.equal(p.status, 401, p.text);
+    assert.match(p.body.error.message, /revoked/);
+    assert.ok(Date.now() - t0 < 1500, `long-poll answered ${Date.now() - t0} ms after the revoke`);
+    const wc = await wsClosed;
+    assert.equal(wc.code, 1008);
+    assert.match(wc.reason, /revoked/);
+    assert.ok(wc.t - t0 < 1500, `WebSocket closed ${wc.t - t0} ms after the revoke`);
+    await Promise.race([sseDone, sleep(1500)]);
+    const err = sseEvents.find((e) => e.event === 'error');
+    assert.ok(err, `SSE got an error event: ${JSON.stringify(sseEvents)}`);
+    assert.equal(JSON.parse(err.data).error.code, 'unauthenticated');
+    ac.abort();
+    const again = await c.get('/v1/models');
+    assert.equal(again.status, 401);
+    ws.terminate();
+});
+
+test('tickets are single-use and stand for the key that asked', async () => {
+    const t = await clients.viewer.post('/v1/tickets');
+    assert.equal(t.status, 201, t.text);
+    const url = new URL(`/v1/models/${MODEL}/events?ticket=${t.body.ticket}`, server.base);
+    const ac = new AbortController();
+    const first = await fetch(url, { signal: ac.signal });
+    assert.equal(first.status, 200);
+    ac.abort();
+    const second = await fetch(url);
+    assert.equal(second.status, 401);
+    await second.text();
+    // a ticket does not open the REST API
+    const t2 = await clients.viewer.post('/v1/tickets');
+    const rest = await clients.none.get(`/v1/models?ticket=${t2.body.ticket}`);
+    assert.equal(rest.status, 401);
+    // a WebSocket with a ticket
+    const t3 = await clients.viewer.post('/v1/tickets');
+    assert.equal(await wsStatus(`/v1/models/${MODEL}/ws?ticket=${t3.body.ticket}`, {}), 101);
+    assert.equal(await wsStatus(`/v1/models/${MODEL}/ws?ticket=${t3.body.ticket}`, {}), 401);
+});
+
+test(`a key holds at most ${KEY_OPEN} requests and streams open; beyond, 429 with Retry-After`, { timeout: 30000 }, async () => {
+    const key = createKey(dir, 'streams', 'viewer');
+    await sleep(1100);
+    const h = { Authorization: `Bearer ${key}` };
+    const open = [];
+    for (let i = 0; i < KEY_OPEN; i++) {
+        const ac = new AbortController();
+        const res = await fetch(new URL(`/v1/models/${MODEL}/events`, server.base), { headers: h, signal: ac.signal });
+        assert.equal(res.status, 200);
+        open.push({ ac, res });
+    }
+    const c = makeClient(server.base, h);
+    const over = await c.get('/v1/models');
+    assert.equal(over.status, 429, over.text);
+    assert.equal(over.body.error.code, 'rate_limited');
+    assert.ok(Number(over.headers.get('retry-after')) >= 1);
+    // other keys are not affected
+    assert.equal((await clients.viewer.get('/v1/models')).status, 200);
+    for (const o of open) o.ac.abort();
+    // a parked stream notices its client left when it next writes: an
+    // event (or its 15 s ping) makes it write
+    let ok = false;
+    for (let i = 0; i < 40 && !ok; i++) {
+        await clients.editor.post(`/v1/models/${MODEL}/cells`, { column: 'quantity', cell: { product: 'S02-B1-F1' }, delta: 1 });
+        await sleep(250);
+        ok = (await c.get('/v1/models')).status === 200;
+    }
+    assert.ok(ok, 'the key works again once its streams closed');
+});
+
+test(`a key over ${KEY_RATE} requests per second gets 429 with Retry-After`, { timeout: 30000 }, async () => {
+    const key = createKey(dir, 'hasty', 'viewer');
+    await sleep(1100);
+    const c = makeClient(server.base, { Authorization: `Bearer ${key}` });
+    const statuses = [];
+    let retry = null;
+    // 2x the bucket, KEY_OPEN at a time
+    for (let i = 0; i < (2 * KEY_RATE) / KEY_OPEN; i++) {
+        const rs = await Promise.all(Array.from({ length: KEY_OPEN }, () => c.get('/v1/models')));
+        for (const r of rs) {
+            statuses.push(r.status);
+            if (r.status === 429) {
+                assert.equal(r.body.error.code, 'rate_limited');
+                retry = r.headers.get('retry-after');
+            }
+        }
+    }
+    assert.ok(statuses.includes(200));
+    assert.ok(statuses.includes(429), `some of ${statuses.length} requests were limited`);
+    assert.ok(Number(retry) >= 1);
+    assert.equal((await clients.viewer.get('/v1/models')).status, 200, 'other keys are not affected');
+});
+
+test('keys list shows users, roles and last use, never a key; the log holds no key', async () => {
+    const out = keys(dir, 'list');
+    assert.match(out, /root\s+admin/);
+    assert.match(out, /sc\s+editor\s+sales\s+product=S01-B2/);
+    assert.match(out, /gone\s+admin.*revoked/);
+    const log = fs.readFileSync(server.log, 'utf8');
+    const stored = fs.readFileSync(`${dir}/keys`, 'utf8');
+    for (const key of Object.values(K)) {
+        assert.ok(!out.includes(key), 'keys list shows no key');
+        assert.ok(!log.includes(key), 'the server log holds no key');
+        assert.ok(!stored.includes(key), 'DIR/keys holds only hashes');
+    }
+    const mode = fs.statSync(`${dir}/keys`).mode & 0o777;
+    assert.equal(mode, 0o600);
+    // last use is recorded (at most every 5 s)
+    await sleep(5500);
+    await clients.viewer.get('/v1/models');
+    await sleep(600);
+    assert.match(keys(dir, 'list'), /vi\s+viewer\s+\*\s+\*\s+\S+\s+20\d\d-/);
+});
+
+test('a server on a non-loopback address refuses to start without keys', async () => {
+    const empty = mkTmp('data-nokeys');
+    const r = spawnSync(BIN, ['serve', '--data', empty, '--listen', '0.0.0.0:0', '--redis', redis.url], { encoding: 'utf8', timeout: 20000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /without API keys/);
+});
