@@ -46,6 +46,30 @@ grep_out "demo reports facts" "facts in"
 grep_out "demo prints Brand X" "Brand X"
 check "demo twice" 0 "$bin" demo --data "$tmp/d"
 grep_out "second demo finds the model" "already in"
+# keys: create prints the key alone on the last line; list never shows it
+check "keys --help" 0 "$bin" keys --help
+grep_out "keys help names the roles" "viewer|editor|admin"
+check "keys without a subcommand" 2 "$bin" keys
+check "keys create without --data" 2 "$bin" keys create --user a --role admin
+check "keys create with a bad role" 2 "$bin" keys create --data "$tmp/k" --user a --role root
+grep_out "bad role is named" "viewer, editor or admin"
+check "keys create with a bad user" 2 "$bin" keys create --data "$tmp/k" --user "a b" --role admin
+check "keys create with a bad scope" 2 "$bin" keys create --data "$tmp/k" --user a --role editor --scope product
+check "keys create" 0 "$bin" keys create --data "$tmp/k" --user ann --role editor --scope product=S01
+key=$(tail -n 1 "$tmp/out")
+checks=$((checks + 1))
+case $key in dsk_*) ;; *) echo "cli: FAIL keys create: last line '$key' is not a key"; fails=$((fails + 1)) ;; esac
+check "keys list" 0 "$bin" keys list --data "$tmp/k"
+grep_out "keys list shows the user" "ann"
+checks=$((checks + 1))
+if grep -q -- "$key" "$tmp/out" "$tmp/k/keys"; then
+    echo "cli: FAIL keys list or DIR/keys shows the key"
+    fails=$((fails + 1))
+fi
+check "keys revoke needs --id or --user" 2 "$bin" keys revoke --data "$tmp/k"
+check "keys revoke" 0 "$bin" keys revoke --data "$tmp/k" --user ann
+check "keys revoke again" 1 "$bin" keys revoke --data "$tmp/k" --user ann
+grep_out "revoking nothing says so" "no active key"
 # serve, as `make run` does: a relative data directory, the private
 # redis-server, ready, then SIGTERM drains and exits 0; a second server on
 # the same directory is refused while the first runs.
