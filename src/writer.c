@@ -902,6 +902,8 @@ int64_t writer_lag(ds_writer *w)
 
 static int run_job(ds_writer *w, job *j, ds_error *err)
 {
+    if (!w) /* a server without one (tests) */
+        return ds_fail(err, DS_UNAVAILABLE, NULL, "the writer is not running");
     pthread_mutex_lock(&w->lock);
     if (!w->alive) {
         pthread_mutex_unlock(&w->lock);
