@@ -35,6 +35,14 @@ UNIT_LIB_SRC := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 UNIT_LIB_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/tests/%.o,$(UNIT_LIB_SRC))
 TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null) -lgmp
 
+# libFuzzer targets (tests/fuzz/), built with clang into build-fuzz/.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_BUILD ?= build-fuzz
+FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+            -fno-sanitize-recover=all
+FUZZ_TIME ?= 40
+
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -54,7 +62,7 @@ endif
 
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
-        bench-spread bench-group bench-e2e clean format format-check
+        bench-spread bench-group bench-e2e clean format format-check fuzz fuzz-build fuzz-bins
 all: $(BIN)
 
 # Installs Debian packages and fetches DuckDB when missing (scripts/deps.sh).
@@ -82,6 +90,11 @@ $(BUILD)/tests/%.o: tests/unit/%.c | $(DEPS_STAMP)
 	$(say) "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/fuzz/%.o: tests/fuzz/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(say) "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  CC      $<"
@@ -103,6 +116,10 @@ $(BUILD)/tests/tools/%.o: tests/tools/%.c | $(DEPS_STAMP)
 $(DBQUERY): $(BUILD)/tests/tools/dbquery.o $(LIB_OBJ)
 	$(say) "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/fuzz_%.o $(LIB_OBJ)
+	$(say) "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ -lgmp $(LDLIBS)
 
 $(BUILD)/bench/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 	$(say) "  LD      $@"
@@ -127,12 +144,32 @@ blackbox-test: $(BIN) $(DBQUERY) $(NODE_STAMP)
 postman-test: $(BIN) $(NODE_STAMP)
 	@./tests/postman-test.sh $(BIN)
 
+# rediss://, passwords and the start check against a real TLS-only
+# redis-server with a throwaway CA (tests/blackbox/redis-security.test.mjs);
+# blackbox-test runs it too, so `make test` does.
+.PHONY: redis-security-test
+redis-security-test: $(BIN) $(NODE_STAMP)
+	@DS_BIN=$(CURDIR)/$(BIN) node --test --test-reporter=spec tests/blackbox/redis-security.test.mjs
+
 test: unit-test cli-test lint-openapi blackbox-test postman-test
 
+# Builds the fuzz targets with clang (libFuzzer, ASan, UBSan) and runs each
+# for FUZZ_TIME seconds from its committed corpus (tests/fuzz/run.sh);
+# fails on any crash. FUZZ_TIME=600 for a longer run.
+fuzz: fuzz-build
+	@./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SANITIZE= OPT="$(FUZZ_OPT)" \
+	    fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
 # Serves the demo at http://127.0.0.1:8080 (data in ./data, a private
-# redis-server under it); Ctrl-C stops both.
+# redis-server under it); the first run prints a demo admin key. Ctrl-C
+# stops both.
 run: $(BIN) $(NODE_STAMP)
-	./$(BIN) serve --data data --listen 127.0.0.1:8080 --demo
+	@./scripts/run-demo.sh ./$(BIN) data 127.0.0.1:8080
 
 bench: bench-spread bench-group bench-e2e
 
@@ -147,7 +184,7 @@ bench-group: $(BUILD)/bench/bench_group
 bench-e2e: $(BIN) $(BUILD)/bench/bench_load $(BUILD)/bench/bench_wssub
 	./bench/e2e.sh $(BUILD)
 
-FORMAT_SRC = src/*.[ch] tests/unit/*.[ch] tests/tools/*.c bench/*.[ch]
+FORMAT_SRC = src/*.[ch] tests/unit/*.[ch] tests/tools/*.c tests/fuzz/*.c bench/*.[ch]
 
 format:
 	clang-format -i $(FORMAT_SRC)
@@ -156,6 +193,7 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/tests/tools/*.d $(BUILD)/bench/*.d)
+-include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/tests/tools/*.d $(BUILD)/bench/*.d \
+                   $(BUILD)/fuzz/*.d)
