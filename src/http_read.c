@@ -369,7 +369,11 @@ static enum MHD_Result h_members(req *r)
     char pb[DS_IDENT_MAX * 3 + 1];
     const char *p = http__arg(r, "parent", pb, sizeof pb);
     int32_t parent = k >= 0 ? m->dims[k].root : -1;
-    if (k < 0) {
+    if (!p && MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "parent")) {
+        /* not the root's children: the client named a parent */
+        ret = http__fail(r, DS_MALFORMED, "parent",
+                         "'parent' is not validly %-escaped, holds a NUL byte or is too long");
+    } else if (k < 0) {
         ds_fail(&e, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.100s'", m->name,
                 r->dim);
         ret = http__error(r, &e);
@@ -435,7 +439,8 @@ static enum MHD_Result each_cell_arg(void *cls, enum MHD_ValueKind kind, const c
         return MHD_NO;
     if (!http__unescape(key, strlen(key), true, k, sizeof k, &kl) ||
         !http__unescape(value ? value : "", value ? strlen(value) : 0, true, v, sizeof v, &vl)) {
-        ds_fail(&a->e, DS_MALFORMED, "query", "a query parameter is not validly escaped");
+        ds_fail(&a->e, DS_MALFORMED, "query",
+                "a query parameter is not validly %%-escaped, holds a NUL byte or is too long");
         a->failed = true;
         return MHD_NO;
     }

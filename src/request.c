@@ -591,11 +591,9 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
         } else {
             const char *k = json_str(v, &len);
             op->key = ds_arena_strndup(a, k, len);
-            if (len != strlen(op->key)) {
-                ds_error e;
-                ds_fail(&e, DS_INVALID_VALUE, "key", "the key contains a NUL byte");
+            ds_error e; /* empty, too long, a control character (NUL too) */
+            if (model_check_name(k, len, "key", &e))
                 note(&fe, &e);
-            }
         }
     } else {
         member_ref(m, op->dim, mb, "member", true, &op->member, &fe);
@@ -613,6 +611,9 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
     if ((v = json_get(mb, "name"))) {
         const char *n = json_str(v, &len);
         op->name = ds_arena_strndup(a, n, len);
+        ds_error e; /* a NUL byte would cut the stored name short */
+        if (model_check_name(n, len, "name", &e))
+            note(&fe, &e);
     } else if (op->kind == MEMBER_RENAME) {
         ds_error e;
         ds_fail(&e, DS_MALFORMED, "name", "'name' is required to rename a member");
