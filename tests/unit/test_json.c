@@ -195,6 +195,36 @@ START_TEST(writer_round_trips)
 }
 END_TEST
 
+/* Bytes that are not UTF-8 (an identifier a client sent, echoed in a
+ * message; a message cut inside a character) are written as U+FFFD, so
+ * every answer stays valid JSON text; valid sequences pass unchanged. */
+START_TEST(writer_replaces_invalid_utf8)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"a\xff", "\"a\xef\xbf\xbd\""},
+        {"\xc3", "\"\xef\xbf\xbd\""},                                 /* cut short */
+        {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},                 /* overlong */
+        {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""}, /* surrogate */
+        {"\xe2\x82\xac\xf0\x9f\x98\x80 ok", "\"\xe2\x82\xac\xf0\x9f\x98\x80 ok\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ds_buf b;
+        ds_buf_init(&b, 1 << 10);
+        json_w w;
+        jw_init(&w, &b);
+        jw_str(&w, cases[i].in);
+        ck_assert_str_eq(b.data, cases[i].out);
+        json_val *root;
+        ds_error e;
+        ck_assert_int_eq(json_parse(b.data, b.len, NULL, &root, &e), 0);
+        json_free(root);
+        ds_buf_free(&b);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
@@ -204,6 +234,7 @@ int main(void)
     tcase_add_test(tc, numbers_keep_their_text);
     tcase_add_test(tc, objects_arrays_strings);
     tcase_add_test(tc, writer_round_trips);
+    tcase_add_test(tc, writer_replaces_invalid_utf8);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
