@@ -1,8 +1,9 @@
 #!/bin/sh
 # Black-box tests: the real build/duckspread against real redis-servers, in
 # Node.js (node:test), every response validated against web/openapi.json.
-#   tests/blackbox.sh [BIN] [node --test args...]
-# BIN defaults to build/duckspread (or $DS_BIN). Each test file starts its own
+#   tests/blackbox.sh [BIN] [node --test args...] [FILE.test.mjs...]
+# BIN defaults to build/duckspread (or $DS_BIN). Test files given run alone;
+# without any, every tests/blackbox/*.test.mjs runs. Each test file starts its own
 # redis-server and server on spare loopback ports and removes its temporary
 # directories; server and redis logs stay in tests/tmp/blackbox/.
 # Needs: node >= 20, redis-server, `npm ci` (ws, redis, ajv, ajv-formats) and
@@ -29,10 +30,18 @@ for m in ws redis ajv ajv-formats; do
 done
 [ -f web/openapi.json ] || fail "web/openapi.json is missing: responses cannot be validated"
 
-logs=tests/tmp/blackbox
+# DS_BLACKBOX_LOGS: another log directory (runs side by side in one tree)
+logs=${DS_BLACKBOX_LOGS:-tests/tmp/blackbox}
 rm -rf "$logs"
 mkdir -p "$logs"
-export DS_BLACKBOX_LOGS="$(pwd)/$logs"
+case $logs in /*) ;; *) logs=$(pwd)/$logs ;; esac
+export DS_BLACKBOX_LOGS="$logs"
+
+files=
+for a in "$@"; do
+    case $a in *.test.mjs) files=given ;; esac
+done
+[ -n "$files" ] || set -- "$@" tests/blackbox/*.test.mjs
 
 # Files run one at a time (--test-concurrency=1): the concurrency and
 # latency tests measure the server, and the machine has 2 cores.
@@ -40,8 +49,7 @@ out="$logs/results.tap"
 started=$(date +%s)
 {
     timeout --kill-after=15 "${DS_BLACKBOX_TIMEOUT:-600}" \
-        node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=tap "$@" \
-        tests/blackbox/*.test.mjs 2>&1
+        node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=tap "$@" 2>&1
     echo $? >"$logs/node.rc"
 } | tee "$out"
 rc=$(cat "$logs/node.rc" 2>/dev/null || echo 1)
