@@ -629,6 +629,25 @@ hcase('invalid UTF-8 in path and query identifiers -> 404 naming the target, the
     expectError(await get('/get_updates?table=%FF&since=0&timeout=0'), 404, 'not_found', 'table');
 });
 
+hcase('raw (unescaped) invalid UTF-8 bytes in the request line -> 404 naming the target, the answer valid UTF-8', async () => {
+    const line = (a, b) => Buffer.concat([Buffer.from(a), Buffer.from(b), Buffer.from(' HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')]);
+    const cases = [
+        [line('GET /v1/models/', [0xff, 0xfe, ...Buffer.from('/cell?measure=quantity')]), 'table', `/v1/models/x/cell`],
+        [line(`GET /v1/models/${MODEL}/cell?measure=quantity&product=`, [0xc3, 0x28]), 'cell', `/v1/models/${MODEL}/cell`],
+    ];
+    for (const [req, target, p] of cases) {
+        const r = await raw(req);
+        const [res] = responses(r.buf);
+        assert.equal(res?.status, 404, r.text);
+        const text = utf8.decode(r.buf.subarray(r.buf.indexOf('\r\n\r\n') + 4));
+        const body = JSON.parse(text);
+        validateResponse('GET', p, 404, res.headers['content-type'], body, text);
+        assert.equal(body.error.code, 'not_found');
+        assert.equal(body.error.target, target);
+        assert.ok(body.error.message.includes('\ufffd'), `the bytes are shown as U+FFFD: ${text}`);
+    }
+});
+
 hcase('bad escapes, %00 and too long query values -> 400 malformed; never the root', async () => {
     expectError(await get(cellUrl('measure=quantity&product=%00')), 400, 'malformed', 'query');
     expectError(await get(cellUrl('measure=quantity&product=%G1')), 400, 'malformed', 'query');
@@ -818,11 +837,11 @@ async function responsiveMeanwhile(slow, what) {
     settled = true;
     await watcher;
     assert.ok(lat.length >= 5, `${what}: /health answered ${lat.length} times meanwhile`);
-    assert.ok(Math.max(...lat) < 1000, `${what}: /health answered within 1 s meanwhile (max ${Math.max(...lat)} ms)`);
+    assert.ok(Math.max(...lat) < 1500, `${what}: /health answered within 1.5 s meanwhile (max ${Math.max(...lat)} ms)`);
     return res;
 }
 
-const closeBy = (LIM.requestTimeout + 1.5) * 1000;
+const closeBy = (LIM.requestTimeout + 2.5) * 1000; // the reaper looks every 200 ms; a busy machine
 
 hcase('slowloris headers: a header line every 200 ms -> closed after --request-timeout, others answered meanwhile', async () => {
     const chunks = ['GET /health HTTP/1.1\r\nHost: x\r\n', ...Array.from({ length: 100 }, (_, i) => `X-Slow-${i}: y\r\n`)];
