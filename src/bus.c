@@ -1,309 +1,14 @@
-/* bus.c: see bus.h. hiredis formats and parses; the transport is ours. */
-#include "bus.h"
+/* bus.c: see bus.h. The commands, the scripts and the start check; the
+ * connection they go through is bus_conn.c. */
+#include "bus_internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <hiredis.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/sha.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "util.h"
-
-struct ds_bus {
-    bus_opts o;
-    bool unix_socket;
-    char *host, *port, *path, *user, *password;
-    int fd; /* -1 while disconnected */
-    redisReader *reader;
-    bool sent; /* the last roundtrip wrote its whole command */
-};
-
-void bus_opts_default(bus_opts *o)
-{
-    o->url = "redis://127.0.0.1:6379";
-    o->connect_timeout_ms = 2000;
-    o->io_timeout_ms = 5000;
-}
-
-static int parse_url(ds_bus *b, const char *url, ds_error *err)
-{
-    if (strncmp(url, "unix://", 7) == 0) {
-        b->unix_socket = true;
-        b->path = xstrdup(url + 7);
-        if (!b->path[0] || strlen(b->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return ds_fail(err, DS_INVALID_VALUE, "redis",
-                           "the Redis socket path is empty or longer than 107 bytes");
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0)
-        return ds_fail(err, DS_INVALID_VALUE, "redis",
-                       "the Redis URL must start with redis:// or unix://");
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                b->user = xstrndup(p, (size_t)(colon - p));
-            b->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            b->password = xstrndup(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
-    const char *end = p + strcspn(p, "/?");
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    b->host = xstrndup(p, (size_t)((colon ? colon : end) - p));
-    b->port = colon ? xstrndup(colon + 1, (size_t)(end - colon - 1)) : xstrdup("6379");
-    if (!b->host[0] || !b->port[0])
-        return ds_fail(err, DS_INVALID_VALUE, "redis", "the Redis URL has no host or port");
-    return 0;
-}
-
-int bus_open(const bus_opts *o, ds_bus **out, ds_error *err)
-{
-    ds_bus *b = xcalloc(1, sizeof *b);
-    b->o = *o;
-    b->fd = -1;
-    int rc = parse_url(b, o->url, err);
-    if (rc) {
-        bus_close(b);
-        return rc;
-    }
-    *out = b;
-    return 0;
-}
-
-/* Redis never speaks first on our connections: anything readable before a
- * command is sent is the end of the connection (a restart, a kill). Sending
- * into such a connection would make the outcome look unknown. */
-static bool peer_closed(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 0) <= 0)
-        return false;
-    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
-        return true;
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n <= 0;
-}
-
-static void disconnect(ds_bus *b)
-{
-    if (b->fd >= 0)
-        close(b->fd);
-    b->fd = -1;
-    if (b->reader)
-        redisReaderFree(b->reader);
-    b->reader = NULL;
-}
-
-void bus_close(ds_bus *b)
-{
-    if (!b)
-        return;
-    disconnect(b);
-    free(b->host);
-    free(b->port);
-    free(b->path);
-    free(b->user);
-    free(b->password);
-    free(b);
-}
-
-static int64_t deadline_after(int ms)
-{
-    return ds_now_ns() + (int64_t)ms * 1000000;
-}
-
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = (deadline - ds_now_ns()) / 1000000;
-        if (left < 0)
-            return -1;
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, (int)left);
-        if (n > 0)
-            return 0;
-        if (n == 0 || errno != EINTR)
-            return -1;
-    }
-}
-
-static int connect_socket(ds_bus *b, ds_error *err)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int fd = -1, family;
-    struct sockaddr_un un;
-    const struct sockaddr *addr;
-    socklen_t alen;
-    if (b->unix_socket) {
-        memset(&un, 0, sizeof un);
-        un.sun_family = AF_UNIX;
-        memcpy(un.sun_path, b->path, strlen(b->path) + 1);
-        addr = (struct sockaddr *)&un;
-        alen = sizeof un;
-        family = AF_UNIX;
-    } else {
-        int g = getaddrinfo(b->host, b->port, &hints, &res);
-        if (g)
-            return ds_fail(err, DS_UNAVAILABLE, "redis", "cannot resolve Redis host %s: %s",
-                           b->host, gai_strerror(g));
-        addr = res->ai_addr;
-        alen = res->ai_addrlen;
-        family = res->ai_family;
-    }
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int rc = fd < 0 ? -1 : connect(fd, addr, alen);
-    if (rc < 0 && fd >= 0 && errno == EINPROGRESS) {
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        rc = wait_fd(fd, POLLOUT, deadline_after(b->o.connect_timeout_ms));
-        if (rc == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr)) {
-            errno = soerr;
-            rc = -1;
-        } else if (rc) {
-            errno = ETIMEDOUT;
-        }
-    }
-    if (res)
-        freeaddrinfo(res);
-    if (rc < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return ds_fail(err, DS_UNAVAILABLE, "redis", "cannot connect to Redis at %s%s%s: %s",
-                       b->unix_socket ? b->path : b->host, b->unix_socket ? "" : ":",
-                       b->unix_socket ? "" : b->port, strerror(e));
-    }
-    if (!b->unix_socket) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    b->fd = fd;
-    b->reader = redisReaderCreate();
-    return 0;
-}
-
-static int send_all(ds_bus *b, const char *buf, size_t n, int64_t deadline)
-{
-    while (n > 0) {
-        ssize_t w = send(b->fd, buf, n, MSG_NOSIGNAL);
-        if (w > 0) {
-            buf += w;
-            n -= (size_t)w;
-        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(b->fd, POLLOUT, deadline))
-                return -1;
-        } else {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static redisReply *recv_reply(ds_bus *b, int64_t deadline)
-{
-    void *reply = NULL;
-    char buf[16384];
-    for (;;) {
-        if (redisReaderGetReply(b->reader, &reply) != REDIS_OK)
-            return NULL;
-        if (reply)
-            return reply;
-        ssize_t r = recv(b->fd, buf, sizeof buf, 0);
-        if (r > 0) {
-            if (redisReaderFeed(b->reader, buf, (size_t)r) != REDIS_OK)
-                return NULL;
-        } else if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(b->fd, POLLIN, deadline))
-                return NULL;
-        } else {
-            return NULL;
-        }
-    }
-}
-
-/* One round trip. NULL (with err: unavailable) on I/O failure, after which
- * the connection is dropped and the next call reconnects. */
-static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_t *lens,
-                             int extra_ms, ds_error *err);
-
-static int authenticate(ds_bus *b, ds_error *err)
-{
-    if (!b->password)
-        return 0;
-    const char *argv[3] = {"AUTH", b->user ? b->user : b->password, b->password};
-    size_t lens[3] = {4, strlen(argv[1]), strlen(b->password)};
-    redisReply *r = roundtrip(b, b->user ? 3 : 2, argv, lens, 0, err);
-    if (!r)
-        return -DS_UNAVAILABLE;
-    int rc = 0;
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis refused the credentials%s%s: %s",
-                     b->user ? " of user " : "", b->user ? b->user : "", r->str);
-        disconnect(b);
-    }
-    freeReplyObject(r);
-    return rc;
-}
-
-static redisReply *roundtrip(ds_bus *b, int argc, const char **argv, const size_t *lens,
-                             int extra_ms, ds_error *err)
-{
-    bool fresh = false;
-    b->sent = false;
-    if (b->fd >= 0 && peer_closed(b->fd))
-        disconnect(b); /* Redis restarted or died since: do not send into it */
-    if (b->fd < 0) {
-        if (connect_socket(b, err))
-            return NULL;
-        fresh = true;
-        if (authenticate(b, err)) {
-            b->sent = false; /* AUTH's own roundtrip set it; the command never went */
-            return NULL;
-        }
-    }
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (n < 0) {
-        ds_fail(err, DS_INTERNAL, NULL, "cannot format a Redis command");
-        return NULL;
-    }
-    int64_t deadline = deadline_after(b->o.io_timeout_ms + extra_ms);
-    b->sent = send_all(b, cmd, (size_t)n, deadline) == 0;
-    redisReply *r = b->sent ? recv_reply(b, deadline) : NULL;
-    redisFreeCommand(cmd);
-    if (!r) {
-        disconnect(b);
-        ds_fail(err, DS_UNAVAILABLE, "redis", "Redis %s",
-                fresh ? "closed the new connection" : "did not answer (connection dropped)");
-    }
-    return r;
-}
-
-/* A connection Redis closed while idle (a restart) fails the first write:
- * then the command goes out once more on a new connection. */
-static redisReply *command(ds_bus *b, int argc, const char **argv, const size_t *lens,
-                           ds_error *err)
-{
-    bool reused = b->fd >= 0;
-    redisReply *r = roundtrip(b, argc, argv, lens, 0, err);
-    if (!r && reused && !b->sent)
-        r = roundtrip(b, argc, argv, lens, 0, err);
-    return r;
-}
 
 /* Builds lens from NUL-terminated argv. */
 static redisReply *commandv(ds_bus *b, int argc, const char **argv, ds_error *err)
@@ -311,7 +16,7 @@ static redisReply *commandv(ds_bus *b, int argc, const char **argv, ds_error *er
     size_t lens[16];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    return command(b, argc, argv, lens, err);
+    return bus__command(b, argc, argv, lens, err);
 }
 
 static int reply_error(redisReply *r, const char *what, ds_error *err)
@@ -369,9 +74,8 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
     }
     if (n == 0)
         return 0;
-    if (b->fd >= 0 && peer_closed(b->fd))
-        disconnect(b);
-    if (b->fd < 0 && (connect_socket(b, err) || authenticate(b, err)))
+    bool fresh;
+    if (bus__connect(b, &fresh, err))
         return -DS_UNAVAILABLE;
     ds_buf out;
     ds_buf_init(&out, (size_t)1 << 31);
@@ -385,15 +89,15 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
             ds_buf_append(&out, cmd, (size_t)len);
         redisFreeCommand(cmd);
     }
-    int64_t deadline = deadline_after(b->o.io_timeout_ms);
+    int64_t deadline = bus__deadline(b->o.io_timeout_ms);
     int rc = 0;
-    if (send_all(b, out.data, out.len, deadline)) {
+    if (bus__send_all(b, out.data, out.len, deadline)) {
         for (int i = 0; i < n; i++)
             x[i].maybe_sent = true; /* some bytes may have gone out */
         rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not take the commands");
     }
     for (int i = 0; rc == 0 && i < n; i++) {
-        redisReply *r = recv_reply(b, deadline);
+        redisReply *r = bus__recv_reply(b, deadline);
         if (!r) { /* this one and the rest went out without an answer */
             for (int j = i; j < n; j++)
                 x[j].maybe_sent = true;
@@ -409,7 +113,7 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
         freeReplyObject(r);
     }
     if (rc)
-        disconnect(b);
+        bus__disconnect(b);
     ds_buf_free(&out);
     return rc;
 }
@@ -421,7 +125,7 @@ int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *i
     const char *argv[3 + 2 * 16];
     size_t lens[3 + 2 * 16];
     int argc = xadd_argv(model, f, n, key, argv, lens);
-    redisReply *r = command(b, argc, argv, lens, err);
+    redisReply *r = bus__command(b, argc, argv, lens, err);
     if (maybe_sent)
         *maybe_sent = !r && b->sent;
     if (!r)
@@ -503,7 +207,7 @@ int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmo
         argv[argc++] = pending ? "0" : ">";
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    redisReply *r = roundtrip(b, argc, argv, lens, pending ? 0 : block_ms, err);
+    redisReply *r = bus__roundtrip(b, argc, argv, lens, pending ? 0 : block_ms, err);
     if (!r)
         return -DS_UNAVAILABLE;
     if (r->type == REDIS_REPLY_ERROR)
@@ -580,14 +284,14 @@ static redisReply *run_script(ds_bus *b, const char *script, int nkeys, const ch
         argv[3 + nkeys + i] = args[i];
     for (int i = 0; i < argc; i++)
         lens[i] = i >= 3 + nkeys && arglens ? arglens[i - 3 - nkeys] : strlen(argv[i]);
-    redisReply *r = command(b, argc, argv, lens, err);
+    redisReply *r = bus__command(b, argc, argv, lens, err);
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(r);
         argv[0] = "EVAL";
         argv[1] = script;
         lens[0] = 4;
         lens[1] = strlen(script);
-        r = command(b, argc, argv, lens, err);
+        r = bus__command(b, argc, argv, lens, err);
     }
     free(argv);
     free(lens);
@@ -736,4 +440,112 @@ int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void
     }
     freeReplyObject(r);
     return 0;
+}
+
+/* ---- the start check ---------------------------------------------------------------- */
+
+/* What the scripts above run, checked by the ACL without running it. KEYS:
+ * lease, epoch, response stream, request stream. Returns "" when all is
+ * allowed, the first command and key denied, or "?" without
+ * redis.acl_check_cmd (Redis before 7). */
+static const char probe_lua[] =
+    "if not redis.acl_check_cmd then return '?' end\n"
+    "local checks = {\n"
+    "  {'GET', KEYS[1]}, {'SET', KEYS[1], 'x', 'PX', '1'}, {'PEXPIRE', KEYS[1], '1'},\n"
+    "  {'INCR', KEYS[2]},\n"
+    "  {'XADD', KEYS[3], 'MAXLEN', '~', '1', '*', 'f', 'v'},\n"
+    "  {'XACK', KEYS[4], 'writers', '0-1'}, {'XPENDING', KEYS[4], 'writers'},\n"
+    "  {'XTRIM', KEYS[4], 'MINID', '~', '0-1'}}\n"
+    "for _, c in ipairs(checks) do\n"
+    "  if not redis.acl_check_cmd(unpack(c)) then return c[1] .. ' ' .. c[2] end\n"
+    "end\n"
+    "return ''\n";
+
+static const char acl_hint[] = "; README.md (An external Redis) lists the rules duckspread needs";
+
+typedef struct probe {
+    const char *what; /* for the message: the command and its key */
+    int argc;
+    const char *argv[10];
+} probe;
+
+/* Runs one probe: 0 when the ACL let it through (whatever Redis answered
+ * after), -DS_FORBIDDEN on NOPERM, -DS_UNAVAILABLE when Redis is out of
+ * reach or refused the connection (then b->refused). */
+static int run_probe(ds_bus *b, const probe *p, ds_error *err)
+{
+    size_t lens[10];
+    for (int i = 0; i < p->argc; i++)
+        lens[i] = strlen(p->argv[i]);
+    redisReply *r = bus__command(b, p->argc, (const char **)p->argv, lens, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    const char *user = b->user ? b->user : "default";
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0)
+        rc = ds_fail(err, DS_FORBIDDEN, "redis", "Redis user '%s' may not run %s (%s)%s", user,
+                     p->what, r->str, acl_hint);
+    else if (p->argc == 1 && r->type == REDIS_REPLY_ERROR) /* PING: NOAUTH, say */
+        rc = ds_fail(err, DS_FORBIDDEN, "redis", "Redis refused PING: %s%s", r->str,
+                     strncmp(r->str, "NOAUTH", 6) ? ""
+                                                  : " (the URL needs [user:]password@ before "
+                                                    "the host)");
+    else if (p->argv[1] == probe_lua && r->type == REDIS_REPLY_ERROR)
+        rc = ds_fail(err, DS_FORBIDDEN, "redis", "Redis refused a script (%s)", r->str);
+    else if (p->argv[1] == probe_lua && r->type == REDIS_REPLY_STRING && r->len > 1)
+        rc = ds_fail(err, DS_FORBIDDEN, "redis",
+                     "Redis user '%s' may not run %s inside duckspread's scripts (NOPERM by "
+                     "redis.acl_check_cmd)%s",
+                     user, r->str, acl_hint);
+    freeReplyObject(r);
+    return rc;
+}
+
+int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error *err)
+{
+    static const char nosuch[] = "0000000000000000000000000000000000000000"; /* no script */
+    probe ping = {"PING", 1, {"PING"}};
+    int rc = run_probe(b, &ping, err);
+    for (int i = 0; rc == 0 && i < nmodels; i++) {
+        char req[300], resp[300], lease[300], ep[300], what[9][1300];
+        const char *m = models[i];
+        stream_key(req, sizeof req, m, "request_duck");
+        stream_key(resp, sizeof resp, m, "response_duck");
+        stream_key(lease, sizeof lease, m, "lease");
+        stream_key(ep, sizeof ep, m, "epoch");
+        snprintf(what[0], sizeof what[0], "XADD on %s", req);
+        snprintf(what[1], sizeof what[1], "XGROUP CREATE on %s", req);
+        snprintf(what[2], sizeof what[2], "XREADGROUP on %s", req);
+        snprintf(what[3], sizeof what[3], "XREVRANGE on %s", resp);
+        snprintf(what[4], sizeof what[4], "EVALSHA on %s", lease);
+        snprintf(what[5], sizeof what[5], "EVALSHA on %s", ep);
+        snprintf(what[6], sizeof what[6], "EVALSHA on %s", resp);
+        snprintf(what[7], sizeof what[7], "EVALSHA on %s", req);
+        snprintf(what[8], sizeof what[8], "EVAL on %s %s %s %s", lease, ep, resp, req);
+        /* each refused by Redis after its ACL check, or read-only: nothing
+         * changes (XREADGROUP fails on the id before it creates a consumer,
+         * EVALSHA with NOSCRIPT) */
+        const probe p[] = {
+            {what[0], 5, {"XADD", req, "0-0", "probe", "1"}},
+            {what[1], 6, {"XGROUP", "CREATE", req, "writers", "not-an-id", "MKSTREAM"}},
+            {what[2],
+             9,
+             {"XREADGROUP", "GROUP", "writers", "duckspread-probe", "COUNT", "1", "STREAMS", req,
+              "not-an-id"}},
+            {what[3], 6, {"XREVRANGE", resp, "+", "-", "COUNT", "1"}},
+            /* one key at a time, so that a message names the key */
+            {what[4], 4, {"EVALSHA", nosuch, "1", lease}},
+            {what[5], 4, {"EVALSHA", nosuch, "1", ep}},
+            {what[6], 4, {"EVALSHA", nosuch, "1", resp}},
+            {what[7], 4, {"EVALSHA", nosuch, "1", req}},
+            {what[8], 7, {"EVAL", probe_lua, "4", lease, ep, resp, req}},
+        };
+        for (size_t k = 0; rc == 0 && k < DS_ARRAY_LEN(p); k++)
+            rc = run_probe(b, &p[k], err);
+    }
+    if (rc == -DS_UNAVAILABLE && b->refused) {
+        err->code = DS_FORBIDDEN;
+        rc = -DS_FORBIDDEN;
+    }
+    return rc;
 }

@@ -2,11 +2,15 @@
  * is one connection for one thread; after an I/O error the next call
  * reconnects by itself. hiredis only formats commands and parses replies
  * (redisFormatCommandArgv, redisReader); the bytes go through the bus's
- * own transport over TCP or a unix socket.
+ * own transport: TCP, TLS over TCP (OpenSSL, the certificate and host name
+ * verified) or a unix socket.
  *
  * Keys of a model share the hash tag {model}: {m}:request_duck (commands),
  * {m}:response_duck (change events), {m}:lease and {m}:epoch (the single
- * writer's lease), so a model's keys live in one Redis Cluster slot. */
+ * writer's lease), so a model's keys live in one Redis Cluster slot.
+ *
+ * Over TLS the transport writes with write(2): the process must ignore
+ * SIGPIPE (server_run does). */
 #ifndef DS_BUS_H
 #define DS_BUS_H
 
@@ -18,21 +22,53 @@
 
 typedef struct ds_bus ds_bus;
 
+/* The URL: redis://[[user]:password@]host[:port][/0] (port 6379),
+ * rediss://... the same over TLS, unix://[[user]:password@]/path. A user
+ * and password may be percent-encoded (%40 for @); userinfo without a colon
+ * is a password for the default user (as redis-cli reads it). The strings
+ * are borrowed: they must outlive every bus opened with them. */
 typedef struct bus_opts {
-    const char *url; /* redis://[user:password@]host:port, unix:///path */
-    int connect_timeout_ms;
-    int io_timeout_ms; /* beyond any BLOCK a command asks for */
+    const char *url;
+    const char *tls_ca;     /* rediss://: CA certificates (PEM file or hashed directory);
+                               NULL: the system's */
+    const char *tls_cert;   /* rediss://: client certificate chain (PEM), with tls_key */
+    const char *tls_key;    /* its private key (PEM, not encrypted) */
+    const char *tls_name;   /* the name the server's certificate must carry (and the SNI);
+                               NULL: the URL's host. An IP address is matched against the
+                               certificate's IP addresses. */
+    int connect_timeout_ms; /* TCP connect, and the TLS handshake after it */
+    int io_timeout_ms;      /* beyond any BLOCK a command asks for */
 } bus_opts;
 
 void bus_opts_default(bus_opts *o);
 
-/* Connects (and authenticates). Failing to connect is not an error here:
- * the bus retries on each call; bus_ping() tells whether Redis is up.
- * Caller frees with bus_close(). Fails only on a malformed URL. */
+/* Checks the URL and the TLS files (loading them) but does not connect:
+ * failing to connect is not an error here, the bus connects (TLS
+ * handshake, AUTH) on each call until it succeeds; bus_ping() tells
+ * whether Redis is up. Caller frees with bus_close(). Fails (invalid_value,
+ * a precise message without the password) on a malformed URL, TLS options
+ * without rediss://, or an unreadable CA, certificate or key. */
 int bus_open(const bus_opts *o, ds_bus **out, ds_error *err);
 void bus_close(ds_bus *b);
 /* PING: 0 when Redis answers; unavailable otherwise. */
 int bus_ping(ds_bus *b, ds_error *err);
+
+/* The bus's address for logs, the password replaced by ***:
+ * "rediss://duckspread:***@redis.example:6380 (TLS, certificate checked for
+ * redis.example)". */
+void bus_describe(const ds_bus *b, char *out, size_t n);
+
+/* For the start of serve, before the writer: connects (TLS handshake,
+ * AUTH) and checks that the ACL lets this user run every command duckspread
+ * sends, on the keys of each model, without changing anything. Each command
+ * goes out with an argument Redis refuses only after its ACL check (an XADD
+ * id of 0-0, an invalid stream id, an unknown script SHA) or is read-only;
+ * the commands inside the scripts are checked by redis.acl_check_cmd (Redis
+ * 7). Returns 0; -DS_FORBIDDEN when Redis or its certificate says no
+ * (credentials, TLS verification, host name, a missing ACL permission: the
+ * message names the command and key); -DS_UNAVAILABLE when Redis cannot be
+ * reached. */
+int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error *err);
 
 /* ---- commands (API side) --------------------------------------------- */
 

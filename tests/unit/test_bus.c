@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis.h>
 
 #include "bus.h"
 #include "redis_fixture.h"
+#include "util.h"
 
 static redis_fixture R;
 static ds_bus *B;
@@ -229,6 +231,202 @@ START_TEST(bad_urls)
 }
 END_TEST
 
+/* bus_open with this URL (and TLS options): 0 and its description, or the
+ * error. Either way the password "s3cr3t" must not show. */
+static int open_url(const char *url, const char *ca, const char *cert, const char *key, char *out,
+                    size_t n)
+{
+    bus_opts o;
+    bus_opts_default(&o);
+    o.url = url;
+    o.tls_ca = ca;
+    o.tls_cert = cert;
+    o.tls_key = key;
+    ds_bus *b = NULL;
+    ds_error_clear(&E);
+    int rc = bus_open(&o, &b, &E);
+    if (rc == 0) {
+        bus_describe(b, out, n);
+        bus_close(b);
+    } else {
+        ck_assert_ptr_null(b);
+        ck_assert_int_eq(E.code, DS_INVALID_VALUE);
+        snprintf(out, n, "%s", E.message);
+    }
+    ck_assert_msg(!strstr(out, "s3cr3t") && !strstr(out, "s3%63r3t"), "password in '%s'", out);
+    return rc;
+}
+
+START_TEST(url_forms)
+{
+    char d[600];
+    static const struct {
+        const char *url, *want;
+    } ok[] = {
+        {"redis://127.0.0.1", "redis://127.0.0.1:6379"},
+        {"redis://h:7000/", "redis://h:7000"},
+        {"redis://h:7000/0", "redis://h:7000"},
+        {"redis://:s3cr3t@h:7000", "redis://:***@h:7000"},
+        {"redis://s3cr3t@h:7000", "redis://:***@h:7000"}, /* a password, as redis-cli reads it */
+        {"redis://duck:s3cr3t@h:7000", "redis://duck:***@h:7000"},
+        {"redis://duck:s3%63r3t@h", "redis://duck:***@h:6379"},
+        {"redis://d%75ck:p@ss:w@rd@h:1", "redis://duck:***@h:1"}, /* the last @ ends it */
+        {"redis://[::1]:7001", "redis://[::1]:7001"},
+        {"rediss://duck:s3cr3t@redis.example:6380",
+         "rediss://duck:***@redis.example:6380 (TLS, certificate checked)"},
+        {"rediss://[::1]", "rediss://[::1]:6379 (TLS, certificate checked)"},
+        {"unix:///tmp/r.sock", "unix:///tmp/r.sock"},
+        {"unix://duck:s3cr3t@/tmp/r.sock", "unix://duck:***@/tmp/r.sock"},
+        {"unix://rel/r.sock", "unix://rel/r.sock"},
+    };
+    for (size_t i = 0; i < DS_ARRAY_LEN(ok); i++) {
+        ck_assert_msg(open_url(ok[i].url, NULL, NULL, NULL, d, sizeof d) == 0, "%s: %s", ok[i].url,
+                      d);
+        ck_assert_str_eq(d, ok[i].want);
+    }
+}
+END_TEST
+
+START_TEST(url_errors)
+{
+    char d[600];
+    static const struct {
+        const char *url, *says;
+    } bad[] = {
+        {"http://h", "must start with redis://, rediss:// (TLS) or unix://"},
+        {"h:6379", "must start with"},
+        {"redis://", "has no host"},
+        {"redis://:6379", "has no host"},
+        {"redis://duck:s3cr3t@:6379", "has no host"},
+        {"redis://h:", "port '' is not a number from 1 to 65535"},
+        {"redis://h:0", "port '0' is not"},
+        {"redis://h:65536", "port '65536' is not"},
+        {"redis://h:63a", "port '63a' is not"},
+        {"redis://h:+63", "port '+63' is not"},
+        {"redis://h:6379/2", "path '/2' selects a database: duckspread uses database 0 only"},
+        {"rediss://h:6379?ssl_cert_reqs=none", "takes no ?options; TLS is set with --redis-ca"},
+        {"redis://duck:s3cr3t%4@h", "a % not followed by two hex digits"},
+        {"redis://duck:s3cr3t%zz@h", "a % not followed by two hex digits"},
+        {"redis://[::1:6379", "a [ without its ]"},
+        {"redis://[::1]x:6379", "text after the ]"},
+        {"unix://", "socket path is empty"},
+    };
+    for (size_t i = 0; i < DS_ARRAY_LEN(bad); i++) {
+        ck_assert_msg(open_url(bad[i].url, NULL, NULL, NULL, d, sizeof d) == -DS_INVALID_VALUE,
+                      "%s was accepted: %s", bad[i].url, d);
+        ck_assert_msg(strstr(d, bad[i].says), "%s: '%s' does not say '%s'", bad[i].url, d,
+                      bad[i].says);
+    }
+    char longpath[200];
+    memset(longpath, 'x', sizeof longpath);
+    memcpy(longpath, "unix:///", 8);
+    longpath[sizeof longpath - 1] = '\0';
+    ck_assert_int_eq(open_url(longpath, NULL, NULL, NULL, d, sizeof d), -DS_INVALID_VALUE);
+    ck_assert_ptr_nonnull(strstr(d, "longer than 107 bytes"));
+}
+END_TEST
+
+START_TEST(tls_options)
+{
+    char d[600];
+    /* TLS settings only with rediss:// */
+    ck_assert_int_eq(open_url("redis://h", "/nonexistent/ca.pem", NULL, NULL, d, sizeof d),
+                     -DS_INVALID_VALUE);
+    ck_assert_str_eq(d, "--redis-ca, --redis-cert, --redis-key and --redis-server-name need a "
+                        "rediss:// URL");
+    ck_assert_int_eq(open_url("unix:///tmp/r.sock", NULL, "c.pem", "k.pem", d, sizeof d),
+                     -DS_INVALID_VALUE);
+    ck_assert_int_eq(open_url("rediss://h", NULL, "c.pem", NULL, d, sizeof d), -DS_INVALID_VALUE);
+    ck_assert_str_eq(d, "a client certificate needs both --redis-cert and --redis-key");
+    ck_assert_int_eq(open_url("rediss://h", "/nonexistent/ca.pem", NULL, NULL, d, sizeof d),
+                     -DS_INVALID_VALUE);
+    ck_assert_str_eq(d, "cannot use the Redis CA file /nonexistent/ca.pem: No such file or "
+                        "directory");
+    /* a file that holds no certificate */
+    char path[] = "/tmp/ds-test-ca-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "not a certificate\n", 18), 18);
+    close(fd);
+    ck_assert_int_eq(open_url("rediss://h", path, NULL, NULL, d, sizeof d), -DS_INVALID_VALUE);
+    ck_assert_msg(strstr(d, "cannot use the Redis CA file") && strstr(d, path), "%s", d);
+    ck_assert_int_eq(open_url("rediss://h", NULL, path, path, d, sizeof d), -DS_INVALID_VALUE);
+    ck_assert_msg(strstr(d, "cannot use the Redis client certificate"), "%s", d);
+    unlink(path);
+    /* the system's CAs, and a server name of its own */
+    bus_opts o;
+    bus_opts_default(&o);
+    o.url = "rediss://10.0.0.1:6380";
+    o.tls_name = "redis.internal";
+    ds_bus *b;
+    ck_assert_int_eq(bus_open(&o, &b, &E), 0);
+    bus_describe(b, d, sizeof d);
+    ck_assert_str_eq(d, "rediss://10.0.0.1:6380 (TLS, certificate checked for redis.internal)");
+    bus_close(b);
+}
+END_TEST
+
+/* A plain unix socket needs no probe to be refused: the fixture's Redis
+ * (no ACL) allows everything, and the check changes nothing. */
+START_TEST(access_check)
+{
+    const char *models[] = {"sales", "other"};
+    ck_assert_int_eq(bus_check_access(B, models, 2, &E), 0);
+    ck_assert_int_eq(xlen("{sales}:request_duck"), 0);
+    redisContext *c = redisConnectUnix(R.sock);
+    ck_assert(c && !c->err);
+    redisReply *r = redisCommand(c, "DBSIZE");
+    ck_assert_int_eq(r->integer, 0);
+    freeReplyObject(r);
+    /* a user without XTRIM: named with its key */
+    r = redisCommand(c, "ACL SETUSER limited on >pw ~* +@all -xtrim");
+    ck_assert_str_eq(r->str, "OK");
+    freeReplyObject(r);
+    bus_opts o;
+    bus_opts_default(&o);
+    char url[400];
+    snprintf(url, sizeof url, "unix://limited:pw@%s", R.sock);
+    o.url = url;
+    ds_bus *b;
+    ck_assert_int_eq(bus_open(&o, &b, &E), 0);
+    ck_assert_int_eq(bus_check_access(b, models, 2, &E), -DS_FORBIDDEN);
+    ck_assert_msg(strstr(E.message, "Redis user 'limited' may not run XTRIM {sales}:request_duck"),
+                  "%s", E.message);
+    bus_close(b);
+    /* a user without the keys of 'other' */
+    r = redisCommand(c, "ACL SETUSER limited ~* resetkeys ~{sales}:* +xtrim");
+    freeReplyObject(r);
+    ck_assert_int_eq(bus_open(&o, &b, &E), 0);
+    ck_assert_int_eq(bus_check_access(b, models, 1, &E), 0);
+    ck_assert_int_eq(bus_check_access(b, models, 2, &E), -DS_FORBIDDEN);
+    ck_assert_msg(strstr(E.message, "may not run XADD on {other}:request_duck (NOPERM"), "%s",
+                  E.message);
+    bus_close(b);
+    /* a wrong password */
+    snprintf(url, sizeof url, "unix://limited:s3cr3t@%s", R.sock);
+    ck_assert_int_eq(bus_open(&o, &b, &E), 0);
+    ck_assert_int_eq(bus_check_access(b, models, 1, &E), -DS_FORBIDDEN);
+    ck_assert_msg(strstr(E.message, "refused the credentials of user limited: WRONGPASS"), "%s",
+                  E.message);
+    ck_assert_ptr_null(strstr(E.message, "s3cr3t"));
+    bus_close(b);
+    r = redisCommand(c, "DBSIZE");
+    ck_assert_int_eq(r->integer, 0);
+    freeReplyObject(r);
+    /* no password where one is needed */
+    r = redisCommand(c, "ACL SETUSER default on resetpass >adminpw");
+    freeReplyObject(r);
+    snprintf(url, sizeof url, "unix://%s", R.sock);
+    ck_assert_int_eq(bus_open(&o, &b, &E), 0);
+    ck_assert_int_eq(bus_check_access(b, models, 1, &E), -DS_FORBIDDEN);
+    ck_assert_msg(strstr(E.message, "Redis refused PING: NOAUTH") &&
+                      strstr(E.message, "the URL needs [user:]password@"),
+                  "%s", E.message);
+    bus_close(b);
+    redisFree(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bus");
@@ -241,6 +439,10 @@ int main(void)
     tcase_add_test(tc, recent_events_oldest_first);
     tcase_add_test(tc, redis_down_then_back);
     tcase_add_test(tc, bad_urls);
+    tcase_add_test(tc, url_forms);
+    tcase_add_test(tc, url_errors);
+    tcase_add_test(tc, tls_options);
+    tcase_add_test(tc, access_check);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
