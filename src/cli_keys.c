@@ -35,7 +35,7 @@ static const char usage_keys[] =
     "                      printable ASCII characters, no spaces)\n"
     "  --role ROLE         viewer, editor or admin\n"
     "  --model M           the key works on model M only\n"
-    "  --scope DIM=MEMBER  editors and admins may write only cells inside MEMBER's\n"
+    "  --scope DIM=MEMBER  (editors) write only cells inside MEMBER's\n"
     "                      subtree of dimension DIM (a member key, or a unique\n"
     "                      display name, resolved when a write comes); a write\n"
     "                      outside it, or one that leaves DIM out, is refused with\n"
@@ -95,8 +95,11 @@ static int keys_create_cmd(const char *dir, const char *user, const char *role, 
                             "its member keys)\n");
             return 2;
         }
-        if (k.role == ROLE_VIEWER) {
-            fprintf(stderr, "duckspread keys: --scope limits writes; a viewer does not write\n");
+        if (k.role != ROLE_EDITOR) {
+            fprintf(stderr,
+                    "duckspread keys: --scope limits an editor's cell writes; a %s "
+                    "key cannot have one\n",
+                    key_role_name(k.role));
             return 2;
         }
         snprintf(k.scope_dim, sizeof k.scope_dim, "%.*s", (int)(eq - scope), scope);

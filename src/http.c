@@ -241,10 +241,11 @@ bool http__ticket_take(http_server *h, const char *t, ds_principal *who)
     return ok;
 }
 
-void http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap)
+bool http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap)
 {
     unsigned char raw[18];
-    RAND_bytes(raw, sizeof raw);
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return false;
     for (size_t i = 0; i < sizeof raw && 2 * i + 2 < cap; i++)
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
     pthread_mutex_lock(&h->lock);
@@ -253,13 +254,14 @@ void http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t
     k->expires_ns = ds_now_ns() + (int64_t)HTTP_TICKET_S * 1000000000;
     k->who = *who;
     pthread_mutex_unlock(&h->lock);
+    return true;
 }
 
 /* No keys yet and listening on loopback: everyone is an admin, named by
  * X-User (a development convenience; other addresses refuse to start). */
 static bool open_mode(http_server *h)
 {
-    return h->loopback && keyring_count(h->srv->keys) == 0;
+    return h->loopback && keyring_open_mode(h->srv->keys);
 }
 
 static int rate_limited(req *r, key_check kc, int retry, ds_error *err)
@@ -759,6 +761,9 @@ enum MHD_Result http__changes(req *r, bool legacy)
         r->waiting = true;
         MHD_suspend_connection(r->conn);
         live_wait(r->h->srv->live, &r->w, r->model, r->since, r->deadline_ns, wake_conn, r);
+        /* a revocation between the check above and the wait woke nobody */
+        if (!keyring_alive(r->h->srv->keys, r->who.id) && live_cancel(r->h->srv->live, &r->w))
+            wake_conn(r);
         ret = MHD_YES;
     }
     ds_buf_free(&items);
@@ -840,6 +845,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             MHD_suspend_connection(s->conn);
             live_wait(s->h->srv->live, &s->w, s->model, s->cursor,
                       now + (int64_t)HTTP_PING_S * 1000000000, sse_wake, s);
+            /* a revocation between the check above and the wait woke nobody */
+            if (!keyring_alive(s->h->srv->keys, s->key_id) && live_cancel(s->h->srv->live, &s->w))
+                sse_wake(s);
             return 0;
         }
         s->last_write_ns = now;
@@ -1172,7 +1180,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
                        "refusing to listen on %s without API keys: create one with `duckspread "
                        "keys create --data %s --user NAME --role admin`, or listen on 127.0.0.1",
                        srv->o.listen, srv->o.data_dir);
-    if (loopback && keyring_count(srv->keys) == 0)
+    if (loopback && keyring_open_mode(srv->keys))
         log_warn("keys: none in %s/keys: every request on %s is an admin (open mode, loopback "
                  "only) until a key is created",
                  srv->o.data_dir, srv->o.listen);
@@ -1196,6 +1204,13 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
     h->enq_started = true;
     live_set_auth(srv->live, key_alive, srv->keys);
     h->keys_started = pthread_create(&h->keys_thread, NULL, keys_main, h) == 0;
+    if (!h->keys_started) { /* without it, revocations would never be seen */
+        enqueuer_stop(h);
+        pthread_cond_destroy(&h->enq_cond);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return ds_fail(err, DS_INTERNAL, NULL, "cannot start the keys watcher thread");
+    }
     http__load_static(h);
     h->guard = http__guard_new(srv->o.request_timeout_s);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |

@@ -110,7 +110,8 @@ enum MHD_Result http__error_raw(req *r, int status, const char *code, const char
 enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char *msg);
 int http__body(req *r, req_kind kind, json_val **root, ds_error *err);
 bool http__ticket_take(http_server *h, const char *t, ds_principal *who);
-void http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap);
+/* false when no random numbers could be had */
+bool http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap);
 /* 403 forbidden unless the request's principal has the route's role and
  * (when model is given and the key is limited to one) that model. */
 int http__authorize(req *r, const char *model, ds_error *err);

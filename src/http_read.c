@@ -87,7 +87,8 @@ static enum MHD_Result h_static(req *r)
 static enum MHD_Result h_ticket(req *r)
 {
     char t[48];
-    http__ticket_new(r->h, &r->who, t, sizeof t);
+    if (!http__ticket_new(r->h, &r->who, t, sizeof t))
+        return http__fail(r, DS_UNAVAILABLE, NULL, "no random numbers for a ticket; retry");
     ds_buf b;
     ds_buf_init(&b, 4096);
     ds_buf_printf(&b, "{\"ticket\":\"%s\",\"expires_in\":%d}", t, HTTP_TICKET_S);
@@ -330,10 +331,16 @@ static enum MHD_Result h_model_create(req *r)
     if (http__body(r, (req_kind)-1, &root, &e))
         return http__error(r, &e);
     ds_model *def = NULL;
-    int rc = parse_definition(root, &def, &e);
-    json_free(root);
+    size_t nlen = 0;
+    const json_val *nv = json_get(root, "name");
+    const char *name = nv ? json_str(nv, &nlen) : NULL;
+    char nbuf[DS_IDENT_MAX + 1];
+    snprintf(nbuf, sizeof nbuf, "%.*s", (int)(nlen < DS_IDENT_MAX ? nlen : DS_IDENT_MAX),
+             name ? name : "");
+    int rc = http__authorize(r, nbuf, &e); /* 403 before the definition's 404s and 422s */
     if (rc == 0)
-        rc = http__authorize(r, def->name, &e);
+        rc = parse_definition(root, &def, &e);
+    json_free(root);
     if (rc == 0)
         rc = writer_create_model(r->h->srv->writer, def, &e);
     if (rc) {
@@ -833,7 +840,7 @@ typedef struct route {
 static const route routes[] = {
     {"GET", "/health", h_health, "health", true, false, ROLE_NONE, false},
     {"GET", "/ready", h_ready, "ready", false, false, ROLE_VIEWER, false},
-    {"GET", "/metrics", h_metrics, "metrics", false, false, ROLE_VIEWER, false},
+    {"GET", "/metrics", h_metrics, "metrics", false, false, ROLE_ADMIN, false},
     {"GET", "/openapi.json", h_static, "static", true, false, ROLE_NONE, false},
     {"GET", "/docs", h_static, "static", true, false, ROLE_NONE, false},
     {"GET", "/docs/*", h_static, "static", true, false, ROLE_NONE, false},

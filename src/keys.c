@@ -249,7 +249,8 @@ static int replace_file(const char *dir, const char *name, const ds_buf *b, ds_e
     char path[4200], tmp[4300];
     path_of(path, sizeof path, dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    unlink(tmp); /* a stale one from a crash may have another mode */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return ds_fail(err, DS_INTERNAL, "keys", "cannot write %s: %s", tmp, strerror(errno));
     size_t off = 0;
@@ -265,7 +266,8 @@ static int replace_file(const char *dir, const char *name, const ds_buf *b, ds_e
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    int synced = fsync(fd), closed = close(fd);
+    if (synced != 0 || closed != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
         return ds_fail(err, DS_INTERNAL, "keys", "cannot replace %s: %s", path, strerror(e));
@@ -320,7 +322,7 @@ static int lock_keys(const char *dir, ds_error *err)
 int keys_create(const char *dir, const ds_key *tmpl, char *secret, size_t cap,
                 char id[KEY_ID_LEN + 1], ds_error *err)
 {
-    if (cap < 52)
+    if (cap < 53)
         return ds_fail(err, DS_INTERNAL, NULL, "no room for a key");
     int lock = lock_keys(dir, err);
     if (lock < 0)
@@ -411,6 +413,8 @@ struct ds_keyring {
     ds_key *active;        /* sorted by hash */
     size_t nactive;
     bool have_file;
+    bool had_keys; /* DIR/keys held a key (even a revoked one), or --api-key:
+                      open mode is over for the life of the process */
     struct stat seen;
     pthread_mutex_t use_lock; /* the usage table */
     usage *use;
@@ -431,18 +435,21 @@ static bool same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Reads the active keys; 0, or an error for a damaged file. */
-static int load_active(ds_keyring *kr, ds_key **out, size_t *n, ds_error *err)
+/* Reads the active keys (and how many lines the file has, revoked ones
+ * too); 0, or an error for a damaged file. */
+static int load_active(ds_keyring *kr, ds_key **out, size_t *n, size_t *total, ds_error *err)
 {
     ds_keyfile kf;
     int rc = keys_read(kr->dir, &kf, err);
     if (rc)
         return rc;
+    *total = kf.n;
     size_t m = 0;
     for (size_t i = 0; i < kf.n; i++)
         if (!kf.keys[i].revoked)
             kf.keys[m++] = kf.keys[i];
-    qsort(kf.keys, m, sizeof *kf.keys, by_hash);
+    if (m) /* no keys: kf.keys is NULL, which qsort must not get */
+        qsort(kf.keys, m, sizeof *kf.keys, by_hash);
     *out = kf.keys;
     *n = m;
     return 0;
@@ -460,11 +467,13 @@ int keyring_open(const keyring_opts *o, ds_keyring **out, ds_error *err)
     char path[4200];
     path_of(path, sizeof path, kr->dir, KEYS_FILE);
     kr->have_file = stat(path, &kr->seen) == 0;
-    int rc = load_active(kr, &kr->active, &kr->nactive, err);
+    size_t total = 0;
+    int rc = load_active(kr, &kr->active, &kr->nactive, &total, err);
     if (rc) {
         keyring_free(kr);
         return rc;
     }
+    kr->had_keys = total > 0 || kr->api_key;
     kr->used_flushed_s = now_s();
     *out = kr;
     return 0;
@@ -509,15 +518,19 @@ void keyring_refresh(ds_keyring *kr, bool *revoked)
     pthread_rwlock_unlock(&kr->lock);
     if (changed) {
         ds_key *keys = NULL;
-        size_t n = 0;
+        size_t n = 0, total = 0;
         ds_error err;
-        bool ok = load_active(kr, &keys, &n, &err) == 0;
+        bool ok = load_active(kr, &keys, &n, &total, &err) == 0;
         if (!ok) /* keep the keys we have: a damaged file must not open the door */
             log_warn("keys: keeping the previous keys: %s", err.message);
         pthread_rwlock_wrlock(&kr->lock);
         kr->have_file = exists;
         if (exists)
             kr->seen = st;
+        if (ok && total > 0 && !kr->had_keys) {
+            kr->had_keys = true; /* what open mode let in must go */
+            *revoked = true;
+        }
         if (ok) {
             for (size_t i = 0; i < kr->nactive; i++)
                 *revoked |= n == 0 || !bsearch(&kr->active[i], keys, n, sizeof *keys, by_hash);
@@ -534,6 +547,14 @@ void keyring_refresh(ds_keyring *kr, bool *revoked)
     pthread_mutex_unlock(&kr->use_lock);
     if (flush)
         flush_used(kr);
+}
+
+bool keyring_open_mode(ds_keyring *kr)
+{
+    pthread_rwlock_rdlock(&kr->lock);
+    bool open = !kr->had_keys;
+    pthread_rwlock_unlock(&kr->lock);
+    return open;
 }
 
 size_t keyring_count(ds_keyring *kr)
@@ -654,7 +675,9 @@ key_check keyring_check(ds_keyring *kr, const char *secret, size_t len, ds_princ
 
 bool keyring_alive(ds_keyring *kr, const char *id)
 {
-    if (!id[0] || strcmp(id, API_KEY_ID) == 0)
+    if (!id[0]) /* open mode's requests: only while it lasts */
+        return keyring_open_mode(kr);
+    if (strcmp(id, API_KEY_ID) == 0)
         return true;
     bool alive = false;
     pthread_rwlock_rdlock(&kr->lock);

@@ -106,6 +106,9 @@ void keyring_free(ds_keyring *kr);
 void keyring_refresh(ds_keyring *kr, bool *revoked);
 /* Active keys (including --api-key). */
 size_t keyring_count(ds_keyring *kr);
+/* True until DIR/keys holds a key (even a revoked one) or --api-key is
+ * given; false from then on, for the life of the keyring. */
+bool keyring_open_mode(ds_keyring *kr);
 /* Checks a key, counts one request against its rate and one open request
  * (release with keyring_close()); fills *p when KEY_OK. */
 key_check keyring_check(ds_keyring *kr, const char *secret, size_t len, ds_principal *p,
@@ -114,7 +117,8 @@ key_check keyring_check(ds_keyring *kr, const char *secret, size_t len, ds_princ
 key_check keyring_admit(ds_keyring *kr, const ds_principal *p, int *retry_after_s);
 /* Ends an open request or subscription of the key id. */
 void keyring_close(ds_keyring *kr, const char *id);
-/* Whether the key id is still active ("" and the --api-key always are). */
+/* Whether the key id is still active (--api-key's always is; "", open
+ * mode's, only while open mode lasts). */
 bool keyring_alive(ds_keyring *kr, const char *id);
 
 #endif

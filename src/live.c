@@ -614,6 +614,9 @@ static void ws_take_adopted(ds_live *l)
         a->next = l->conns;
         l->conns = a;
         ws_arm(l, a, EPOLL_CTL_ADD);
+        /* checked once here: a revocation after this sets auth_check */
+        if (l->alive && !l->alive(l->alive_ctx, a->key_id))
+            ws_close(a, 1008, "the API key was revoked");
         a = next;
     }
 }

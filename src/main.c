@@ -85,6 +85,8 @@ static const char usage_serve[] =
     "                      loopback only, and every request is an admin.\n"
     "  --key-rate N        requests per second one API key may send (default 5000;\n"
     "                      0 = no limit; beyond, 429 rate_limited with Retry-After)\n"
+    "  --key-burst N       requests a key may send at once above its rate (default:\n"
+    "                      one second's worth)\n"
     "  --key-open N        requests and event streams one API key may hold open at\n"
     "                      once (default 1000; 0 = no limit; beyond, 429)\n"
     "  --wait-ms N         how long a write waits for its outcome before answering\n"
@@ -221,6 +223,7 @@ static int cmd_serve(int argc, char **argv)
         {"api-key", required_argument, NULL, 'k'},
         {"key-rate", required_argument, NULL, 'R'},
         {"key-open", required_argument, NULL, 'O'},
+        {"key-burst", required_argument, NULL, 'U'},
         {"wait-ms", required_argument, NULL, 'w'},
         {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
@@ -294,6 +297,10 @@ static int cmd_serve(int argc, char **argv)
         case 'O':
             ok = parse_count(optarg, 0, 1000000, &v);
             o.key_open = (int)v;
+            break;
+        case 'U':
+            ok = parse_count(optarg, 0, 10000000, &v);
+            o.key_burst = (int)v;
             break;
         case 'w':
             ok = parse_count(optarg, 0, 600000, &v);
