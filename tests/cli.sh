@@ -75,6 +75,12 @@ grep_out "revoking nothing says so" "no active key"
 # the same directory is refused while the first runs.
 check "serve --help" 0 "$bin" serve --help
 grep_out "serve help names --listen" "--listen HOST:PORT"
+for limit in --body-max --json-depth --string-max --writes-max --cells-max --subscribers-max \
+    --request-timeout --idle-timeout; do
+    check "serve --help" 0 "$bin" serve --help
+    grep_out "serve help names the limit $limit" "  $limit "
+    check "serve $limit 0 is refused" 2 "$bin" serve --data "$tmp/never" "$limit" 0
+done
 check "serve without --data" 2 "$bin" serve
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})' 2>/dev/null || echo 28231)
 case $bin in /*) abs=$bin ;; *) abs=$(pwd)/$bin ;; esac
