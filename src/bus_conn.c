@@ -55,17 +55,6 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 /* ---- the URL ------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; NULL on a bad escape. */
 static char *percent_decode(const char *s, size_t n)
 {
@@ -75,8 +64,8 @@ static char *percent_decode(const char *s, size_t n)
             *o++ = s[i];
             continue;
         }
-        int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+        int hi = i + 2 < n ? ds_hexval(s[i + 1]) : -1;
+        int lo = i + 2 < n ? ds_hexval(s[i + 2]) : -1;
         if (hi < 0 || lo < 0) {
             free(out);
             return NULL;

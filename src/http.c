@@ -80,14 +80,6 @@ int http__status(ds_code code)
     }
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* %XX decoding (and '+' as space when plus); false on a bad escape or a
  * NUL byte, or when it does not fit. */
 bool http__unescape(const char *in, size_t n, bool plus, char *out, size_t cap, size_t *len)
@@ -98,7 +90,7 @@ bool http__unescape(const char *in, size_t n, bool plus, char *out, size_t cap, 
         if (c == '%') {
             if (i + 2 >= n)
                 return false;
-            int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+            int hi = ds_hexval(in[i + 1]), lo = ds_hexval(in[i + 2]);
             if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return false;
             c = (char)(hi << 4 | lo);

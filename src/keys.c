@@ -89,17 +89,6 @@ static void put_field(ds_buf *b, const char *s)
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes a field into out (cap bytes with the NUL); false when malformed. */
 static bool get_field(const char *s, char *out, size_t cap)
 {
@@ -107,7 +96,7 @@ static bool get_field(const char *s, char *out, size_t cap)
     for (; *s; s++) {
         int c = (unsigned char)*s;
         if (c == '%') {
-            int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+            int hi = ds_hexval(s[1]), lo = hi < 0 ? -1 : ds_hexval(s[2]);
             if (lo < 0)
                 return false;
             c = hi * 16 + lo;
@@ -161,7 +150,7 @@ static int parse_line(char *line, ds_key *k)
     memcpy(k->id, f[0], KEY_ID_LEN);
     memcpy(k->hash, f[1], 64);
     for (int i = 0; i < 64; i++)
-        if (hexval(k->hash[i]) < 0)
+        if (ds_hexval(k->hash[i]) < 0)
             return -1;
     if (!get_field(f[2], k->user, sizeof k->user) || !keys_valid_user(k->user) ||
         !key_role_parse(f[3], &k->role) || !get_field(f[4], k->model, sizeof k->model) ||

@@ -315,3 +315,14 @@ void ds_arena_free(ds_arena *a)
         a->head = next;
     }
 }
+
+int ds_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -84,6 +84,9 @@ void ds_strmap_put(ds_strmap *m, const char *key, size_t klen, int32_t val);
 /* Returns true and sets *val when present. */
 bool ds_strmap_get(const ds_strmap *m, const char *key, size_t klen, int32_t *val);
 
+/* The value of a hex digit (either case), or -1. */
+int ds_hexval(int c);
+
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it
  * is invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
 size_t ds_utf8_len(const unsigned char *s, size_t n);
