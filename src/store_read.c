@@ -483,10 +483,24 @@ static bool model_has_view(ds_reader *r, const ds_model *m, const char *view)
     return found;
 }
 
+static bool utf8_valid(const char *s)
+{
+    size_t n = strlen(s), len;
+    for (size_t i = 0; i < n; i += len)
+        if (!(len = ds_utf8_len((const unsigned char *)s + i, n - i)))
+            return false;
+    return true;
+}
+
 static int view_rows(ds_reader *r, const char *view, const char *const *cols,
                      const char *const *vals, int nfilters, size_t limit, ds_table *t,
                      ds_error *err)
 {
+    /* a value that is not UTF-8 equals no text of the view (and DuckDB
+     * refuses to bind it): no rows */
+    for (int i = 0; i < nfilters; i++)
+        if (!utf8_valid(vals[i]))
+            return 0;
     ds_buf sql;
     ds_buf_init(&sql, 1 << 16);
     ds_buf_puts(&sql, "SELECT ");
@@ -508,7 +522,9 @@ static int view_rows(ds_reader *r, const char *view, const char *const *cols,
     duckdb_result res;
     int rc = store__prepare(r->con, sql.data, &st, err);
     for (int i = 0; rc == 0 && i < nfilters; i++)
-        duckdb_bind_varchar(st, (idx_t)i + 1, vals[i]);
+        if (duckdb_bind_varchar(st, (idx_t)i + 1, vals[i]) == DuckDBError)
+            rc = ds_fail(err, DS_INTERNAL, NULL, "database: cannot bind the filter of '%.100s'",
+                         cols[i]);
     if (rc == 0 && (rc = store__run(st, &res, err)) == 0) {
         row_iter it;
         store__rows_init(&it, &res);
