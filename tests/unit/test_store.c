@@ -94,7 +94,7 @@ static int32_t member(const char *d, const char *text)
 /* A cell from up to three "dim=member" pairs (NULL ends). */
 static ds_cell cell3(const char *a, const char *b, const char *c)
 {
-    ds_cell x;
+    ds_cell x = {{0}};
     for (int k = 0; k < M->ndims; k++)
         x.m[k] = M->dims[k].root;
     const char *parts[] = {a, b, c};
