@@ -208,8 +208,16 @@ int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **r
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     struct json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
     enum json_tokener_error e = json_tokener_get_error(tok);
-    if (o && e == json_tokener_success && json_tokener_get_parse_end(tok) < len) {
-        size_t i = json_tokener_get_parse_end(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (!o && e == json_tokener_continue) {
+        /* a number or literal at the very end ("1", "true") waits for the
+         * next byte: a NUL ends it */
+        o = json_tokener_parse_ex(tok, "", 1);
+        e = o ? json_tokener_success : json_tokener_continue;
+        end = o ? len : end;
+    }
+    if (o && e == json_tokener_success && end < len) {
+        size_t i = end;
         while (i < len && strchr(" \t\n\r", buf[i]) && buf[i])
             i++;
         if (i < len) {
@@ -219,8 +227,7 @@ int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **r
                          "malformed JSON at byte %zu: data after the document", i);
         }
     } else if (!o) {
-        rc = ds_fail(err, DS_MALFORMED, "body", "malformed JSON at byte %zu: %s",
-                     json_tokener_get_parse_end(tok),
+        rc = ds_fail(err, DS_MALFORMED, "body", "malformed JSON at byte %zu: %s", end,
                      e == json_tokener_continue ? "truncated" : json_tokener_error_desc(e));
     }
     json_tokener_free(tok);

@@ -3,7 +3,9 @@
  * document. A document it accepts must be strict JSON that json-c agrees
  * with, and writing it back with the jw_* writer must give a document that
  * parses to the same tree (same kinds, keys, string bytes and number text).
- * A refusal must be too_large or malformed with target "body". */
+ * A refusal must be too_large or malformed with target "body". A space
+ * after the document changes neither (a number at the very end of the
+ * input is complete). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +118,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_val *root = (json_val *)1;
     ds_error e;
     int rc = json_parse(doc, len, &lim, &root, &e);
+
+    /* whitespace after the document changes nothing */
+    char *spaced = malloc(len + 1);
+    memcpy(spaced, doc, len);
+    spaced[len] = ' ';
+    json_limits lim1 = lim;
+    lim1.max_bytes++;
+    json_val *r1;
+    ds_error e1;
+    int rc1 = json_parse(spaced, len + 1, &lim1, &r1, &e1);
+    if ((rc == 0) != (rc1 == 0))
+        fprintf(stderr, "fuzz_json: '%.*s' %s, with a space after it %s\n", (int)len, doc,
+                rc ? e.message : "parses", rc1 ? e1.message : "parses");
+    CHECK((rc == 0) == (rc1 == 0));
+    json_free(r1);
+    free(spaced);
+
     if (rc) {
         CHECK(root == NULL);
         CHECK(rc == -DS_MALFORMED || rc == -DS_TOO_LARGE);
