@@ -209,14 +209,18 @@ int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **r
     struct json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
     enum json_tokener_error e = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
-    if (!o && e == json_tokener_continue) {
+    if (e == json_tokener_continue) {
         /* a number or literal at the very end ("1", "true") waits for the
          * next byte: a NUL ends it */
         o = json_tokener_parse_ex(tok, "", 1);
-        e = o ? json_tokener_success : json_tokener_continue;
-        end = o ? len : end;
+        e = json_tokener_get_error(tok);
+        if (e == json_tokener_success)
+            end = len;
+        else
+            e = json_tokener_continue;
     }
-    if (o && e == json_tokener_success && end < len) {
+    /* the document null is a NULL object */
+    if (e == json_tokener_success && end < len) {
         size_t i = end;
         while (i < len && strchr(" \t\n\r", buf[i]) && buf[i])
             i++;
@@ -226,7 +230,9 @@ int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **r
             rc = ds_fail(err, DS_MALFORMED, "body",
                          "malformed JSON at byte %zu: data after the document", i);
         }
-    } else if (!o) {
+    } else if (e != json_tokener_success) {
+        json_object_put(o);
+        o = NULL;
         rc = ds_fail(err, DS_MALFORMED, "body", "malformed JSON at byte %zu: %s", end,
                      e == json_tokener_continue ? "truncated" : json_tokener_error_desc(e));
     }

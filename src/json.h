@@ -36,7 +36,8 @@ void json_limits_default(json_limits *l);
 
 /* Parses buf[0..len). On failure *root is NULL and err says why: too_large
  * (target "body") or malformed (with the byte offset). Caller frees the
- * document with json_free(root). */
+ * document with json_free(root). The document `null` is a NULL *root
+ * (json_kind_of(NULL) is JSON_NULL). */
 int json_parse(const char *buf, size_t len, const json_limits *lim, json_val **root, ds_error *err);
 void json_free(json_val *root);
 

@@ -83,6 +83,31 @@ START_TEST(limits)
 }
 END_TEST
 
+/* RFC 8259 allows any value at the top; one at the very end of the input
+ * is complete (json-c alone waits for the byte after a number). */
+START_TEST(scalars_at_the_end)
+{
+    static const struct {
+        const char *doc;
+        json_kind kind;
+    } ok[] = {{"1", JSON_NUMBER},     {"-0", JSON_NUMBER},   {"1e5", JSON_NUMBER},
+              {"12.50", JSON_NUMBER}, {"true", JSON_BOOL},   {"false", JSON_BOOL},
+              {"null", JSON_NULL},    {"\"x\"", JSON_STRING}};
+    for (size_t i = 0; i < DS_ARRAY_LEN(ok); i++) {
+        json_val *root;
+        ds_error e;
+        ck_assert_msg(parse(ok[i].doc, &root, &e) == 0, "%s: %s", ok[i].doc, e.message);
+        ck_assert_int_eq(json_kind_of(root), ok[i].kind);
+        json_free(root);
+    }
+    json_val *root;
+    ds_error e;
+    ck_assert_int_eq(parse("1 2", &root, &e), -DS_MALFORMED);
+    ck_assert_int_eq(parse("{\"a\": 1", &root, &e), -DS_MALFORMED);
+    ck_assert_ptr_nonnull(strstr(e.message, "truncated"));
+}
+END_TEST
+
 START_TEST(numbers_keep_their_text)
 {
     json_val *root;
@@ -231,6 +256,7 @@ int main(void)
     TCase *tc = tcase_create("json");
     tcase_add_test(tc, rejects_what_rfc8259_rejects);
     tcase_add_test(tc, limits);
+    tcase_add_test(tc, scalars_at_the_end);
     tcase_add_test(tc, numbers_keep_their_text);
     tcase_add_test(tc, objects_arrays_strings);
     tcase_add_test(tc, writer_round_trips);
