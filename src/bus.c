@@ -69,8 +69,9 @@ static int xadd_argv(const char *model, const bus_field *f, int n, char *key, co
 int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
 {
     for (int i = 0; i < n; i++) {
-        x[i].ok = false;
-        x[i].maybe_sent = false;
+        x[i].ok = x[i].maybe_sent = x[i].refused = false;
+        x[i].formatted = true;
+        x[i].error[0] = '\0';
     }
     if (n == 0)
         return 0;
@@ -79,28 +80,36 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
         return -DS_UNAVAILABLE;
     ds_buf out;
     ds_buf_init(&out, (size_t)1 << 31);
+    int nsent = 0;
     for (int i = 0; i < n; i++) {
         char key[300], *cmd = NULL;
         const char *argv[3 + 2 * 16];
         size_t lens[3 + 2 * 16];
         int argc = xadd_argv(x[i].model, x[i].fields, x[i].nfields, key, argv, lens);
         int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-        if (len > 0)
+        x[i].formatted = len > 0; /* else surely not sent (out of memory) */
+        if (len > 0) {
             ds_buf_append(&out, cmd, (size_t)len);
+            nsent++;
+        } else {
+            snprintf(x[i].error, sizeof x[i].error, "the command could not be formatted");
+        }
         redisFreeCommand(cmd);
     }
     int64_t deadline = bus__deadline(b->o.io_timeout_ms);
     int rc = 0;
-    if (bus__send_all(b, out.data, out.len, deadline)) {
+    if (nsent && bus__send_all(b, out.data, out.len, deadline)) {
         for (int i = 0; i < n; i++)
-            x[i].maybe_sent = true; /* some bytes may have gone out */
+            x[i].maybe_sent = x[i].formatted; /* some bytes may have gone out */
         rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not take the commands");
     }
     for (int i = 0; rc == 0 && i < n; i++) {
+        if (!x[i].formatted)
+            continue; /* no reply comes for it */
         redisReply *r = bus__recv_reply(b, deadline);
         if (!r) { /* this one and the rest went out without an answer */
             for (int j = i; j < n; j++)
-                x[j].maybe_sent = true;
+                x[j].maybe_sent = x[j].formatted;
             rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not answer (connection dropped)");
             break;
         }
@@ -108,7 +117,8 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
             snprintf(x[i].id, sizeof x[i].id, "%s", r->str);
             x[i].ok = true;
         } else if (r->type == REDIS_REPLY_ERROR) { /* refused: not queued */
-            ds_fail(err, DS_UNAVAILABLE, "redis", "Redis refused XADD: %s", r->str);
+            x[i].refused = true;
+            snprintf(x[i].error, sizeof x[i].error, "Redis refused XADD: %s", r->str);
         }
         freeReplyObject(r);
     }
@@ -244,15 +254,29 @@ static const char renew_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n
                                 "end\n"
                                 "return 0\n";
 
+/* Events at or below the stream's last seq are skipped: a retry of a call
+ * whose reply was lost publishes nothing twice. */
 static const char publish_lua[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED the lease is no longer ours')\n"
     "end\n"
     "local n = tonumber(ARGV[3])\n"
     "local i = 4\n"
+    "local last = -1\n"
+    "if n > 0 then\n"
+    "  local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+    "  if top[1] then\n"
+    "    local f = top[1][2]\n"
+    "    for j = 1, #f, 2 do\n"
+    "      if f[j] == 'seq' then last = tonumber(f[j + 1]) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
     "for k = 1, n do\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'seq', ARGV[i], 'rid', "
+    "  if tonumber(ARGV[i]) > last then\n"
+    "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'seq', ARGV[i], 'rid', "
     "ARGV[i + 1], 'event', ARGV[i + 2])\n"
+    "  end\n"
     "  i = i + 3\n"
     "end\n"
     "if i <= #ARGV then\n"
@@ -454,6 +478,7 @@ static const char probe_lua[] =
     "  {'GET', KEYS[1]}, {'SET', KEYS[1], 'x', 'PX', '1'}, {'PEXPIRE', KEYS[1], '1'},\n"
     "  {'INCR', KEYS[2]},\n"
     "  {'XADD', KEYS[3], 'MAXLEN', '~', '1', '*', 'f', 'v'},\n"
+    "  {'XREVRANGE', KEYS[3], '+', '-', 'COUNT', '1'},\n"
     "  {'XACK', KEYS[4], 'writers', '0-1'}, {'XPENDING', KEYS[4], 'writers'},\n"
     "  {'XTRIM', KEYS[4], 'MINID', '~', '0-1'}}\n"
     "for _, c in ipairs(checks) do\n"

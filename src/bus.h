@@ -94,6 +94,9 @@ typedef struct bus_xadd {
     const bus_field *fields;
     int nfields;
     bool ok, maybe_sent; /* out */
+    bool refused;        /* out: Redis answered an error (then error says it) */
+    bool formatted;      /* out: false when it could not be sent at all */
+    char error[200];     /* out: why this one was not queued, when it says */
     char id[32];         /* out */
 } bus_xadd;
 int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err);

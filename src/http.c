@@ -477,6 +477,28 @@ static void answer_from_enqueuer(http_server *h, req *r, const ds_error *err)
     MHD_resume_connection(r->conn);
 }
 
+/* The command surely is not in Redis: every request waiting for its
+ * outcome (a retry with the same request_id waits for the first) gets
+ * the 503. */
+static void fail_unqueued(http_server *h, req *r, const ds_error *e)
+{
+    ds_buf b;
+    json_w w;
+    ds_buf_init(&b, 1 << 16);
+    jw_init(&w, &b);
+    request_put_error(&w, e);
+    live_deliver(h->srv->live, r->key, e->code, b.data, b.len);
+    ds_buf_free(&b);
+}
+
+static bool enq_stopping(http_server *h)
+{
+    pthread_mutex_lock(&h->lock);
+    bool stop = h->enq_stop;
+    pthread_mutex_unlock(&h->lock);
+    return stop;
+}
+
 /* False once the enqueuer is stopping (the server drains). */
 static bool enq_push(http_server *h, xadd_job *j)
 {
@@ -502,6 +524,10 @@ static void enq_settle(http_server *h, xadd_job *j, const bus_xadd *x, const ds_
     if (x->ok) {
         if (!j->wait)
             answer_from_enqueuer(h, j->r, NULL); /* 202 queued */
+    } else if (!x->formatted || x->refused) {
+        ds_error e;
+        ds_fail(&e, DS_UNAVAILABLE, "redis", "the command was not queued: %s", x->error);
+        fail_unqueued(h, j->r, &e);
     } else if ((x->maybe_sent || j->maybe_sent) && j->attempts < 2) {
         /* Redis may hold it: send it once more (the writer applies a
          * request_id once however often it is queued) */
@@ -515,12 +541,14 @@ static void enq_settle(http_server *h, xadd_job *j, const bus_xadd *x, const ds_
         log_warn("http: request %s: Redis failed after the command was sent (%s); waiting for "
                  "its outcome",
                  j->rid, err->message);
+        if (!j->wait)
+            answer_from_enqueuer(h, j->r, NULL); /* 202: it may be queued */
     } else {
         h->srv->redis_up = 0;
         ds_error e;
         ds_fail(&e, DS_UNAVAILABLE, "redis",
                 "the command was not queued: Redis is unavailable (%s)", err->message);
-        answer_from_enqueuer(h, j->r, &e);
+        fail_unqueued(h, j->r, &e);
     }
     req_release(j->r);
     free(j->cmd);
@@ -587,9 +615,15 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     if (ledger_get(h->srv->ledger, r->key, &le))
         return reply_recorded(r, &le, d->hash);
     bool in_flight = live_expected(h->srv->live, r->key);
+    if (enq_stopping(h))
+        return http__fail(r, DS_UNAVAILABLE, "redis",
+                          "the command was not queued: the server is stopping");
     r->waiting = true;
+    r->no_wait = !d->wait;
     MHD_suspend_connection(r->conn);
-    int64_t deadline = ds_now_ns() + (int64_t)(d->wait ? h->srv->o.wait_ms : 0) * 1000000;
+    /* wait=false: no deadline; the enqueuer answers once the XADD is settled
+       (202, or 503 when it surely failed) */
+    int64_t deadline = d->wait ? ds_now_ns() + (int64_t)h->srv->o.wait_ms * 1000000 : 0;
     live_expect(h->srv->live, &r->w, r->key, deadline, wake_conn, r);
     if (in_flight)
         return MHD_YES; /* a retry while the first is in flight waits for it */
@@ -608,7 +642,7 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     if (!enq_push(h, j)) {
         ds_error e;
         ds_fail(&e, DS_UNAVAILABLE, "redis", "the command was not queued: the server is stopping");
-        answer_from_enqueuer(h, r, &e);
+        fail_unqueued(h, r, &e);
         req_release(r);
         free(j->cmd);
         free(j);
@@ -643,6 +677,11 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
         return reply_queued(r);
     if (r->waiting) { /* resumed */
         r->waiting = false;
+        if (r->w.delivered && r->no_wait && r->w.status != DS_UNAVAILABLE) {
+            free(r->w.body); /* wait=false answers queued, whatever came first */
+            r->w.body = NULL;
+            return reply_queued(r);
+        }
         if (r->w.delivered) {
             enum MHD_Result ret = reply_outcome(r, r->w.status, r->w.body, r->w.len);
             free(r->w.body);

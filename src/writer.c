@@ -20,9 +20,11 @@ enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
 
 typedef struct lease {
     char *model;
-    int64_t epoch;      /* 0: not held */
+    int64_t epoch;      /* 0: not held (atomic: the writer and the publisher) */
     int64_t renewed_ns; /* when it was last confirmed */
     int64_t published;  /* last seq published on the response stream */
+    bool foreign;       /* another writer holds it (atomic) */
+    bool held_before;   /* it was ours once: taking it again re-reads our pending entries */
 } lease;
 
 typedef enum job_kind { JOB_CREATE, JOB_DROP } job_kind;
@@ -64,6 +66,8 @@ struct ds_writer {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop, alive;
+    bool reread;                /* re-read our pending entries before new ones (atomic) */
+    pthread_mutex_t lease_lock; /* one thread at a time takes a lease */
     job *jobs;
     lease leases[MAX_MODELS];
     int nleases;
@@ -106,35 +110,59 @@ static lease *lease_of(ds_writer *w, const char *model)
     return l;
 }
 
+/* Takes the lease with bus unless the other thread already has (both the
+ * writer and the publisher may, the publisher when its publish was fenced
+ * while the writer waits for room in its queue). True when held. */
+static bool take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_epoch, int64_t now)
+{
+    ds_error err;
+    pthread_mutex_lock(&w->lease_lock);
+    int64_t cur = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
+    if (cur && cur != seen_epoch) { /* taken meanwhile */
+        pthread_mutex_unlock(&w->lease_lock);
+        return true;
+    }
+    __atomic_store_n(&l->epoch, 0, __ATOMIC_RELEASE);
+    int64_t epoch = 0;
+    bool held = false;
+    if (bus_group_ensure(bus, l->model, &err) == 0 &&
+        bus_lease_acquire(bus, l->model, w->owner, w->srv->o.lease_ms, &epoch, &err) == 0) {
+        if (epoch < 0) { /* another writer holds it */
+            __atomic_store_n(&l->foreign, true, __ATOMIC_RELEASE);
+        } else {
+            __atomic_store_n(&l->foreign, false, __ATOMIC_RELEASE);
+            l->renewed_ns = now;
+            __atomic_store_n(&l->epoch, epoch, __ATOMIC_RELEASE);
+            log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
+            if (l->held_before) /* entries read under the old epoch may be pending */
+                __atomic_store_n(&w->reread, true, __ATOMIC_RELEASE);
+            l->held_before = true;
+            held = true;
+        }
+    }
+    pthread_mutex_unlock(&w->lease_lock);
+    return held;
+}
+
 /* Acquires or renews the lease; true when held. */
 static bool keep_lease(ds_writer *w, lease *l, int64_t now)
 {
     ds_error err;
     int ttl = w->srv->o.lease_ms;
-    if (l->epoch && now - l->renewed_ns < (int64_t)ttl * 1000000 / 3)
+    int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
+    if (epoch && now - l->renewed_ns < (int64_t)ttl * 1000000 / 3)
         return true;
-    if (l->epoch) {
-        int rc = bus_lease_renew(w->bus, l->model, w->owner, l->epoch, ttl, &err);
+    if (epoch) {
+        int rc = bus_lease_renew(w->bus, l->model, w->owner, epoch, ttl, &err);
         if (rc == 1) {
             l->renewed_ns = now;
             return true;
         }
-        if (rc == 0)
-            log_warn("writer: lost the lease of '%s' (epoch %" PRId64 ")", l->model, l->epoch);
-        __atomic_store_n(&l->epoch, 0, __ATOMIC_RELEASE); /* the publisher reads it */
         if (rc < 0)
-            return false;
+            return false; /* Redis is out of reach: keep the epoch, the publish script fences */
+        log_warn("writer: lost the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
     }
-    int64_t epoch = 0;
-    if (bus_group_ensure(w->bus, l->model, &err) ||
-        bus_lease_acquire(w->bus, l->model, w->owner, ttl, &epoch, &err))
-        return false;
-    if (epoch < 0)
-        return false; /* another writer holds it */
-    __atomic_store_n(&l->epoch, epoch, __ATOMIC_RELEASE);
-    l->renewed_ns = now;
-    log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
-    return true;
+    return take_lease(w, w->bus, l, epoch, now);
 }
 
 /* ---- applying one entry -------------------------------------------------------- */
@@ -404,7 +432,18 @@ static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
             ds_error err;
             int rc = 0;
             int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
-            if (nev && !split) {
+            if (epoch == 0 && !take_lease(w, bus, l, 0, ds_now_ns())) {
+                if (__atomic_load_n(&l->foreign, __ATOMIC_ACQUIRE)) {
+                    log_error("writer: another writer holds the lease of '%s'; %d entries stay "
+                              "pending for it",
+                              l->model, nid);
+                    break;
+                }
+                rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held",
+                             l->model);
+            } else if (epoch == 0) {
+                continue; /* taken: publish with the new epoch */
+            } else if (nev && !split) {
                 rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS,
                                  &err);
                 if (rc == 0) {
@@ -427,18 +466,28 @@ static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
             }
             if (rc == 0)
                 break;
-            w->srv->redis_up = 0;
-            if (rc == -DS_FORBIDDEN) { /* fenced: another writer took the model */
-                log_error("writer: %s; its entries stay pending for the new owner", err.message);
+            if (rc == -DS_FORBIDDEN) { /* fenced: the lease lapsed; take it again (above) */
+                log_warn("writer: %s; taking the lease of '%s' again", err.message, l->model);
                 __atomic_compare_exchange_n(&l->epoch, &epoch, 0, false, __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE);
+                continue;
+            }
+            w->srv->redis_up = 0;
+            pthread_mutex_lock(&w->lock);
+            bool stopping = w->pub_stop;
+            pthread_mutex_unlock(&w->lock);
+            if (stopping && attempt >= 50) { /* the next start re-publishes from the database */
+                log_error("writer: stopping without publishing %d events of '%s' (%s); the next "
+                          "start publishes them",
+                          nev, l->model, err.message);
                 break;
             }
             if (attempt % 50 == 0)
                 log_warn("writer: cannot publish to Redis (%s); retrying", err.message);
             struct timespec t = {0, 100 * 1000 * 1000};
             nanosleep(&t, NULL);
-            bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
+            if (epoch)
+                bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
         }
         free(ev);
         free(ids);
@@ -786,10 +835,16 @@ static void *writer_main(void *arg)
         const char *models[MAX_MODELS];
         int n = held_models(w, models);
         ds_error err;
+        if (n && __atomic_exchange_n(&w->reread, false, __ATOMIC_ACQ_REL) &&
+            recover_pending(w, models, n, &err) != 0)
+            __atomic_store_n(&w->reread, true, __ATOMIC_RELEASE); /* after Redis is back */
         int got = n ? bus_read(w->bus, w->owner, models, n, false, w->srv->o.batch_max, 50, collect,
                                &b, &err)
                     : -DS_UNAVAILABLE;
         if (got < 0) {
+            /* the read may have reached Redis and its reply be lost: those
+               entries are pending for us, read them first next time */
+            __atomic_store_n(&w->reread, true, __ATOMIC_RELEASE);
             if (w->srv->redis_up)
                 log_warn("writer: Redis unavailable: %s", n ? err.message : "no lease held");
             w->srv->redis_up = 0;
@@ -826,6 +881,7 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
     ds_writer *w = xcalloc(1, sizeof *w);
     w->srv = srv;
     pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->lease_lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     w->crash_at = getenv("DS_CRASH_AT");
     if (srv->o.owner)
@@ -884,6 +940,7 @@ void writer_stop(ds_writer *w)
     pthread_cond_destroy(&w->pub_room);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
+    pthread_mutex_destroy(&w->lease_lock);
     free(w);
 }
 

@@ -128,7 +128,7 @@ async function withTimeout(p, ms, what) {
 // ---------------------------------------------------------------------------
 // redis-server
 
-function redisPing(port, timeoutMs = 500) {
+function redisPing(port, timeoutMs = 500, password = null) {
     return new Promise((resolve) => {
         const s = net.connect({ port, host: '127.0.0.1' });
         let buf = '';
@@ -138,16 +138,18 @@ function redisPing(port, timeoutMs = 500) {
         };
         s.setTimeout(timeoutMs, () => done(false));
         s.on('error', () => done(false));
-        s.on('connect', () => s.write('PING\r\n'));
+        s.on('connect', () => s.write(password ? `AUTH ${password}\r\nPING\r\n` : 'PING\r\n'));
         s.on('data', (d) => {
             buf += d;
-            if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+            if (buf.includes('+PONG') || buf.startsWith('-')) done(buf.includes('+PONG'));
         });
     });
 }
 
 export class Redis {
-    constructor(name) {
+    // opts: {password} (requirepass; the url carries it)
+    constructor(name, opts = {}) {
+        this.password = opts.password || null;
         this.name = name;
         this.dir = mkTmp(`redis-${name}`);
         this.port = null;
@@ -157,7 +159,7 @@ export class Redis {
     }
 
     get url() {
-        return `redis://127.0.0.1:${this.port}`;
+        return this.password ? `redis://:${this.password}@127.0.0.1:${this.port}` : `redis://127.0.0.1:${this.port}`;
     }
 
     async start() {
@@ -166,13 +168,14 @@ export class Redis {
             '--port', String(this.port), '--bind', '127.0.0.1',
             '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
             '--dir', this.dir, '--daemonize', 'no', '--logfile', this.log,
+            ...(this.password ? ['--requirepass', this.password] : []),
         ];
         const p = spawn('redis-server', args, { stdio: 'ignore' });
         children.add(p);
         p.once('exit', () => children.delete(p));
         this.proc = p;
         const t0 = Date.now();
-        while (!(await redisPing(this.port))) {
+        while (!(await redisPing(this.port, 500, this.password))) {
             if (p.exitCode !== null) throw new Error(`redis-server exited (${p.exitCode}); see ${this.log}`);
             if (Date.now() - t0 > 10000) throw new Error(`redis-server did not answer PING; see ${this.log}`);
             await sleep(25);

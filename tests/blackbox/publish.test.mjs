@@ -1,0 +1,135 @@
+// The response stream after trouble: a lease that lapses under load and is
+// taken again by the same server, and Redis killed and restarted under load,
+// leave every seq on {model}:response_duck exactly once and nothing pending;
+// a restart finds nothing to repair. wait=false is answered 503 when the
+// command surely did not reach Redis (never 202 for a command that is not
+// queued).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import {
+    Redis, Server, setup, teardown, modelSeq, readCell, writeBody, rid, sleep, MODEL,
+} from './lib.mjs';
+
+const cleanup = [];
+after(async () => {
+    await teardown(...cleanup);
+});
+
+const CELL = { product: 'P-0007', customer: 'C-0003', time: '2025-03' };
+
+function cli(redis, ...args) {
+    const auth = redis.password ? ['-a', redis.password, '--no-auth-warning'] : [];
+    return execFileSync('redis-cli', ['-p', String(redis.port), ...auth, ...args]).toString().trim();
+}
+
+// clients writing deltas until stop(); returns {stop, answers}
+function load(server, clients) {
+    let stopped = false;
+    const answers = new Map();
+    const done = Promise.all(Array.from({ length: clients }, async () => {
+        while (!stopped) {
+            const id = rid('pub');
+            try {
+                const r = await server.post('/update_cell', writeBody(CELL, { delta: 1 }, { request_id: id }), { timeout: 20000 });
+                answers.set(id, r.status);
+            } catch {
+                answers.set(id, 'error');
+            }
+            await sleep(3);
+        }
+    }));
+    return {
+        answers,
+        stop: async () => {
+            stopped = true;
+            await done;
+        },
+    };
+}
+
+// every seq 1..model seq once on the response stream, nothing pending
+async function checkStream(server, redis, what) {
+    let pending = '';
+    for (let i = 0; i < 50; i++) { // the publisher may still be catching up
+        pending = cli(redis, 'XPENDING', `{${MODEL}}:request_duck`, 'writers').split('\n')[0];
+        if (pending === '0') break;
+        await sleep(100);
+    }
+    const seq = await modelSeq(server);
+    const events = await redis.xrange(`{${MODEL}}:response_duck`);
+    const count = new Map();
+    for (const e of events) count.set(Number(e.message.seq), (count.get(Number(e.message.seq)) || 0) + 1);
+    const missing = [];
+    for (let s = 1; s <= seq; s++) if (!count.has(s)) missing.push(s);
+    const twice = [...count].filter(([, c]) => c > 1).map(([s]) => s);
+    assert.deepEqual(missing.slice(0, 20), [], `${what}: seqs missing from the response stream (model at ${seq})`);
+    assert.deepEqual(twice.slice(0, 20), [], `${what}: seqs published twice`);
+    assert.equal(pending, '0', `${what}: entries left pending`);
+    return seq;
+}
+
+test('a lease that lapses under load is taken again: every seq published once, nothing pending', { timeout: 120000 }, async () => {
+    const { redis, server } = await setup('lease');
+    cleanup.push(server, redis);
+    const l = load(server, 4);
+    await sleep(700);
+    cli(redis, 'DEL', `{${MODEL}}:lease`); // as if the writer had stalled past the lease
+    await sleep(2500);
+    await l.stop();
+    const seq = await checkStream(server, redis, 'after the lease lapsed');
+    assert.ok(seq > 20, `writes went through (${seq})`);
+    assert.ok([...l.answers.values()].every((s) => s === 200), 'every write answered 200');
+    await server.restart();
+    assert.match(server.tail(10), /holds the lease/);
+    assert.ok(!/re-publishing/.test(server.tail(10)), 'the restart had nothing to re-publish');
+    await checkStream(server, redis, 'after a restart');
+});
+
+test('Redis killed and restarted under load, twice: every seq published once, nothing pending', { timeout: 180000 }, async () => {
+    const { redis, server } = await setup('rkill');
+    cleanup.push(server, redis);
+    const answers = new Map();
+    for (let round = 0; round < 2; round++) {
+        const l = load(server, 6);
+        await sleep(800);
+        await redis.stop('SIGKILL');
+        await sleep(2000);
+        await redis.start();
+        await sleep(2500);
+        await l.stop();
+        for (const [k, v] of l.answers) answers.set(k, v);
+        await checkStream(server, redis, `round ${round + 1}`);
+    }
+    // every write answered 200 has its event
+    const events = await redis.xrange(`{${MODEL}}:response_duck`);
+    const rids = new Set(events.map((e) => e.message.rid));
+    const lost = [...answers].filter(([id, s]) => s === 200 && !rids.has(id));
+    assert.deepEqual(lost, [], 'writes answered 200 without an event');
+});
+
+test('wait=false while Redis hangs before the command is sent: 503, nothing queued', { timeout: 60000 }, async () => {
+    const redis = await new Redis('nowait', { password: 'pw' }).start();
+    const server = new Server({ name: 'nowait', redis });
+    cleanup.push(server, redis);
+    await server.start();
+    const w0 = await server.post('/update_cell', writeBody(CELL, { delta: 1 }, { request_id: rid('warm') }));
+    assert.equal(w0.status, 200, w0.text);
+    const before = await readCell(server, CELL);
+    cli(redis, 'CLIENT', 'KILL', 'TYPE', 'normal'); // the server's connections end
+    process.kill(redis.proc.pid, 'SIGSTOP'); // a new connection's AUTH gets no answer
+    const id = rid('nowait');
+    let r;
+    try {
+        r = await server.post('/update_cell', writeBody(CELL, { delta: 1000 }, { request_id: id, wait: false }), { timeout: 20000 });
+    } finally {
+        process.kill(redis.proc.pid, 'SIGCONT');
+    }
+    assert.equal(r.status, 503, `wait=false with the XADD never sent: ${r.text}`);
+    assert.equal(r.body.error.code, 'unavailable');
+    await sleep(1500);
+    assert.equal(await readCell(server, CELL), before, 'nothing applied');
+    const retry = await server.post('/update_cell', writeBody(CELL, { delta: 1000 }, { request_id: id }), { timeout: 20000 });
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(await readCell(server, CELL), before + 1000, 'the retry applied once');
+});
