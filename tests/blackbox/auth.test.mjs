@@ -421,3 +421,31 @@ test('open mode (loopback, no keys) ends for good with the first key, and closes
         await teardown(s2, r2);
     }
 });
+
+test('the writer checks the scope again: a queued write outside the scope is refused when applied', async () => {
+    // a write queued with a scope it does not fit (as if the tree had moved
+    // between the API's check and the writer): the writer refuses it
+    const user = createKey(dir, 'sc2', 'editor');
+    await sleep(1100);
+    const c = makeClient(server.base, { Authorization: `Bearer ${user}` });
+    const body = { column: 'quantity', cell: { product: 'S01-B1-F2', time: '2025-04' }, delta: 2 };
+    const first = await c.post(`/v1/models/${MODEL}/cells`, { ...body, request_id: rid('first') });
+    assert.equal(first.status, 200, first.text);
+    const rc = await redis.client();
+    const entries = await rc.xRange(`{${MODEL}}:request_duck`, '-', '+');
+    const mine = entries.find((e) => e.message.rid === first.body.request_id);
+    assert.ok(mine, 'the first write is on the request stream');
+    const seq = await modelSeq(server);
+    const again = rid('rescoped');
+    await rc.xAdd(`{${MODEL}}:request_duck`, '*', { ...mine.message, rid: again, scope_dim: 'product', scope_member: 'S02' });
+    let answer;
+    for (let i = 0; i < 50; i++) { // the stored outcome, once the writer got to it
+        await sleep(100);
+        answer = await c.post(`/v1/models/${MODEL}/cells`, { ...body, request_id: again, wait: false });
+        if (answer.status !== 202) break;
+    }
+    assert.equal(answer.status, 403, answer.text);
+    assert.equal(answer.body.error.code, 'out_of_scope');
+    assert.match(answer.body.error.message, /product=S02/);
+    assert.equal(await modelSeq(server), seq, 'nothing applied');
+});
