@@ -12,7 +12,13 @@ OPT ?= -O2 -g
 else
 BUILD ?= build-san
 OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+# Every test's process reports what the sanitizers find (leaks at exit
+# included) and exits non-zero; UBSan prints where.
+export ASAN_OPTIONS ?= detect_leaks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1
 endif
+# Extra arguments of tests/blackbox.sh (node --test), e.g. a test file.
+BLACKBOX_ARGS ?=
 
 PKGS := json-c hiredis libmicrohttpd openssl libzstd
 WARN := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
@@ -62,7 +68,8 @@ endif
 
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
-        bench-spread bench-group bench-e2e clean format format-check fuzz fuzz-build fuzz-bins
+        bench-spread bench-group bench-e2e clean format format-check fuzz fuzz-build fuzz-bins \
+        sanitize-test valgrind-unit
 all: $(BIN)
 
 # Installs Debian packages and fetches DuckDB when missing (scripts/deps.sh).
@@ -138,7 +145,7 @@ lint-openapi: $(NODE_STAMP)
 # Node.js tests of the real binary against real redis-servers; every
 # response checked against web/openapi.json (tests/blackbox.sh).
 blackbox-test: $(BIN) $(DBQUERY) $(NODE_STAMP)
-	@./tests/blackbox.sh $(BIN)
+	@./tests/blackbox.sh $(BIN) $(BLACKBOX_ARGS)
 
 # The Postman collection with newman against a served demo.
 postman-test: $(BIN) $(NODE_STAMP)
@@ -152,6 +159,23 @@ redis-security-test: $(BIN) $(NODE_STAMP)
 	@DS_BIN=$(CURDIR)/$(BIN) node --test --test-reporter=spec tests/blackbox/redis-security.test.mjs
 
 test: unit-test cli-test lint-openapi blackbox-test postman-test
+
+# The unit, command-line, black-box and Postman tests against the
+# ASan + UBSan build in build-san/; then no server log of the black-box and
+# Postman runs may hold a sanitizer report (a server that was killed or
+# whose exit code a test does not check).
+sanitize-test:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-test cli-test blackbox-test \
+	    postman-test
+	@! grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' tests/tmp/blackbox/*.log \
+	    tests/tmp/postman/*.log 2>/dev/null || { echo "sanitize-test: reports in the logs above"; \
+	    exit 1; }
+	@echo "sanitize-test: no sanitizer report"
+
+# The unit tests under valgrind (memcheck, leaks included; suppressions only
+# for libraries' own behaviour in tests/valgrind.supp).
+valgrind-unit: $(UNIT_BIN)
+	@./tests/valgrind-unit.sh $(UNIT_BIN)
 
 # Builds the fuzz targets with clang (libFuzzer, ASan, UBSan) and runs each
 # for FUZZ_TIME seconds from its committed corpus (tests/fuzz/run.sh);

@@ -7,11 +7,11 @@
 # (executions, coverage, crashes) and exits non-zero on any crash.
 #   tests/fuzz/run.sh [BUILD] [SECONDS] [TARGET...]
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 build=${1:-build-fuzz}
 secs=${2:-40}
-[ $# -gt 2 ] && shift 2 || set --
-targets=${*:-$(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_\(.*\)\.c|\1|')}
+if [ $# -gt 2 ]; then shift 2; else set --; fi
+targets=${*:-$(for f in tests/fuzz/fuzz_*.c; do basename "$f" .c | sed 's/^fuzz_//'; done)}
 
 passed=0 failed=0
 for t in $targets; do
@@ -33,7 +33,10 @@ for t in $targets; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log" | tail -n 1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out/log" | tail -n 1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$out/log" | tail -n 1)
-    crash=$(ls "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-* 2>/dev/null | head -n 1)
+    crash=
+    for f in "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*; do
+        [ -e "$f" ] && crash=${crash:-$f}
+    done
     if [ "$rc" -eq 0 ] && [ -z "$crash" ]; then
         echo "fuzz: $t: ${execs:-?} execs (${speed:-?}/s) in ${secs}s, ${cov:-no coverage}, no crash"
         passed=$((passed + 1))
