@@ -991,6 +991,9 @@ enum MHD_Result http__ws(req *r)
     if (!header_has(r, "Upgrade", "websocket") || !header_has(r, "Connection", "upgrade") || !key)
         return http__fail(r, DS_MALFORMED, "Upgrade",
                           "a WebSocket handshake is expected (Upgrade: websocket)");
+    if (strlen(key) != 24) /* 16 bytes in base64 (RFC 6455); the accept hash takes it whole */
+        return http__fail(r, DS_MALFORMED, "Sec-WebSocket-Key",
+                          "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)");
     int64_t seq = store_model_seq(r->h->srv->store, r->model);
     if (seq < 0) {
         ds_error e;
