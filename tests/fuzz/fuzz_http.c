@@ -17,6 +17,8 @@
  * JSON (an error with its code). */
 #define _XOPEN_SOURCE 700
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -221,6 +223,17 @@ static void frame(const char *in, size_t n, ds_buf *b)
     ds_buf_append(b, in + i, n - i);
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n - 3; /* ., .. and the directory's own */
+}
+
 static int64_t now_ms(void)
 {
     struct timespec t;
@@ -269,7 +282,8 @@ static void exchange(const ds_buf *req, ds_buf *in, answer *a)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0,
+          "connect: %s (%d fds open)", strerror(errno), open_fds());
     size_t off = 0;
     while (off < req->len) {
         ssize_t w = send(fd, req->data + off, req->len - off, MSG_NOSIGNAL);
@@ -307,6 +321,10 @@ static void exchange(const ds_buf *req, ds_buf *in, answer *a)
         if (head)
             a->body_len += (size_t)got;
     }
+    /* a reset, not TIME_WAIT: hundreds of connections a second would use
+     * up the ephemeral ports within a minute */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
     if (head)
         a->body_len = in->len - a->body_off;
