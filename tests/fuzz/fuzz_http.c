@@ -282,11 +282,24 @@ static void exchange(const ds_buf *req, ds_buf *in, answer *a)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0,
-          "connect: %s (%d fds open)", strerror(errno), open_fds());
+    CHECK(fd >= 0, "socket: %s", strerror(errno));
+    /* libFuzzer's timer (SIGALRM) interrupts system calls: a connect goes on
+     * in the background, the others are tried again */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno, err = 0;
+        socklen_t len = sizeof err;
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        while (e == EINTR && poll(&p, 1, 5000) < 0 && errno == EINTR)
+            ;
+        if (e == EINTR && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0)
+            e = err;
+        CHECK(e == 0, "connect: %s (%d fds open)", strerror(e), open_fds());
+    }
     size_t off = 0;
     while (off < req->len) {
         ssize_t w = send(fd, req->data + off, req->len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break; /* the server may answer (413) and close before it all went */
         off += (size_t)w;
@@ -313,6 +326,8 @@ static void exchange(const ds_buf *req, ds_buf *in, answer *a)
             continue;
         char buf[16384];
         ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got <= 0) {
             a->complete = head && clen < 0 && !stream;
             break;
