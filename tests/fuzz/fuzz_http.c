@@ -304,6 +304,7 @@ static void exchange(const ds_buf *req, ds_buf *in, answer *a)
             break; /* the server may answer (413) and close before it all went */
         off += (size_t)w;
     }
+    bool no_body = strncmp(req->data, "HEAD ", 5) == 0; /* the answer is headers only */
     int64_t deadline = now_ms() + 5000;
     bool head = false, stream = false;
     long long clen = -1;
@@ -311,6 +312,10 @@ static void exchange(const ds_buf *req, ds_buf *in, answer *a)
     for (;;) {
         if (!head && (head = parse_head(in, a, &clen, &stream)) && a->status == 101)
             break;
+        if (head && (no_body || a->status == 204 || a->status == 304)) {
+            a->complete = false; /* a length without a body */
+            break;
+        }
         if (head && clen >= 0 && (long long)a->body_len >= clen) {
             a->complete = true;
             break;
