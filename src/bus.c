@@ -186,9 +186,11 @@ static int each_entry(redisReply *s, const char *model, bus_entry_fn fn, void *c
     return count;
 }
 
-int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels, bool pending,
-             int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err)
+int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels,
+             const char *pending_after, int count, int block_ms, bus_entry_fn fn, void *ctx,
+             ds_error *err)
 {
+    bool pending = pending_after != NULL;
     enum { MAXM = 64 };
     if (nmodels < 1 || nmodels > MAXM)
         return ds_fail(err, DS_INTERNAL, NULL, "bus_read takes 1 to %d models", MAXM);
@@ -214,7 +216,7 @@ int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmo
         argv[argc++] = keys[i];
     }
     for (int i = 0; i < nmodels; i++)
-        argv[argc++] = pending ? "0" : ">";
+        argv[argc++] = pending ? pending_after : ">";
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     redisReply *r = bus__roundtrip(b, argc, argv, lens, pending ? 0 : block_ms, err);

@@ -114,11 +114,13 @@ typedef struct bus_entry {
 int bus_group_ensure(ds_bus *b, const char *model, ds_error *err);
 
 /* XREADGROUP GROUP writers <consumer> COUNT count [BLOCK ms] STREAMS ...
- * pending: re-read this consumer's own pending entries (id 0) instead of
- * new ones. Calls fn for every entry; returns how many, or -code. */
+ * pending_after: NULL reads new entries; else this consumer's own pending
+ * entries after that id ("0": from the first). Calls fn for every entry;
+ * returns how many, or -code. */
 typedef void (*bus_entry_fn)(void *ctx, const bus_entry *e);
-int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels, bool pending,
-             int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err);
+int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels,
+             const char *pending_after, int count, int block_ms, bus_entry_fn fn, void *ctx,
+             ds_error *err);
 
 /* The lease: acquire (a new epoch) when free or ours; renew keeps it. */
 int bus_lease_acquire(ds_bus *b, const char *model, const char *owner, int ttl_ms, int64_t *epoch,

@@ -621,9 +621,10 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     r->waiting = true;
     r->no_wait = !d->wait;
     MHD_suspend_connection(r->conn);
-    /* wait=false: no deadline; the enqueuer answers once the XADD is settled
-       (202, or 503 when it surely failed) */
-    int64_t deadline = d->wait ? ds_now_ns() + (int64_t)h->srv->o.wait_ms * 1000000 : 0;
+    /* wait=false: the enqueuer answers once the XADD is settled (202, or
+       503 when it surely failed); the wait limit is only a backstop (a
+       retry waiting on the first of its request_id has no XADD of its own) */
+    int64_t deadline = ds_now_ns() + (int64_t)h->srv->o.wait_ms * 1000000;
     live_expect(h->srv->live, &r->w, r->key, deadline, wake_conn, r);
     if (in_flight)
         return MHD_YES; /* a retry while the first is in flight waits for it */

@@ -21,10 +21,13 @@ enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
 typedef struct lease {
     char *model;
     int64_t epoch;      /* 0: not held (atomic: the writer and the publisher) */
-    int64_t renewed_ns; /* when it was last confirmed */
+    int64_t renewed_ns; /* when it was last confirmed (atomic) */
     int64_t published;  /* last seq published on the response stream */
     bool foreign;       /* another writer holds it (atomic) */
-    bool held_before;   /* it was ours once: taking it again re-reads our pending entries */
+    /* set by the publisher or a failed read, done by the writer (atomic): */
+    bool reread;    /* re-read our pending entries before new ones */
+    bool abandoned; /* a batch was left unpublished: publish nothing more
+                       until the events are re-published from the database */
 } lease;
 
 typedef enum job_kind { JOB_CREATE, JOB_DROP } job_kind;
@@ -66,7 +69,7 @@ struct ds_writer {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop, alive;
-    bool reread;                /* re-read our pending entries before new ones (atomic) */
+    bool started;               /* recovery is done (leases taken later re-read) */
     pthread_mutex_t lease_lock; /* one thread at a time takes a lease */
     job *jobs;
     lease leases[MAX_MODELS];
@@ -81,6 +84,7 @@ struct ds_writer {
     struct pub_item *pub_head, *pub_tail;
     int pub_n;
     bool pub_stop, pub_started;
+    int64_t pub_deadline_ns; /* stopping: when the publisher gives up on Redis */
     pthread_cond_t pub_cond; /* an item or the stop for the publisher */
     pthread_cond_t pub_room; /* room in the queue for the writer */
 };
@@ -131,12 +135,13 @@ static bool take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_epoch, 
             __atomic_store_n(&l->foreign, true, __ATOMIC_RELEASE);
         } else {
             __atomic_store_n(&l->foreign, false, __ATOMIC_RELEASE);
-            l->renewed_ns = now;
+            __atomic_store_n(&l->renewed_ns, now, __ATOMIC_RELEASE);
             __atomic_store_n(&l->epoch, epoch, __ATOMIC_RELEASE);
             log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
-            if (l->held_before) /* entries read under the old epoch may be pending */
-                __atomic_store_n(&w->reread, true, __ATOMIC_RELEASE);
-            l->held_before = true;
+            /* after the start, entries read under an old epoch (or by a
+               writer before us) may be pending for us */
+            if (__atomic_load_n(&w->started, __ATOMIC_ACQUIRE))
+                __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE);
             held = true;
         }
     }
@@ -150,12 +155,13 @@ static bool keep_lease(ds_writer *w, lease *l, int64_t now)
     ds_error err;
     int ttl = w->srv->o.lease_ms;
     int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
-    if (epoch && now - l->renewed_ns < (int64_t)ttl * 1000000 / 3)
+    if (epoch &&
+        now - __atomic_load_n(&l->renewed_ns, __ATOMIC_ACQUIRE) < (int64_t)ttl * 1000000 / 3)
         return true;
     if (epoch) {
         int rc = bus_lease_renew(w->bus, l->model, w->owner, epoch, ttl, &err);
         if (rc == 1) {
-            l->renewed_ns = now;
+            __atomic_store_n(&l->renewed_ns, now, __ATOMIC_RELEASE);
             return true;
         }
         if (rc < 0)
@@ -428,6 +434,8 @@ static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
         /* events and XACK in one script call, or in two when a crash point
          * must fall between them */
         bool split = w->crash_at != NULL;
+        if (__atomic_load_n(&l->abandoned, __ATOMIC_ACQUIRE))
+            nid = 0; /* the writer re-publishes from the database, then re-reads */
         for (int attempt = 0; nid; attempt++) {
             ds_error err;
             int rc = 0;
@@ -437,6 +445,7 @@ static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
                     log_error("writer: another writer holds the lease of '%s'; %d entries stay "
                               "pending for it",
                               l->model, nid);
+                    __atomic_store_n(&l->abandoned, true, __ATOMIC_RELEASE);
                     break;
                 }
                 rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held",
@@ -476,10 +485,16 @@ static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
             pthread_mutex_lock(&w->lock);
             bool stopping = w->pub_stop;
             pthread_mutex_unlock(&w->lock);
-            if (stopping && attempt >= 50) { /* the next start re-publishes from the database */
+            int64_t now = ds_now_ns();
+            if (stopping && !w->pub_deadline_ns)
+                w->pub_deadline_ns = now + (int64_t)5 * 1000000000;
+            if (stopping && now > w->pub_deadline_ns) {
+                /* the next start re-publishes from the database: nothing of
+                   this model goes out after this (no gap) */
                 log_error("writer: stopping without publishing %d events of '%s' (%s); the next "
                           "start publishes them",
                           nev, l->model, err.message);
+                __atomic_store_n(&l->abandoned, true, __ATOMIC_RELEASE);
                 break;
             }
             if (attempt % 50 == 0)
@@ -702,20 +717,45 @@ static int recover_events(ds_writer *w, lease *l, ds_error *err)
  * done: those are answered and acknowledged). */
 static int recover_pending(ds_writer *w, const char *const *models, int n, ds_error *err)
 {
-    for (;;) {
-        batch b = {0};
-        int got =
-            bus_read(w->bus, w->owner, models, n, true, w->srv->o.batch_max, 0, collect, &b, err);
-        if (got > 0) {
-            log_info("writer: re-reading %d pending commands", got);
-            process(w, &b);
+    for (int i = 0; i < n; i++) {
+        char after[32] = "0"; /* each pass goes on after the last entry read */
+        for (;;) {
+            batch b = {0};
+            int got = bus_read(w->bus, w->owner, &models[i], 1, after, w->srv->o.batch_max, 0,
+                               collect, &b, err);
+            if (got > 0) {
+                log_info("writer: re-reading %d pending commands of '%s'", got, models[i]);
+                snprintf(after, sizeof after, "%s", b.e[b.n - 1].id);
+                process(w, &b);
+            }
+            batch_clear(&b);
+            free(b.e);
+            if (got < 0)
+                return got;
+            if (got < w->srv->o.batch_max)
+                break;
         }
-        batch_clear(&b);
-        free(b.e);
-        if (got <= 0)
-            return got < 0 ? got : 0;
-        if (got < w->srv->o.batch_max)
-            return 0;
+    }
+    return 0;
+}
+
+/* What the publisher or a lost read left for a model: events re-published
+ * from the database, pending entries re-read. */
+static void recover_lease(ds_writer *w, lease *l)
+{
+    ds_error err;
+    if (__atomic_load_n(&l->abandoned, __ATOMIC_ACQUIRE)) {
+        if (recover_events(w, l, &err) != 0) {
+            log_warn("writer: cannot re-publish the events of '%s' yet: %s", l->model, err.message);
+            return;
+        }
+        __atomic_store_n(&l->abandoned, false, __ATOMIC_RELEASE);
+        __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE); /* their entries are pending */
+    }
+    if (__atomic_exchange_n(&l->reread, false, __ATOMIC_ACQ_REL)) {
+        const char *m = l->model;
+        if (recover_pending(w, &m, 1, &err) != 0)
+            __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE); /* after Redis is back */
     }
 }
 
@@ -835,16 +875,16 @@ static void *writer_main(void *arg)
         const char *models[MAX_MODELS];
         int n = held_models(w, models);
         ds_error err;
-        if (n && __atomic_exchange_n(&w->reread, false, __ATOMIC_ACQ_REL) &&
-            recover_pending(w, models, n, &err) != 0)
-            __atomic_store_n(&w->reread, true, __ATOMIC_RELEASE); /* after Redis is back */
-        int got = n ? bus_read(w->bus, w->owner, models, n, false, w->srv->o.batch_max, 50, collect,
+        for (int i = 0; i < n; i++)
+            recover_lease(w, lease_of(w, models[i]));
+        int got = n ? bus_read(w->bus, w->owner, models, n, NULL, w->srv->o.batch_max, 50, collect,
                                &b, &err)
                     : -DS_UNAVAILABLE;
         if (got < 0) {
             /* the read may have reached Redis and its reply be lost: those
                entries are pending for us, read them first next time */
-            __atomic_store_n(&w->reread, true, __ATOMIC_RELEASE);
+            for (int i = 0; i < n; i++)
+                __atomic_store_n(&lease_of(w, models[i])->reread, true, __ATOMIC_RELEASE);
             if (w->srv->redis_up)
                 log_warn("writer: Redis unavailable: %s", n ? err.message : "no lease held");
             w->srv->redis_up = 0;
@@ -906,6 +946,7 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
     if (rc == 0)
         rc = recover(w, err);
     if (rc == 0) {
+        __atomic_store_n(&w->started, true, __ATOMIC_RELEASE);
         w->alive = true;
         srv->redis_up = 1;
         if (pthread_create(&w->thread, NULL, writer_main, w) != 0)

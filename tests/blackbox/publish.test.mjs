@@ -133,3 +133,39 @@ test('wait=false while Redis hangs before the command is sent: 503, nothing queu
     assert.equal(retry.status, 200, retry.text);
     assert.equal(await readCell(server, CELL), before + 1000, 'the retry applied once');
 });
+
+test('wait=false, and its retry while the first is in flight, both answered when Redis hangs and dies; the next retry applies it once', { timeout: 90000 }, async () => {
+    const redis = await new Redis('phantom', { password: 'pw' }).start();
+    const server = new Server({ name: 'phantom', redis, extraArgs: ['--wait-ms', '4000'] });
+    cleanup.push(server, redis);
+    await server.start();
+    const w0 = await server.post('/update_cell', writeBody(CELL, { delta: 1 }, { request_id: rid('warm') }));
+    assert.equal(w0.status, 200, w0.text);
+    const before = await readCell(server, CELL);
+    const id = rid('phantom');
+    const body = writeBody(CELL, { delta: 1000 }, { request_id: id, wait: false });
+    process.kill(redis.proc.pid, 'SIGSTOP'); // the XADD goes out and gets no answer
+    let a;
+    let b;
+    try {
+        const pa = server.post('/update_cell', body, { timeout: 40000 });
+        await sleep(300);
+        b = server.post('/update_cell', body, { timeout: 40000 }); // waits on the first
+        a = await pa;
+        b = await b;
+    } finally {
+        await redis.stop('SIGKILL'); // what it had not processed is gone
+    }
+    assert.equal(a.status, 202, `the first, its XADD unanswered: ${a.text}`);
+    assert.equal(b.status, 202, `the retry that waited on it: ${b.text}`);
+    await redis.start();
+    let ready = false;
+    for (let i = 0; i < 100 && !ready; i++) {
+        ready = (await server.get('/ready', { validate: false }).catch(() => null))?.status === 200;
+        if (!ready) await sleep(100);
+    }
+    assert.ok(ready, 'ready again');
+    const c = await server.post('/update_cell', { ...body, wait: true }, { timeout: 30000 });
+    assert.equal(c.status, 200, `a retry once Redis is back: ${c.text}`);
+    assert.equal(await readCell(server, CELL), before + 1000, 'applied once');
+});

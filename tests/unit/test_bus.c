@@ -69,15 +69,15 @@ START_TEST(streams_group_and_pending)
     }
     const char *models[] = {"sales"};
     seen s = {0};
-    ck_assert_int_eq(bus_read(B, "w1", models, 1, false, 10, 100, on_entry, &s, &E), 3);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, NULL, 10, 100, on_entry, &s, &E), 3);
     ck_assert_str_eq(s.cmd[0], "c0");
     ck_assert_str_eq(s.cmd[2], "c2");
     /* nothing new: a blocking read times out with zero */
     seen none = {0};
-    ck_assert_int_eq(bus_read(B, "w1", models, 1, false, 10, 50, on_entry, &none, &E), 0);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, NULL, 10, 50, on_entry, &none, &E), 0);
     /* unacknowledged entries come back as pending */
     seen p = {0};
-    ck_assert_int_eq(bus_read(B, "w1", models, 1, true, 10, 0, on_entry, &p, &E), 3);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, "0", 10, 0, on_entry, &p, &E), 3);
     ck_assert_str_eq(p.ids[1], s.ids[1]);
     /* publishing under the lease acknowledges them */
     int64_t epoch;
@@ -87,7 +87,7 @@ START_TEST(streams_group_and_pending)
     const char *acks[] = {s.ids[0], s.ids[1], s.ids[2]};
     ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, ev, 2, acks, 3, 1000, &E), 0);
     seen after = {0};
-    ck_assert_int_eq(bus_read(B, "w1", models, 1, true, 10, 0, on_entry, &after, &E), 0);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, "0", 10, 0, on_entry, &after, &E), 0);
     int64_t last;
     ck_assert_int_eq(bus_last_seq(B, "sales", &last, &E), 0);
     ck_assert_int_eq(last, 2);
@@ -129,7 +129,7 @@ START_TEST(acked_requests_are_trimmed)
     static char ids[N + 1][32];
     memset(ids, 0, sizeof ids);
     const char *models[] = {"sales"};
-    ck_assert_int_eq(bus_read(B, "w1", models, 1, false, N, 100, on_id, ids, &E), N);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, NULL, N, 100, on_id, ids, &E), N);
     int64_t epoch;
     ck_assert_int_eq(bus_lease_acquire(B, "sales", "w1", 5000, &epoch, &E), 0);
     /* the first 900 done, the last 100 still pending */
@@ -142,7 +142,7 @@ START_TEST(acked_requests_are_trimmed)
     /* the pending ones are still there to be re-read */
     static char again[N + 1][32];
     memset(again, 0, sizeof again);
-    ck_assert_int_eq(bus_read(B, "w1", models, 1, true, N, 0, on_id, again, &E), 100);
+    ck_assert_int_eq(bus_read(B, "w1", models, 1, "0", N, 0, on_id, again, &E), 100);
     ck_assert_str_eq(again[0], ids[900]);
 }
 END_TEST
