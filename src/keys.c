@@ -308,20 +308,31 @@ static int lock_keys(const char *dir, ds_error *err)
     return fd;
 }
 
+/* Takes DIR/keys.lock and reads DIR/keys: the lock's descriptor (close it
+ * when done), or -code. */
+static int begin_edit(const char *dir, ds_keyfile *kf, ds_error *err)
+{
+    int lock = lock_keys(dir, err);
+    if (lock < 0)
+        return lock;
+    int rc = keys_read(dir, kf, err);
+    if (rc) {
+        close(lock);
+        return rc;
+    }
+    return lock;
+}
+
 int keys_create(const char *dir, const ds_key *tmpl, char *secret, size_t cap,
                 char id[KEY_ID_LEN + 1], ds_error *err)
 {
     if (cap < 53)
         return ds_fail(err, DS_INTERNAL, NULL, "no room for a key");
-    int lock = lock_keys(dir, err);
+    ds_keyfile kf;
+    int lock = begin_edit(dir, &kf, err);
     if (lock < 0)
         return lock;
-    ds_keyfile kf;
-    int rc = keys_read(dir, &kf, err);
-    if (rc) {
-        close(lock);
-        return rc;
-    }
+    int rc = 0;
     ds_key k = *tmpl;
     for (bool unique = false; !unique;) {
         unsigned char raw[24];
@@ -358,15 +369,11 @@ int keys_create(const char *dir, const ds_key *tmpl, char *secret, size_t cap,
 int keys_revoke(const char *dir, const char *id, const char *user, int *count, ds_error *err)
 {
     *count = 0;
-    int lock = lock_keys(dir, err);
+    ds_keyfile kf;
+    int lock = begin_edit(dir, &kf, err);
     if (lock < 0)
         return lock;
-    ds_keyfile kf;
-    int rc = keys_read(dir, &kf, err);
-    if (rc) {
-        close(lock);
-        return rc;
-    }
+    int rc = 0;
     int64_t now = now_s();
     for (size_t i = 0; i < kf.n; i++) {
         ds_key *k = &kf.keys[i];

@@ -169,6 +169,34 @@ static void wake_ws_loop(ds_live *l)
         perror("duckspread: eventfd");
 }
 
+/* Wakes the waiters of feed f for events older than seq, or (f NULL)
+ * every waiter for events; then the WebSocket loop. Called with the lock
+ * held; returns without it. */
+static void wake_waiters(ds_live *l, wake_list *wl, feed *f, int64_t seq)
+{
+    for (;;) {
+        bool full = false;
+        for (size_t i = 0; i < (f ? 1 : l->nfeeds) && !full; i++) {
+            feed *g = f ? f : l->feeds[i];
+            for (live_waiter *w = g->waiters, *next; w && !full; w = next) {
+                next = w->next;
+                if (f && w->since >= seq)
+                    continue;
+                l->waiting--; /* (waiters woken by an event were never uncounted) */
+                full = queue_wake(wl, &g->waiters, w);
+            }
+        }
+        if (!full)
+            break;
+        pthread_mutex_unlock(&l->lock);
+        flush_wakes(wl);
+        pthread_mutex_lock(&l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
+    flush_wakes(wl);
+    wake_ws_loop(l);
+}
+
 void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, size_t len)
 {
     wake_list wl = {.n = 0};
@@ -186,22 +214,7 @@ void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, 
         if (seq > f->seq)
             f->seq = seq;
     }
-    for (;;) {
-        bool full = false;
-        for (live_waiter *w = f->waiters, *next; w && !full; w = next) {
-            next = w->next;
-            if (w->since < seq)
-                full = queue_wake(&wl, &f->waiters, w);
-        }
-        if (!full)
-            break;
-        pthread_mutex_unlock(&l->lock);
-        flush_wakes(&wl);
-        pthread_mutex_lock(&l->lock);
-    }
-    pthread_mutex_unlock(&l->lock);
-    flush_wakes(&wl);
-    wake_ws_loop(l);
+    wake_waiters(l, &wl, f, seq);
 }
 
 void live_set_seq(ds_live *l, const char *model, int64_t seq)
@@ -727,22 +740,7 @@ void live_revoked(ds_live *l)
     wake_list wl = {.n = 0};
     pthread_mutex_lock(&l->lock);
     l->auth_check = true;
-    for (;;) {
-        bool full = false;
-        for (size_t i = 0; i < l->nfeeds && !full; i++)
-            while (l->feeds[i]->waiters && !full) {
-                l->waiting--;
-                full = queue_wake(&wl, &l->feeds[i]->waiters, l->feeds[i]->waiters);
-            }
-        if (!full)
-            break;
-        pthread_mutex_unlock(&l->lock);
-        flush_wakes(&wl);
-        pthread_mutex_lock(&l->lock);
-    }
-    pthread_mutex_unlock(&l->lock);
-    flush_wakes(&wl);
-    wake_ws_loop(l);
+    wake_waiters(l, &wl, NULL, 0);
 }
 
 /* ---- lifetime --------------------------------------------------------------- */
