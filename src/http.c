@@ -461,18 +461,15 @@ static void req_release(req *r)
         req_free(r);
 }
 
-/* Answers a suspended request from the enqueuer, unless its outcome or its
- * deadline got there first (then the waiter is gone and r is left alone). */
-static void answer_from_enqueuer(http_server *h, req *r, const ds_error *err)
+/* Answers a suspended request 202 queued from the enqueuer, unless its
+ * outcome or its deadline got there first (then the waiter is gone and r
+ * is left alone). A 503 goes through fail_unqueued (every waiter on the
+ * request_id). */
+static void answer_queued(http_server *h, req *r)
 {
     if (!live_cancel(h->srv->live, &r->w))
         return;
-    if (err) {
-        r->deferred = *err;
-        r->has_deferred = true;
-    } else {
-        r->queued_only = true;
-    }
+    r->queued_only = true;
     r->waiting = false;
     MHD_resume_connection(r->conn);
 }
@@ -523,7 +520,7 @@ static void enq_settle(http_server *h, xadd_job *j, const bus_xadd *x, const ds_
 {
     if (x->ok) {
         if (!j->wait)
-            answer_from_enqueuer(h, j->r, NULL); /* 202 queued */
+            answer_queued(h, j->r); /* 202 queued */
     } else if (!x->formatted || x->refused) {
         ds_error e;
         ds_fail(&e, DS_UNAVAILABLE, "redis", "the command was not queued: %s", x->error);
@@ -542,7 +539,7 @@ static void enq_settle(http_server *h, xadd_job *j, const bus_xadd *x, const ds_
                  "its outcome",
                  j->rid, err->message);
         if (!j->wait)
-            answer_from_enqueuer(h, j->r, NULL); /* 202: it may be queued */
+            answer_queued(h, j->r); /* 202: it may be queued */
     } else {
         h->srv->redis_up = 0;
         ds_error e;
@@ -672,8 +669,6 @@ static const ds_model *write_model(req *r, const json_val *root, req_kind kind, 
 
 enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
 {
-    if (r->has_deferred)
-        return http__error(r, &r->deferred);
     if (r->queued_only)
         return reply_queued(r);
     if (r->waiting) { /* resumed */

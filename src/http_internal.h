@@ -90,12 +90,11 @@ struct req {
     /* suspended: waiting for an outcome or for events */
     live_waiter w;
     int refs; /* MHD's, plus one while the enqueuer holds the request */
-    bool waiting, queued_only, has_deferred;
+    bool waiting, queued_only;
     bool no_wait; /* wait=false: answered 202 once queued */
     /* a WebSocket's subscriber place: taken at the handshake, handed to
        the live module at the upgrade (else given back at completion) */
     bool sub_held, sub_handed;
-    ds_error deferred;
     int64_t since, deadline_ns;
 };
 

@@ -425,6 +425,11 @@ static int by_hash(const void *a, const void *b)
     return strcmp(((const ds_key *)a)->hash, ((const ds_key *)b)->hash);
 }
 
+static int by_id_prefix(const void *a, const void *b)
+{
+    return strncmp(((const ds_key *)a)->hash, ((const ds_key *)b)->hash, KEY_ID_LEN);
+}
+
 static bool same_file(const struct stat *a, const struct stat *b)
 {
     return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
@@ -675,10 +680,12 @@ bool keyring_alive(ds_keyring *kr, const char *id)
         return keyring_open_mode(kr);
     if (strcmp(id, API_KEY_ID) == 0)
         return true;
-    bool alive = false;
+    /* the id is the hash's first digits, and the keys are sorted by hash */
+    ds_key probe;
+    snprintf(probe.hash, sizeof probe.hash, "%.*s", KEY_ID_LEN, id);
     pthread_rwlock_rdlock(&kr->lock);
-    for (size_t i = 0; i < kr->nactive && !alive; i++)
-        alive = strcmp(kr->active[i].id, id) == 0;
+    bool alive =
+        kr->nactive && bsearch(&probe, kr->active, kr->nactive, sizeof *kr->active, by_id_prefix);
     pthread_rwlock_unlock(&kr->lock);
     return alive;
 }

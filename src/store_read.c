@@ -291,7 +291,8 @@ int store_read_grid(ds_reader *r, const ds_model *caller, const ds_grid_spec *g,
     return snapshot_end(r, caller, m, rc, err);
 }
 
-/* Sum of row hashes and row count of one table, mixed into *h. */
+/* Sum of row hashes and row count of one table, mixed into *h. table_sql
+ * is a catalog table's constant name or store__table() output, never input. */
 static int hash_table(ds_reader *r, const char *table_sql, uint64_t *h, ds_error *err)
 {
     ds_buf sql;
