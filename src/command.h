@@ -75,9 +75,13 @@ typedef struct ds_change {
     ds_i128 old_value, new_value;
 } ds_change;
 
-/* The outcome of one write. changes lists the target, every cell above it,
- * its children one level down in each dimension, then leaves, up to the
- * store's cap; truncated says some were left out. */
+/* The outcome of one write, in two lists a client picks from (its
+ * "detail"): changes holds the target, every cell above it and its
+ * children one level down in each dimension (the totals), leaves the
+ * changed leaf cells; each list is cut at the cap (truncated says so).
+ * A leaf listed among the totals too (the target of a leaf write, a child
+ * that is a leaf) has in_totals set. (The DuckDB store fills changes with
+ * both, and no leaves.) */
 typedef struct ds_changeset {
     ds_change target;
     spread_method method; /* the effective method */
@@ -86,6 +90,10 @@ typedef struct ds_changeset {
     size_t nchanges;
     ds_change *changes;
     bool truncated;
+    size_t nleaves;
+    ds_change *leaves;
+    bool *in_totals; /* nleaves */
+    bool leaves_truncated;
 } ds_changeset;
 
 typedef struct ds_outcome {
@@ -94,6 +102,16 @@ typedef struct ds_outcome {
     size_t nsets;  /* one per write; 0 for a member operation */
     ds_changeset *sets;
 } ds_outcome;
+
+/* A grid: rows of one dimension by columns of another, the other
+ * dimensions fixed, of one measure. */
+typedef struct ds_grid_spec {
+    int measure;
+    int row_dim, col_dim;
+    size_t nrows, ncols;
+    const int32_t *rows, *cols; /* members of row_dim and col_dim */
+    ds_cell fixed;              /* members of the other dimensions */
+} ds_grid_spec;
 
 /* Frees what a store_apply() put into *o; safe on a zeroed outcome. */
 void outcome_clear(ds_outcome *o);

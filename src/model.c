@@ -387,3 +387,39 @@ size_t model_leaves(const ds_dim *d, int32_t id, int32_t **out)
             (*out)[n++] = d->pre[i];
     return n;
 }
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return ds_hash_bytes(s ? s : "", n, ds_mix64(h ^ n));
+}
+
+uint64_t model_checksum(const ds_model *m)
+{
+    uint64_t h = hash_str(0x6d6f64656c, m->name);
+    for (int k = 0; k < m->ndims; k++) {
+        const ds_dim *d = &m->dims[k];
+        h = hash_str(ds_mix64(h ^ (uint32_t)d->id), d->name);
+        for (int32_t x = 0; x < d->nmembers; x++) {
+            const ds_member *mb = &d->members[x];
+            if (!mb->alive)
+                continue;
+            h = ds_mix64(h ^ (uint32_t)x);
+            h = ds_mix64(h ^ (uint32_t)mb->parent);
+            h = hash_str(hash_str(h, mb->key), mb->name);
+        }
+    }
+    for (int q = 0; q < m->nmeasures; q++)
+        h = hash_str(
+            ds_mix64(h ^ (uint32_t)m->measures[q].id ^ (uint64_t)m->measures[q].scale << 32),
+            m->measures[q].name);
+    return h;
+}
+
+uint64_t model_fact_hash(const ds_model *m, int q, const int32_t *cell, int64_t v)
+{
+    uint64_t h = ds_mix64(0x66616374 ^ (uint32_t)m->measures[q].id);
+    for (int k = 0; k < m->ndims; k++)
+        h = ds_mix64(h ^ (uint32_t)cell[k]);
+    return ds_mix64(h ^ (uint64_t)v);
+}

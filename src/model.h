@@ -129,6 +129,14 @@ static inline bool model_ids_contiguous(const ds_dim *d, int32_t id)
     return d->id_max[id] - d->id_min[id] + 1 == d->end[id] - d->pos[id];
 }
 
+/* A hash of the catalog: name, dimensions, measures and alive members
+ * (id, parent, key, name). */
+uint64_t model_checksum(const ds_model *m);
+/* The hash of one present fact value (measure q of a cell); a model's
+ * facts hash to the sum, mod 2^64, of these. With model_checksum() the
+ * engine and the persisted model are compared. */
+uint64_t model_fact_hash(const ds_model *m, int q, const int32_t *cell, int64_t v);
+
 /* The leaves at or beneath id, in preorder, into *out (caller frees). */
 size_t model_leaves(const ds_dim *d, int32_t id, int32_t **out);
 

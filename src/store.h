@@ -65,6 +65,16 @@ size_t store_model_names(ds_store *s, char ***names);
 /* The last applied seq of a model, or -1 (no such model). */
 int64_t store_model_seq(ds_store *s, const char *name);
 
+/* ---- loading a model into memory ----------------------------------------- */
+
+/* Every fact row of a model in rowid order: members[ndims], values and
+ * stamps[nmeasures] (0 when NULL), has bit q when measure q is present.
+ * A non-zero return of fn stops the scan and is returned. */
+typedef int (*store_fact_fn)(void *ctx, int64_t rowid, const int32_t *members,
+                             const int64_t *values, const int64_t *stamps, uint64_t has,
+                             ds_error *err);
+int store_facts_each(ds_store *s, const char *model, store_fact_fn fn, void *ctx, ds_error *err);
+
 /* ---- bulk load -------------------------------------------------------- */
 
 typedef struct ds_loader ds_loader;
@@ -135,14 +145,6 @@ void store_reader_free(ds_reader *r);
 /* The value of any cell (leaf or consolidated) and the seq it reflects. */
 int store_read_cell(ds_reader *r, const ds_model *m, const ds_cell *cell, int measure,
                     ds_i128 *value, int64_t *seq, ds_error *err);
-
-typedef struct ds_grid_spec {
-    int measure;
-    int row_dim, col_dim;
-    size_t nrows, ncols;
-    const int32_t *rows, *cols; /* members of row_dim and col_dim */
-    ds_cell fixed;              /* members of the other dimensions */
-} ds_grid_spec;
 
 /* values[r * ncols + c], and the seq it reflects. */
 int store_read_grid(ds_reader *r, const ds_model *m, const ds_grid_spec *g, ds_i128 *values,
