@@ -51,6 +51,8 @@ FUZZ_TIME ?= 40
 
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+# Helpers shared by the bench programs (bench/bench_lib.h).
+BENCH_LIB_OBJ := $(BUILD)/bench/lib.o
 
 DEPS_STAMP := .deps/.checked
 # npm ci writes node_modules/.package-lock.json; the rule touches it after.
@@ -128,7 +130,7 @@ $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/fuzz_%.o $(LIB_OBJ)
 	$(say) "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ -lgmp $(LDLIBS)
 
-$(BUILD)/bench/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
+$(BUILD)/bench/bench_%: $(BUILD)/bench/bench_%.o $(BENCH_LIB_OBJ) $(LIB_OBJ)
 	$(say) "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
