@@ -2,6 +2,8 @@
  * reads. Commands are in store_write.c. See store.h. */
 #include "store_internal.h"
 
+#include <sys/stat.h>
+
 #include <zstd.h>
 
 #include <inttypes.h>
@@ -672,6 +674,7 @@ void store_opts_default(ds_store_opts *o)
 int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_error *err)
 {
     ds_store *s = xcalloc(1, sizeof *s);
+    s->path = xstrdup(path);
     if (opts)
         s->opts = *opts;
     else
@@ -770,7 +773,17 @@ void store_close(ds_store *s)
     store__drop_requests(s);
     free(s->requests);
     pthread_mutex_destroy(&s->lock);
+    free(s->path);
     free(s);
+}
+
+int64_t store_wal_bytes(ds_store *s)
+{
+    char wal[4096];
+    struct stat st;
+    if (snprintf(wal, sizeof wal, "%s.wal", s->path) >= (int)sizeof wal || stat(wal, &st) != 0)
+        return 0;
+    return (int64_t)st.st_size;
 }
 
 const ds_model *store_model_current(ds_store *s, const char *name)

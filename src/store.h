@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "command.h"
+#include "engine.h"
 #include "error.h"
 #include "model.h"
 
@@ -65,11 +66,46 @@ size_t store_model_names(ds_store *s, char ***names);
 /* The last applied seq of a model, or -1 (no such model). */
 int64_t store_model_seq(ds_store *s, const char *name);
 
+/* ---- persisting what the engine applied ------------------------------------ */
+
+/* One row of the command log (ds_command): a write's part, or a member
+ * operation (measure_id -1, detail says what). */
+typedef struct store_command_row {
+    int part;
+    const char *kind; /* "leaf", "spread", "member" */
+    int measure_id;   /* -1: none */
+    const char *target, *method, *form, *amount, *detail;
+    bool has_values;
+    ds_i128 old_value, new_value;
+    int64_t leaves_changed;
+} store_command_row;
+
+/* One command the engine applied (delta->seq >= 0) or refused (-1). */
+typedef struct store_item {
+    const char *model;
+    const engine_delta *delta;
+    int64_t ts_ms; /* the stream entry's time */
+    const char *user, *rid, *hash;
+    int code;         /* DS_OK, or the refusal's code */
+    const char *body; /* the answer: event or error JSON */
+    size_t body_len;
+    const store_command_row *cmds; /* applied: its command log rows */
+    size_t ncmds;
+} store_item;
+
+/* Writes a group of commands, in order, in one transaction: fact values,
+ * new facts (appended as rows: row i of a model's facts is the engine's
+ * fact i), moved facts, the leaf log, the command log, the ledger, the
+ * catalog of member operations and each model's seq. All or nothing. */
+int store_persist(ds_store *s, const store_item *items, size_t n, ds_error *err);
+
 /* ---- loading a model into memory ----------------------------------------- */
 
 /* Every fact row of a model in rowid order: members[ndims], values and
  * stamps[nmeasures] (0 when NULL), has bit q when measure q is present.
- * A non-zero return of fn stops the scan and is returned. */
+ * A non-zero return of fn stops the scan and is returned. Rows are first
+ * renumbered 0..n-1 if deleted rows left gaps (files of older versions):
+ * the persister then writes fact i at rowid i. */
 typedef int (*store_fact_fn)(void *ctx, int64_t rowid, const int32_t *members,
                              const int64_t *values, const int64_t *stamps, uint64_t has,
                              ds_error *err);
@@ -105,6 +141,9 @@ int store_views_materialize(ds_store *s, const char *model, ds_error *err);
 int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcome *out,
                 ds_error *err);
 
+/* Bytes in the write-ahead log (0 when there is none). */
+int64_t store_wal_bytes(ds_store *s);
+
 /* Folds the write-ahead log into the database file (CHECKPOINT). Fails
  * while another connection has a transaction open, or inside a group. */
 int store_checkpoint(ds_store *s, ds_error *err);
@@ -123,8 +162,9 @@ void store_txn_rollback(ds_store *s);
 void store_request_add(ds_store *s, const char *model, const char *user, const char *rid,
                        const char *hash, int64_t seq, int code, const char *body, size_t len);
 typedef void (*store_request_fn)(void *ctx, const char *model, const char *user, const char *rid,
-                                 const char *hash, int64_t seq, int code);
-/* Every ledger row (without bodies), for the in-memory ledger at start. */
+                                 const char *hash, int64_t seq, int code, int64_t ts_ms);
+/* Every ledger row (without bodies), oldest first, for the in-memory
+ * ledger at start. */
 int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *err);
 /* The stored outcome of one request; *body is malloc'd (caller frees). */
 int store_request_get(ds_reader *r, const char *model, const char *user, const char *rid, int *code,

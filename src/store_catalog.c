@@ -620,8 +620,8 @@ int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *e
     duckdb_result res;
     if (duckdb_query(s->con,
                      "SELECT m.name, r.user_name, r.request_id, r.body_hash, "
-                     "COALESCE(r.seq, -1), r.code FROM ds_request r JOIN ds_model m USING "
-                     "(model_id)",
+                     "COALESCE(r.seq, -1), r.code, COALESCE(epoch_ms(r.ts), 0) FROM ds_request r "
+                     "JOIN ds_model m USING (model_id) ORDER BY r.ts, r.seq",
                      &res) == DuckDBError) {
         int rc = ds_fail(err, DS_INTERNAL, NULL, "database: %s", duckdb_result_error(&res));
         duckdb_destroy_result(&res);
@@ -634,7 +634,8 @@ int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *e
         const char *a = store__rows_str(&it, 0, &l0), *b = store__rows_str(&it, 1, &l1);
         const char *c = store__rows_str(&it, 2, &l2), *d = store__rows_str(&it, 3, &l3);
         char *m = xstrndup(a, l0), *u = xstrndup(b, l1), *r = xstrndup(c, l2), *h = xstrndup(d, l3);
-        fn(ctx, m, u, r, h, store__rows_i64(&it, 4), store__rows_i32(&it, 5));
+        fn(ctx, m, u, r, h, store__rows_i64(&it, 4), store__rows_i32(&it, 5),
+           store__rows_i64(&it, 6));
         free(m);
         free(u);
         free(r);

@@ -77,6 +77,7 @@ typedef struct model_slot {
     int64_t work_seq;
     model_stmts stmts;
     fast_state fast;
+    int64_t facts_rows; /* rows in the fact table (the persister's next rowid) */
 } model_slot;
 
 /* rowid -> new value, read by the update functions during one UPDATE. */
@@ -110,6 +111,7 @@ typedef struct pending_request {
 } pending_request;
 
 struct ds_store {
+    char *path; /* the database file (":memory:" for tests) */
     duckdb_database db;
     duckdb_connection con; /* the writer's */
     ds_store_opts opts;

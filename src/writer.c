@@ -760,8 +760,9 @@ static void recover_lease(ds_writer *w, lease *l)
 }
 
 static void on_request_row(void *ctx, const char *model, const char *user, const char *rid,
-                           const char *hash, int64_t seq, int code)
+                           const char *hash, int64_t seq, int code, int64_t ts_ms)
 {
+    (void)ts_ms;
     char key[600];
     ledger_key(key, sizeof key, model, user, rid);
     ledger_put(ctx, key, hash, seq, code);

@@ -19,205 +19,7 @@
 #include "json.h"
 #include "request.h"
 #include "store.h"
-
-static char dir[256];
-
-static ds_store *open_demo(int64_t facts, uint64_t seed)
-{
-    snprintf(dir, sizeof dir, "%s/ds-engine-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[300];
-    snprintf(path, sizeof path, "%s/t.db", dir);
-    ds_store_opts o;
-    store_opts_default(&o);
-    o.change_cap = 1 << 20; /* nothing truncated: lists compare whole */
-    o.no_fast_path = true;
-    o.create_cap = 3000; /* some equal spreads are too_many_cells */
-    ds_store *s;
-    ds_error e;
-    ck_assert(store_open(path, &o, &s, &e) == 0);
-    demo_opts d = {.seed = seed, .facts = facts};
-    bool loaded;
-    int64_t n;
-    ck_assert_msg(demo_load(s, &d, &loaded, &n, &e) == 0, "%s", e.message);
-    return s;
-}
-
-static void remove_dir(void)
-{
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-static int load_fact(void *ctx, int64_t rowid, const int32_t *members, const int64_t *values,
-                     const int64_t *stamps, uint64_t has, ds_error *err)
-{
-    (void)rowid;
-    return engine_load_fact(ctx, members, values, stamps, has, err);
-}
-
-static ds_engine *engine_from(ds_store *s, const engine_opts *o)
-{
-    const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
-    ds_engine *e = engine_new(m, store_model_seq(s, DEMO_MODEL), o);
-    store_model_release(s, m);
-    ds_error err;
-    ck_assert_msg(store_facts_each(s, DEMO_MODEL, load_fact, e, &err) == 0, "%s", err.message);
-    ck_assert_msg(engine_load_done(e, &err) == 0, "%s", err.message);
-    return e;
-}
-
-static int store_hash_fact(void *ctx, int64_t rowid, const int32_t *members, const int64_t *values,
-                           const int64_t *stamps, uint64_t has, ds_error *err)
-{
-    (void)rowid;
-    (void)stamps;
-    (void)err;
-    void **c = ctx;
-    const ds_model *m = c[0];
-    uint64_t *h = c[1];
-    for (int q = 0; q < m->nmeasures; q++)
-        if (has >> q & 1)
-            *h += model_fact_hash(m, q, members, values[q]);
-    return 0;
-}
-
-static uint64_t store_sum(ds_store *s)
-{
-    const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
-    uint64_t h = model_checksum(m);
-    void *ctx[2] = {(void *)m, &h};
-    ds_error e;
-    ck_assert(store_facts_each(s, DEMO_MODEL, store_hash_fact, ctx, &e) == 0);
-    store_model_release(s, m);
-    return h;
-}
-
-/* ---- random requests ------------------------------------------------------ */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t next(rng *r)
-{
-    return r->s = ds_mix64(r->s + 0x9e3779b97f4a7c15u);
-}
-
-static int32_t pick(const ds_dim *d, int want, rng *r) /* want: 1 leaf, 0 any, -1 inner */
-{
-    for (;;) {
-        int32_t x = (int32_t)(next(r) % (uint64_t)d->nmembers);
-        if (!d->members[x].alive)
-            continue;
-        bool leaf = model_is_leaf(d, x);
-        if (want == 0 || (want == 1) == leaf)
-            return x;
-    }
-}
-
-static void put_cell(ds_buf *b, const ds_model *m, rng *r, bool spread)
-{
-    ds_buf_puts(b, "\"cell\":{");
-    bool first = true;
-    for (int k = 0; k < m->ndims; k++) {
-        const ds_dim *d = &m->dims[k];
-        int want = spread ? (next(r) % 3 == 0 ? 0 : (next(r) % 2 ? -1 : 1)) : 1;
-        int32_t x = pick(d, want, r);
-        if (spread && x == d->root)
-            continue;
-        ds_buf_printf(b, "%s\"%s\":\"%s\"", first ? "" : ",", d->name, d->members[x].key);
-        first = false;
-    }
-    ds_buf_puts(b, "}");
-}
-
-static void put_write(ds_buf *b, const ds_model *m, rng *r, int64_t seq)
-{
-    bool spread = next(r) % 3 == 0;
-    ds_buf_printf(b, "{\"column\":\"%s\",", next(r) % 2 ? "quantity" : "net_amount");
-    put_cell(b, m, r, spread);
-    uint64_t f = next(r) % 10;
-    int64_t amount = (int64_t)(next(r) % 5000) - 1000;
-    if (f < 5)
-        ds_buf_printf(b, ",\"value\":%lld", (long long)amount);
-    else if (f < 8)
-        ds_buf_printf(b, ",\"delta\":%lld", (long long)(amount / 10));
-    else
-        ds_buf_printf(b, ",\"percent\":%lld", (long long)(amount % 60));
-    if (next(r) % 50 == 0)
-        ds_buf_puts(b, ",\"value\":\"999999999999999999999\"");
-    if (spread) {
-        static const char *const methods[] = {"proportional", "equal", "repeat"};
-        uint64_t mm = next(r) % 10;
-        ds_buf_printf(b, ",\"method\":\"%s\"", methods[mm < 6 ? 0 : mm < 9 ? 1 : 2]);
-        if (next(r) % 2 == 0) {
-            const ds_dim *d = &m->dims[next(r) % (uint64_t)m->ndims];
-            ds_buf_printf(b, ",\"holds\":[{\"%s\":\"%s\"}]", d->name,
-                          d->members[pick(d, 0, r)].key);
-        }
-    }
-    (void)seq;
-    ds_buf_puts(b, "}");
-}
-
-/* A request body of kind *kind for the model at seq. */
-static void random_body(ds_buf *b, const ds_model *m, rng *r, int64_t seq, req_kind *kind,
-                        const char **dim)
-{
-    ds_buf_reset(b);
-    uint64_t k = next(r) % 20;
-    if (k >= 18) { /* a member operation on product */
-        const ds_dim *d = &m->dims[0];
-        *kind = REQ_MEMBER;
-        *dim = d->name;
-        uint64_t op = next(r) % 4;
-        if (op == 0) {
-            int32_t parent = pick(d, next(r) % 2 ? -1 : 1, r);
-            ds_buf_printf(b, "{\"op\":\"add\",\"parent\":\"%s\",\"key\":\"N%llu\"",
-                          d->members[parent].key, (unsigned long long)(next(r) % 100000));
-            if (model_is_leaf(d, parent) && next(r) % 2)
-                ds_buf_puts(b, ",\"facts_to\":\"new\"");
-            ds_buf_puts(b, "}");
-        } else if (op == 1) {
-            ds_buf_printf(b, "{\"op\":\"rename\",\"member\":\"%s\",\"name\":\"R%llu\"}",
-                          d->members[pick(d, 0, r)].key, (unsigned long long)(next(r) % 1000));
-        } else if (op == 2) {
-            int32_t x = pick(d, 0, r), p = pick(d, -1, r);
-            ds_buf_printf(b, "{\"op\":\"move\",\"member\":\"%s\",\"parent\":\"%s\"}",
-                          d->members[x].key, d->members[p].key);
-        } else {
-            ds_buf_printf(b, "{\"op\":\"delete\",\"member\":\"%s\"%s}",
-                          d->members[pick(d, next(r) % 2 ? 1 : 0, r)].key,
-                          next(r) % 2 ? ",\"force\":true" : "");
-        }
-        return;
-    }
-    bool batch = k >= 15;
-    *kind = batch ? REQ_BATCH : REQ_CELL;
-    *dim = NULL;
-    ds_buf_puts(b, "{");
-    if (next(r) % 5 == 0 && seq > 0)
-        ds_buf_printf(b, "\"if_seq\":%lld,", (long long)(seq - (int64_t)(next(r) % 40)));
-    if (batch) {
-        ds_buf_puts(b, "\"writes\":[");
-        int n = 1 + (int)(next(r) % 4);
-        for (int i = 0; i < n; i++) {
-            if (i)
-                ds_buf_puts(b, ",");
-            put_write(b, m, r, seq);
-        }
-        ds_buf_puts(b, "]}");
-    } else {
-        ds_buf b2;
-        ds_buf_init(&b2, 1 << 20);
-        put_write(&b2, m, r, seq);
-        ds_buf_append(b, b2.data + 1, b2.len - 1); /* merge into this object */
-        ds_buf_free(&b2);
-    }
-}
+#include "engine_fixture.h"
 
 /* ---- comparing ------------------------------------------------------------- */
 
@@ -278,13 +80,13 @@ typedef struct stats {
 } stats;
 
 /* One random request to both; false when it does not resolve. */
-static bool one(ds_store *s, ds_engine *e, rng *r, int n, stats *st, ds_buf *body)
+static bool one(ds_store *s, ds_engine *e, fx_rng *r, int n, stats *st, ds_buf *body)
 {
     const ds_model *m = store_model_current(s, DEMO_MODEL);
     int64_t seq = store_model_seq(s, DEMO_MODEL);
     req_kind kind;
     const char *dim;
-    random_body(body, m, r, seq, &kind, &dim);
+    fx_random_body(body, m, r, seq, &kind, &dim);
     json_val *root = NULL;
     ds_error err;
     ck_assert_msg(json_parse(body->data, body->len, NULL, &root, &err) == 0, "%s: %s", body->data,
@@ -342,23 +144,24 @@ static bool one(ds_store *s, ds_engine *e, rng *r, int n, stats *st, ds_buf *bod
 
 static void compare_run(uint64_t seed, int commands)
 {
-    ds_store *s = open_demo(3000, seed);
+    ds_store *s = fx_open_demo(3000, seed);
     engine_opts o;
     engine_opts_default(&o);
     o.change_cap = 1 << 20;
     o.create_cap = 3000;
-    ds_engine *e = engine_from(s, &o);
-    ck_assert_uint_eq(store_sum(s), engine_checksum(e));
-    rng r = {seed};
+    ds_engine *e = fx_engine_from(s, &o);
+    ck_assert_uint_eq(fx_store_sum(s), engine_checksum(e));
+    fx_rng r = {seed};
     stats st = {0};
     ds_buf body;
     ds_buf_init(&body, 1 << 20);
     for (int n = 0; n < commands; n++) {
         one(s, e, &r, n, &st, &body);
         if (n % 25 == 24)
-            ck_assert_msg(store_sum(s) == engine_checksum(e), "facts differ after command %d", n);
+            ck_assert_msg(fx_store_sum(s) == engine_checksum(e), "facts differ after command %d",
+                          n);
     }
-    ck_assert_uint_eq(store_sum(s), engine_checksum(e));
+    ck_assert_uint_eq(fx_store_sum(s), engine_checksum(e));
     ck_assert_int_eq(engine_seq(e), store_model_seq(s, DEMO_MODEL));
     fprintf(stderr,
             "engine vs store (seed %llu): %d applied (%d spreads, %d member ops), %d refused, "
@@ -373,7 +176,7 @@ static void compare_run(uint64_t seed, int commands)
     ds_buf_free(&body);
     engine_free(e);
     store_close(s);
-    remove_dir();
+    fx_remove_dir();
 }
 
 START_TEST(engine_matches_the_store)
