@@ -44,8 +44,7 @@ static req_decoded resolve(const ds_model *m, const char *body, ds_arena *a)
     json_val *root;
     ds_error e;
     req_decoded d;
-    if (json_parse(body, strlen(body), NULL, &root, &e) ||
-        request_check(root, REQ_CELL, &e) ||
+    if (json_parse(body, strlen(body), NULL, &root, &e) || request_check(root, REQ_CELL, &e) ||
         request_resolve(root, REQ_CELL, m, NULL, a, &d, &e))
         die(body, &e);
     json_free(root);
@@ -161,8 +160,13 @@ static void grid_figures(ds_store *s, ds_engine *e, const ds_model *m)
     for (int32_t x = 0; x < t->nmembers && nc < 12; x++)
         if (model_is_leaf(t, x))
             cols[nc++] = x;
-    ds_grid_spec g = {
-        .measure = 0, .row_dim = 0, .col_dim = 2, .nrows = nr, .ncols = nc, .rows = rows, .cols = cols};
+    ds_grid_spec g = {.measure = 0,
+                      .row_dim = 0,
+                      .col_dim = 2,
+                      .nrows = nr,
+                      .ncols = nc,
+                      .rows = rows,
+                      .cols = cols};
     for (int k = 0; k < m->ndims; k++)
         g.fixed.m[k] = m->dims[k].root;
     ds_i128 *v = xmalloc_array(nr * nc, sizeof *v);
