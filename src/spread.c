@@ -141,6 +141,7 @@ typedef struct walk {
     const size_t *order; /* sorted position -> cell index */
     const int32_t *sc;   /* coordinates in sorted order, ntrees per position */
     ds_i128 *pf, *pr;    /* prefix sums of floors and remainders, m + 1 */
+    size_t *pnz;         /* prefix counts of cells with a remainder, m + 1 */
     ds_i128 den;
     int64_t *newv;
     kid *kids; /* a stack: each node's children above its caller's */
@@ -364,18 +365,40 @@ static int visit_kid(walk *w, int k, kid kd, uint64_t hstate)
     return walk_node(w, k, kd.node, kd.lo, kd.hi, kd.alloc, hstate);
 }
 
+/* When a node gets exactly the sum of its cells' floors, every node
+ * beneath gets its floor (a residual is never negative), down to the
+ * cells; when it gets the sum of their ceilings, every one its ceiling.
+ * Either way the cells are known without walking: true when done. */
+static bool settled(walk *w, size_t lo, size_t hi, ds_i128 a, int *rc)
+{
+    ds_i128 floors = w->pf[hi] - w->pf[lo];
+    size_t nnz = w->pnz[hi] - w->pnz[lo];
+    if (a != floors && a != floors + (ds_i128)nnz)
+        return false;
+    bool up = a != floors;
+    *rc = 0;
+    for (size_t i = lo; i < hi && *rc == 0; i++) {
+        ds_i128 v = w->pf[i + 1] - w->pf[i] + (up && w->pnz[i + 1] != w->pnz[i]);
+        *rc = set_cell(w, i, i + 1, v);
+    }
+    return true;
+}
+
 static int walk_node(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate)
 {
     const tree_shape *s = &w->shapes[k];
     if (hi - lo == 1) /* one cell beneath: every node on its way gets all of a */
         return set_cell(w, lo, hi, a);
+    int rc;
+    if (settled(w, lo, hi, a, &rc))
+        return rc;
     if (is_leaf(s, y)) {
         if (k + 1 < w->c->ntrees)
             return walk_node(w, k + 1, 0, lo, hi, a, ds_mix64(hstate ^ (uint32_t)s->id[y]));
         return set_cell(w, lo, hi, a);
     }
     size_t base = w->nkids, nk;
-    int rc = allocate_kids(w, k, y, lo, hi, a, hstate, &nk);
+    rc = allocate_kids(w, k, y, lo, hi, a, hstate, &nk);
     for (size_t i = 0; rc == 0 && i < nk; i++)
         rc = visit_kid(w, k, w->kids[base + i], hstate); /* a copy: the stack may move */
     w->nkids = base;
@@ -410,10 +433,12 @@ static void *walk_half(void *arg)
 static int walk_top(walk *w, int k, int32_t y, size_t lo, size_t hi, ds_i128 a, uint64_t hstate)
 {
     const tree_shape *s = &w->shapes[k];
-    if (hi - lo < PARALLEL_MIN_CELLS || is_leaf(s, y))
-        return walk_node(w, k, y, lo, hi, a, hstate);
+    int rc;
+    if (hi - lo < PARALLEL_MIN_CELLS || is_leaf(s, y) || settled(w, lo, hi, a, &rc))
+        return hi - lo < PARALLEL_MIN_CELLS || is_leaf(s, y) ? walk_node(w, k, y, lo, hi, a, hstate)
+                                                             : rc;
     size_t base = w->nkids, nk;
-    int rc = allocate_kids(w, k, y, lo, hi, a, hstate, &nk);
+    rc = allocate_kids(w, k, y, lo, hi, a, hstate, &nk);
     if (rc)
         return rc;
     if (nk == 1) {
@@ -479,8 +504,9 @@ static int bits_for(int32_t n)
 
 /* Sorts idx[0..m) by coordinates: an LSD radix sort of 64-bit keys that
  * carry the packed coordinates above the cell index, when both fit;
- * qsort otherwise. Input that is already in order costs one pass. */
-static void sort_cells(const spread_cells *c, size_t *idx, size_t m)
+ * qsort otherwise. Input that is already in order costs one pass. Returns
+ * false when two cells share all coordinates. */
+static bool sort_cells(const spread_cells *c, size_t *idx, size_t m)
 {
     int cbits = 0, ib = bits_for(m > INT32_MAX ? INT32_MAX : (int32_t)m), bits[DS_MAX_TREES];
     for (int k = 0; k < c->ntrees && k < DS_MAX_TREES; k++)
@@ -489,7 +515,10 @@ static void sort_cells(const spread_cells *c, size_t *idx, size_t m)
         g_sort.coord = c->coord;
         g_sort.ntrees = c->ntrees;
         qsort(idx, m, sizeof *idx, cmp_coords);
-        return;
+        for (size_t i = 1; i < m; i++)
+            if (cmp_coords(&idx[i - 1], &idx[i]) == 0)
+                return false;
+        return true;
     }
     uint64_t *key = xmalloc_array(m, sizeof *key);
     bool sorted = true;
@@ -528,10 +557,14 @@ static void sort_cells(const spread_cells *c, size_t *idx, size_t m)
     size_t *orig = xmalloc_array(m, sizeof *orig);
     memcpy(orig, idx, m * sizeof *idx);
     uint64_t mask = ((uint64_t)1 << ib) - 1;
-    for (size_t i = 0; i < m; i++)
+    bool distinct = true;
+    for (size_t i = 0; i < m; i++) {
         idx[i] = orig[key[i] & mask];
+        distinct &= i == 0 || key[i] >> ib != key[i - 1] >> ib;
+    }
     free(orig);
     free(key);
+    return distinct;
 }
 
 /* ---- entry points ----------------------------------------------------- */
@@ -575,10 +608,12 @@ static int apportion_repeat(const spread_params *p, const spread_cells *c, int64
 
 /* Computes floor and remainder of every taking part cell's exact share. */
 static int shares(const spread_params *p, const spread_cells *c, const size_t *order, size_t m,
-                  bool equal, ds_i128 num, ds_i128 den, ds_i128 *pf, ds_i128 *pr, ds_error *err)
+                  bool equal, ds_i128 num, ds_i128 den, ds_i128 *pf, ds_i128 *pr, size_t *pnz,
+                  ds_error *err)
 {
     bool num64 = num >= INT64_MIN && num <= INT64_MAX, den64 = den <= INT64_MAX;
     pf[0] = pr[0] = 0;
+    pnz[0] = 0;
     for (size_t i = 0; i < m; i++) {
         ds_i128 wgt = equal ? 1 : c->value[order[i]], q, r;
         if (num64) { /* |num * wgt| < 2^126: exact in 128 bits */
@@ -607,6 +642,7 @@ static int shares(const spread_params *p, const spread_cells *c, const size_t *o
                            "a leaf would get a value beyond the measure's range");
         pf[i + 1] = pf[i] + q;
         pr[i + 1] = pr[i] + r;
+        pnz[i + 1] = pnz[i] + (r != 0);
     }
     return 0;
 }
@@ -644,9 +680,12 @@ int spread_apportion(const spread_params *p, const spread_plan *plan, const spre
     /* q_i = ut * w_i / wsum, with a positive denominator */
     ds_i128 num = wsum < 0 ? -ut : ut, den = dec_abs(wsum);
     ds_i128 *pf = xmalloc_array(m + 1, sizeof *pf), *pr = xmalloc_array(m + 1, sizeof *pr);
+    size_t *pnz = xmalloc_array(m + 1, sizeof *pnz);
     tree_shape *shapes = xcalloc((size_t)c->ntrees + 1, sizeof *shapes);
-    sort_cells(c, order, m);
-    rc = shares(p, c, order, m, equal, num, den, pf, pr, err);
+    if (!sort_cells(c, order, m))
+        rc = ds_fail(err, DS_INTERNAL, NULL, "two cells share one coordinate");
+    if (rc == 0)
+        rc = shares(p, c, order, m, equal, num, den, pf, pr, pnz, err);
     for (int k = 0; rc == 0 && k < c->ntrees; k++)
         if (shape_tree(&c->trees[k], &shapes[k]))
             rc = ds_fail(err, DS_INTERNAL, NULL, "tree %d is not in preorder", k);
@@ -673,6 +712,7 @@ int spread_apportion(const spread_params *p, const spread_plan *plan, const spre
                   .sc = sc,
                   .pf = pf,
                   .pr = pr,
+                  .pnz = pnz,
                   .den = den,
                   .newv = newv,
                   .err = err};
@@ -685,6 +725,7 @@ int spread_apportion(const spread_params *p, const spread_plan *plan, const spre
     free(shapes);
     free(pf);
     free(pr);
+    free(pnz);
     free(order);
     if (rc == 0)
         *total_after = ut + held;
