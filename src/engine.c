@@ -95,6 +95,8 @@ int engine_load_fact(ds_engine *e, const int32_t *members, const int64_t *values
     }
     e->f.has[i] = has;
     e->f.live += has != 0;
+    for (int q = 0; q < m->nmeasures; q++)
+        facts__abs(&e->f, q, false, 0, has >> q & 1, e->f.val[q][i]);
     return 0;
 }
 
@@ -125,17 +127,31 @@ int engine_load_done(ds_engine *e, ds_error *err)
 
 /* ---- the delta being built ------------------------------------------------ */
 
+void engine__reserve(ds_engine *e, size_t n)
+{
+    engine_delta *d = e->d;
+    if (d->nrows + n <= e->rows_alloc)
+        return;
+    size_t a = e->rows_alloc ? e->rows_alloc : 64;
+    while (a < d->nrows + n)
+        a *= 2;
+    int nd = e->model->ndims;
+    d->rows = xrealloc(d->rows, a * sizeof *d->rows);
+    d->row_cells = xrealloc(d->row_cells, a * (size_t)nd * sizeof *d->row_cells);
+    if (e->undo.alloc < a) {
+        e->undo.old_stamp = xrealloc(e->undo.old_stamp, a * sizeof *e->undo.old_stamp);
+        e->undo.alloc = a;
+    }
+    e->rows_alloc = a;
+}
+
 void engine__row(ds_engine *e, uint32_t fact, int q, bool old_has, int64_t old_v, bool new_has,
                  int64_t new_v, int64_t old_stamp)
 {
     engine_delta *d = e->d;
     int nd = e->model->ndims;
-    if (d->nrows == e->rows_alloc) {
-        e->rows_alloc = e->rows_alloc ? 2 * e->rows_alloc : 64;
-        d->rows = xrealloc(d->rows, e->rows_alloc * sizeof *d->rows);
-        d->row_cells = xrealloc(d->row_cells, e->rows_alloc * (size_t)nd * sizeof *d->row_cells);
-        e->undo.old_stamp = xrealloc(e->undo.old_stamp, e->rows_alloc * sizeof *e->undo.old_stamp);
-    }
+    if (d->nrows == e->rows_alloc)
+        engine__reserve(e, 1);
     d->rows[d->nrows] = (engine_row){.fact = fact,
                                      .measure = (int16_t)q,
                                      .old_has = old_has,
@@ -158,6 +174,7 @@ int64_t engine__set(ds_engine *e, int64_t i, const int32_t *cell, int q, bool ha
     bool old_has = before >> q & 1;
     int64_t old = f->val[q][i];
     engine__row(e, (uint32_t)i, q, old_has, old, has, has ? v : 0, f->stamp[q][i]);
+    facts__abs(f, q, old_has, old, has, v);
     f->has[i] = has ? before | (UINT64_C(1) << q) : before & ~(UINT64_C(1) << q);
     f->val[q][i] = has ? v : 0;
     f->stamp[q][i] = seq;
@@ -181,6 +198,7 @@ static void undo(ds_engine *e, uint32_t facts_before)
         int q = row->measure;
         uint64_t before = f->has[i];
         f->has[i] = row->old_has ? before | (UINT64_C(1) << q) : before & ~(UINT64_C(1) << q);
+        facts__abs(f, q, row->new_has, row->new_v, row->old_has, row->old_v);
         f->val[q][i] = row->old_v;
         f->stamp[q][i] = e->undo.old_stamp[r];
         f->live += (before == 0 && f->has[i] != 0) - (before != 0 && f->has[i] == 0);

@@ -168,6 +168,7 @@ void cube__free(cube *c)
 {
     for (int q = 0; q < c->nmeasures; q++)
         free(c->tot[q]);
+    free(c->scratch);
     memset(c, 0, sizeof *c);
 }
 
@@ -279,12 +280,72 @@ typedef struct axis {
     size_t *local;  /* index into the local array along this axis */
 } axis;
 
-void cube__add_region(cube *c, const ds_model *m, int q, const ds_cell *top, const engine_row *rows,
-                      const int32_t *cells, size_t n)
+/* dst[j] += src[j] for j < n; false when a sum overflows (checked). */
+static bool add_block(int64_t *restrict dst, const int64_t *restrict src, size_t n, bool small)
 {
-    if (!c->valid || n == 0)
-        return;
+    if (small) { /* nothing can overflow: a loop the compiler vectorizes */
+        for (size_t j = 0; j < n; j++)
+            dst[j] += src[j];
+        return true;
+    }
+    bool ok = true;
+    for (size_t j = 0; j < n; j++)
+        ok &= !__builtin_add_overflow(dst[j], src[j], &dst[j]);
+    return ok;
+}
+
+/* The local array: the deltas summed at every node of the region's
+ * subtrees (accumulated at the leaves, then rolled up per dimension). */
+static bool local_totals(cube *c, const ds_model *m, const ds_cell *top, const engine_row *rows,
+                         const int32_t *cells, size_t n, const size_t *span, const size_t *lstride,
+                         size_t lsize, bool small)
+{
     int nd = m->ndims;
+    if (c->scratch_n < lsize) {
+        free(c->scratch);
+        c->scratch = xmalloc_array(lsize, sizeof *c->scratch);
+        c->scratch_n = lsize;
+    }
+    int64_t *loc = c->scratch;
+    memset(loc, 0, lsize * sizeof *loc);
+    int32_t base[DS_MAX_DIMS];
+    const int32_t *pos[DS_MAX_DIMS];
+    for (int k = 0; k < nd; k++) {
+        base[k] = m->dims[k].pos[top->m[k]];
+        pos[k] = m->dims[k].pos;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t *cell = cells + i * (size_t)nd;
+        size_t at = 0;
+        for (int k = 0; k < nd; k++)
+            at += (size_t)(pos[k][cell[k]] - base[k]) * lstride[k];
+        int64_t dv = rows[i].new_v - rows[i].old_v;
+        if (small)
+            loc[at] += dv;
+        else
+            ok &= !__builtin_add_overflow(loc[at], dv, &loc[at]);
+    }
+    for (int k = 0; k < nd && ok; k++) {
+        const ds_dim *d = &m->dims[k];
+        size_t inner = lstride[k], outer = lsize / (inner * span[k]);
+        for (size_t p = span[k] - 1; p > 0; p--) {
+            int32_t x = d->pre[base[k] + (int32_t)p];
+            size_t to = (size_t)(d->pos[d->members[x].parent] - base[k]);
+            for (size_t o = 0; o < outer && ok; o++)
+                ok = add_block(loc + (o * span[k] + to) * inner, loc + (o * span[k] + p) * inner,
+                               inner, small);
+        }
+    }
+    return ok;
+}
+
+void cube__add_region(cube *c, const ds_model *m, int q, const ds_cell *top, const engine_row *rows,
+                      const int32_t *cells, size_t n, bool small)
+{
+    int nd = m->ndims;
+    if (!c->valid || n == 0 || nd == 0)
+        return;
     /* the local array spans the subtree of top's member in each dimension */
     size_t span[DS_MAX_DIMS], lstride[DS_MAX_DIMS], lsize = 1, per_leaf = 1;
     for (int k = nd - 1; k >= 0; k--) {
@@ -301,34 +362,10 @@ void cube__add_region(cube *c, const ds_model *m, int q, const ds_cell *top, con
             cube__add_leaf(c, m, q, cells + i * (size_t)nd, rows[i].new_v - rows[i].old_v);
         return;
     }
-    int64_t *loc = xcalloc(lsize, sizeof *loc);
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
-        const int32_t *cell = cells + i * (size_t)nd;
-        size_t at = 0;
-        for (int k = 0; k < nd; k++)
-            at += (size_t)(m->dims[k].pos[cell[k]] - m->dims[k].pos[top->m[k]]) * lstride[k];
-        ok &= !__builtin_add_overflow(loc[at], rows[i].new_v - rows[i].old_v, &loc[at]);
-    }
-    /* roll the local array up within each subtree */
-    for (int k = 0; k < nd && ok; k++) {
-        const ds_dim *d = &m->dims[k];
-        int32_t base = d->pos[top->m[k]];
-        size_t inner = lstride[k], outer = lsize / (inner * span[k]);
-        for (size_t p = span[k] - 1; p > 0; p--) {
-            int32_t x = d->pre[base + (int32_t)p];
-            size_t to = (size_t)(d->pos[d->members[x].parent] - base);
-            for (size_t o = 0; o < outer; o++) {
-                int64_t *src = loc + (o * span[k] + p) * inner;
-                int64_t *dst = loc + (o * span[k] + to) * inner;
-                for (size_t j = 0; j < inner; j++)
-                    ok &= !__builtin_add_overflow(dst[j], src[j], &dst[j]);
-            }
-        }
-    }
+    bool ok = local_totals(c, m, top, rows, cells, n, span, lstride, lsize, small);
     /* every cube entry whose members are ancestors of top's or in its
      * subtrees: ancestors take the subtree root's (local 0) totals */
-    axis ax[DS_MAX_DIMS];
+    axis ax[DS_MAX_DIMS] = {{0}};
     for (int k = 0; k < nd; k++) {
         const ds_dim *d = &m->dims[k];
         int32_t x = top->m[k];
@@ -346,20 +383,21 @@ void cube__add_region(cube *c, const ds_model *m, int q, const ds_cell *top, con
             ax[k].local[j] = s * lstride[k];
         }
     }
+    const int64_t *loc = c->scratch;
     int64_t *t = c->tot[q];
     size_t at[DS_MAX_DIMS] = {0};
+    const axis *in = &ax[nd - 1];
+    /* the innermost axis is contiguous in both arrays past its ancestors */
+    size_t na_in = in->n - span[nd - 1];
     while (ok) {
         size_t g = 0, l = 0;
         for (int k = 0; k < nd - 1; k++) {
             g += ax[k].global[at[k]];
             l += ax[k].local[at[k]];
         }
-        const axis *in = &ax[nd - 1];
-        for (size_t j = 0; j < in->n; j++) {
-            int64_t v = loc[l + in->local[j]];
-            int64_t *dst = &t[g + in->global[j]];
-            ok &= !__builtin_add_overflow(*dst, v, dst);
-        }
+        for (size_t j = 0; j < na_in; j++)
+            ok &= !__builtin_add_overflow(t[g + in->global[j]], loc[l], &t[g + in->global[j]]);
+        ok = ok && add_block(t + g + in->global[na_in], loc + l, span[nd - 1], small);
         int k = nd - 2;
         while (k >= 0 && ++at[k] == ax[k].n)
             at[k--] = 0;
@@ -370,7 +408,6 @@ void cube__add_region(cube *c, const ds_model *m, int q, const ds_cell *top, con
         free(ax[k].global);
         free(ax[k].local);
     }
-    free(loc);
     if (!ok)
         cube__free(c);
 }

@@ -17,14 +17,32 @@
 typedef struct facts {
     int ndims, nmeasures;
     uint32_t n, cap;
-    int32_t *cell;                   /* cap * ndims member ids */
-    uint64_t *has;                   /* cap: bit q = measure q present */
-    int64_t *val[DS_MAX_MEASURES];   /* cap each: minor units (0 if missing) */
-    int64_t *stamp[DS_MAX_MEASURES]; /* cap each: seq that last changed it */
-    uint32_t *slot;                  /* hash index: ordinal + 1, 0 empty */
-    size_t nslots;                   /* a power of two, at least 2 * n */
-    uint64_t live;                   /* facts with any measure present */
+    int32_t *cell;                    /* cap * ndims member ids */
+    uint64_t *has;                    /* cap: bit q = measure q present */
+    int64_t *val[DS_MAX_MEASURES];    /* cap each: minor units (0 if missing) */
+    int64_t *stamp[DS_MAX_MEASURES];  /* cap each: seq that last changed it */
+    uint32_t *slot;                   /* hash index: ordinal + 1, 0 empty */
+    size_t nslots;                    /* a power of two, at least 2 * n */
+    uint64_t live;                    /* facts with any measure present */
+    ds_u128 abs_sum[DS_MAX_MEASURES]; /* sum of |value| per measure: while it
+                                         is below 2^62 no total can overflow */
 } facts;
+
+/* Keeps abs_sum as a value of measure q changes. */
+static inline void facts__abs(facts *f, int q, bool old_has, int64_t old_v, bool new_has,
+                              int64_t new_v)
+{
+    if (old_has)
+        f->abs_sum[q] -= (ds_u128)(old_v < 0 ? -(ds_i128)old_v : old_v);
+    if (new_has)
+        f->abs_sum[q] += (ds_u128)(new_v < 0 ? -(ds_i128)new_v : new_v);
+}
+
+/* No total of measure q, and no difference of two, can overflow int64. */
+static inline bool facts__small(const facts *f, int q)
+{
+    return f->abs_sum[q] < ((ds_u128)1 << 62);
+}
 
 /* Facts cap: ordinals are uint32 and the index needs room. */
 #define FACTS_MAX (UINT32_C(1) << 30)
@@ -60,6 +78,8 @@ typedef struct cube {
     size_t stride[DS_MAX_DIMS];
     int nmeasures;
     int64_t *tot[DS_MAX_MEASURES];
+    int64_t *scratch; /* the local array of a region update, kept */
+    size_t scratch_n;
 } cube;
 
 /* Builds the cube of m's catalog from the facts, within budget bytes.
@@ -71,9 +91,10 @@ size_t cube__bytes(const ds_model *m, size_t *cells);
  * cube on overflow. */
 void cube__add_leaf(cube *c, const ds_model *m, int q, const int32_t *leaf, int64_t delta);
 /* Adds many leaf deltas beneath cell `top` at once (a spread): rows[i]'s
- * cell is cells[i * ndims] and delta new - old. */
+ * cell is cells[i * ndims] and delta new - old. small: no sum can
+ * overflow (facts__small before and after), so nothing is checked. */
 void cube__add_region(cube *c, const ds_model *m, int q, const ds_cell *top, const engine_row *rows,
-                      const int32_t *cells, size_t n);
+                      const int32_t *cells, size_t n, bool small);
 /* A cell's total from the cube; false when the cube cannot say. */
 bool cube__get(const cube *c, const ds_model *m, int q, const int32_t *cell, ds_i128 *out);
 
@@ -130,6 +151,8 @@ struct ds_engine {
     undo_log undo;
 };
 
+/* Makes room for n more rows in the delta being built. */
+void engine__reserve(ds_engine *e, size_t n);
 /* Appends a row to the delta being built (and its undo stamp). */
 void engine__row(ds_engine *e, uint32_t fact, int q, bool old_has, int64_t old_v, bool new_has,
                  int64_t new_v, int64_t old_stamp);

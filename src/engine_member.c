@@ -62,6 +62,7 @@ static void kill_facts(ds_engine *e, const ds_dim *dm, int dim, int32_t x, int64
         for (int q = 0; q < f->nmeasures; q++)
             if (f->has[i] >> q & 1) {
                 engine__row(e, i, q, true, f->val[q][i], false, 0, f->stamp[q][i]);
+                facts__abs(f, q, true, f->val[q][i], false, 0);
                 f->val[q][i] = 0;
                 f->stamp[q][i] = seq;
             }

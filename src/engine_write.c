@@ -670,20 +670,25 @@ static void add_children_and_leaves(ds_engine *e, const spread_run *s, const ds_
 /* Writes the spread's new values into the facts (creating missing ones)
  * and updates the cube once for the whole region. */
 static int write_spread(ds_engine *e, const spread_run *s, const ds_write *w, int64_t seq,
-                        ds_error *err)
+                        int64_t changed, ds_error *err)
 {
     engine_delta *d = e->d;
     size_t first_row = d->nrows;
+    int q = w->measure;
+    bool small = facts__small(&e->f, q);
+    engine__reserve(e, (size_t)changed);
     int32_t full[DS_MAX_DIMS];
     for (size_t i = 0; i < s->cs.n; i++) {
         if (s->nv[i] == s->cs.value[i])
             continue;
         full_cell(&s->r, &s->cs, i, full);
-        if (engine__set(e, s->cs.fact[i], full, w->measure, true, s->nv[i], seq, false) < 0)
+        if (engine__set(e, s->cs.fact[i], full, q, true, s->nv[i], seq, false) < 0)
             return ds_fail(err, DS_TOO_MANY_CELLS, "cell", "the model holds the most facts it can");
     }
-    cube__add_region(&e->c, e->model, w->measure, &w->cell, d->rows + first_row,
-                     d->row_cells + first_row * (size_t)e->model->ndims, d->nrows - first_row);
+    small &= facts__small(&e->f, q);
+    cube__add_region(&e->c, e->model, q, &w->cell, d->rows + first_row,
+                     d->row_cells + first_row * (size_t)e->model->ndims, d->nrows - first_row,
+                     small);
     return 0;
 }
 
@@ -701,7 +706,7 @@ static int spread_write(ds_engine *e, const ds_command *cmd, const ds_write *w, 
         for (size_t i = 0; i < s.cs.n; i++)
             set->leaves_changed += s.nv[i] != s.cs.value[i];
         if (set->leaves_changed)
-            rc = write_spread(e, &s, w, seq, err);
+            rc = write_spread(e, &s, w, seq, set->leaves_changed, err);
     }
     if (rc == 0) {
         list l = {.items = &set->changes,
