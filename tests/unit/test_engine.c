@@ -8,6 +8,7 @@
  * halfway, the ledger (duplicates, reuse, retention), reads and grids with
  * and without the cube. */
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,13 +81,11 @@ typedef struct stats {
 } stats;
 
 /* One random request to both; false when it does not resolve. */
-static bool one(ds_store *s, ds_engine *e, fx_rng *r, int n, stats *st, ds_buf *body)
+/* One request body to both; false when it does not resolve. */
+static bool both(ds_store *s, ds_engine *e, const ds_buf *body, req_kind kind, const char *dim,
+                 int n, stats *st)
 {
     const ds_model *m = store_model_current(s, DEMO_MODEL);
-    int64_t seq = store_model_seq(s, DEMO_MODEL);
-    req_kind kind;
-    const char *dim;
-    fx_random_body(body, m, r, seq, &kind, &dim);
     json_val *root = NULL;
     ds_error err;
     ck_assert_msg(json_parse(body->data, body->len, NULL, &root, &err) == 0, "%s: %s", body->data,
@@ -142,13 +141,117 @@ static bool one(ds_store *s, ds_engine *e, fx_rng *r, int n, stats *st, ds_buf *
     return true;
 }
 
-static void compare_run(uint64_t seed, int commands)
+/* One random request to both. */
+static bool one(ds_store *s, ds_engine *e, fx_rng *r, int n, stats *st, ds_buf *body)
 {
-    ds_store *s = fx_open_demo(3000, seed);
+    const ds_model *m = store_model_current(s, DEMO_MODEL);
+    req_kind kind;
+    const char *dim;
+    fx_random_body(body, m, r, store_model_seq(s, DEMO_MODEL), &kind, &dim);
+    return both(s, e, body, kind, dim, n, st);
+}
+
+static engine_opts big_opts(void)
+{
     engine_opts o;
     engine_opts_default(&o);
     o.change_cap = 1 << 20;
     o.create_cap = 3000;
+    return o;
+}
+
+/* Runs body (printf-style) on both; asserts it resolved. */
+static void run(ds_store *s, ds_engine *e, int *n, stats *st, req_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void run(ds_store *s, ds_engine *e, int *n, stats *st, req_kind kind, const char *fmt, ...)
+{
+    ds_buf b;
+    ds_buf_init(&b, 1 << 20);
+    va_list ap;
+    va_start(ap, fmt);
+    ds_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(both(s, e, &b, kind, NULL, (*n)++, st), "%s does not resolve", b.data);
+    ds_buf_free(&b);
+}
+
+/* Totals beyond int64 (the cube gives up, sums come from the facts in 128
+ * bits), signs that cancel, and an equal spread over too many cells: each
+ * exactly as the store decides, and reads equal. */
+START_TEST(edges_match_the_store)
+{
+    ds_store *s = fx_open_demo(3000, 41);
+    engine_opts o = big_opts();
+    ds_engine *e = fx_engine_from(s, &o);
+    const ds_model *m = store_model_current(s, DEMO_MODEL);
+    const ds_dim *p = &m->dims[0], *c = &m->dims[1], *t = &m->dims[2];
+    int32_t *pl, *cl, *tl;
+    size_t np = model_leaves(p, p->root, &pl), nc = model_leaves(c, c->root, &cl);
+    model_leaves(t, t->root, &tl);
+    stats st = {0};
+    int n = 0;
+    for (size_t i = 0; i < 12; i++) /* 12 x 9e17 > 2^63 beneath one family */
+        run(s, e, &n, &st, REQ_CELL,
+            "{\"column\":\"quantity\",\"cell\":{\"product\":\"%s\",\"customer\":\"%s\","
+            "\"time\":\"%s\"},\"value\":900000000000000000}",
+            p->members[pl[0]].key, c->members[cl[i % nc]].key, t->members[tl[i / nc]].key);
+    const char *fam = p->members[p->members[pl[0]].parent].key;
+    run(s, e, &n, &st, REQ_CELL,
+        "{\"column\":\"quantity\",\"cell\":{\"product\":\"%s\"},\"percent\":-50}", fam);
+    run(s, e, &n, &st, REQ_CELL, "{\"column\":\"quantity\",\"cell\":{},\"delta\":7}");
+    ck_assert_uint_eq(fx_store_sum(s), engine_checksum(e));
+    /* signs that cancel: two leaves of one brand made +x and -x, the rest 0 */
+    const char *brand = p->members[p->members[p->members[pl[np - 1]].parent].parent].key;
+    run(s, e, &n, &st, REQ_CELL,
+        "{\"column\":\"net_amount\",\"cell\":{\"product\":\"%s\"},\"method\":\"repeat\","
+        "\"value\":0}",
+        brand);
+    run(s, e, &n, &st, REQ_BATCH,
+        "{\"writes\":[{\"column\":\"net_amount\",\"cell\":{\"product\":\"%s\","
+        "\"customer\":\"%s\",\"time\":\"%s\"},\"value\":5},{\"column\":\"net_amount\","
+        "\"cell\":{\"product\":\"%s\",\"customer\":\"%s\",\"time\":\"%s\"},\"value\":-5}]}",
+        p->members[pl[np - 1]].key, c->members[cl[0]].key, t->members[tl[0]].key,
+        p->members[pl[np - 1]].key, c->members[cl[1]].key, t->members[tl[0]].key);
+    run(s, e, &n, &st, REQ_CELL,
+        "{\"column\":\"net_amount\",\"cell\":{\"product\":\"%s\"},\"value\":100}", brand);
+    /* an equal spread of the grand total fills more than create_cap cells */
+    run(s, e, &n, &st, REQ_CELL,
+        "{\"column\":\"quantity\",\"cell\":{},\"method\":\"equal\",\"value\":1}");
+    ck_assert_int_eq(st.codes[DS_SIGNS_CANCEL], 1);
+    ck_assert_int_eq(st.codes[DS_TOO_MANY_CELLS], 1);
+    ck_assert_uint_eq(fx_store_sum(s), engine_checksum(e));
+    /* reads: every family x every year, without a cube past 2^63 */
+    ds_reader *r = store_reader_new(s);
+    for (int32_t f = 0; f < p->nmembers; f++)
+        for (int32_t y = 0; y < t->nmembers; y++) {
+            if (p->members[f].depth != 3 || t->members[y].depth != 1)
+                continue;
+            ds_cell cell = {{0}};
+            for (int k = 0; k < m->ndims; k++)
+                cell.m[k] = m->dims[k].root;
+            cell.m[0] = f;
+            cell.m[2] = y;
+            ds_i128 a, b;
+            int64_t sa, sb;
+            ds_error err;
+            ck_assert(store_read_cell(r, m, &cell, 0, &a, &sa, &err) == 0);
+            ck_assert(engine_read_cell(e, &cell, 0, &b, &sb, &err) == 0);
+            ck_assert(a == b && sa == sb);
+        }
+    store_reader_free(r);
+    free(pl);
+    free(cl);
+    free(tl);
+    engine_free(e);
+    store_close(s);
+    fx_remove_dir();
+}
+END_TEST
+
+static void compare_run(uint64_t seed, int commands)
+{
+    ds_store *s = fx_open_demo(3000, seed);
+    engine_opts o = big_opts();
     ds_engine *e = fx_engine_from(s, &o);
     ck_assert_uint_eq(fx_store_sum(s), engine_checksum(e));
     fx_rng r = {seed};
@@ -191,6 +294,7 @@ Suite *engine_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, engine_matches_the_store, 0, 4);
+    tcase_add_test(tc, edges_match_the_store);
     suite_add_tcase(s, tc);
     return s;
 }
