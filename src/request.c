@@ -27,6 +27,7 @@ static const field write_fields[] = {
 static const field common_fields[] = {{"request_id", T_STR, false},
                                       {"if_seq", T_NUM, false},
                                       {"wait", T_BOOL, false},
+                                      {"detail", T_STR, false},
                                       {NULL, 0, false}};
 static const field table_field[] = {{"table", T_STR, true}, {NULL, 0, false}};
 static const field table_optional[] = {{"table", T_STR, false}, {NULL, 0, false}};
@@ -394,9 +395,17 @@ static int common_values(const json_val *body, req_decoded *out, ds_arena *a, ds
 {
     out->if_seq = -1;
     out->wait = true;
+    out->detail = DETAIL_LEAVES;
     json_val *v;
     if ((v = json_get(body, "wait")))
         out->wait = json_truth(v);
+    if ((v = json_get(body, "detail"))) {
+        size_t len;
+        const char *t = json_str(v, &len);
+        int rc = request_detail(t, len, &out->detail, err);
+        if (rc)
+            return rc;
+    }
     if ((v = json_get(body, "if_seq"))) {
         ds_i128 s;
         size_t len;
@@ -714,6 +723,97 @@ static void put_set(json_w *w, const ds_model *m, const ds_changeset *cs)
     jw_arr_end(w);
     jw_key(w, "truncated");
     jw_bool(w, cs->truncated);
+}
+
+static const char *const detail_names[] = {"leaves", "totals", "none"};
+
+int request_detail(const char *s, size_t len, req_detail *out, ds_error *err)
+{
+    for (size_t i = 0; i < DS_ARRAY_LEN(detail_names); i++)
+        if (strlen(detail_names[i]) == len && memcmp(detail_names[i], s, len) == 0) {
+            *out = (req_detail)i;
+            return 0;
+        }
+    return ds_fail(err, DS_INVALID_VALUE, "detail",
+                   "'detail' is leaves, totals or none, not '%.*s'", (int)(len > 40 ? 40 : len), s);
+}
+
+/* The lists of a change set at a detail: leaves (cut where the engine cut
+ * them), or the totals then the leaves not among them, cap in all. */
+static void put_set_at(json_w *w, const ds_model *m, const ds_changeset *cs, req_detail detail,
+                       size_t cap)
+{
+    jw_key(w, "target");
+    put_change(w, m, &cs->target);
+    jw_key(w, "method");
+    jw_str(w, spread_method_name(cs->method));
+    jw_key(w, "leaves_changed");
+    jw_int(w, cs->leaves_changed);
+    if (detail == DETAIL_NONE)
+        return;
+    bool truncated = cs->leaves_truncated;
+    jw_key(w, "changes");
+    jw_arr(w);
+    size_t listed = 0;
+    if (detail == DETAIL_TOTALS) {
+        for (size_t i = 0; i < cs->nchanges && listed < cap; i++, listed++)
+            put_change(w, m, &cs->changes[i]);
+        truncated |= cs->truncated || listed < cs->nchanges;
+    }
+    for (size_t i = 0; i < cs->nleaves; i++) {
+        if (detail == DETAIL_TOTALS && cs->in_totals[i])
+            continue;
+        if (listed == cap) {
+            truncated = true;
+            break;
+        }
+        put_change(w, m, &cs->leaves[i]);
+        listed++;
+    }
+    jw_arr_end(w);
+    jw_key(w, "truncated");
+    jw_bool(w, truncated);
+}
+
+void request_put_event_at(json_w *w, const ds_model *m, const ds_command *cmd, const ds_outcome *o,
+                          const char *request_id, const char *user, req_detail detail, size_t cap,
+                          const char *member, size_t member_len)
+{
+    char ts[40];
+    request_format_ts(o->ts_us, ts, sizeof ts);
+    jw_key(w, "seq");
+    jw_int(w, o->seq);
+    jw_key(w, "request_id");
+    if (request_id)
+        jw_str(w, request_id);
+    else
+        jw_null(w);
+    jw_key(w, "user");
+    jw_str(w, user ? user : "");
+    jw_key(w, "ts");
+    jw_str(w, ts);
+    jw_key(w, "kind");
+    if (cmd->kind == COMMAND_MEMBER) {
+        jw_str(w, "member");
+        if (member) {
+            jw_key(w, "member");
+            jw_raw(w, member, member_len);
+        }
+        return;
+    }
+    jw_str(w, cmd->batch ? "batch" : "write");
+    if (!cmd->batch) {
+        put_set_at(w, m, &o->sets[0], detail, cap);
+        return;
+    }
+    jw_key(w, "writes");
+    jw_arr(w);
+    for (size_t i = 0; i < o->nsets; i++) {
+        jw_obj(w);
+        put_set_at(w, m, &o->sets[i], detail, cap);
+        jw_obj_end(w);
+    }
+    jw_arr_end(w);
 }
 
 void request_format_ts(int64_t us, char *buf, size_t n)

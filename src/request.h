@@ -34,12 +34,21 @@ typedef enum req_kind {
 #define REQ_ID_MAX    128 /* bytes in a request_id */
 #define REQ_MAX_HOLDS 64
 
+/* What an event's "changes" lists: the changed leaves (the default), the
+ * totals (target, cells above, children one level down) then the leaves,
+ * or nothing. */
+typedef enum req_detail { DETAIL_LEAVES = 0, DETAIL_TOTALS, DETAIL_NONE } req_detail;
+
+/* "leaves", "totals" or "none"; else invalid_value (target "detail"). */
+int request_detail(const char *s, size_t len, req_detail *out, ds_error *err);
+
 typedef struct req_decoded {
     ds_command cmd;         /* points into the arena */
     ds_member_op member;    /* for REQ_MEMBER (cmd.member is a copy) */
     const char *request_id; /* NULL when the client gave none */
     int64_t if_seq;         /* -1: none */
     bool wait;              /* default true */
+    req_detail detail;      /* of the answer (default leaves) */
     char *canonical;        /* arena; no request_id and no wait */
     size_t canonical_len;
     char hash[65]; /* SHA-256 of canonical, hex */
@@ -85,6 +94,14 @@ void request_put_cell(json_w *w, const ds_model *m, const ds_cell *c);
  * a batch; "member" for a member operation. */
 void request_put_event(json_w *w, const ds_model *m, const ds_command *cmd, const ds_outcome *o,
                        const char *request_id, const char *user);
+
+/* The change event of an applied command at a detail (cap: entries one
+ * write's "changes" lists at most, totals and leaves together); member,
+ * when not NULL, is the canonical member operation (JSON) of a member
+ * command. */
+void request_put_event_at(json_w *w, const ds_model *m, const ds_command *cmd, const ds_outcome *o,
+                          const char *request_id, const char *user, req_detail detail, size_t cap,
+                          const char *member, size_t member_len);
 
 /* The canonical object of a member operation ({"op", "dimension", ...}),
  * named with the model before the operation. */
