@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -208,47 +207,6 @@ enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char 
 
 /* ---- authentication ------------------------------------------------------------- */
 
-static bool same_secret(const char *a, const char *b)
-{
-    size_t n = strlen(a);
-    return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
-}
-
-/* A single-use ticket for browsers' SSE and WebSocket: it stands for the
- * key that asked for it. */
-bool http__ticket_take(http_server *h, const char *t, ds_principal *who)
-{
-    bool ok = false;
-    int64_t now = ds_now_ns();
-    pthread_mutex_lock(&h->lock);
-    for (int i = 0; i < HTTP_TICKETS; i++) {
-        ticket *k = &h->tickets[i];
-        if (k->value[0] && k->expires_ns > now && same_secret(k->value, t)) {
-            k->value[0] = '\0';
-            *who = k->who;
-            ok = true;
-        }
-    }
-    pthread_mutex_unlock(&h->lock);
-    return ok;
-}
-
-bool http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap)
-{
-    unsigned char raw[18];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return false;
-    for (size_t i = 0; i < sizeof raw && 2 * i + 2 < cap; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    pthread_mutex_lock(&h->lock);
-    ticket *k = &h->tickets[h->next_ticket++ % HTTP_TICKETS];
-    snprintf(k->value, sizeof k->value, "%s", out);
-    k->expires_ns = ds_now_ns() + (int64_t)HTTP_TICKET_S * 1000000000;
-    k->who = *who;
-    pthread_mutex_unlock(&h->lock);
-    return true;
-}
-
 /* No keys yet and listening on loopback: everyone is an admin, named by
  * X-User (a development convenience; other addresses refuse to start). */
 static bool open_mode(http_server *h)
@@ -296,9 +254,10 @@ static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err
     if (given) {
         kc = keyring_check(h->srv->keys, given, strlen(given), &r->who, &retry);
     } else {
-        char tbuf[80];
+        char tbuf[TICKET_LEN + 2]; /* one more: a longer one does not fit, and is refused */
         const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
-        if (t && http__ticket_take(h, t, &r->who) && keyring_alive(h->srv->keys, r->who.id))
+        if (t && tickets_take(h->tickets, t, strlen(t), ds_now_ns(), &r->who) &&
+            keyring_alive(h->srv->keys, r->who.id))
             kc = keyring_admit(h->srv->keys, &r->who, &retry);
     }
     if (kc == KEY_OK) {
@@ -1241,6 +1200,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         free(h);
         return ds_fail(err, DS_INTERNAL, NULL, "cannot start the keys watcher thread");
     }
+    h->tickets = tickets_new();
     http__load_static(h);
     h->guard = http__guard_new(srv->o.request_timeout_s);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -1260,6 +1220,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         enqueuer_stop(h);
         http__guard_free(h->guard);
         http__free_static(h);
+        tickets_free(h->tickets);
         free(h);
         return ds_fail(err, DS_UNAVAILABLE, "listen", "cannot listen on %s: %s", srv->o.listen,
                        strerror(e));
@@ -1296,6 +1257,7 @@ void http_stop(http_server *h)
         free(r);
     }
     http__free_static(h);
+    tickets_free(h->tickets);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -2,8 +2,9 @@
 // /openapi.json tried with no key, a wrong key, each role, a key for another
 // model and a revoked key, over REST, long-poll, SSE and WebSocket; scopes
 // including spreads that would cross them; revocation closing what a key
-// holds open within a second; single-use tickets bound to their key; per-key
-// rate and open limits; keys never in the server's log.
+// holds open within a second; single-use tickets bound to their key, kept
+// per key (no key evicts another's; a cap per key); per-key rate and open
+// limits; keys never in the server's log.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -136,8 +137,12 @@ function authHeaders(who) {
 }
 
 function wsStatus(p, headers) {
+    return wsStatusAt(server, p, headers);
+}
+
+function wsStatusAt(srv, p, headers = {}) {
     return new Promise((resolve, reject) => {
-        const ws = new WebSocket(new URL(p, server.base.replace('http', 'ws')), { headers });
+        const ws = new WebSocket(new URL(p, srv.base.replace('http', 'ws')), { headers });
         ws.on('open', () => {
             ws.close();
             resolve(101);
@@ -304,6 +309,64 @@ test('tickets are single-use and stand for the key that asked', async () => {
     const t3 = await clients.viewer.post('/v1/tickets');
     assert.equal(await wsStatus(`/v1/models/${MODEL}/ws?ticket=${t3.body.ticket}`, {}), 101);
     assert.equal(await wsStatus(`/v1/models/${MODEL}/ws?ticket=${t3.body.ticket}`, {}), 401);
+});
+
+const TICKETS_PER_KEY = 64;
+
+test(`tickets are kept per key: another key's 2,000 mints evict none; ${TICKETS_PER_KEY} unused per key, beyond 429`, { timeout: 60000 }, async () => {
+    const tdir = mkTmp('data-tickets');
+    const keyA = createKey(tdir, 'alice', 'viewer');
+    const keyB = createKey(tdir, 'mallory', 'viewer');
+    const r2 = await new Redis('tickets').start();
+    // no rate limit: the 2,000 mints are not slowed down
+    const s2 = new Server({ name: 'tickets', redis: r2, dataDir: tdir, headers: { Authorization: `Bearer ${keyA}` }, extraArgs: ['--key-rate', '0'] });
+    try {
+        await s2.start();
+        const a = makeClient(s2.base, { Authorization: `Bearer ${keyA}` });
+        const b = makeClient(s2.base, { Authorization: `Bearer ${keyB}` });
+        const sse = async (ticket) => {
+            const ac = new AbortController();
+            const res = await fetch(new URL(`/v1/models/${MODEL}/events?ticket=${ticket}`, s2.base), { signal: ac.signal });
+            ac.abort();
+            await res.body?.cancel().catch(() => {});
+            return res.status;
+        };
+        const mine = await a.post('/v1/tickets');
+        assert.equal(mine.status, 201, mine.text);
+        const statuses = [];
+        const kept = [];
+        let refusal = null;
+        for (let i = 0; i < 2000; i += 25) {
+            const rs = await Promise.all(Array.from({ length: 25 }, () => b.post('/v1/tickets')));
+            for (const r of rs) {
+                statuses.push(r.status);
+                if (r.status === 201) kept.push(r.body.ticket);
+                else refusal ??= r;
+            }
+        }
+        assert.equal(statuses.filter((x) => x === 201).length, TICKETS_PER_KEY, 'one key holds at most the cap');
+        assert.equal(statuses.filter((x) => x === 429).length, 2000 - TICKETS_PER_KEY, 'the rest refused, nothing replaced');
+        assert.equal(refusal.body.error.code, 'rate_limited');
+        assert.equal(refusal.body.error.target, 'tickets');
+        assert.equal(refusal.body.error.count, TICKETS_PER_KEY);
+        assert.equal(refusal.body.error.limit, TICKETS_PER_KEY);
+        const wait = Number(refusal.headers.get('retry-after'));
+        assert.ok(wait >= 1 && wait <= 30, `Retry-After ${wait}: until the oldest expires`);
+        // the other key's ticket survived, and that key mints as before
+        assert.equal(await sse(mine.body.ticket), 200, "alice's ticket survived mallory's 2,000 mints");
+        const again = await a.post('/v1/tickets');
+        assert.equal(again.status, 201, again.text);
+        assert.equal(await wsStatusAt(s2, `/v1/models/${MODEL}/ws?ticket=${again.body.ticket}`), 101);
+        // using a ticket gives its place back
+        assert.equal(await sse(kept[0]), 200);
+        assert.equal((await b.post('/v1/tickets')).status, 201);
+        assert.equal((await b.post('/v1/tickets')).status, 429);
+        // every one kept is good (the first was used)
+        assert.equal(await wsStatusAt(s2, `/v1/models/${MODEL}/ws?ticket=${kept[1]}`), 101);
+        assert.equal(await sse(kept[0]), 401, 'single use');
+    } finally {
+        await teardown(s2, r2);
+    }
 });
 
 test(`a key holds at most ${KEY_OPEN} requests and streams open; beyond, 429 with Retry-After`, { timeout: 30000 }, async () => {
