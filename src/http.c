@@ -326,6 +326,14 @@ static void wake_conn(void *arg)
     MHD_resume_connection(r->conn);
 }
 
+/* The client's socket, for live to notice when it hangs up (-1: unknown). */
+static int conn_fd(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
 /* The answer to an outcome: applied -> 200 {"status":"applied", event...};
  * refused -> the error's status and body. */
 static enum MHD_Result reply_outcome(req *r, int code, const char *body, size_t len)
@@ -581,7 +589,10 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
        503 when it surely failed); the wait limit is only a backstop (a
        retry waiting on the first of its request_id has no XADD of its own) */
     int64_t deadline = ds_now_ns() + (int64_t)h->srv->o.wait_ms * 1000000;
-    live_expect(h->srv->live, &r->w, r->key, deadline, wake_conn, r);
+    /* not watched for a hang-up (fd -1): a retry while this one waits must
+       find it and wait for the same outcome (it sends no XADD of its own),
+       so the place is held until the outcome or the wait limit */
+    live_expect(h->srv->live, &r->w, r->key, deadline, -1, wake_conn, r);
     if (in_flight)
         return MHD_YES; /* a retry while the first is in flight waits for it */
     xadd_job *j = xcalloc(1, sizeof *j);
@@ -740,13 +751,15 @@ enum MHD_Result http__changes(req *r, bool legacy)
     } else if (r->waiting && !keyring_alive(r->h->srv->keys, r->who.id)) {
         r->waiting = false;
         ret = http__fail(r, DS_UNAUTHENTICATED, NULL, "the API key was revoked");
-    } else if (items.len || (r->waiting && r->w.timed_out) || ds_now_ns() >= r->deadline_ns) {
+    } else if (items.len || (r->waiting && (r->w.timed_out || r->w.hung_up)) ||
+               ds_now_ns() >= r->deadline_ns) {
         r->waiting = false;
         ret = reply_updates(r, &items, next);
     } else {
         r->waiting = true;
         MHD_suspend_connection(r->conn);
-        live_wait(r->h->srv->live, &r->w, r->model, r->since, r->deadline_ns, wake_conn, r);
+        live_wait(r->h->srv->live, &r->w, r->model, r->since, r->deadline_ns, conn_fd(r->conn),
+                  wake_conn, r);
         /* a revocation between the check above and the wait woke nobody */
         if (!keyring_alive(r->h->srv->keys, r->who.id) && live_cancel(r->h->srv->live, &r->w))
             wake_conn(r);
@@ -799,6 +812,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     sse_sub *s = cls;
     s->waiting = false;
+    if (s->w.hung_up) /* the client left while the stream was parked: end it now */
+        return MHD_CONTENT_READER_END_OF_STREAM;
     if (s->off == s->out.len) {
         if (s->ended)
             return MHD_CONTENT_READER_END_OF_STREAM;
@@ -830,7 +845,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             s->waiting = true;
             MHD_suspend_connection(s->conn);
             live_wait(s->h->srv->live, &s->w, s->model, s->cursor,
-                      now + (int64_t)HTTP_PING_S * 1000000000, sse_wake, s);
+                      now + (int64_t)HTTP_PING_S * 1000000000, conn_fd(s->conn), sse_wake, s);
             /* a revocation between the check above and the wait woke nobody */
             if (!keyring_alive(s->h->srv->keys, s->key_id) && live_cancel(s->h->srv->live, &s->w))
                 sse_wake(s);

@@ -610,6 +610,17 @@ export async function pool(n, width, fn) {
     return results;
 }
 
+// Waits until `pred()` (sync or async) is truthy, checking every `everyMs`;
+// throws after `ms` with what `what()` says. Returns the milliseconds waited.
+export async function waitUntil(pred, ms, what = () => '', everyMs = 20) {
+    const t0 = Date.now();
+    for (;;) {
+        if (await pred()) return Date.now() - t0;
+        if (Date.now() - t0 > ms) throw new Error(`timeout after ${ms} ms: ${what()}`);
+        await sleep(everyMs);
+    }
+}
+
 export function metricValue(text, name) {
     const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([-+0-9.eE]+)\\s*$`, 'm'));
     return m ? Number(m[1]) : null;
