@@ -100,7 +100,7 @@ test('kill -9 of the private redis-server, four times under load: restarted each
     const delays = [...log.matchAll(/killed by signal 9 after [0-9.]+ s; restarting it in (\d+) ms/g)].map((m) => Number(m[1]));
     assert.equal(delays.length, 4, 'each kill -9 is logged');
     assert.ok(/exited with status \d+ after [0-9.]+ s; restarting it in \d+ ms/.test(log), 'a restart that could not bind is logged');
-    await checkDeltaOracle(server, st, w.acked, await responses());
+    await checkDeltaOracle(server, st, w.acked, responses);
     assert.ok(server.alive(), 'the server ran throughout');
 
     // SIGTERM: the drain stops the private redis-server and never restarts it

@@ -772,8 +772,10 @@ export function deltaWriters(server, st, { clients = 8, per = 40, deadlineMs = 6
     return { done, acked, attempts, stop: () => { stopped = true; } };
 }
 
-// The checks above, once every writer is done. responses: the entries of
-// the {model}:response_duck stream ([{message: {seq}}]).
+// The checks above, once every writer is done. responses(): reads the
+// entries of the {model}:response_duck stream ([{message: {seq}}]); a 200
+// is answered once the batch is committed, and its events are published
+// just after, so the stream is read until it holds every seq (10 s).
 export async function checkDeltaOracle(server, st, acked, responses) {
     const seqs = [...acked.values()];
     assert.equal(new Set(seqs).size, seqs.length, 'one distinct seq per request');
@@ -783,8 +785,15 @@ export async function checkDeltaOracle(server, st, acked, responses) {
     assert.equal(evs.length, acked.size);
     evs.forEach((e, i) => assert.equal(e.seq, st.seq0 + 1 + i, 'no gap in the feed'));
     for (const e of evs) assert.equal(acked.get(e.request_id), e.seq, `${e.request_id}: response seq = event seq`);
-    const perSeq = new Map();
-    for (const e of responses) perSeq.set(e.message.seq, (perSeq.get(e.message.seq) || 0) + 1);
+    let perSeq = new Map();
+    const published = async () => {
+        perSeq = new Map();
+        for (const e of await responses()) perSeq.set(e.message.seq, (perSeq.get(e.message.seq) || 0) + 1);
+        for (let s = st.seq0 + 1; s <= end; s++) if (!perSeq.has(String(s))) return false;
+        return true;
+    };
+    const waitedMs = await waitUntil(published, 10000, () => `every seq up to ${end} on {${MODEL}}:response_duck`, 100);
+    if (waitedMs) console.log(`# the response stream held every seq after ${waitedMs} ms`);
     for (let s = st.seq0 + 1; s <= end; s++) assert.equal(perSeq.get(String(s)), 1, `seq ${s} is in {${MODEL}}:response_duck once`);
     const last = checkChains(evs, st.start);
     let sum = 0;
