@@ -67,7 +67,10 @@ static int socket_path(redis_child *c, ds_error *err)
             return ds_fail(err, DS_INTERNAL, NULL, "cannot create a socket directory");
         snprintf(sock, sizeof sock, "%s/redis.sock", tmp);
     }
-    snprintf(c->sock, sizeof c->sock, "%s", sock); /* at most REDIS_SOCK_MAX */
+    size_t n = strlen(sock);
+    if (n > REDIS_SOCK_MAX) /* (the /tmp one is short: never) */
+        return ds_fail(err, DS_INTERNAL, NULL, "the socket path %s is too long", sock);
+    memcpy(c->sock, sock, n + 1);
     snprintf(c->url, sizeof c->url, "unix://%s", c->sock);
     return 0;
 }
