@@ -254,7 +254,9 @@ static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err
     if (given) {
         kc = keyring_check(h->srv->keys, given, strlen(given), &r->who, &retry);
     } else {
-        char tbuf[TICKET_LEN + 2]; /* one more: a longer one does not fit, and is refused */
+        /* room for one character more than a ticket: a longer value is
+           refused whole (by its length, or as too long), never cut to one */
+        char tbuf[TICKET_LEN + 2];
         const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
         if (t && tickets_take(h->tickets, t, strlen(t), ds_now_ns(), &r->who) &&
             keyring_alive(h->srv->keys, r->who.id))

@@ -65,11 +65,11 @@ live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t 
  * A waiter may name the socket of the client it answers (fd, else -1):
  * while it waits, the timer thread looks at that socket every
  * LIVE_HANGUP_MS and wakes the waiter with hung_up set once the client has
- * closed it (or shut down its sending side, as a browser or fetch() that
- * gives up does), so that what the waiter holds (a key's open count, a
- * subscriber place) is given back within a fraction of a second instead of
- * at the deadline. The caller keeps the socket open until the wake; live
- * only polls it. */
+ * closed it or shut down its sending side (the FIN of a browser or
+ * fetch() that gives up looks the same), so that what the waiter holds (a
+ * key's open count, a subscriber place) is given back within a fraction of
+ * a second instead of at the deadline. The caller keeps the socket open
+ * until the wake; live only polls it. */
 
 enum { LIVE_HANGUP_MS = 100 };
 
