@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -208,47 +207,6 @@ enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char 
 
 /* ---- authentication ------------------------------------------------------------- */
 
-static bool same_secret(const char *a, const char *b)
-{
-    size_t n = strlen(a);
-    return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
-}
-
-/* A single-use ticket for browsers' SSE and WebSocket: it stands for the
- * key that asked for it. */
-bool http__ticket_take(http_server *h, const char *t, ds_principal *who)
-{
-    bool ok = false;
-    int64_t now = ds_now_ns();
-    pthread_mutex_lock(&h->lock);
-    for (int i = 0; i < HTTP_TICKETS; i++) {
-        ticket *k = &h->tickets[i];
-        if (k->value[0] && k->expires_ns > now && same_secret(k->value, t)) {
-            k->value[0] = '\0';
-            *who = k->who;
-            ok = true;
-        }
-    }
-    pthread_mutex_unlock(&h->lock);
-    return ok;
-}
-
-bool http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap)
-{
-    unsigned char raw[18];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return false;
-    for (size_t i = 0; i < sizeof raw && 2 * i + 2 < cap; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    pthread_mutex_lock(&h->lock);
-    ticket *k = &h->tickets[h->next_ticket++ % HTTP_TICKETS];
-    snprintf(k->value, sizeof k->value, "%s", out);
-    k->expires_ns = ds_now_ns() + (int64_t)HTTP_TICKET_S * 1000000000;
-    k->who = *who;
-    pthread_mutex_unlock(&h->lock);
-    return true;
-}
-
 /* No keys yet and listening on loopback: everyone is an admin, named by
  * X-User (a development convenience; other addresses refuse to start). */
 static bool open_mode(http_server *h)
@@ -296,9 +254,12 @@ static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err
     if (given) {
         kc = keyring_check(h->srv->keys, given, strlen(given), &r->who, &retry);
     } else {
-        char tbuf[80];
+        /* room for one character more than a ticket: a longer value is
+           refused whole (by its length, or as too long), never cut to one */
+        char tbuf[TICKET_LEN + 2];
         const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
-        if (t && http__ticket_take(h, t, &r->who) && keyring_alive(h->srv->keys, r->who.id))
+        if (t && tickets_take(h->tickets, t, strlen(t), ds_now_ns(), &r->who) &&
+            keyring_alive(h->srv->keys, r->who.id))
             kc = keyring_admit(h->srv->keys, &r->who, &retry);
     }
     if (kc == KEY_OK) {
@@ -365,6 +326,14 @@ static void wake_conn(void *arg)
 {
     req *r = arg;
     MHD_resume_connection(r->conn);
+}
+
+/* The client's socket, for live to notice when it hangs up (-1: unknown). */
+static int conn_fd(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
 }
 
 /* The answer to an outcome: applied -> 200 {"status":"applied", event...};
@@ -622,7 +591,10 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
        503 when it surely failed); the wait limit is only a backstop (a
        retry waiting on the first of its request_id has no XADD of its own) */
     int64_t deadline = ds_now_ns() + (int64_t)h->srv->o.wait_ms * 1000000;
-    live_expect(h->srv->live, &r->w, r->key, deadline, wake_conn, r);
+    /* not watched for a hang-up (fd -1): a retry while this one waits must
+       find it and wait for the same outcome (it sends no XADD of its own),
+       so the place is held until the outcome or the wait limit */
+    live_expect(h->srv->live, &r->w, r->key, deadline, -1, wake_conn, r);
     if (in_flight)
         return MHD_YES; /* a retry while the first is in flight waits for it */
     xadd_job *j = xcalloc(1, sizeof *j);
@@ -781,13 +753,15 @@ enum MHD_Result http__changes(req *r, bool legacy)
     } else if (r->waiting && !keyring_alive(r->h->srv->keys, r->who.id)) {
         r->waiting = false;
         ret = http__fail(r, DS_UNAUTHENTICATED, NULL, "the API key was revoked");
-    } else if (items.len || (r->waiting && r->w.timed_out) || ds_now_ns() >= r->deadline_ns) {
+    } else if (items.len || (r->waiting && (r->w.timed_out || r->w.hung_up)) ||
+               ds_now_ns() >= r->deadline_ns) {
         r->waiting = false;
         ret = reply_updates(r, &items, next);
     } else {
         r->waiting = true;
         MHD_suspend_connection(r->conn);
-        live_wait(r->h->srv->live, &r->w, r->model, r->since, r->deadline_ns, wake_conn, r);
+        live_wait(r->h->srv->live, &r->w, r->model, r->since, r->deadline_ns, conn_fd(r->conn),
+                  wake_conn, r);
         /* a revocation between the check above and the wait woke nobody */
         if (!keyring_alive(r->h->srv->keys, r->who.id) && live_cancel(r->h->srv->live, &r->w))
             wake_conn(r);
@@ -840,6 +814,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     sse_sub *s = cls;
     s->waiting = false;
+    if (s->w.hung_up) /* the client left while the stream was parked: end it now */
+        return MHD_CONTENT_READER_END_OF_STREAM;
     if (s->off == s->out.len) {
         if (s->ended)
             return MHD_CONTENT_READER_END_OF_STREAM;
@@ -871,7 +847,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             s->waiting = true;
             MHD_suspend_connection(s->conn);
             live_wait(s->h->srv->live, &s->w, s->model, s->cursor,
-                      now + (int64_t)HTTP_PING_S * 1000000000, sse_wake, s);
+                      now + (int64_t)HTTP_PING_S * 1000000000, conn_fd(s->conn), sse_wake, s);
             /* a revocation between the check above and the wait woke nobody */
             if (!keyring_alive(s->h->srv->keys, s->key_id) && live_cancel(s->h->srv->live, &s->w))
                 sse_wake(s);
@@ -1241,6 +1217,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         free(h);
         return ds_fail(err, DS_INTERNAL, NULL, "cannot start the keys watcher thread");
     }
+    h->tickets = tickets_new();
     http__load_static(h);
     h->guard = http__guard_new(srv->o.request_timeout_s);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -1260,6 +1237,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         enqueuer_stop(h);
         http__guard_free(h->guard);
         http__free_static(h);
+        tickets_free(h->tickets);
         free(h);
         return ds_fail(err, DS_UNAVAILABLE, "listen", "cannot listen on %s: %s", srv->o.listen,
                        strerror(e));
@@ -1296,6 +1274,7 @@ void http_stop(http_server *h)
         free(r);
     }
     http__free_static(h);
+    tickets_free(h->tickets);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

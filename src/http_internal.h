@@ -13,20 +13,15 @@
 #include "keys.h"
 #include "live.h"
 #include "request.h"
+#include "tickets.h"
 
-enum { HTTP_TICKETS = 1024, HTTP_TICKET_S = 30, HTTP_PING_S = 15 };
+enum { HTTP_PING_S = 15 };
 
 typedef struct thread_res {
     struct thread_res *next;
     ds_bus *bus;
     ds_reader *reader;
 } thread_res;
-
-typedef struct ticket {
-    char value[48];
-    int64_t expires_ns;
-    ds_principal who; /* whose key asked for it */
-} ticket;
 
 typedef struct http_guard http_guard; /* slow clients (http_guard.c) */
 
@@ -42,8 +37,7 @@ struct http_server {
     struct MHD_Daemon *d;
     pthread_mutex_t lock;
     thread_res *res;
-    ticket tickets[HTTP_TICKETS];
-    unsigned next_ticket;
+    ds_tickets *tickets; /* for browsers' SSE and WebSocket (tickets.h) */
     size_t lag_limit;
     static_file files[8];
     int nfiles;
@@ -109,9 +103,6 @@ enum MHD_Result http__error_raw(req *r, int status, const char *code, const char
                                 int64_t oldest);
 enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char *msg);
 int http__body(req *r, req_kind kind, json_val **root, ds_error *err);
-bool http__ticket_take(http_server *h, const char *t, ds_principal *who);
-/* false when no random numbers could be had */
-bool http__ticket_new(http_server *h, const ds_principal *who, char *out, size_t cap);
 /* 403 forbidden unless the request's principal has the route's role and
  * (when model is given and the key is limited to one) that model. */
 int http__authorize(req *r, const char *model, ds_error *err);

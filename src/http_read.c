@@ -84,14 +84,23 @@ static enum MHD_Result h_static(req *r)
     return http__fail(r, DS_NOT_FOUND, "route", "this file is not installed on the server");
 }
 
+/* POST /v1/tickets: 201, or 429 when the key holds TICKETS_PER_KEY unused
+ * ones (Retry-After: until its oldest expires). */
 static enum MHD_Result h_ticket(req *r)
 {
-    char t[48];
-    if (!http__ticket_new(r->h, &r->who, t, sizeof t))
-        return http__fail(r, DS_UNAVAILABLE, NULL, "no random numbers for a ticket; retry");
+    char t[TICKET_LEN + 1];
+    int retry = 0;
+    ds_error e;
+    if (tickets_mint(r->h->tickets, &r->who, ds_now_ns(), t, &retry, &e)) {
+        if (retry > 0) {
+            snprintf(r->retry_buf, sizeof r->retry_buf, "%d", retry);
+            r->retry_after = r->retry_buf;
+        }
+        return http__error(r, &e);
+    }
     ds_buf b;
     ds_buf_init(&b, 4096);
-    ds_buf_printf(&b, "{\"ticket\":\"%s\",\"expires_in\":%d}", t, HTTP_TICKET_S);
+    ds_buf_printf(&b, "{\"ticket\":\"%s\",\"expires_in\":%d}", t, TICKET_TTL_S);
     enum MHD_Result ret = http__json(r, 201, &b);
     ds_buf_free(&b);
     return ret;

@@ -1,11 +1,14 @@
 /* live.c: see live.h. One mutex guards the feeds and the waiters; wake
- * callbacks run after it is released. A timer thread handles deadlines; a
- * WebSocket thread runs an epoll loop over the adopted sockets. */
+ * callbacks run after it is released. A timer thread handles deadlines and
+ * clients that hang up; a WebSocket thread runs an epoll loop over the
+ * adopted sockets. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include "live.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +48,7 @@ struct ds_live {
     bool stopping;
     pthread_t timer;
     int64_t sse, waiting, cut_off;
+    uint64_t next_gen; /* of waiter registrations */
     /* WebSocket loop */
     pthread_t ws_thread;
     int epfd, evfd;
@@ -310,19 +314,21 @@ static size_t bucket_of(const char *key)
 }
 
 void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int64_t deadline_ns,
-               void (*wake)(void *), void *arg)
+               int fd, void (*wake)(void *), void *arg)
 {
     w->wake = wake;
     w->arg = arg;
     w->deadline_ns = deadline_ns;
+    w->fd = fd;
     w->since = since;
     w->outcome = false;
-    w->timed_out = false;
+    w->timed_out = w->hung_up = false;
     pthread_mutex_lock(&l->lock);
     feed *f = find_feed(l, model, true);
     bool now =
         l->stopping || (f->count && event_at(f, f->count - 1)->seq > since) || since > f->seq;
     if (!now) {
+        w->gen = ++l->next_gen;
         push_waiter(&f->waiters, w);
         l->waiting++;
     }
@@ -331,19 +337,21 @@ void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int
         wake(arg);
 }
 
-void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns,
+void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns, int fd,
                  void (*wake)(void *), void *arg)
 {
     w->wake = wake;
     w->arg = arg;
     w->deadline_ns = deadline_ns;
+    w->fd = fd;
     w->outcome = true;
-    w->delivered = w->timed_out = false;
+    w->delivered = w->timed_out = w->hung_up = false;
     w->body = NULL;
     snprintf(w->key, sizeof w->key, "%s", key);
     pthread_mutex_lock(&l->lock);
     bool now = l->stopping;
     if (!now) {
+        w->gen = ++l->next_gen;
         push_waiter(&l->outcomes[bucket_of(w->key)], w);
         l->waiting++;
     }
@@ -412,8 +420,9 @@ bool live_expected(ds_live *l, const char *key)
     return found;
 }
 
-/* Wakes waiters past their deadline (all of them when stopping). */
-static void expire(ds_live *l, int64_t now, bool all)
+/* Wakes every registered waiter that pick() chooses (pick may mark it);
+ * a waiter pick() does not choose stays. Takes and releases the lock. */
+static void sweep(ds_live *l, bool (*pick)(live_waiter *w, void *ctx), void *ctx)
 {
     wake_list wl = {.n = 0};
     pthread_mutex_lock(&l->lock);
@@ -422,8 +431,7 @@ static void expire(ds_live *l, int64_t now, bool all)
         for (size_t i = 0; i < l->nfeeds && !full; i++)
             for (live_waiter *w = l->feeds[i]->waiters, *next; w && !full; w = next) {
                 next = w->next;
-                if (all || (w->deadline_ns && w->deadline_ns <= now)) {
-                    w->timed_out = true;
+                if (pick(w, ctx)) {
                     l->waiting--;
                     full = queue_wake(&wl, &l->feeds[i]->waiters, w);
                 }
@@ -431,8 +439,7 @@ static void expire(ds_live *l, int64_t now, bool all)
         for (size_t b = 0; b < OUTCOME_BUCKETS && !full; b++)
             for (live_waiter *w = l->outcomes[b], *next; w && !full; w = next) {
                 next = w->next;
-                if (all || (w->deadline_ns && w->deadline_ns <= now)) {
-                    w->timed_out = true;
+                if (pick(w, ctx)) {
                     l->waiting--;
                     full = queue_wake(&wl, &l->outcomes[b], w);
                 }
@@ -447,9 +454,100 @@ static void expire(ds_live *l, int64_t now, bool all)
     flush_wakes(&wl);
 }
 
+typedef struct expiry {
+    int64_t now;
+    bool all;
+} expiry;
+
+static bool pick_expired(live_waiter *w, void *ctx)
+{
+    const expiry *x = ctx;
+    if (!x->all && !(w->deadline_ns && w->deadline_ns <= x->now))
+        return false;
+    w->timed_out = true;
+    return true;
+}
+
+/* Wakes waiters past their deadline (all of them when stopping). */
+static void expire(ds_live *l, int64_t now, bool all)
+{
+    expiry x = {now, all};
+    sweep(l, pick_expired, &x);
+}
+
+/* ---- clients that hang up ---------------------------------------------------
+ * The timer thread's own arrays (no other thread sees them): a snapshot of
+ * the watched waiters, polled without the lock; a waiter is only woken if
+ * it is still registered with the same gen when the lock is taken again
+ * (its socket may have been closed and its number reused meanwhile: a
+ * poll of it is harmless, and the stale answer is dropped). */
+
+typedef struct watched {
+    live_waiter *w; /* compared, never followed, until found registered */
+    uint64_t gen;
+} watched;
+
+typedef struct hangup_scan {
+    watched *v;
+    struct pollfd *pfd;
+    size_t n, cap;
+} hangup_scan;
+
+static bool pick_watched(live_waiter *w, void *ctx)
+{
+    hangup_scan *s = ctx;
+    if (w->fd < 0)
+        return false;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+        s->pfd = xrealloc(s->pfd, s->cap * sizeof *s->pfd);
+    }
+    s->v[s->n] = (watched){w, w->gen};
+    s->pfd[s->n++] = (struct pollfd){.fd = w->fd, .events = POLLRDHUP};
+    return false;
+}
+
+static int by_waiter(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const watched *)a)->w, y = (uintptr_t)((const watched *)b)->w;
+    return x < y ? -1 : x > y;
+}
+
+static bool pick_hung_up(live_waiter *w, void *ctx)
+{
+    hangup_scan *s = ctx;
+    watched key = {w, 0};
+    const watched *h = s->n ? bsearch(&key, s->v, s->n, sizeof *s->v, by_waiter) : NULL;
+    if (!h || h->gen != w->gen)
+        return false;
+    w->hung_up = true;
+    return true;
+}
+
+/* Wakes the waiters whose client closed its socket. */
+static void check_hangups(ds_live *l, hangup_scan *s)
+{
+    s->n = 0;
+    sweep(l, pick_watched, s); /* picks none: only takes the snapshot */
+    if (s->n == 0 || poll(s->pfd, s->n, 0) <= 0)
+        return;
+    size_t hung = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            s->v[hung++] = s->v[i];
+    s->n = hung;
+    if (hung == 0)
+        return;
+    qsort(s->v, hung, sizeof *s->v, by_waiter);
+    sweep(l, pick_hung_up, s);
+}
+
 static void *timer_main(void *arg)
 {
     ds_live *l = arg;
+    hangup_scan scan = {0};
+    int64_t next_scan = 0;
     for (;;) {
         struct timespec t = {0, 20 * 1000 * 1000};
         nanosleep(&t, NULL);
@@ -457,9 +555,17 @@ static void *timer_main(void *arg)
         bool stop = l->stopping;
         pthread_mutex_unlock(&l->lock);
         if (stop)
-            return NULL;
-        expire(l, ds_now_ns(), false);
+            break;
+        int64_t now = ds_now_ns();
+        expire(l, now, false);
+        if (now >= next_scan) {
+            check_hangups(l, &scan);
+            next_scan = now + (int64_t)LIVE_HANGUP_MS * 1000000;
+        }
     }
+    free(scan.v);
+    free(scan.pfd);
+    return NULL;
 }
 
 void live_sse_count(ds_live *l, int delta)

@@ -61,33 +61,47 @@ live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max,
 live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t max_bytes,
                            ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest);
 
-/* ---- waiting ------------------------------------------------------------ */
+/* ---- waiting ------------------------------------------------------------
+ * A waiter may name the socket of the client it answers (fd, else -1):
+ * while it waits, the timer thread looks at that socket every
+ * LIVE_HANGUP_MS and wakes the waiter with hung_up set once the client has
+ * closed it or shut down its sending side (the FIN of a browser or
+ * fetch() that gives up looks the same), so that what the waiter holds (a
+ * key's open count, a subscriber place) is given back within a fraction of
+ * a second instead of at the deadline. The caller keeps the socket open
+ * until the wake; live only polls it. */
+
+enum { LIVE_HANGUP_MS = 100 };
 
 typedef struct live_waiter {
     /* set by live_wait / live_expect */
     void (*wake)(void *arg);
     void *arg;
     int64_t deadline_ns; /* CLOCK_MONOTONIC, 0 = none */
+    int fd;              /* the client's socket, watched for a hang-up (-1: none) */
     /* an outcome delivered to an expecting waiter (body malloc'd; the
        waiter's owner frees it) */
     int status;
     char *body;
     size_t len;
     bool delivered, timed_out;
+    bool hung_up; /* woken because the client closed fd */
     /* private */
     struct live_waiter *next, *prev;
     char key[400];
     int64_t since;
+    uint64_t gen; /* which registration (the hang-up check's snapshot) */
     bool registered, outcome;
 } live_waiter;
 
 /* Wakes w once an event with seq > since exists for the model (at once
- * when one does), or at the deadline. */
+ * when one does), at the deadline, or when the client hangs up fd. */
 void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int64_t deadline_ns,
-               void (*wake)(void *), void *arg);
+               int fd, void (*wake)(void *), void *arg);
 /* Waits for the outcome of a queued command (key: model, user and
- * request_id joined by '\n'); live_deliver fills status and body. */
-void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns,
+ * request_id joined by '\n'); live_deliver fills status and body. Woken
+ * at the deadline or a hang-up of fd too. */
+void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns, int fd,
                  void (*wake)(void *), void *arg);
 /* Removes a waiter that has not been woken; false when it was already woken
  * (or was never registered). */

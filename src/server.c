@@ -1,6 +1,8 @@
 /* server.c: see server.h. Start order: the private redis-server (unless
- * one is given), the store (and the demo), the writer (which recovers),
- * and only then the HTTP port. SIGTERM or SIGINT drains in reverse. */
+ * one is given; redis_child.c), the store (and the demo), the writer (which
+ * recovers), and only then the HTTP port. The main thread then supervises
+ * the private redis-server until SIGTERM or SIGINT, which drain in
+ * reverse. */
 #include "server.h"
 
 #include <errno.h>
@@ -11,9 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,91 +46,6 @@ void server_opts_default(server_opts *o)
     o->key_rate = 5000;
     o->key_burst = 0;
     o->key_open = 1000;
-}
-
-/* ---- the private redis-server ----------------------------------------------------- */
-
-static int start_redis(ds_server *srv, ds_error *err)
-{
-    char dir[4096], sock[4200];
-    snprintf(dir, sizeof dir, "%s/redis", srv->o.data_dir);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return ds_fail(err, DS_INTERNAL, NULL, "cannot create %s: %s", dir, strerror(errno));
-    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-    if (strlen(sock) > 107) { /* the unix socket path limit */
-        char tmp[] = "/tmp/duckspread-redis-XXXXXX";
-        if (!mkdtemp(tmp))
-            return ds_fail(err, DS_INTERNAL, NULL, "cannot create a socket directory");
-        snprintf(sock, sizeof sock, "%s/redis.sock", tmp);
-    }
-    unlink(sock);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return ds_fail(err, DS_INTERNAL, NULL, "cannot fork redis-server: %s", strerror(errno));
-    if (pid == 0) {
-        sigset_t none; /* the server blocks SIGTERM for sigwait; Redis must see it */
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        /* dies with the server, even a kill -9'd one: an orphan would share
-         * the append-only file with the next server's redis-server */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(1);
-        /* Redis holds the data directory's lock too: after a kill -9 of the
-         * server no new server starts until this redis-server has exited */
-        if (srv->lock_fd >= 0)
-            fcntl(srv->lock_fd, F_SETFD, 0);
-        char log[4300];
-        snprintf(log, sizeof log, "%s/redis.log", dir);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
-               "--unixsocketperm", "700", "--dir", dir, "--appendonly", "yes", "--appendfsync",
-               srv->o.redis_fsync, "--save", "", "--logfile", log, (char *)NULL);
-        _exit(127);
-    }
-    srv->redis_pid = pid;
-    snprintf(srv->redis_url, sizeof srv->redis_url, "unix://%.107s", sock); /* <= 107 above */
-    srv->bus.url = srv->redis_url;
-    ds_bus *b;
-    if (bus_open(&srv->bus, &b, err))
-        return -DS_INTERNAL;
-    int rc = -1;
-    for (int i = 0; i < 200 && rc; i++) {
-        struct timespec t = {0, 25 * 1000 * 1000};
-        nanosleep(&t, NULL);
-        rc = bus_ping(b, NULL);
-        if (rc && waitpid(pid, NULL, WNOHANG) == pid) {
-            srv->redis_pid = 0;
-            break;
-        }
-    }
-    bus_close(b);
-    if (rc)
-        return ds_fail(err, DS_UNAVAILABLE, "redis",
-                       "the private redis-server did not start (is the redis-server package "
-                       "installed? see %s/redis.log)",
-                       dir);
-    log_info("redis: started a private redis-server on %s (appendfsync %s)", sock,
-             srv->o.redis_fsync);
-    return 0;
-}
-
-static void stop_redis(ds_server *srv)
-{
-    if (srv->redis_pid <= 0)
-        return;
-    kill(srv->redis_pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(srv->redis_pid, NULL, WNOHANG) == srv->redis_pid) {
-            srv->redis_pid = 0;
-            return;
-        }
-        struct timespec t = {0, 50 * 1000 * 1000};
-        nanosleep(&t, NULL);
-    }
-    kill(srv->redis_pid, SIGKILL);
-    waitpid(srv->redis_pid, NULL, 0);
-    srv->redis_pid = 0;
 }
 
 /* ---- the run --------------------------------------------------------------------------- */
@@ -249,7 +164,8 @@ static int start_all(ds_server *srv, ds_error *err)
         return rc;
     log_info("keys: %zu active in %s/keys", keyring_count(srv->keys), srv->data_dir);
     if (!srv->o.redis_url)
-        rc = start_redis(srv, err);
+        rc = redis_child_start(&srv->redis, srv->data_dir, srv->o.redis_fsync, srv->lock_fd,
+                               &srv->bus, err);
     else {
         snprintf(srv->redis_url, sizeof srv->redis_url, "%s", srv->o.redis_url);
         srv->bus.url = srv->redis_url;
@@ -290,9 +206,29 @@ static void stop_all(ds_server *srv)
     store_close(srv->store);
     ledger_free(srv->ledger);
     keyring_free(srv->keys);
-    stop_redis(srv);
+    redis_child_stop(&srv->redis);
     if (srv->lock_fd >= 0)
         close(srv->lock_fd);
+}
+
+/* Supervises the private redis-server (on SIGCHLD, and every 200 ms for
+ * its backoff) until SIGTERM or SIGINT, which it returns. Runs on the main
+ * thread, which forked the child (see redis_child.h); the drain after it
+ * never restarts Redis. */
+static int wait_for_stop(ds_server *srv, const sigset_t *set)
+{
+    bool supervised = !srv->o.redis_url;
+    for (;;) {
+        int64_t wait_ns = 200 * 1000 * 1000;
+        if (supervised)
+            wait_ns = redis_child_due_ns(&srv->redis, ds_now_ns(), wait_ns);
+        struct timespec t = {0, (long)wait_ns};
+        int sig = sigtimedwait(set, NULL, &t);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        if (supervised && redis_child_supervise(&srv->redis, ds_now_ns()))
+            srv->redis_up = 0;
+    }
 }
 
 int server_run(const server_opts *o)
@@ -306,11 +242,12 @@ int server_run(const server_opts *o)
     srv.bus.tls_cert = o->redis_cert;
     srv.bus.tls_key = o->redis_key;
     srv.bus.tls_name = o->redis_server_name;
-    /* every thread inherits this mask: only sigwait below sees the signals */
+    /* every thread inherits this mask: only the wait below sees the signals */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD); /* the private redis-server exited */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     ds_error err;
@@ -323,13 +260,12 @@ int server_run(const server_opts *o)
         store_close(srv.store);
         ledger_free(srv.ledger);
         keyring_free(srv.keys);
-        stop_redis(&srv);
+        redis_child_stop(&srv.redis);
         if (srv.lock_fd >= 0)
             close(srv.lock_fd);
         return 1;
     }
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = wait_for_stop(&srv, &set);
     log_info("%s: draining (no new connections; finishing the batch in flight)",
              sig == SIGTERM ? "SIGTERM" : "SIGINT");
     stop_all(&srv);

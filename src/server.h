@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "live.h"
 #include "metrics.h"
+#include "redis_child.h"
 #include "store.h"
 
 typedef struct server_opts {
@@ -55,7 +56,7 @@ typedef struct http_server http_server;
 
 typedef struct ds_server {
     server_opts o;
-    char redis_url[512];
+    char redis_url[512]; /* --redis's (the private one's is redis.url) */
     char data_dir[4096]; /* o.data_dir made absolute (redis-server changes directory) */
     bus_opts bus;
     ds_store *store;
@@ -65,7 +66,7 @@ typedef struct ds_server {
     ds_metrics metrics;
     ds_writer *writer;
     http_server *http;
-    int redis_pid;         /* the private redis-server, or 0 */
+    redis_child redis;     /* the private redis-server (without --redis) */
     int lock_fd;           /* DIR/duckspread.lock, held while running */
     volatile int redis_up; /* last known state, for /ready */
 } ds_server;

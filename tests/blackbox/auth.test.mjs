@@ -2,15 +2,17 @@
 // /openapi.json tried with no key, a wrong key, each role, a key for another
 // model and a revoked key, over REST, long-poll, SSE and WebSocket; scopes
 // including spreads that would cross them; revocation closing what a key
-// holds open within a second; single-use tickets bound to their key; per-key
-// rate and open limits; keys never in the server's log.
+// holds open within a second; single-use tickets bound to their key, kept
+// per key (no key evicts another's; a cap per key); per-key rate and open
+// limits, and the open places of clients that hang up given back within a
+// second; keys never in the server's log.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import WebSocket from 'ws';
 import {
-    BIN, OPENAPI, MODEL, Redis, Server, makeClient, mkTmp, modelSeq, feed, readSSE, rid, sleep, teardown,
+    BIN, OPENAPI, MODEL, Redis, Server, makeClient, mkTmp, modelSeq, feed, readSSE, rid, sleep, teardown, waitUntil,
 } from './lib.mjs';
 
 const KEY_OPEN = 6;
@@ -136,8 +138,12 @@ function authHeaders(who) {
 }
 
 function wsStatus(p, headers) {
+    return wsStatusAt(server, p, headers);
+}
+
+function wsStatusAt(srv, p, headers = {}) {
     return new Promise((resolve, reject) => {
-        const ws = new WebSocket(new URL(p, server.base.replace('http', 'ws')), { headers });
+        const ws = new WebSocket(new URL(p, srv.base.replace('http', 'ws')), { headers });
         ws.on('open', () => {
             ws.close();
             resolve(101);
@@ -306,35 +312,149 @@ test('tickets are single-use and stand for the key that asked', async () => {
     assert.equal(await wsStatus(`/v1/models/${MODEL}/ws?ticket=${t3.body.ticket}`, {}), 401);
 });
 
-test(`a key holds at most ${KEY_OPEN} requests and streams open; beyond, 429 with Retry-After`, { timeout: 30000 }, async () => {
-    const key = createKey(dir, 'streams', 'viewer');
-    await sleep(1100);
-    const h = { Authorization: `Bearer ${key}` };
-    const open = [];
-    for (let i = 0; i < KEY_OPEN; i++) {
-        const ac = new AbortController();
-        const res = await fetch(new URL(`/v1/models/${MODEL}/events`, server.base), { headers: h, signal: ac.signal });
-        assert.equal(res.status, 200);
-        open.push({ ac, res });
+const TICKETS_PER_KEY = 64;
+
+test(`tickets are kept per key: another key's 2,000 mints evict none; ${TICKETS_PER_KEY} unused per key, beyond 429`, { timeout: 60000 }, async () => {
+    const tdir = mkTmp('data-tickets');
+    const keyA = createKey(tdir, 'alice', 'viewer');
+    const keyB = createKey(tdir, 'mallory', 'viewer');
+    const r2 = await new Redis('tickets').start();
+    // no rate limit: the 2,000 mints are not slowed down
+    const s2 = new Server({ name: 'tickets', redis: r2, dataDir: tdir, headers: { Authorization: `Bearer ${keyA}` }, extraArgs: ['--key-rate', '0'] });
+    try {
+        await s2.start();
+        const a = makeClient(s2.base, { Authorization: `Bearer ${keyA}` });
+        const b = makeClient(s2.base, { Authorization: `Bearer ${keyB}` });
+        const sse = async (ticket) => {
+            const ac = new AbortController();
+            const res = await fetch(new URL(`/v1/models/${MODEL}/events?ticket=${ticket}`, s2.base), { signal: ac.signal });
+            ac.abort();
+            await res.body?.cancel().catch(() => {});
+            return res.status;
+        };
+        const mine = await a.post('/v1/tickets');
+        assert.equal(mine.status, 201, mine.text);
+        const statuses = [];
+        const kept = [];
+        let refusal = null;
+        for (let i = 0; i < 2000; i += 25) {
+            const rs = await Promise.all(Array.from({ length: 25 }, () => b.post('/v1/tickets')));
+            for (const r of rs) {
+                statuses.push(r.status);
+                if (r.status === 201) kept.push(r.body.ticket);
+                else refusal ??= r;
+            }
+        }
+        assert.equal(statuses.filter((x) => x === 201).length, TICKETS_PER_KEY, 'one key holds at most the cap');
+        assert.equal(statuses.filter((x) => x === 429).length, 2000 - TICKETS_PER_KEY, 'the rest refused, nothing replaced');
+        assert.equal(refusal.body.error.code, 'rate_limited');
+        assert.equal(refusal.body.error.target, 'tickets');
+        assert.equal(refusal.body.error.count, TICKETS_PER_KEY);
+        assert.equal(refusal.body.error.limit, TICKETS_PER_KEY);
+        const wait = Number(refusal.headers.get('retry-after'));
+        assert.ok(wait >= 1 && wait <= 30, `Retry-After ${wait}: until the oldest expires`);
+        // the other key's ticket survived, and that key mints as before
+        assert.equal(await sse(mine.body.ticket), 200, "alice's ticket survived mallory's 2,000 mints");
+        const again = await a.post('/v1/tickets');
+        assert.equal(again.status, 201, again.text);
+        assert.equal(await wsStatusAt(s2, `/v1/models/${MODEL}/ws?ticket=${again.body.ticket}`), 101);
+        // using a ticket gives its place back
+        assert.equal(await sse(kept[0]), 200);
+        assert.equal((await b.post('/v1/tickets')).status, 201);
+        assert.equal((await b.post('/v1/tickets')).status, 429);
+        // every one kept is good (the first was used)
+        assert.equal(await wsStatusAt(s2, `/v1/models/${MODEL}/ws?ticket=${kept[1]}`), 101);
+        assert.equal(await sse(kept[0]), 401, 'single use');
+    } finally {
+        await teardown(s2, r2);
     }
-    const c = makeClient(server.base, h);
+});
+
+// The live gauges of /metrics: SSE and WebSocket subscribers, parked waiters.
+async function gauges() {
+    const r = await server.get('/metrics');
+    assert.equal(r.status, 200);
+    const g = (kind) => Number(r.text.match(new RegExp(`^duckspread_subscribers\\{kind="${kind}"\\} (\\d+)$`, 'm'))[1]);
+    return { sse: g('sse'), ws: g('ws'), waiting: g('waiting') };
+}
+
+async function newKey(user, role) {
+    const key = createKey(dir, user, role);
+    const c = makeClient(server.base, { Authorization: `Bearer ${key}` });
+    await waitUntil(async () => (await c.get('/v1/models')).status === 200, 5000, () => `key ${user} picked up`);
+    return { key, h: { Authorization: `Bearer ${key}` }, c };
+}
+
+// Opens one long-poll, SSE stream or WebSocket with headers h; resolves
+// once the server has answered (SSE 200, WebSocket 101) or (long-poll) at
+// once; close() drops the connection the way a browser that gives up does.
+async function openOne(kind, h, seq) {
+    if (kind === 'websocket') {
+        const ws = new WebSocket(`${server.base.replace('http', 'ws')}/v1/models/${MODEL}/ws?since=${seq}`, { headers: h });
+        await new Promise((resolve, reject) => {
+            ws.once('open', resolve);
+            ws.once('unexpected-response', (req, res) => reject(new Error(`WebSocket answered ${res.statusCode}`)));
+            ws.once('error', reject);
+        });
+        return { close: () => ws.terminate(), answered: () => null };
+    }
+    const ac = new AbortController();
+    const p = kind === 'sse' ? `/v1/models/${MODEL}/events?since=${seq}` : `/v1/models/${MODEL}/changes?since=${seq}&timeout=60`;
+    const res = fetch(new URL(p, server.base), { headers: h, signal: ac.signal });
+    let answered = null; // a long-poll must stay parked until it is dropped
+    if (kind === 'sse') assert.equal((await res).status, 200);
+    else res.then((r) => { answered = r.status; }, () => {});
+    return { close: () => ac.abort(), answered: () => answered };
+}
+
+test(`a key holds at most ${KEY_OPEN} requests and streams open; beyond, 429 with Retry-After`, { timeout: 30000 }, async () => {
+    const { h, c } = await newKey('streams', 'viewer');
+    const open = [];
+    for (let i = 0; i < KEY_OPEN; i++) open.push(await openOne('sse', h, await modelSeq(server)));
     const over = await c.get('/v1/models');
     assert.equal(over.status, 429, over.text);
     assert.equal(over.body.error.code, 'rate_limited');
+    assert.equal(over.body.error.target, 'key');
     assert.ok(Number(over.headers.get('retry-after')) >= 1);
     // other keys are not affected
     assert.equal((await clients.viewer.get('/v1/models')).status, 200);
-    for (const o of open) o.ac.abort();
-    // a parked stream notices its client left when it next writes: an
-    // event (or its 15 s ping) makes it write
-    let ok = false;
-    for (let i = 0; i < 40 && !ok; i++) {
-        await clients.editor.post(`/v1/models/${MODEL}/cells`, { column: 'quantity', cell: { product: 'S02-B1-F1' }, delta: 1 });
-        await sleep(250);
-        ok = (await c.get('/v1/models')).status === 200;
-    }
-    assert.ok(ok, 'the key works again once its streams closed');
+    for (const o of open) o.close();
+    await waitUntil(async () => (await c.get('/v1/models')).status === 200, 1500, () => 'the key works again once its streams closed');
 });
+
+// A client that drops a parked long-poll, SSE stream or WebSocket gives its
+// place back (the key's open count, the subscriber gauges) within a second,
+// with nothing on the feed to wake the server: round after round of
+// KEY_OPEN connections opened and dropped, never a 429 after the drop.
+for (const kind of ['long-poll', 'sse', 'websocket']) {
+    test(`a dropped ${kind} gives its key's place back within a second, round after round`, { timeout: 60000 }, async () => {
+        const { h, c } = await newKey(`drop-${kind}`, 'viewer');
+        const seq = await modelSeq(server);
+        const base = await gauges();
+        const want = {
+            'long-poll': { waiting: KEY_OPEN },
+            sse: { sse: KEY_OPEN, waiting: KEY_OPEN },
+            websocket: { ws: KEY_OPEN },
+        }[kind];
+        const at = (g, d) => Object.entries(d).every(([k, n]) => g[k] === base[k] + n);
+        for (let round = 0; round < 3; round++) {
+            const conns = [];
+            for (let i = 0; i < KEY_OPEN; i++) conns.push(await openOne(kind, h, seq));
+            await waitUntil(async () => at(await gauges(), want), 5000, () => `${KEY_OPEN} ${kind} parked`);
+            assert.deepEqual(conns.map((x) => x.answered()), conns.map(() => null), `round ${round}: all parked`);
+            const over = await c.get('/v1/models');
+            assert.equal(over.status, 429, `round ${round}: the key is full: ${over.text}`);
+            assert.equal(await modelSeq(server), seq, 'nothing on the feed wakes the parked ones');
+            const t0 = Date.now();
+            for (const x of conns) x.close();
+            const ms = await waitUntil(async () => (await c.get('/v1/models')).status === 200, 5000, () => `round ${round}: the key works again`);
+            assert.ok(ms < 1000, `round ${round}: the key's places came back ${ms} ms after the drop`);
+            // every place (the next round opens KEY_OPEN again), and the gauges
+            await waitUntil(async () => at(await gauges(), { sse: 0, ws: 0, waiting: 0 }), 1000, () => `round ${round}: gauges back to ${JSON.stringify(base)}`);
+            console.log(`# ${kind} round ${round}: the key worked again ${ms} ms after the drop, gauges back after ${Date.now() - t0} ms`);
+        }
+    });
+}
 
 test(`a key over ${KEY_RATE} requests per second (bucket ${KEY_BURST}) gets 429 with Retry-After`, { timeout: 60000 }, async () => {
     const key = createKey(dir, 'hasty', 'viewer');

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    setup, teardown, readCell, modelSeq, feed, checkChains, cellKey, writeBody, rid, sleep, MODEL,
+    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, MODEL, deltaStart, deltaWriters, checkDeltaOracle,
 } from './lib.mjs';
 
 let env;
@@ -73,83 +73,19 @@ for (const [n, point] of CRASH_POINTS.entries()) {
 test('random kill -9 during a stream of delta writes: nothing acknowledged lost, nothing applied twice', { timeout: 90000 }, async () => {
     const { server } = env;
     if (!server.alive()) await server.start();
-    const cells = [
-        { product: 'P-0045', customer: 'C-0007', time: '2025-08' },
-        { product: 'P-0046', customer: 'C-0007', time: '2025-08' },
-    ];
-    const total = { product: 'S02-B3-F3', customer: 'C-0007', time: '2025-08' }; // P-0045, P-0046
-    const fam = await server.get(`/v1/models/${MODEL}/dimensions/product/members?parent=${total.product}`);
-    assert.deepEqual(fam.body.members.map((m) => m.key), cells.map((c) => c.product), 'the family holds the two leaves');
-    // leaves away from zero so that -1 on the total is never refused
-    for (const c of cells) {
-        const w = await server.post('/update_cell', writeBody(c, { value: 1000 }));
-        assert.equal(w.status, 200, w.text);
-    }
-    const seq0 = await modelSeq(server);
-    const start = new Map(cells.map((c) => [cellKey(c), 1000]));
-    const startTotal = 2000;
-
+    const st = await deltaStart(server);
     const CLIENTS = 8;
     const PER = 40;
-    const acked = new Map(); // id -> seq
-    const expectSum = { v: 0 };
-    const attempts = { n: 0, failed: 0 };
-    const deadline = Date.now() + 60000;
-    const client = async (c) => {
-        for (let i = 0; i < PER; i++) {
-            const id = `k9-${c}-${i}-${rid('k')}`;
-            const target = i % 4 === 3 ? total : cells[(c + i) % 2];
-            const body = writeBody(target, { delta: 1 }, { request_id: id });
-            for (;;) {
-                assert.ok(Date.now() < deadline, `request ${id} not acknowledged before the deadline`);
-                attempts.n++;
-                try {
-                    const r = await server.post('/update_cell', body, { timeout: 5000 });
-                    if (r.status === 200) {
-                        assert.equal(r.body.request_id, id);
-                        acked.set(id, r.body.seq);
-                        expectSum.v += 1;
-                        break;
-                    }
-                    assert.ok([202, 503].includes(r.status), `unexpected answer for ${id}: ${r.status} ${r.text}`);
-                } catch (e) {
-                    if (e instanceof assert.AssertionError) throw e;
-                }
-                attempts.failed++;
-                await sleep(50);
-            }
-        }
-    };
-    const run = Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
+    const w = deltaWriters(server, st, { clients: CLIENTS, per: PER, tag: 'k9' });
     const killAt = 300 + Math.floor(Math.random() * 1200);
     await sleep(killAt);
-    const ackedAtKill = acked.size;
+    const ackedAtKill = w.acked.size;
     await server.kill9();
     await sleep(200);
     await server.start();
-    await run;
-    console.log(`# kill -9 after ${killAt} ms with ${ackedAtKill} acknowledged; ${attempts.n} attempts, ${attempts.failed} retried`);
+    await w.done;
+    console.log(`# kill -9 after ${killAt} ms with ${ackedAtKill} acknowledged; ${w.attempts.n} attempts, ${w.attempts.failed} retried`);
     assert.ok(ackedAtKill > 0 && ackedAtKill < CLIENTS * PER, `the kill happened mid-stream (${ackedAtKill} acknowledged)`);
-    assert.equal(acked.size, CLIENTS * PER);
-
-    const seqs = [...acked.values()];
-    assert.equal(new Set(seqs).size, seqs.length, 'one distinct seq per request');
-    const end = await modelSeq(server);
-    assert.equal(end, seq0 + acked.size, 'exactly one seq per request (nothing applied twice)');
-    const evs = await feed(server, seq0, end);
-    assert.equal(evs.length, acked.size);
-    evs.forEach((e, i) => assert.equal(e.seq, seq0 + 1 + i, 'no gap in the feed'));
-    for (const e of evs) assert.equal(acked.get(e.request_id), e.seq, `${e.request_id}: response seq = event seq`);
-    const perSeq = new Map();
-    for (const e of await env.redis.xrange(`{${MODEL}}:response_duck`)) perSeq.set(e.message.seq, (perSeq.get(e.message.seq) || 0) + 1);
-    for (let s = seq0 + 1; s <= end; s++) assert.equal(perSeq.get(String(s)), 1, `seq ${s} is in {${MODEL}}:response_duck once`);
-    const last = checkChains(evs, start);
-    let sum = 0;
-    for (const c of cells) {
-        const v = await readCell(server, c);
-        assert.equal(v, last.get(cellKey(c)), `${c.product}: stored = last new in the feed`);
-        sum += v;
-    }
-    assert.equal(sum, startTotal + acked.size, 'final = start + number of distinct acknowledged requests');
-    assert.equal(await readCell(server, total), startTotal + acked.size);
+    assert.equal(w.acked.size, CLIENTS * PER);
+    await checkDeltaOracle(server, st, w.acked, () => env.redis.xrange(`{${MODEL}}:response_duck`));
 });

@@ -365,7 +365,8 @@ export function makeClient(base, extraHeaders = {}) {
 // duckspread server
 
 export class Server {
-    // opts: {name, redis (Redis), dataDir?, demo=true, scale, extraArgs, env,
+    // opts: {name, redis (Redis; null: the server's own private redis-server),
+    //        dataDir?, demo=true, scale, extraArgs, env,
     //        headers (sent with every request of server.http, e.g. a key)}
     constructor(opts) {
         this.headers = opts.headers || {};
@@ -399,7 +400,7 @@ export class Server {
         assert.ok(!this.alive(), 'server already running');
         if (this.port === null) this.port = await sparePort();
         const args = ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`,
-            '--redis', this.redis.url, ...(this.demo ? ['--demo', '--scale', String(this.scale)] : []),
+            ...(this.redis ? ['--redis', this.redis.url] : []), ...(this.demo ? ['--demo', '--scale', String(this.scale)] : []),
             ...this.extraArgs];
         fs.appendFileSync(this.log, `\n==== start #${++this.starts} ${new Date().toISOString()} env=${JSON.stringify(env)} ${BIN} ${args.join(' ')}\n`);
         const out = fs.openSync(this.log, 'a');
@@ -437,6 +438,17 @@ export class Server {
             if (Date.now() - t0 > timeoutMs) throw new Error(`server not ready after ${timeoutMs} ms; log ${this.log}\n${this.tail()}`);
             await sleep(50);
         }
+    }
+
+    // The private redis-server (started without --redis): its socket, and
+    // the pids the log names, in order (the first start, then each restart).
+    get privateRedisSocket() {
+        return path.join(this.dataDir, 'redis', 'redis.sock');
+    }
+
+    privateRedisPids() {
+        const text = fs.readFileSync(this.log, 'utf8');
+        return [...text.matchAll(/redis: (?:started a|restarted the) private redis-server \(pid (\d+)/g)].map((m) => Number(m[1]));
     }
 
     tail(n = 30) {
@@ -610,6 +622,34 @@ export async function pool(n, width, fn) {
     return results;
 }
 
+// Waits until `pred()` (sync or async) is truthy, checking every `everyMs`;
+// throws after `ms` with what `what()` says. Returns the milliseconds waited.
+export async function waitUntil(pred, ms, what = () => '', everyMs = 20) {
+    const t0 = Date.now();
+    for (;;) {
+        if (await pred()) return Date.now() - t0;
+        if (Date.now() - t0 > ms) throw new Error(`timeout after ${ms} ms: ${what()}`);
+        await sleep(everyMs);
+    }
+}
+
+// Waits until GET /ready answers `want` (200 or 503); returns {r, ms}.
+export async function waitReadyStatus(server, want, ms) {
+    const t0 = Date.now();
+    let last;
+    while (Date.now() - t0 < ms) {
+        try {
+            last = await server.get('/ready', { timeout: 2000 });
+            if (last.status === want) return { r: last, ms: Date.now() - t0 };
+        } catch (e) {
+            if (e instanceof ContractError) throw e;
+            last = { error: String(e) };
+        }
+        await sleep(50);
+    }
+    assert.fail(`/ready did not answer ${want} within ${ms} ms; last: ${JSON.stringify(last?.body ?? last)}`);
+}
+
 export function metricValue(text, name) {
     const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([-+0-9.eE]+)\\s*$`, 'm'));
     return m ? Number(m[1]) : null;
@@ -662,4 +702,106 @@ export function writeBody(cell, amount, extra = {}) {
 
 export function hasRedisServer() {
     return spawnSync('redis-server', ['--version']).status === 0;
+}
+
+// ---------------------------------------------------------------------------
+// the delta-write oracle (kill -9 of the server, restarts of Redis)
+//
+// Clients send +1 deltas with request_ids to two sibling leaves and (every
+// fourth) to their parent total, each request retried with its id until it
+// is answered 200. Afterwards: one distinct seq per acknowledged request and
+// nothing else (nothing applied twice, none lost), no gap in the feed, each
+// seq once on the response stream, in seq order every change's old value is
+// the previous new value, and the stored values are the start plus the
+// acknowledged deltas.
+
+export const DELTA_CELLS = [
+    { product: 'P-0045', customer: 'C-0007', time: '2025-08' },
+    { product: 'P-0046', customer: 'C-0007', time: '2025-08' },
+];
+export const DELTA_TOTAL = { product: 'S02-B3-F3', customer: 'C-0007', time: '2025-08' }; // P-0045 + P-0046
+
+// Sets the leaves to `value` (away from zero, so that -1 on the total is
+// never refused); returns the oracle's starting point.
+export async function deltaStart(server, cells = DELTA_CELLS, total = DELTA_TOTAL, value = 1000) {
+    const fam = await server.get(`/v1/models/${MODEL}/dimensions/product/members?parent=${total.product}`);
+    assert.deepEqual(fam.body.members.map((m) => m.key), cells.map((c) => c.product), 'the family holds the leaves');
+    for (const c of cells) {
+        const w = await server.post('/update_cell', writeBody(c, { value }));
+        assert.equal(w.status, 200, w.text);
+    }
+    return {
+        cells, total, seq0: await modelSeq(server),
+        start: new Map(cells.map((c) => [cellKey(c), value])), startTotal: value * cells.length,
+    };
+}
+
+// Starts `clients` writers of `per` requests each (per = Infinity: until
+// stop()); returns {done, stop, acked (request_id -> seq), attempts: {n,
+// failed}}. A request not answered 200 before deadlineMs fails the run.
+export function deltaWriters(server, st, { clients = 8, per = 40, deadlineMs = 60000, tag = 'dw', timeout = 5000 } = {}) {
+    const acked = new Map();
+    const attempts = { n: 0, failed: 0 };
+    const deadline = Date.now() + deadlineMs;
+    let stopped = false;
+    const client = async (c) => {
+        for (let i = 0; i < per && !stopped; i++) {
+            const id = `${tag}-${c}-${i}-${rid('k')}`;
+            const target = i % 4 === 3 ? st.total : st.cells[(c + i) % st.cells.length];
+            const body = writeBody(target, { delta: 1 }, { request_id: id });
+            for (;;) {
+                assert.ok(Date.now() < deadline, `request ${id} not acknowledged before the deadline`);
+                attempts.n++;
+                try {
+                    const r = await server.post('/update_cell', body, { timeout });
+                    if (r.status === 200) {
+                        assert.equal(r.body.request_id, id);
+                        acked.set(id, r.body.seq);
+                        break;
+                    }
+                    assert.ok([202, 503].includes(r.status), `unexpected answer for ${id}: ${r.status} ${r.text}`);
+                } catch (e) {
+                    if (e instanceof assert.AssertionError) throw e;
+                }
+                attempts.failed++;
+                await sleep(50);
+            }
+        }
+    };
+    const done = Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
+    return { done, acked, attempts, stop: () => { stopped = true; } };
+}
+
+// The checks above, once every writer is done. responses(): reads the
+// entries of the {model}:response_duck stream ([{message: {seq}}]); a 200
+// is answered once the batch is committed, and its events are published
+// just after, so the stream is read until it holds every seq (10 s).
+export async function checkDeltaOracle(server, st, acked, responses) {
+    const seqs = [...acked.values()];
+    assert.equal(new Set(seqs).size, seqs.length, 'one distinct seq per request');
+    const end = await modelSeq(server);
+    assert.equal(end, st.seq0 + acked.size, 'exactly one seq per request (nothing applied twice)');
+    const evs = await feed(server, st.seq0, end);
+    assert.equal(evs.length, acked.size);
+    evs.forEach((e, i) => assert.equal(e.seq, st.seq0 + 1 + i, 'no gap in the feed'));
+    for (const e of evs) assert.equal(acked.get(e.request_id), e.seq, `${e.request_id}: response seq = event seq`);
+    let perSeq = new Map();
+    const published = async () => {
+        perSeq = new Map();
+        for (const e of await responses()) perSeq.set(e.message.seq, (perSeq.get(e.message.seq) || 0) + 1);
+        for (let s = st.seq0 + 1; s <= end; s++) if (!perSeq.has(String(s))) return false;
+        return true;
+    };
+    const waitedMs = await waitUntil(published, 10000, () => `every seq up to ${end} on {${MODEL}}:response_duck`, 100);
+    if (waitedMs) console.log(`# the response stream held every seq after ${waitedMs} ms`);
+    for (let s = st.seq0 + 1; s <= end; s++) assert.equal(perSeq.get(String(s)), 1, `seq ${s} is in {${MODEL}}:response_duck once`);
+    const last = checkChains(evs, st.start);
+    let sum = 0;
+    for (const c of st.cells) {
+        const v = await readCell(server, c);
+        assert.equal(v, last.get(cellKey(c)), `${c.product}: stored = last new in the feed`);
+        sum += v;
+    }
+    assert.equal(sum, st.startTotal + acked.size, 'final = start + number of distinct acknowledged requests');
+    assert.equal(await readCell(server, st.total), st.startTotal + acked.size);
 }

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, MODEL,
+    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, MODEL, waitReadyStatus,
 } from './lib.mjs';
 
 let env;
@@ -15,21 +15,6 @@ before(async () => {
 after(async () => {
     await teardown(env?.server, env?.redis);
 });
-
-async function waitStatus(server, want, ms) {
-    const t0 = Date.now();
-    let last;
-    while (Date.now() - t0 < ms) {
-        try {
-            last = await server.get('/ready', { timeout: 2000 });
-            if (last.status === want) return { r: last, ms: Date.now() - t0 };
-        } catch (e) {
-            last = { error: String(e) };
-        }
-        await sleep(50);
-    }
-    assert.fail(`/ready did not answer ${want} within ${ms} ms; last: ${JSON.stringify(last?.body ?? last)}`);
-}
 
 for (const signal of ['SIGTERM', 'SIGKILL']) {
     test(`Redis stopped (${signal}) and started under load`, { timeout: 90000 }, async () => {
@@ -64,7 +49,7 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
         assert.ok(ackedBefore > 0, 'writes were acknowledged before Redis stopped');
 
         await redis.stop(signal);
-        const down = await waitStatus(server, 503, 10000);
+        const down = await waitReadyStatus(server, 503, 10000);
         assert.equal(down.r.body.ready, false);
         assert.equal(down.r.body.redis, false);
         console.log(`# /ready 503 ${down.ms} ms after Redis stopped (${signal})`);
@@ -81,7 +66,7 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
         await sleep(500);
 
         await redis.start(); // same port, same dir: the AOF comes back
-        const up = await waitStatus(server, 200, 20000);
+        const up = await waitReadyStatus(server, 200, 20000);
         console.log(`# /ready 200 ${up.ms} ms after Redis started`);
         assert.equal(server.pid, pid, 'the same server process');
         assert.ok(server.alive(), 'the server process is still running');
