@@ -1104,15 +1104,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_release(r); /* freed here unless the enqueuer still holds it */
 }
 
+/* libmicrohttpd's messages: each of its formats is one template for the
+ * burst limit (a thousand connections cut at once are one summary). */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && line[n - 1] == '\n')
-        line[--n] = '\0';
-    log_warn("http: %s", line);
+    log_vtemplate(LOG_WARN, fmt, "http: ", fmt, ap);
 }
 
 static int parse_listen(const char *listen, struct sockaddr_storage *ss, bool *loopback,

@@ -60,6 +60,7 @@ static void *reaper_main(void *arg)
             log_info("http: closed %d connection(s) that did not send a whole request within "
                      "%lld s",
                      cut, (long long)(g->timeout_ns / 1000000000));
+        log_flush(false); /* the summaries of bursts that are over */
     }
 }
 
@@ -85,6 +86,7 @@ void http__guard_free(http_guard *g)
     g->stop = true;
     pthread_mutex_unlock(&g->lock);
     pthread_join(g->thread, NULL);
+    log_flush(true);
     while (g->head) {
         guard_conn *c = g->head;
         g->head = c->next;
