@@ -15,6 +15,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -1101,6 +1102,47 @@ describe('request head, Expect, late bodies, WebSocket handshake', () => {
         }
         assert.equal(left, 0, 'every WebSocket of this case ended and gave its place back');
     });
+
+    // ---- the log: a burst of one message is a dozen lines, not thousands
+
+    hcase('3,000 half-sent connections cut at --request-timeout: the log has a few lines of the burst and summaries that count the rest', async () => {
+        const log = env.server.log;
+        const from = fs.statSync(log).size;
+        const N = 3000;
+        const socks = await Promise.all(Array.from({ length: N }, () => new Promise((resolve) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+                s.write(`${postHead}Content-Length: 100\r\n\r\n{"a":`);
+                resolve(s);
+            });
+            s.got = '';
+            s.on('data', (d) => (s.got += d.toString('latin1')));
+            s.on('error', () => {});
+        })));
+        await Promise.all(socks.map((s) => new Promise((resolve) => {
+            if (s.destroyed) return resolve();
+            s.on('close', resolve);
+        })));
+        // the reaper cut every one, with a 408 (its body was not whole)
+        assert.equal(socks.filter((s) => /^HTTP\/1\.1 408 /.test(s.got)).length, N, 'a 408 each');
+        // every warning of the burst is written or counted, once the
+        // summaries are out (a second after the burst)
+        const deadline = Date.now() + 20000;
+        let lines = [];
+        let counted = 0;
+        for (;;) {
+            const text = fs.readFileSync(log, 'latin1').slice(from);
+            lines = text.split('\n').filter((l) => / warn  http: /.test(l));
+            counted = lines.reduce((n, l) => {
+                const m = / \((\d+) more like this in the last [0-9.]+ s\)$/.exec(l);
+                return n + (m ? Number(m[1]) + 1 : 1);
+            }, 0);
+            if (counted >= N || Date.now() > deadline) break;
+            await sleep(200);
+        }
+        assert.ok(counted >= N, `the log accounts for a warning per connection: ${counted} of ${N}`);
+        assert.ok(lines.length <= 60, `a few lines, not one per connection: ${lines.length}\n${lines.slice(0, 20).join('\n')}`);
+        assert.ok(lines.some((l) => l.includes('more like this')), 'a summary line');
+    }, { timeout: 120000 });
 
     // ---- Expect: 100-continue on a server with keys: no 100 before the key is checked
 
