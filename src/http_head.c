@@ -271,7 +271,9 @@ static int layout_refusal(const head_walk *w, http_refusal *f)
 }
 
 /* Content-Length and Transfer-Encoding must frame the body one way only,
- * and HTTP/1.1 names exactly one valid host. */
+ * a 100-continue expects one (libmicrohttpd sends 100 Continue and then
+ * fails to answer when a request without a body is followed by bytes), and
+ * HTTP/1.1 names exactly one valid host. */
 static int framing_refusal(const head_walk *w, bool v11, http_refusal *f)
 {
     if (w->cl_differs)
@@ -286,6 +288,10 @@ static int framing_refusal(const head_walk *w, bool v11, http_refusal *f)
     if (w->nte > 1 || w->te_not_chunked)
         return http__refusal(f, 400, "malformed", "Transfer-Encoding",
                              "the only Transfer-Encoding taken is a single 'chunked'");
+    if (v11 && w->expect_continue && !w->ncl && !w->nte) /* RFC 9110 10.1.1 */
+        return http__refusal(f, 400, "malformed", "Expect",
+                             "Expect: 100-continue is for a request with a body (Content-Length "
+                             "or Transfer-Encoding)");
     if (v11 ? w->nhost != 1 : w->nhost > 1)
         return http__refusal(f, 400, "malformed", "Host",
                              "an HTTP/1.1 request has exactly one Host header (this one has %d)",
@@ -301,6 +307,8 @@ int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head 
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     size_t size = ci ? ci->header_size : 0;
+    head->http10 = strcmp(l->version, "HTTP/1.0") == 0;
+    head->expect_continue = false;
     head_walk w = {.start = (uintptr_t)l->method};
     w.end = w.start + size;
     int rc = check_line(l, w.start, w.end, f);
@@ -324,7 +332,6 @@ int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head 
     rc = layout_refusal(&w, f);
     if (!rc)
         rc = framing_refusal(&w, v11, f);
-    head->http10 = !v11;
     head->expect_continue = v11 && w.expect_continue;
     return rc;
 }

@@ -179,8 +179,9 @@ void http__guard_body(http_server *h, struct MHD_Connection *conn);
  * control character or a NUL in a value, a name that is not a token, a
  * control character in the request target, Content-Length twice with
  * different values, Transfer-Encoding on HTTP/1.0, with Content-Length,
- * twice or other than "chunked", and an HTTP/1.1 request without exactly
- * one valid Host. The connection is closed after the answer. */
+ * twice or other than "chunked", Expect: 100-continue without a body, and
+ * an HTTP/1.1 request without exactly one valid Host. The connection is
+ * closed after the answer. */
 int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head *head,
                      http_refusal *f);
 /* The WebSocket handshake's headers (RFC 6455 section 4.2.1): 0 and the

@@ -939,6 +939,15 @@ describe('request head, Expect, late bodies, WebSocket handshake', () => {
             await refused(`GET ${t} HTTP/1.1\r\nHost: x\r\n\r\n`, 400, 'malformed', 'request line', null, JSON.stringify(t));
     });
 
+    hcase('Expect: 100-continue without a body (no Content-Length or Transfer-Encoding) -> 400 Expect, no 100, closed', async () => {
+        for (const tail of ['', '{"column":"quantity"}', SMUGGLED]) {
+            const e = await refused(`${postHead}Expect: 100-continue\r\n\r\n${tail}`, 400, 'malformed', 'Expect');
+            assert.match(e.message, /body/);
+        }
+        const r = await raw(`${postHead}Expect: 100-continue\r\n\r\n`);
+        assert.ok(!r.text.includes('100 Continue'), r.text.slice(0, 200));
+    });
+
     hcase('Host on HTTP/1.1: none, twice, not host[:port] -> 400 Host; HTTP/1.0 takes none; valid forms are served', async () => {
         await refused('GET /health HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'malformed', 'Host', ERR_PATH, 'none');
         await refused('GET /health HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n', 400, 'malformed', 'Host', ERR_PATH, 'twice, same');
