@@ -55,7 +55,6 @@ typedef enum head_problem {
 
 typedef struct head_walk {
     uintptr_t start, end, cursor; /* the head; where the next field line must start */
-    int fields;
     head_problem problem;
     char name[64]; /* the field with the problem, printable */
     /* framing */
@@ -181,7 +180,6 @@ static enum MHD_Result each_field(void *cls, enum MHD_ValueKind kind, const char
 {
     (void)kind;
     head_walk *w = cls;
-    w->fields++;
     if (!key || !value || !field_layout(w, key, key_size, value, value_size))
         return MHD_NO;
     field_meaning(w, key, key_size, value, value_size);
