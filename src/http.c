@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,8 @@ enum MHD_Result http__reply(req *r, int status, const char *type, const char *bo
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->retry_after)
         MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    if (r->extra_header)
+        MHD_add_response_header(resp, r->extra_header, r->extra_value);
     if (r->close)
         MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -203,6 +206,44 @@ enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char 
     ds_error e;
     ds_fail(&e, code, target, "%s", msg);
     return http__error(r, &e);
+}
+
+int http__refusal(http_refusal *f, int status, const char *code, const char *target,
+                  const char *fmt, ...)
+{
+    memset(f, 0, sizeof *f);
+    f->status = status;
+    f->code = code;
+    snprintf(f->target, sizeof f->target, "%s", target);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->message, sizeof f->message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+enum MHD_Result http__refuse(req *r, const http_refusal *f)
+{
+    ds_buf b;
+    json_w w;
+    ds_buf_init(&b, 1 << 16);
+    jw_init(&w, &b);
+    jw_obj(&w);
+    jw_key(&w, "error");
+    jw_obj(&w);
+    jw_key(&w, "code");
+    jw_str(&w, f->code);
+    jw_key(&w, "message");
+    jw_str(&w, f->message);
+    jw_key(&w, "target");
+    jw_str(&w, f->target);
+    jw_obj_end(&w);
+    jw_obj_end(&w);
+    r->extra_header = f->header;
+    r->extra_value = f->header_value;
+    enum MHD_Result ret = http__json(r, f->status, &b);
+    ds_buf_free(&b);
+    return ret;
 }
 
 /* ---- authentication ------------------------------------------------------------- */
@@ -935,37 +976,24 @@ static void ws_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, cons
                         struct MHD_UpgradeResponseHandle *urh)
 {
     (void)c;
-    (void)extra_in;
-    (void)extra_in_size; /* a subscriber sends nothing before our first frame */
     ws_handoff *hand = cls;
     req *r = con_cls;
     r->sub_handed = true; /* the live module gives the place back */
     hand->admitted = r->admitted;
     r->admitted = false; /* ws_done gives the key's open count back */
     hand->urh = urh;
-    live_ws_adopt(hand->h->srv->live, sock, hand->model, hand->since, hand->key_id, ws_done, hand);
-}
-
-/* A header lists token (case-insensitively). */
-static bool header_has(req *r, const char *name, const char *token)
-{
-    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-    size_t n = strlen(token);
-    for (; v && *v; v++)
-        if (strncasecmp(v, token, n) == 0)
-            return true;
-    return false;
+    /* what the client sent after its handshake (a close frame in the same
+       write, say) is the start of its WebSocket stream */
+    live_ws_adopt(hand->h->srv->live, sock, extra_in, extra_in_size, hand->model, hand->since,
+                  hand->key_id, ws_done, hand);
 }
 
 enum MHD_Result http__ws(req *r)
 {
-    const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
-    if (!header_has(r, "Upgrade", "websocket") || !header_has(r, "Connection", "upgrade") || !key)
-        return http__fail(r, DS_MALFORMED, "Upgrade",
-                          "a WebSocket handshake is expected (Upgrade: websocket)");
-    if (strlen(key) != 24) /* 16 bytes in base64 (RFC 6455); the accept hash takes it whole */
-        return http__fail(r, DS_MALFORMED, "Sec-WebSocket-Key",
-                          "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)");
+    char key[HTTP_WS_KEY_LEN + 1];
+    http_refusal f;
+    if (http__ws_check(r->conn, r->http10, key, &f))
+        return http__refuse(r, &f);
     int64_t seq = store_model_seq(r->h->srv->store, r->model);
     if (seq < 0) {
         ds_error e;
@@ -982,11 +1010,13 @@ enum MHD_Result http__ws(req *r)
         return refused;
     r->sub_held = true;
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
-    char in[256];
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    char in[HTTP_WS_KEY_LEN + sizeof guid];
+    memcpy(in, key, HTTP_WS_KEY_LEN);
+    memcpy(in + HTTP_WS_KEY_LEN, guid, sizeof guid);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    int n = snprintf(in, sizeof in, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    EVP_Digest(in, (size_t)n, md, &mdlen, EVP_sha1(), NULL);
+    EVP_Digest(in, HTTP_WS_KEY_LEN + sizeof guid - 1, md, &mdlen, EVP_sha1(), NULL);
     unsigned char accept[64];
     EVP_EncodeBlock(accept, md, (int)mdlen);
     ws_handoff *hand = xcalloc(1, sizeof *hand);
@@ -996,7 +1026,6 @@ enum MHD_Result http__ws(req *r)
     snprintf(hand->key_id, sizeof hand->key_id, "%s", r->who.id);
     struct MHD_Response *resp = MHD_create_response_for_upgrade(ws_upgraded, hand);
     MHD_add_response_header(resp, "Upgrade", "websocket");
-    MHD_add_response_header(resp, "Connection", "Upgrade");
     MHD_add_response_header(resp, "Sec-WebSocket-Accept", (const char *)accept);
     enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
     MHD_destroy_response(resp);
@@ -1008,11 +1037,66 @@ enum MHD_Result http__ws(req *r)
 /* ---- dispatch
  * -------------------------------------------------------------------------------------- */
 
+/* Route, then key (401 before 404 and 405), then the role where it does not
+ * wait for the body. false: *ret is the answer. */
+static bool admit(req *r, const char *url, const char *method, enum MHD_Result *ret)
+{
+    int rc = http__route(r, url, method);
+    ds_error e;
+    if (rc && authenticate(r, r->public_route, false, &e)) {
+        *ret = http__error(r, &e);
+        return false;
+    }
+    if (rc == 405) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "this route takes %s", r->allow);
+        *ret = http__error_raw(r, 405, "method_not_allowed", msg, -2, 0);
+        return false;
+    }
+    if (rc) {
+        *ret = http__fail(r, DS_NOT_FOUND, "route", "no such route (see /openapi.json)");
+        return false;
+    }
+    if (authenticate(r, r->public_route, r->ticket_ok, &e) ||
+        (!r->body_route && http__authorize(r, r->model, &e))) {
+        *ret = http__error(r, &e);
+        return false;
+    }
+    return true;
+}
+
+/* The first call, once the head is in and before any body byte is read:
+ * the head check; with Expect: 100-continue, the route and the key too, so
+ * that a refusal comes instead of 100 Continue (libmicrohttpd sends it when
+ * this call answers nothing, and closes the connection when it answers
+ * before the body). */
+static enum MHD_Result on_head(req *r, const http_line *l)
+{
+    http_head head;
+    http_refusal f;
+    enum MHD_Result ret;
+    int rc = http__head_check(r->conn, l, &head, &f);
+    r->http10 = head.http10;
+    if (rc) {
+        r->routed = r->close = true; /* nothing after it is taken as a request */
+        r->route_metric = metrics_route(&r->h->srv->metrics, "unknown");
+        return http__refuse(r, &f);
+    }
+    if (head.expect_continue) {
+        r->admitted_early = true;
+        if (!admit(r, l->url, l->method, &ret)) {
+            r->routed = true;
+            return ret;
+        }
+    }
+    http__guard_body(r->h, r->conn); /* a body may follow */
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)version;
     http_server *h = cls;
     req *r = *con_cls;
     if (!r) {
@@ -1023,15 +1107,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->start_ns = ds_now_ns();
         ds_buf_init(&r->body, h->srv->o.body_max);
         *con_cls = r;
-        ds_error e;
-        if (http__framing_check(conn, &e)) { /* before any body byte is taken as one */
-            r->routed = r->close = true;
-            r->route_metric = metrics_route(&h->srv->metrics, "unknown");
-            return http__error(r, &e);
-        }
-        return MHD_YES;
+        return on_head(r, &(http_line){method, url, version});
     }
-    if (r->replied) /* answered before its body arrived (framing) */
+    if (r->replied) /* answered before its body arrived */
         return MHD_YES;
     if (*upload_size) {
         ds_buf_append(&r->body, upload, *upload_size);
@@ -1042,21 +1120,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r->routed) {
         r->routed = true;
         http__guard_arm(h, conn, false); /* the request is in: no deadline while it is answered */
-        int rc = http__route(r, url, method);
-        ds_error e;
-        if (rc && authenticate(r, r->public_route, false, &e)) /* 401 before 404 and 405 */
-            return http__error(r, &e);
-        if (rc == 405) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "this route takes %s", r->allow);
-            return http__error_raw(r, 405, "method_not_allowed", msg, -2, 0);
-        }
-        if (rc)
-            return http__fail(r, DS_NOT_FOUND, "route", "no such route (see /openapi.json)");
-        if (authenticate(r, r->public_route, r->ticket_ok, &e))
-            return http__error(r, &e);
-        if (!r->body_route && http__authorize(r, r->model, &e))
-            return http__error(r, &e);
+        enum MHD_Result ret;
+        if (!r->admitted_early && !admit(r, url, method, &ret))
+            return ret;
     }
     return r->handler(r);
 }
@@ -1080,15 +1146,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_release(r); /* freed here unless the enqueuer still holds it */
 }
 
+/* libmicrohttpd's messages: each of its formats is one template for the
+ * burst limit (a thousand connections cut at once are one summary). */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && line[n - 1] == '\n')
-        line[--n] = '\0';
-    log_warn("http: %s", line);
+    log_vtemplate(LOG_WARN, fmt, "http: ", fmt, ap);
 }
 
 static int parse_listen(const char *listen, struct sockaddr_storage *ss, bool *loopback,
@@ -1219,7 +1282,7 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
     }
     h->tickets = tickets_new();
     http__load_static(h);
-    h->guard = http__guard_new(srv->o.request_timeout_s);
+    h->guard = http__guard_new(srv->o.request_timeout_s, &srv->metrics);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     h->d = MHD_start_daemon(
@@ -1230,7 +1293,8 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         (unsigned)(srv->o.idle_timeout_s > 0 ? srv->o.idle_timeout_s : 120),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
         http__guard_notify, h, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_MHD_POOL, MHD_OPTION_END);
     if (!h->d) {
         int e = errno;
         keys_watch_stop(h);

@@ -17,6 +17,17 @@
 
 enum { HTTP_PING_S = 15 };
 
+/* The request head (http_head.c): beyond these, 414 and 431 with the JSON
+ * error shape. libmicrohttpd's own buffer (MHD_OPTION_CONNECTION_MEMORY_
+ * LIMIT) is larger, so it refuses (with its HTML page) only heads far beyond. */
+enum {
+    HTTP_TARGET_MAX = 8192, /* bytes of the request target (path and query) */
+    HTTP_HEAD_MAX = 16384,  /* bytes of the request line and header lines */
+    HTTP_FIELDS_MAX = 100,  /* header lines */
+    HTTP_MHD_POOL = 65536,  /* libmicrohttpd's memory per connection */
+    HTTP_WS_KEY_LEN = 24,   /* Sec-WebSocket-Key: 16 bytes in base64 */
+};
+
 typedef struct thread_res {
     struct thread_res *next;
     ds_bus *bus;
@@ -24,6 +35,27 @@ typedef struct thread_res {
 } thread_res;
 
 typedef struct http_guard http_guard; /* slow clients (http_guard.c) */
+
+/* The request line as the access handler gets it. */
+typedef struct http_line {
+    const char *method, *url, *version;
+} http_line;
+
+/* What the head check learnt. */
+typedef struct http_head {
+    bool http10;          /* else HTTP/1.1 */
+    bool expect_continue; /* Expect: 100-continue on HTTP/1.1 */
+} http_head;
+
+/* An answer decided outside the ds_code table (a head refused with 400,
+ * 414, 431, 505; a WebSocket handshake with 400 or 426). */
+typedef struct http_refusal {
+    int status;
+    const char *code; /* wire name: "malformed", "too_large", ... */
+    char target[32];
+    char message[300];
+    const char *header, *header_value; /* an extra response header, or NULL */
+} http_refusal;
 
 typedef struct static_file {
     const char *path; /* URL */
@@ -65,16 +97,19 @@ struct req {
     int64_t start_ns;
     ds_buf body;
     bool too_large, routed, replied, public_route, ticket_ok;
-    bool close;      /* the answer closes the connection (its framing was refused) */
-    bool body_route; /* its role is checked after the body (DESIGN section 4's order) */
-    key_role need;   /* the role the route needs */
+    bool close;          /* the answer closes the connection (its head was refused) */
+    bool admitted_early; /* routed and authenticated before the body (Expect) */
+    bool http10;         /* an HTTP/1.0 request */
+    bool body_route;     /* its role is checked after the body (DESIGN section 4's order) */
+    key_role need;       /* the role the route needs */
     ds_principal who;
     bool admitted; /* counted open against who's key (released when completed) */
     char retry_buf[16];
     handler_fn handler;
     int route_metric;
     const char *allow, *retry_after;
-    char allow_buf[32]; /* the methods of a path, for 405 */
+    const char *extra_header, *extra_value; /* e.g. Sec-WebSocket-Version on a 426 */
+    char allow_buf[32];                     /* the methods of a path, for 405 */
     char user[DS_IDENT_MAX + 1];
     char model[DS_IDENT_MAX + 1];
     char dim[DS_IDENT_MAX + 1];
@@ -102,6 +137,10 @@ enum MHD_Result http__error(req *r, const ds_error *e);
 enum MHD_Result http__error_raw(req *r, int status, const char *code, const char *msg, int64_t seq,
                                 int64_t oldest);
 enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char *msg);
+/* Fills *f and returns its status (to be returned by checks). */
+int http__refusal(http_refusal *f, int status, const char *code, const char *target,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+enum MHD_Result http__refuse(req *r, const http_refusal *f);
 int http__body(req *r, req_kind kind, json_val **root, ds_error *err);
 /* 403 forbidden unless the request's principal has the route's role and
  * (when model is given and the key is limited to one) that model. */
@@ -114,18 +153,35 @@ enum MHD_Result http__ws(req *r);
 
 /* Slow clients: a reaper closes connections that do not deliver a whole
  * request within the request timeout (http_guard.c). */
-http_guard *http__guard_new(int timeout_s);
+http_guard *http__guard_new(int timeout_s, ds_metrics *metrics);
 void http__guard_free(http_guard *g);
 /* MHD_OPTION_NOTIFY_CONNECTION (cls: the http_server). */
 void http__guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                         enum MHD_ConnectionNotificationCode toe);
 /* Starts (armed) or stops the connection's clock for its next request. */
 void http__guard_arm(http_server *h, struct MHD_Connection *conn, bool armed);
-/* 400 malformed when the request's headers frame its body ambiguously
- * (request smuggling): Content-Length twice with different values,
- * Transfer-Encoding with Content-Length, twice, or other than chunked, a
- * header name with whitespace (as libmicrohttpd takes some folded lines). */
-int http__framing_check(struct MHD_Connection *conn, ds_error *err);
+/* The request's head is in and its body may follow: should the body not be
+ * whole by the deadline, the reaper answers 408 before it cuts. */
+void http__guard_body(http_server *h, struct MHD_Connection *conn);
+/* The request head (http_head.c), checked when it is complete and before
+ * any body byte is read: 0, or the status of a refusal (*f): 505 a version
+ * other than HTTP/1.0 and 1.1; 414 and 431 beyond the limits above; 400
+ * for obsolete line folding, a bare LF line end, a bare CR or another
+ * control character or a NUL in a value, a name that is not a token, a
+ * control character in the request target, Content-Length twice with
+ * different values, Transfer-Encoding on HTTP/1.0, with Content-Length,
+ * twice or other than "chunked", Expect: 100-continue without a body, and
+ * an HTTP/1.1 request without exactly one valid Host. The connection is
+ * closed after the answer. */
+int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head *head,
+                     http_refusal *f);
+/* The WebSocket handshake's headers (RFC 6455 section 4.2.1): 0 and the
+ * key, or 400 (not HTTP/1.1; Upgrade without the token websocket;
+ * Connection without the token upgrade; a Sec-WebSocket-Key that is absent,
+ * given twice or not 16 bytes in base64) or 426 with Sec-WebSocket-Version:
+ * 13 (a version other than 13, absent or given twice). */
+int http__ws_check(struct MHD_Connection *conn, bool http10, char key[HTTP_WS_KEY_LEN + 1],
+                   http_refusal *f);
 
 /* Picks the handler for method + url (fills r->model etc.): 0, 404 or 405. */
 int http__route(req *r, const char *url, const char *method);

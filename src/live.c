@@ -620,12 +620,20 @@ struct ws_conn {
     void *done_arg;
     bool closing;
     char key_id[16]; /* the API key it was opened with ("" in open mode) */
+    char *early;     /* bytes read with the handshake, taken before the socket's */
+    size_t early_len, early_off;
 };
 
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
     ws_conn *c = user;
+    if (c->early_off < c->early_len) {
+        size_t n = c->early_len - c->early_off < len ? c->early_len - c->early_off : len;
+        memcpy(buf, c->early + c->early_off, n);
+        c->early_off += n;
+        return (ssize_t)n;
+    }
     ssize_t r = recv(c->fd, buf, len, 0);
     if (r < 0) {
         wslay_event_set_error(ctx, errno == EAGAIN || errno == EINTR ? WSLAY_ERR_WOULDBLOCK
@@ -716,6 +724,7 @@ static void ws_free(ds_live *l, ws_conn *c)
     c->done(c->done_arg);
     live_unsubscribe(l, c->model);
     free(c->model);
+    free(c->early);
     free(c);
     pthread_mutex_lock(&l->lock);
     l->nws--;
@@ -733,6 +742,9 @@ static void ws_take_adopted(ds_live *l)
         a->next = l->conns;
         l->conns = a;
         ws_arm(l, a, EPOLL_CTL_ADD);
+        /* bytes that came with the handshake: no epoll event announces them */
+        if (a->early_len && wslay_event_recv(a->ctx) != 0)
+            wslay_event_shutdown_read(a->ctx);
         /* checked once here: a revocation after this sets auth_check */
         if (l->alive && !l->alive(l->alive_ctx, a->key_id))
             ws_close(a, 1008, "the API key was revoked");
@@ -806,8 +818,8 @@ static void *ws_main(void *arg)
     }
 }
 
-void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, const char *key_id,
-                   void (*done)(void *), void *arg)
+void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, const char *model,
+                   int64_t since, const char *key_id, void (*done)(void *), void *arg)
 {
     static const struct wslay_event_callbacks cbs = {ws_recv, ws_send, NULL,     NULL,
                                                      NULL,    NULL,    ws_on_msg};
@@ -821,6 +833,11 @@ void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, const c
     c->cursor = since;
     c->done = done;
     c->done_arg = arg;
+    if (extra_len) {
+        c->early = xmalloc(extra_len);
+        memcpy(c->early, extra, extra_len);
+        c->early_len = extra_len;
+    }
     snprintf(c->key_id, sizeof c->key_id, "%s", key_id);
     c->last_ping_ns = ds_now_ns();
     wslay_event_context_server_init(&c->ctx, &cbs, c);

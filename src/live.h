@@ -115,11 +115,13 @@ bool live_expected(ds_live *l, const char *key);
 
 /* Takes over an upgraded connection: sends the model's events with
  * seq > since, then every new one, until the client closes or falls
- * behind. done(arg) is called once the socket is no longer used (the HTTP
- * layer then releases it). The caller holds a live_subscribe() place for
+ * behind. extra (extra_len bytes, copied) is what the client sent after its
+ * handshake and the HTTP layer read: the start of its WebSocket stream,
+ * taken before the socket. done(arg) is called once the socket is no
+ * longer used (the HTTP layer then releases it). The caller holds a live_subscribe() place for
  * the model; the connection gives it back when it ends. */
-void live_ws_adopt(ds_live *l, int fd, const char *model, int64_t since, const char *key_id,
-                   void (*done)(void *), void *arg);
+void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, const char *model,
+                   int64_t since, const char *key_id, void (*done)(void *), void *arg);
 
 /* ---- credentials ------------------------------------------------------------ */
 

@@ -12,14 +12,15 @@
 // in the file. At the end a checksum over the catalog, members, facts and
 // change log (SQL over the ds_* and f_/l_ tables in the DuckDB file, after
 // SIGTERM) equals the one taken before the refusals.
-import { test, before, after } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
-import { DBQUERY, setup, teardown, validateResponse, validateSchema, sleep, rid, MODEL } from './lib.mjs';
+import { BIN, DBQUERY, setup, teardown, validateResponse, validateSchema, sleep, rid, MODEL } from './lib.mjs';
 
 const LIM = { depth: 16, string: 4096, writes: 50, cells: 2000, subscribers: 2, requestTimeout: 2, idleTimeout: 3 };
 const ARGS = [
@@ -128,7 +129,8 @@ function hcase(name, fn, opts = {}) {
 // ---------------------------------------------------------------------------
 // raw sockets
 
-function raw(data, { ms = 3000, chunks = null, gapMs = 0 } = {}) {
+// end: the client ends its side after writing (a FIN).
+function raw(data, { ms = 3000, chunks = null, gapMs = 0, end = false } = {}) {
     return new Promise((resolve) => {
         const s = net.connect(port, '127.0.0.1');
         let buf = Buffer.alloc(0);
@@ -144,10 +146,11 @@ function raw(data, { ms = 3000, chunks = null, gapMs = 0 } = {}) {
         s.on('error', (e) => done(`error ${e.code}`));
         s.setTimeout(ms, () => done('timeout'));
         s.on('connect', () => {
-            if (!chunks) return s.write(data);
+            if (!chunks) return end ? s.end(data) : s.write(data);
             let i = 0;
             timer = setInterval(() => {
                 if (i < chunks.length) s.write(chunks[i++]);
+                else if (end && i++ === chunks.length) s.end();
             }, gapMs);
         });
     });
@@ -782,9 +785,7 @@ hcase('whitespace before the colon and a folded Content-Length line -> 400 malfo
     await expectFramingRefused(`GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n Content-Length: 40\r\n\r\n${smuggled}`, 'headers', { method: 'GET', path: '/health' });
 });
 
-hcase('obs-fold of a plain value is unfolded; the same Content-Length twice and chunked alone frame as usual', async () => {
-    const fold = await raw('GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n  b\r\nConnection: close\r\n\r\n');
-    assert.equal(responses(fold.buf)[0]?.status, 200, fold.text);
+hcase('the same Content-Length twice and chunked alone frame as usual', async () => {
     const body = '{"column":"quantity","cell":{"product":"P-9999"},"value":1}';
     const twice = await raw(`${postHead}Content-Length: ${body.length}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
     const rs = responses(twice.buf);
@@ -820,6 +821,434 @@ hcase('broken HTTP (libmicrohttpd answers): negative, +N and huge Content-Length
 });
 
 // ---------------------------------------------------------------------------
+// The request head, Expect, late bodies and the WebSocket handshake (issue
+// 12, items 4-7): every head HTTP/1.1 refuses, or that a proxy in front
+// could frame otherwise, is one JSON answer with the precise status, code
+// and target, the connection is closed and nothing after it is answered (a
+// smuggled `GET /metrics` never is).
+
+describe('request head, Expect, late bodies, WebSocket handshake', () => {
+    const SMUGGLED = 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n';
+    const ERR_PATH = { method: 'GET', path: '/health' };
+
+    // One raw request refused: one JSON answer (status, code, target; valid
+    // against the contract for p, or the Error schema), closed by the server.
+    async function refused(req, status, code, target, p = P, what = '') {
+        const r = await raw(req);
+        const label = `${what} ${JSON.stringify(String(req).slice(0, 120))}`;
+        assert.ok(closedByServer(r), `${label}: the server closes the connection: ${r.how} ${r.text.slice(0, 300)}`);
+        const rs = responses(r.buf);
+        assert.equal(rs.length, 1, `${label}: exactly one answer: ${r.text.slice(0, 600)}`);
+        assert.equal(rs[0].status, status, `${label}: ${r.text.slice(0, 400)}`);
+        assert.equal(rs[0].headers.connection, 'close', label);
+        assert.match(rs[0].headers['content-type'] || '', /^application\/json/, label);
+        const body = JSON.parse(rs[0].body);
+        if (p) validateResponse(p.method, p.path, status, rs[0].headers['content-type'], body, rs[0].body);
+        else validateSchema('Error', body, label);
+        assert.equal(body.error.code, code, `${label}: ${rs[0].body}`);
+        assert.equal(body.error.target, target, `${label}: ${rs[0].body}`);
+        return body.error;
+    }
+
+    // The first answer on a raw connection (it may stay open): resolves as
+    // soon as one whole answer is in, or the server closed, or after ms.
+    function firstAnswer(data, { ms = 5000 } = {}) {
+        return new Promise((resolve) => {
+            const s = net.connect(port, '127.0.0.1');
+            let buf = Buffer.alloc(0);
+            const done = (how) => {
+                s.destroy();
+                resolve({ how, buf, text: buf.toString('latin1'), rs: responses(buf) });
+            };
+            s.on('data', (d) => {
+                buf = Buffer.concat([buf, d]);
+                const rs = responses(buf);
+                if (rs.length && rs[0].body.length >= Number(rs[0].headers['content-length'] || 0)) done('answer');
+            });
+            s.on('end', () => done('closed'));
+            s.on('error', (e) => done(`error ${e.code}`));
+            s.setTimeout(ms, () => done('timeout'));
+            s.on('connect', () => s.write(data));
+        });
+    }
+
+    const cellsBody = '{"column":"quantity","cell":{"product":"P-9999"},"value":1}';
+
+    hcase('obs-fold of Transfer-Encoding (the smuggling of the issue) in every order, casing, value and fold -> 400 headers, closed, the smuggled GET /metrics never answered', async () => {
+        let n = 0;
+        for (const name of ['Transfer-Encoding', 'transfer-encoding', 'TRANSFER-ENCODING']) {
+            for (const [first, cont] of [['', 'chunked'], ['identity', 'chunked'], ['chunked', 'identity'], ['', 'identity'], ['gzip', 'chunked'], ['', 'CHUNKED']]) {
+                for (const fold of [' ', '\t', '  \t']) {
+                    const te = `${name}:${first ? ` ${first}` : ''}\r\n${fold}${cont}\r\n`;
+                    const cl = `Content-Length: ${SMUGGLED.length}\r\n`;
+                    for (const head of [te + cl, cl + te]) {
+                        await refused(`${postHead}${head}\r\n${SMUGGLED}`, 400, 'malformed', 'headers', P, name);
+                        n++;
+                    }
+                }
+            }
+        }
+        assert.equal(n, 108);
+    });
+
+    hcase('obs-fold anywhere -> 400 headers: a folded plain value, a folded Content-Length, a first header line that starts with whitespace', async () => {
+        const cases = [
+            'GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n  b\r\n\r\n',
+            'GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n\tb\r\n\r\n',
+            `${postHead}Content-Length:\r\n ${cellsBody.length}\r\n\r\n${cellsBody}`,
+            'GET /health HTTP/1.1\r\n Host: x\r\n\r\n',
+            'GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n b\r\n c\r\n\r\n',
+        ];
+        for (const req of cases) await refused(req, 400, 'malformed', 'headers', req.startsWith('POST') ? P : ERR_PATH);
+    });
+
+    hcase('Transfer-Encoding other than exactly one chunked (lists, a trailing space, parameters, HTTP/1.0) -> 400 Transfer-Encoding, closed', async () => {
+        for (const te of ['chunked, chunked', 'chunked, gzip', 'gzip, chunked', 'identity', 'chunked ', 'chunked\t', 'chunked;x=1', 'x-chunked', '']) {
+            await refused(`${postHead}Transfer-Encoding: ${te}\r\n\r\n0\r\n\r\n${SMUGGLED}`, 400, 'malformed', 'Transfer-Encoding', P, te);
+        }
+        await refused(`POST ${CELLS} HTTP/1.0\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`, 400, 'malformed', 'Transfer-Encoding');
+        await refused(`GET /health HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'malformed', 'Transfer-Encoding', ERR_PATH);
+        await refused(`${postHead}Content-Length: 5\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n`, 400, 'malformed', 'Transfer-Encoding');
+        // exactly chunked, in any case and header-name case, frames as usual
+        for (const h of ['Transfer-Encoding: CHUNKED', 'transfer-encoding: Chunked']) {
+            const r = await raw(`${postHead}${h}\r\nConnection: close\r\n\r\n${cellsBody.length.toString(16)}\r\n${cellsBody}\r\n0\r\n\r\n`);
+            const rs = responses(r.buf);
+            assert.equal(rs.length, 1, r.text);
+            assert.equal(rs[0].status, 404, r.text);
+            assert.equal(JSON.parse(rs[0].body).error.target, 'cell');
+        }
+    });
+
+    hcase('a bare CR, a bare LF, a NUL or another control character in the head -> 400 headers or request line, closed', async () => {
+        for (const v of ['a\rb', 'a\r', '\ra', 'a\u0000b', 'a\u0001b', 'a\u007fb', 'a\u000bb', 'a\u001bb']) {
+            await refused(`GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: ${v}\r\nX-Bar: y\r\n\r\n`, 400, 'malformed', 'headers', ERR_PATH, JSON.stringify(v));
+            await refused(`GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: ${v}\r\n\r\n`, 400, 'malformed', 'headers', ERR_PATH, `last ${JSON.stringify(v)}`);
+        }
+        // a bare LF ends a line for libmicrohttpd but not for a strict proxy:
+        // here it would hide a Transfer-Encoding inside X-Foo's value
+        await refused(`${postHead}X-Foo: a\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n${SMUGGLED}`, 400, 'malformed', 'headers');
+        await refused(`${postHead}X-Foo: a\nContent-Length: ${cellsBody.length}\r\n\r\n${cellsBody}`, 400, 'malformed', 'headers');
+        await refused('GET /health HTTP/1.1\nHost: x\r\n\r\n', 400, 'malformed', 'headers', ERR_PATH, 'request line LF');
+        await refused('GET /health HTTP/1.1\r\nHost: x\r\n\n', 400, 'malformed', 'headers', ERR_PATH, 'last line LF');
+        await refused('GET /health HTTP/1.1\nHost: x\n\n', 400, 'malformed', 'headers', ERR_PATH, 'every line LF');
+        // names that are not tokens
+        for (const name of ['X(Foo)', 'X"Foo', 'X Foo', 'X-Foo\t', 'X/Foo', 'X{Foo}'])
+            await refused(`GET /health HTTP/1.1\r\nHost: x\r\n${name}: v\r\n\r\n`, 400, 'malformed', 'headers', ERR_PATH, name);
+        // the request target and query
+        for (const t of ['/he\rlth', '/he\tlth', '/health?a=\u0001', '/health?a=b\u007f', '/health?a=\rb'])
+            await refused(`GET ${t} HTTP/1.1\r\nHost: x\r\n\r\n`, 400, 'malformed', 'request line', null, JSON.stringify(t));
+    });
+
+    hcase('Expect: 100-continue without a body (no Content-Length or Transfer-Encoding) -> 400 Expect, no 100, closed', async () => {
+        for (const tail of ['', '{"column":"quantity"}', SMUGGLED]) {
+            const e = await refused(`${postHead}Expect: 100-continue\r\n\r\n${tail}`, 400, 'malformed', 'Expect');
+            assert.match(e.message, /body/);
+        }
+        const r = await raw(`${postHead}Expect: 100-continue\r\n\r\n`);
+        assert.ok(!r.text.includes('100 Continue'), r.text.slice(0, 200));
+    });
+
+    hcase('Host on HTTP/1.1: none, twice, not host[:port] -> 400 Host; HTTP/1.0 takes none; valid forms are served', async () => {
+        await refused('GET /health HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'malformed', 'Host', ERR_PATH, 'none');
+        await refused('GET /health HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n', 400, 'malformed', 'Host', ERR_PATH, 'twice, same');
+        await refused('GET /health HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n', 400, 'malformed', 'Host', ERR_PATH, 'twice');
+        await refused('GET /health HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n', 400, 'malformed', 'Host', ERR_PATH, 'twice on 1.0');
+        for (const h of ['a b', 'a/b', 'a@b', 'a"b', 'a\\b', 'a\tb'])
+            await refused(`GET /health HTTP/1.1\r\nHost: ${h}\r\n\r\n`, 400, 'malformed', 'Host', ERR_PATH, h);
+        for (const req of ['GET /health HTTP/1.0\r\n\r\n', 'GET /health HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n',
+            'GET /health HTTP/1.1\r\nHost: example.com \r\nConnection: close\r\n\r\n', 'GET /health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n',
+            '\r\nGET /health HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Ws: \t\r\nConnection: close\r\n\r\n']) {
+            const r = await raw(req);
+            assert.equal(responses(r.buf)[0]?.status, 200, `${JSON.stringify(req)}: ${r.text.slice(0, 300)}`);
+        }
+    });
+
+    hcase('over-long request target and head, HTTP/1.2 to 1.9 -> 414, 431, 505 with the JSON shape, closed', async () => {
+        const long = `/health?x=${'a'.repeat(9000)}`;
+        await refused(`GET ${long} HTTP/1.1\r\nHost: x\r\n\r\n`, 414, 'too_large', 'uri', ERR_PATH);
+        await refused(`GET /health?x=${'a'.repeat(8192)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414, 'too_large', 'uri', ERR_PATH, 'one byte over');
+        const lines = (n) => Array.from({ length: n }, (_, i) => `X-H${i}: v\r\n`).join('');
+        await refused(`GET /health HTTP/1.1\r\nHost: x\r\n${lines(100)}\r\n`, 431, 'too_large', 'headers', ERR_PATH, '101 lines');
+        await refused(`GET /health HTTP/1.1\r\nHost: x\r\nX-A: ${'a'.repeat(9000)}\r\nX-B: ${'b'.repeat(9000)}\r\n\r\n`, 431, 'too_large', 'headers', ERR_PATH, '18 KB');
+        for (const v of ['HTTP/1.2', 'HTTP/1.9'])
+            await refused(`GET /health ${v}\r\nHost: x\r\n\r\n`, 505, 'version_not_supported', 'version', ERR_PATH, v);
+        // at the limits: served
+        const atLimit = await raw(`GET /health?x=${'a'.repeat(8192 - 10)} HTTP/1.1\r\nHost: x\r\n${lines(98)}Connection: close\r\n\r\n`);
+        assert.equal(responses(atLimit.buf)[0]?.status, 200, atLimit.text.slice(0, 300));
+    });
+
+    hcase('what libmicrohttpd still answers itself (HTML, documented): HTTP/2.0 and 0.9 505, http/1.1 and HTTP/1.10 400, heads beyond its 64 KiB buffer 414/431', async () => {
+        const cases = [
+            ['GET /health HTTP/2.0\r\nHost: x\r\n\r\n', 505],
+            ['GET /health HTTP/0.9\r\nHost: x\r\n\r\n', 505],
+            ['GET /health http/1.1\r\nHost: x\r\n\r\n', 400],
+            ['GET /health HTTP/1.10\r\nHost: x\r\n\r\n', 400],
+            [`GET /health?x=${'a'.repeat(70000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
+            [`GET /health HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 1500 }, (_, i) => `X-H${i}: ${'v'.repeat(30)}`).join('\r\n')}\r\n\r\n`, 431],
+        ];
+        for (const [req, status] of cases) {
+            const r = await raw(req);
+            assert.ok(closedByServer(r), `${req.slice(0, 40)}: closed, not ${r.how}`);
+            assert.equal(responses(r.buf)[0]?.status, status, `${req.slice(0, 40)}: ${r.text.slice(0, 200)}`);
+        }
+    });
+
+    hcase('a body not whole: the client waits -> 408 request_timeout (target body) at --request-timeout; the client ends its side -> closed before the deadline (400 body, or no answer)', async () => {
+        const short = cellsBody.slice(0, 10);
+        const cl = raw(`${postHead}Content-Length: ${cellsBody.length}\r\n\r\n${short}`, { ms: 15000 });
+        const ch = raw(`${postHead}Transfer-Encoding: chunked\r\n\r\n${cellsBody.length.toString(16)}\r\n${cellsBody}\r\n`, { ms: 15000 });
+        const [a, b] = await responsiveMeanwhile(Promise.all([cl, ch]), 'late bodies');
+        expectLateBody(a, 'Content-Length larger than the body');
+        expectLateBody(b, 'chunked without its last chunk');
+        for (const r of [a, b]) assert.ok(r.ms >= LIM.requestTimeout * 1000 - 300 && r.ms < closeBy, `answered after ${r.ms} ms`);
+        // ended: nothing more can come. libmicrohttpd closes at once when it
+        // reads the end with the head, else the reaper answers 400 within a
+        // second; never the 408 of the deadline
+        for (const req of [`${postHead}Content-Length: ${cellsBody.length}\r\n\r\n${short}`,
+            `${postHead}Content-Length: ${cellsBody.length}\r\n\r\n`,
+            `${postHead}Transfer-Encoding: chunked\r\n\r\n${cellsBody.length.toString(16)}\r\n${cellsBody}\r\n`,
+            `${postHead}Transfer-Encoding: chunked\r\n\r\n${cellsBody.length.toString(16)}\r\n${short}`]) {
+            for (const chunks of [null, [req, '']]) { // the end with the head, or after it
+                const r = await raw(chunks ? null : req, { end: true, ms: 15000, chunks, gapMs: 100 });
+                const rs = responses(r.buf);
+                assert.ok(closedByServer(r), `closed, not ${r.how}`);
+                assert.ok(rs.length <= 1, r.text);
+                if (rs.length) {
+                    assert.equal(rs[0].status, 400, `the 400, never the 408 of the deadline: ${r.text.slice(0, 400)}`);
+                    const body = JSON.parse(rs[0].body);
+                    validateResponse('POST', CELLS, 400, rs[0].headers['content-type'], body, rs[0].body);
+                    assert.equal(body.error.target, 'body');
+                }
+            }
+        }
+    });
+
+    // ---- the WebSocket handshake
+
+    const WS = { method: 'GET', path: `/v1/models/${MODEL}/ws` };
+    const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+    function wsHead({ version = 'HTTP/1.1', upgrade = 'websocket', connection = 'Upgrade', wsVersion = '13', key = KEY, extra = '' } = {}) {
+        let h = `GET /v1/models/${MODEL}/ws ${version}\r\nHost: x\r\n`;
+        if (upgrade !== null) h += `Upgrade: ${upgrade}\r\n`;
+        if (connection !== null) h += `Connection: ${connection}\r\n`;
+        if (wsVersion !== null) h += `Sec-WebSocket-Version: ${wsVersion}\r\n`;
+        if (key !== null) h += `Sec-WebSocket-Key: ${key}\r\n`;
+        return `${h}${extra}\r\n`;
+    }
+    async function wsRefused(opts, status, code, target) {
+        const r = await firstAnswer(wsHead(opts));
+        const what = JSON.stringify(opts);
+        assert.equal(r.rs.length, 1, `${what}: ${r.text.slice(0, 400)}`);
+        const [res] = r.rs;
+        assert.equal(res.status, status, `${what}: ${r.text.slice(0, 400)}`);
+        const body = JSON.parse(res.body);
+        validateResponse(WS.method, WS.path, status, res.headers['content-type'], body, res.body);
+        assert.equal(body.error.code, code, what);
+        assert.equal(body.error.target, target, what);
+        if (status === 426) assert.equal(res.headers['sec-websocket-version'], '13', `${what}: the version served`);
+    }
+
+    hcase('WebSocket handshakes with a wrong header -> 400 naming it, or 426 with Sec-WebSocket-Version: 13 (RFC 6455 4.2.2)', async () => {
+        for (const v of ['99', '', '12', '13, 8', ' 14']) await wsRefused({ wsVersion: v }, 426, 'upgrade_required', 'Sec-WebSocket-Version');
+        await wsRefused({ wsVersion: null }, 426, 'upgrade_required', 'Sec-WebSocket-Version');
+        await wsRefused({ extra: 'Sec-WebSocket-Version: 13\r\n' }, 426, 'upgrade_required', 'Sec-WebSocket-Version');
+        for (const u of ['notwebsocket', 'websocketx', 'web socket', 'h2c', '']) await wsRefused({ upgrade: u }, 400, 'malformed', 'Upgrade');
+        await wsRefused({ upgrade: null }, 400, 'malformed', 'Upgrade');
+        for (const c of ['noupgrade', 'keep-alive', 'upgrades', '']) await wsRefused({ connection: c }, 400, 'malformed', 'Connection');
+        await wsRefused({ connection: null }, 400, 'malformed', 'Connection');
+        for (const k of ['!'.repeat(24), 'dGhlIHNhbXBsZSBub25jZR==', 'dGhlIHNhbXBsZSBub25jZQ=x', 'dGhlIHNhbXBsZSBub25jZQ', `${KEY}A`, 'dGhlIHNhbXBsZSBub25j ZQ==', ''])
+            await wsRefused({ key: k }, 400, 'malformed', 'Sec-WebSocket-Key');
+        await wsRefused({ key: null }, 400, 'malformed', 'Sec-WebSocket-Key');
+        await wsRefused({ extra: `Sec-WebSocket-Key: ${KEY}\r\n` }, 400, 'malformed', 'Sec-WebSocket-Key');
+        const r = await raw(wsHead({ version: 'HTTP/1.0' }));
+        const [res] = responses(r.buf);
+        assert.equal(res?.status, 400, r.text.slice(0, 300));
+        assert.equal(JSON.parse(res.body).error.target, 'version');
+    });
+
+    // the frames a client sends: masked (RFC 6455 5.3)
+    function clientFrame(opcode, payload) {
+        const mask = Buffer.from([1, 2, 3, 4]);
+        const p = Buffer.from(payload);
+        return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | p.length]), mask, Buffer.from(p.map((b, i) => b ^ mask[i % 4]))]);
+    }
+
+    hcase('what the client sends in the same write as its handshake is its WebSocket stream: a close is answered and closes, a ping is answered; handshake variants are taken', async () => {
+        for (const opts of [{}, { upgrade: 'WebSocket' }, { connection: 'keep-alive, Upgrade' }, { upgrade: 'h2c, websocket' }]) {
+            const close = clientFrame(0x8, Buffer.from([0x03, 0xe8]));
+            const r = await raw(Buffer.concat([Buffer.from(wsHead(opts)), close]), { ms: 10000 });
+            const what = JSON.stringify(opts);
+            assert.match(r.text, /^HTTP\/1\.1 101 /, `${what}: ${r.text.slice(0, 200)}`);
+            const frames = r.buf.subarray(r.buf.indexOf('\r\n\r\n') + 4);
+            assert.equal(frames[0], 0x88, `${what}: a close frame comes back: ${frames.toString('hex')}`);
+            assert.ok(closedByServer(r), `${what}: the server closed the connection: ${r.how}`);
+        }
+        // a ping in the same write: its pong follows the 101 (maybe in another segment)
+        const ping = clientFrame(0x9, 'hi');
+        const s = net.connect(port, '127.0.0.1');
+        const got = await new Promise((resolve) => {
+            let buf = Buffer.alloc(0);
+            s.on('data', (d) => {
+                buf = Buffer.concat([buf, d]);
+                const at = buf.indexOf('\r\n\r\n');
+                if (at >= 0 && buf.length >= at + 4 + 4) resolve(buf.subarray(at + 4));
+            });
+            s.on('error', () => resolve(buf));
+            s.setTimeout(10000, () => resolve(buf));
+            s.on('connect', () => s.write(Buffer.concat([Buffer.from(wsHead()), ping])));
+        });
+        s.destroy();
+        assert.equal(got[0], 0x8a, `a pong after the 101: ${got.toString('hex')}`);
+        assert.equal(got.subarray(2, 4).toString(), 'hi');
+        // every WebSocket ended: none is left open (the gauge of /metrics)
+        const deadline = Date.now() + 10000;
+        let left;
+        for (;;) {
+            const m = await get('/metrics');
+            left = Number(/duckspread_subscribers\{kind="ws"\} (\d+)/.exec(m.text)?.[1]);
+            if (left === 0 || Date.now() > deadline) break;
+            await sleep(100);
+        }
+        assert.equal(left, 0, 'every WebSocket of this case ended and gave its place back');
+    });
+
+    // ---- the log: a burst of one message is a dozen lines, not thousands
+
+    hcase('3,000 half-sent connections cut at --request-timeout: the log has a few lines of the burst and summaries that count the rest', async () => {
+        const log = env.server.log;
+        const from = fs.statSync(log).size;
+        const N = 3000;
+        const socks = await Promise.all(Array.from({ length: N }, () => new Promise((resolve) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+                s.write(`${postHead}Content-Length: 100\r\n\r\n{"a":`);
+                resolve(s);
+            });
+            s.got = '';
+            s.on('data', (d) => (s.got += d.toString('latin1')));
+            s.on('error', () => {});
+        })));
+        await Promise.all(socks.map((s) => new Promise((resolve) => {
+            if (s.destroyed) return resolve();
+            s.on('close', resolve);
+        })));
+        // the reaper cut every one, with a 408 (its body was not whole)
+        assert.equal(socks.filter((s) => /^HTTP\/1\.1 408 /.test(s.got)).length, N, 'a 408 each');
+        // every warning of the burst is written or counted, once the
+        // summaries are out (a second after the burst)
+        const deadline = Date.now() + 20000;
+        let lines = [];
+        let counted = 0;
+        for (;;) {
+            const text = fs.readFileSync(log, 'latin1').slice(from);
+            lines = text.split('\n').filter((l) => / warn  http: /.test(l));
+            counted = lines.reduce((n, l) => {
+                const m = / \((\d+) more like this in the last [0-9.]+ s\)$/.exec(l);
+                return n + (m ? Number(m[1]) + 1 : 1);
+            }, 0);
+            if (counted >= N || Date.now() > deadline) break;
+            await sleep(200);
+        }
+        assert.ok(counted >= N, `the log accounts for a warning per connection: ${counted} of ${N}`);
+        assert.ok(lines.length <= 60, `a few lines, not one per connection: ${lines.length}\n${lines.slice(0, 20).join('\n')}`);
+        assert.ok(lines.some((l) => l.includes('more like this')), 'a summary line');
+    }, { timeout: 120000 });
+
+    // ---- Expect: 100-continue on a server with keys: no 100 before the key is checked
+
+    describe('Expect: 100-continue', () => {
+        let kenv;
+        let kport;
+        const KEYS = {};
+        const keys = (dir, ...args) => {
+            const r = spawnSync(BIN, ['keys', ...args, '--data', dir], { encoding: 'utf8' });
+            assert.equal(r.status, 0, `keys ${args.join(' ')}: ${r.stderr}`);
+            return r.stdout.trimEnd().split('\n').pop();
+        };
+        before(async () => {
+            kenv = await setup('hostile-expect', { serverOpts: { scale: 2000, extraArgs: ARGS }, start: false });
+            const dir = kenv.server.dataDir;
+            KEYS.editor = keys(dir, 'create', '--user', 'ed', '--role', 'editor');
+            KEYS.revoked = keys(dir, 'create', '--user', 'gone', '--role', 'editor');
+            keys(dir, 'revoke', '--user', 'gone');
+            kenv.server.headers = { Authorization: `Bearer ${KEYS.editor}` }; // /ready needs a key
+            await kenv.server.start();
+            kport = kenv.server.port;
+        });
+        after(async () => {
+            await teardown(kenv?.server, kenv?.redis);
+        });
+
+        // Sends the head; the body only once 100 Continue came. Returns the
+        // bytes read until the server closed or one final answer is whole.
+        function expectFlow(head, body) {
+            return new Promise((resolve) => {
+                const s = net.connect(kport, '127.0.0.1');
+                let buf = Buffer.alloc(0);
+                let sent = false;
+                const done = (how) => {
+                    s.destroy();
+                    resolve({ how, buf, text: buf.toString('latin1'), rs: responses(buf) });
+                };
+                s.on('data', (d) => {
+                    buf = Buffer.concat([buf, d]);
+                    const rs = responses(buf);
+                    if (!sent && rs[0]?.status === 100) {
+                        sent = true;
+                        s.write(body);
+                    }
+                    const fin = rs.find((x) => x.status >= 200);
+                    if (fin && fin.body.length >= Number(fin.headers['content-length'] || 0)) done('answer');
+                });
+                s.on('end', () => done('closed'));
+                s.on('error', (e) => done(`error ${e.code}`));
+                s.setTimeout(10000, () => done('timeout'));
+                s.on('connect', () => s.write(head));
+            });
+        }
+        const kseq = async () => {
+            const r = await kenv.server.get(`/v1/models/${MODEL}`);
+            assert.equal(r.status, 200);
+            return r.body.seq;
+        };
+
+        test('no key, an unknown key, a revoked key -> 401 instead of 100 Continue; nothing applied', { timeout: 60000 }, async () => {
+            const seq0 = await kseq();
+            const body = JSON.stringify({ column: 'quantity', cell: LEAF, value: 77 });
+            for (const [what, auth] of [['no key', ''], ['unknown key', 'X-API-Key: not-a-key\r\n'], ['revoked key', `Authorization: Bearer ${KEYS.revoked}\r\n`]]) {
+                for (const p of [CELLS, '/update_cell', `/v1/models/${MODEL}/grid`]) {
+                    const head = `POST ${p} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n${auth}Content-Length: ${body.length}\r\n\r\n`;
+                    const r = await expectFlow(head, body);
+                    assert.ok(!r.text.includes('100 Continue'), `${what} ${p}: no 100 Continue before the key is checked: ${r.text.slice(0, 300)}`);
+                    assert.equal(r.rs.length, 1, `${what} ${p}: ${r.text.slice(0, 300)}`);
+                    assert.equal(r.rs[0].status, 401, `${what} ${p}: ${r.text.slice(0, 300)}`);
+                    const b = JSON.parse(r.rs[0].body);
+                    validateResponse('POST', p, 401, r.rs[0].headers['content-type'], b, r.rs[0].body);
+                    assert.equal(b.error.code, 'unauthenticated');
+                }
+            }
+            // an unknown route: still 401 first, no 100
+            const r = await expectFlow(`POST /nowhere HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n`, '{}');
+            assert.ok(!r.text.includes('100 Continue') && r.rs[0]?.status === 401, r.text.slice(0, 300));
+            const h = await kenv.server.get('/health');
+            assert.equal(h.status, 200);
+            assert.equal(await kseq(), seq0, 'nothing was applied');
+        });
+
+        test('a valid key -> 100 Continue, then the answer to the body', { timeout: 60000 }, async () => {
+            const seq0 = await kseq();
+            const body = JSON.stringify({ column: 'quantity', cell: { product: 'P-9999' }, value: 1 });
+            const head = `POST ${CELLS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nAuthorization: Bearer ${KEYS.editor}\r\nContent-Length: ${body.length}\r\n\r\n`;
+            const r = await expectFlow(head, body);
+            assert.deepEqual(r.rs.map((x) => x.status), [100, 404], r.text.slice(0, 400));
+            const b = JSON.parse(r.rs[1].body);
+            validateResponse('POST', CELLS, 404, r.rs[1].headers['content-type'], b, r.rs[1].body);
+            assert.equal(b.error.target, 'cell');
+            assert.equal(await kseq(), seq0, 'nothing was applied');
+        });
+    });
+});
+
+// ---------------------------------------------------------------------------
 // slow clients: the server answers others meanwhile and closes the slow one
 
 async function responsiveMeanwhile(slow, what) {
@@ -851,13 +1280,25 @@ hcase('slowloris headers: a header line every 200 ms -> closed after --request-t
     assert.equal(responses(r.buf).length, 0, 'never answered');
 });
 
-hcase('slow body: a byte every 200 ms -> closed after --request-timeout, nothing applied', async () => {
+// A body not whole by the deadline: 408 with the JSON shape, then closed.
+function expectLateBody(r, what) {
+    assert.ok(closedByServer(r), `${what}: closed by the server, not ${r.how}`);
+    const rs = responses(r.buf);
+    assert.equal(rs.length, 1, `${what}: one answer: ${r.text.slice(0, 400)}`);
+    assert.equal(rs[0].status, 408, `${what}: ${r.text.slice(0, 400)}`);
+    assert.equal(rs[0].headers.connection, 'close');
+    const body = JSON.parse(rs[0].body);
+    validateResponse('POST', CELLS, 408, rs[0].headers['content-type'], body, rs[0].body);
+    assert.equal(body.error.code, 'request_timeout');
+    assert.equal(body.error.target, 'body');
+}
+
+hcase('slow body: a byte every 200 ms -> 408 request_timeout after --request-timeout, closed, nothing applied', async () => {
     const body = '{"column":"quantity","cell":{"product":"P-0002","customer":"C-0002","time":"2025-02"},"value":424242}';
     const chunks = [`${postHead}Content-Length: ${body.length}\r\n\r\n`, ...body.split('')];
     const r = await responsiveMeanwhile(raw(null, { chunks, gapMs: 200, ms: 15000 }), 'slow body');
-    assert.ok(closedByServer(r), `closed by the server, not ${r.how}`);
     assert.ok(r.ms < closeBy, `closed after ${r.ms} ms`);
-    assert.equal(responses(r.buf).length, 0, 'never answered');
+    expectLateBody(r, 'slow body');
 });
 
 hcase('silent after half a request line, and 40 slow connections at once -> all closed, others answered meanwhile', async () => {
