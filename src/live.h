@@ -63,6 +63,9 @@ live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t 
 
 /* ---- waiting ------------------------------------------------------------ */
 
+/* The longest outcome key (a request's ledger key fits: see ledger.h). */
+#define LIVE_KEY_MAX 1024
+
 typedef struct live_waiter {
     /* set by live_wait / live_expect */
     void (*wake)(void *arg);
@@ -76,7 +79,7 @@ typedef struct live_waiter {
     bool delivered, timed_out;
     /* private */
     struct live_waiter *next, *prev;
-    char key[400];
+    char key[LIVE_KEY_MAX + 1];
     int64_t since;
     bool registered, outcome;
 } live_waiter;
@@ -86,7 +89,9 @@ typedef struct live_waiter {
 void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int64_t deadline_ns,
                void (*wake)(void *), void *arg);
 /* Waits for the outcome of a queued command (key: model, user and
- * request_id joined by '\n'); live_deliver fills status and body. */
+ * request_id joined by '\n', at most LIVE_KEY_MAX bytes: a longer one is a
+ * bug and aborts, never a cut key that no delivery would match);
+ * live_deliver fills status and body. */
 void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns,
                  void (*wake)(void *), void *arg);
 /* Removes a waiter that has not been woken; false when it was already woken

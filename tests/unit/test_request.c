@@ -139,7 +139,7 @@ START_TEST(names_are_404_then_422)
     snprintf(body, sizeof body, fmt, "quantity", "\"product\":\"p-0001\"", "1");
     expect(body, REQ_UPDATE_CELL, DS_NOT_FOUND, "cell"); /* case sensitive */
     snprintf(body, sizeof body, fmt, "quantity", "\"product\":\"P-0001 \"", "1");
-    expect(body, REQ_UPDATE_CELL, DS_NOT_FOUND, "cell"); /* no trimming */
+    expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, "cell"); /* not trimmed: no name at all */
     /* "Shoes" names one family per brand: ambiguous, with the keys */
     ds_arena a = {0};
     req_decoded d;
