@@ -589,9 +589,9 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
     size_t dlen = path_dim ? strlen(path_dim) : 0;
     if (!dname)
         dname = json_str(json_get(mb, "dimension"), &dlen);
-    op->dim = dim_of(m, dname, dlen, err);
+    op->dim = request_dim(m, dname, dlen, err);
     if (op->dim < 0)
-        return -DS_NOT_FOUND;
+        return op->dim; /* 422: no name; 404: no such dimension */
     if ((int)op->kind < 0)
         return ds_fail(err, DS_INVALID_VALUE, "op", "'op' is add, rename, move or delete");
     req_errors fe = {0};

@@ -237,6 +237,17 @@ START_TEST(member_ops_decode)
         decode("{\"op\":\"delete\",\"member\":\"P-0001\"}", REQ_MEMBER, "colour", &b, &d, &e),
         -DS_NOT_FOUND);
     ck_assert_str_eq(e.target, "dimension");
+    /* a dimension that is no name, from the path or the canonical form: 422
+       with its own code (the one fuzz_request found returned as a 404) */
+    ck_assert_int_eq(
+        decode("{\"op\":\"delete\",\"member\":\"P-0001\"}", REQ_MEMBER, "pro\x7f", &b, &d, &e),
+        -DS_INVALID_VALUE);
+    ck_assert_str_eq(e.target, "dimension");
+    ck_assert_int_eq(decode("{\"table\":\"sales\",\"member\":{\"op\":\"delete\",\"dimension\":"
+                            "\"prod\\u007fuct\",\"member\":\"P-0001\"}}",
+                            REQ_CANONICAL, NULL, &b, &d, &e),
+                     -DS_INVALID_VALUE);
+    ck_assert_str_eq(e.target, "dimension");
     ds_arena_free(&a);
     ds_arena_free(&b);
 }
