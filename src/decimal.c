@@ -59,7 +59,7 @@ static bool split(const char *s, size_t len, dec_syntax syntax, parts *p)
     p->in = (size_t)(s + i - p->ip);
     if (p->in == 0)
         return false;
-    if (syntax == DEC_JSON && p->in > 1 && p->ip[0] == '0')
+    if (p->in > 1 && p->ip[0] == '0') /* "012": a leading zero, in JSON and in strings */
         return false;
     if (i < len && s[i] == '.') {
         i++;

@@ -31,7 +31,7 @@ typedef enum dec_status {
 /* Grammar accepted by dec_parse. */
 typedef enum dec_syntax {
     DEC_JSON,   /* a JSON number: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)? */
-    DEC_STRING, /* a decimal string: -?\d+(\.\d+)? */
+    DEC_STRING, /* a decimal string: -?(0|[1-9]\d*)(\.\d+)? (no leading zero, as JSON) */
 } dec_syntax;
 
 /* Parses s[0..len) at `scale` into minor units. Trailing zeros beyond the

@@ -80,48 +80,11 @@ int http__status(ds_code code)
     }
 }
 
-/* %XX decoding (and '+' as space when plus); false on a bad escape or a
- * NUL byte, or when it does not fit. */
-bool http__unescape(const char *in, size_t n, bool plus, char *out, size_t cap, size_t *len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return false;
-            int hi = ds_hexval(in[i + 1]), lo = ds_hexval(in[i + 2]);
-            if (hi < 0 || lo < 0 || (hi | lo) == 0)
-                return false;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        } else if (plus && c == '+') {
-            c = ' ';
-        }
-        if (o + 1 >= cap)
-            return false;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    *len = o;
-    return true;
-}
-
-/* The query argument `name`, unescaped into buf; NULL when absent. */
-const char *http__arg(req *r, const char *name, char *buf, size_t cap)
-{
-    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
-    size_t len;
-    if (!v || !http__unescape(v, strlen(v), true, buf, cap, &len))
-        return NULL;
-    return buf;
-}
-
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     (void)cls;
     (void)c;
-    return strlen(s); /* path and arguments are unescaped by the routes */
+    return strlen(s); /* path and arguments are decoded whole by http_url.c */
 }
 
 /* ---- responses ---------------------------------------------------------------- */
@@ -281,7 +244,11 @@ static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err
     }
     if (open_mode(h)) {
         const char *xuser = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-User");
-        snprintf(r->who.user, sizeof r->who.user, "%s", xuser && *xuser ? xuser : "api");
+        if (xuser && !keys_valid_user(xuser)) /* whole: the head has no NUL (http__nul_check) */
+            return ds_fail(err, DS_MALFORMED, "X-User",
+                           "X-User takes 1-%d printable ASCII characters without spaces",
+                           KEY_USER_MAX);
+        snprintf(r->who.user, sizeof r->who.user, "%s", xuser ? xuser : "api");
         snprintf(r->user, sizeof r->user, "%s", r->who.user);
         r->who.role = ROLE_ADMIN;
         return 0;
@@ -295,10 +262,9 @@ static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err
     if (given) {
         kc = keyring_check(h->srv->keys, given, strlen(given), &r->who, &retry);
     } else {
-        /* room for one character more than a ticket: a longer value is
-           refused whole (by its length, or as too long), never cut to one */
-        char tbuf[TICKET_LEN + 2];
-        const char *t = ticket_ok ? http__arg(r, "ticket", tbuf, sizeof tbuf) : NULL;
+        /* the parameter whole: a longer value is refused by its length,
+           never cut to a ticket */
+        const char *t = ticket_ok ? http__arg(r, "ticket") : NULL;
         if (t && tickets_take(h->tickets, t, strlen(t), ds_now_ns(), &r->who) &&
             keyring_alive(h->srv->keys, r->who.id))
             kc = keyring_admit(h->srv->keys, &r->who, &retry);
@@ -332,6 +298,15 @@ int http__authorize(req *r, const char *model, ds_error *err)
     return 0;
 }
 
+int http__authorize_n(req *r, const char *model, size_t len, ds_error *err)
+{
+    int rc = http__authorize(r, NULL, err);
+    if (rc == 0 && !r->public_route && model && r->who.model[0] &&
+        (len != strlen(r->who.model) || memcmp(model, r->who.model, len) != 0))
+        rc = ds_fail(err, DS_FORBIDDEN, "model", "this key works on model '%s' only", r->who.model);
+    return rc;
+}
+
 /* ---- bodies --------------------------------------------------------------------------- */
 
 /* Content type, parse, shape check (400s in the contract's order). */
@@ -354,6 +329,8 @@ int http__body(req *r, req_kind kind, json_val **root, ds_error *err)
         rc = request_check(*root, kind, err);
     if (rc == 0)
         rc = http__authorize(r, r->model, err);
+    if (rc == 0)
+        rc = http__path_names(r, err); /* 422: a path's name that is none */
     if (rc) {
         json_free(*root);
         *root = NULL;
@@ -462,6 +439,7 @@ static void req_free(req *r)
 {
     free(r->w.body);
     ds_buf_free(&r->body);
+    ds_arena_free(&r->arena);
     free(r);
 }
 
@@ -617,7 +595,8 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
         snprintf(r->rid, sizeof r->rid, "%s", d->request_id);
     else
         make_request_id(r->rid, sizeof r->rid);
-    ledger_key(r->key, sizeof r->key, r->model, r->user, r->rid);
+    _Static_assert(LEDGER_KEY_MAX <= LIVE_KEY_MAX, "a request key fits a waiter whole");
+    ledger_key(r->key, r->model, r->user, r->rid); /* r's parts are within their limits */
     ledger_entry le;
     if (ledger_get(h->srv->ledger, r->key, &le))
         return reply_recorded(r, &le, d->hash);
@@ -667,9 +646,12 @@ static const ds_model *write_model(req *r, const json_val *root, req_kind kind, 
     size_t len = 0;
     const char *t = request_table(root, &len);
     if (kind == REQ_UPDATE_CELL) {
-        snprintf(r->model, sizeof r->model, "%.*s", (int)(len < 256 ? len : 256), t ? t : "");
-        if (http__authorize(r, r->model, err))
+        if (http__authorize_n(r, t, len, err) || request_table_name(t, len, err))
             return NULL;
+        memcpy(r->model, t, len); /* a name: at most DS_IDENT_MAX bytes, no NUL */
+        r->model[len] = '\0';
+    } else if (t && request_table_name(t, len, err)) {
+        return NULL;
     } else if (t && (len != strlen(r->model) || memcmp(t, r->model, len) != 0)) {
         ds_fail(err, DS_INVALID_VALUE, "table", "'table' names another model than the path");
         return NULL;
@@ -729,15 +711,7 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
 
 static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
-    if (!s || !*s)
-        return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
+    return http__int(s, lo, hi, out);
 }
 
 static enum MHD_Result reply_updates(req *r, ds_buf *items, int64_t next)
@@ -753,29 +727,27 @@ static enum MHD_Result reply_updates(req *r, ds_buf *items, int64_t next)
 /* GET /get_updates?table=&since=&timeout= and /v1/models/{m}/changes. */
 enum MHD_Result http__changes(req *r, bool legacy)
 {
-    char buf[300], sb[32], tb[32];
     if (!r->waiting) {
-        if (legacy) {
-            const char *t = http__arg(r, "table", buf, sizeof buf);
-            if (!t)
-                return http__fail(r, DS_MALFORMED, "table", "'table' is required");
-            snprintf(r->model, sizeof r->model, "%s", t);
-            ds_error e;
-            if (http__authorize(r, r->model, &e))
-                return http__error(r, &e);
-        }
-        if (store_model_seq(r->h->srv->store, r->model) < 0) {
-            ds_error e;
-            ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
-            return http__error(r, &e);
-        }
-        const char *s = http__arg(r, "since", sb, sizeof sb);
-        const char *to = http__arg(r, "timeout", tb, sizeof tb);
+        const char *t = legacy ? http__arg(r, "table") : NULL;
+        const char *s = http__arg(r, "since"), *to = http__arg(r, "timeout");
         int64_t timeout = 0;
+        ds_error e;
+        if (legacy && !t)
+            return http__fail(r, DS_MALFORMED, "table", "'table' is required");
         if (!s || !parse_int(s, 0, INT64_MAX / 2, &r->since))
             return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
         if (to && !parse_int(to, 0, r->h->srv->o.max_timeout_s, &timeout))
             return http__fail(r, DS_MALFORMED, "timeout", "'timeout' must be 0 to 60 seconds");
+        if (legacy) { /* t is whole: the query holds no NUL (http_url.c) */
+            size_t len = strlen(t);
+            if (http__authorize_n(r, t, len, &e) || request_table_name(t, len, &e))
+                return http__error(r, &e);
+            memcpy(r->model, t, len + 1);
+        }
+        if (store_model_seq(r->h->srv->store, r->model) < 0) {
+            ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
+            return http__error(r, &e);
+        }
         r->deadline_ns = ds_now_ns() + timeout * 1000000000;
     }
     ds_buf items;
@@ -914,18 +886,20 @@ static void sse_free(void *cls)
 
 enum MHD_Result http__events(req *r)
 {
-    char sb[32];
-    const char *s = http__arg(r, "since", sb, sizeof sb);
+    const char *s = http__arg(r, "since");
     const char *last = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    int64_t since = -1;
+    if ((s || last) && !parse_int(s ? s : last, 0, INT64_MAX / 2, &since))
+        return http__fail(r, DS_MALFORMED, s ? "since" : "Last-Event-ID",
+                          "'since' (or Last-Event-ID) must be a seq (0 or more)");
     int64_t seq = store_model_seq(r->h->srv->store, r->model);
     if (seq < 0) {
         ds_error e;
         ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
         return http__error(r, &e);
     }
-    int64_t since = seq;
-    if ((s || last) && !parse_int(s ? s : last, 0, INT64_MAX / 2, &since))
-        return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+    if (since < 0)
+        since = seq;
     enum MHD_Result refused;
     if (!take_subscriber_place(r, &refused))
         return refused;
@@ -994,17 +968,18 @@ enum MHD_Result http__ws(req *r)
     http_refusal f;
     if (http__ws_check(r->conn, r->http10, key, &f))
         return http__refuse(r, &f);
+    const char *s = http__arg(r, "since");
+    int64_t since = -1;
+    if (s && !parse_int(s, 0, INT64_MAX / 2, &since))
+        return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
     int64_t seq = store_model_seq(r->h->srv->store, r->model);
     if (seq < 0) {
         ds_error e;
         ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
         return http__error(r, &e);
     }
-    char sb[32];
-    const char *s = http__arg(r, "since", sb, sizeof sb);
-    int64_t since = seq;
-    if (s && !parse_int(s, 0, INT64_MAX / 2, &since))
-        return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
+    if (since < 0)
+        since = seq;
     enum MHD_Result refused;
     if (!take_subscriber_place(r, &refused))
         return refused;
@@ -1037,12 +1012,35 @@ enum MHD_Result http__ws(req *r)
 /* ---- dispatch
  * -------------------------------------------------------------------------------------- */
 
-/* Route, then key (401 before 404 and 405), then the role where it does not
- * wait for the body. false: *ret is the answer. */
+static req *req_new(http_server *h, struct MHD_Connection *conn)
+{
+    req *r = xcalloc(1, sizeof *r);
+    r->refs = 1;
+    r->h = h;
+    r->conn = conn;
+    r->start_ns = ds_now_ns();
+    ds_buf_init(&r->body, h->srv->o.body_max);
+    return r;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the request line's URI before libmicrohttpd
+ * splits it, its strlen the bytes up to a NUL (http__nul_check compares
+ * it with the URI's whole length). The request's context starts here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    req *r = req_new(cls, conn);
+    r->uri_len = uri ? strlen(uri) : 0;
+    return r;
+}
+
+/* Routing, in the contract's order: 401 (before 404 and 405), then the
+ * URL's 400s, then the role (403) and the path's names (422) unless the
+ * body comes first. false: *ret is the answer. */
 static bool admit(req *r, const char *url, const char *method, enum MHD_Result *ret)
 {
     int rc = http__route(r, url, method);
-    ds_error e;
+    ds_error e, ue;
+    int urc = rc ? 0 : http__url(r, &ue); /* before authenticate: the ticket is a parameter */
     if (rc && authenticate(r, r->public_route, false, &e)) {
         *ret = http__error(r, &e);
         return false;
@@ -1057,8 +1055,15 @@ static bool admit(req *r, const char *url, const char *method, enum MHD_Result *
         *ret = http__fail(r, DS_NOT_FOUND, "route", "no such route (see /openapi.json)");
         return false;
     }
-    if (authenticate(r, r->public_route, r->ticket_ok, &e) ||
-        (!r->body_route && http__authorize(r, r->model, &e))) {
+    if (authenticate(r, r->public_route, r->ticket_ok, &e)) {
+        *ret = http__error(r, &e);
+        return false;
+    }
+    if (urc) {
+        *ret = http__error(r, &ue);
+        return false;
+    }
+    if (!r->body_route && (http__authorize(r, r->model, &e) || http__path_names(r, &e))) {
         *ret = http__error(r, &e);
         return false;
     }
@@ -1066,19 +1071,25 @@ static bool admit(req *r, const char *url, const char *method, enum MHD_Result *
 }
 
 /* The first call, once the head is in and before any body byte is read:
- * the head check; with Expect: 100-continue, the route and the key too, so
- * that a refusal comes instead of 100 Continue (libmicrohttpd sends it when
- * this call answers nothing, and closes the connection when it answers
- * before the body). */
+ * a head cut at a NUL, then the head check (framing, smuggling); with
+ * Expect: 100-continue, the route and the key too, so that a refusal comes
+ * instead of 100 Continue (libmicrohttpd sends it when this call answers
+ * nothing, and closes the connection when it answers before the body). */
 static enum MHD_Result on_head(req *r, const http_line *l)
 {
     http_head head;
     http_refusal f;
+    ds_error e;
     enum MHD_Result ret;
+    if (http__nul_check(r->conn, l->method, l->url, l->version, r->uri_len, &e)) {
+        r->routed = r->close = true; /* nothing after it is taken as a request */
+        r->route_metric = metrics_route(&r->h->srv->metrics, "unknown");
+        return http__error(r, &e);
+    }
     int rc = http__head_check(r->conn, l, &head, &f);
     r->http10 = head.http10;
     if (rc) {
-        r->routed = r->close = true; /* nothing after it is taken as a request */
+        r->routed = r->close = true;
         r->route_metric = metrics_route(&r->h->srv->metrics, "unknown");
         return http__refuse(r, &f);
     }
@@ -1099,14 +1110,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     http_server *h = cls;
     req *r = *con_cls;
-    if (!r) {
-        r = xcalloc(1, sizeof *r);
-        r->refs = 1;
-        r->h = h;
-        r->conn = conn;
-        r->start_ns = ds_now_ns();
-        ds_buf_init(&r->body, h->srv->o.body_max);
-        *con_cls = r;
+    if (!r) /* every request line goes through on_uri first; never here */
+        *con_cls = r = req_new(h, conn);
+    if (!r->started) {
+        r->started = true;
         return on_head(r, &(http_line){method, url, version});
     }
     if (r->replied) /* answered before its body arrived */
@@ -1293,8 +1300,8 @@ int http_start(ds_server *srv, http_server **out, ds_error *err)
         (unsigned)(srv->o.idle_timeout_s > 0 ? srv->o.idle_timeout_s : 120),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
         http__guard_notify, h, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)HTTP_MHD_POOL, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MHD_POOL, MHD_OPTION_END);
     if (!h->d) {
         int e = errno;
         keys_watch_stop(h);

@@ -11,6 +11,7 @@
 #include "http.h"
 #include "json.h"
 #include "keys.h"
+#include "ledger.h"
 #include "live.h"
 #include "request.h"
 #include "tickets.h"
@@ -91,6 +92,24 @@ struct http_server {
 typedef struct req req;
 typedef enum MHD_Result (*handler_fn)(req *r);
 
+/* A query parameter, %-decoded: key and value are whole (no NUL, no control
+ * character, UTF-8); val NULL when the parameter has no '='. */
+typedef struct http_param {
+    const char *key;
+    size_t klen;
+    const char *val;
+    size_t vlen;
+} http_param;
+
+/* A path capture ({m}, {d}, {v}) as it stands in the URL. */
+typedef struct http_cap {
+    const char *raw;
+    size_t len;
+    char kind; /* 'm', 'd', 'v' */
+} http_cap;
+
+enum { HTTP_PARAMS_MAX = 32, HTTP_CAPS_MAX = 3 };
+
 struct req {
     http_server *h;
     struct MHD_Connection *conn;
@@ -111,11 +130,25 @@ struct req {
     const char *extra_header, *extra_value; /* e.g. Sec-WebSocket-Version on a 426 */
     char allow_buf[32];                     /* the methods of a path, for 405 */
     char user[DS_IDENT_MAX + 1];
+    /* the URL, whole (http_url.c): the path's names (decoded; "" when one is
+       no name: name_err says why), the query's parameters */
+    const char *url; /* libmicrohttpd's, undecoded: the static files' */
+    size_t uri_len;  /* bytes of the request line's URI up to a NUL */
+    bool started;    /* on_request has seen the head */
+    http_cap caps[HTTP_CAPS_MAX];
+    int ncaps;
+    const char *const *known_params; /* the route's query parameters */
+    bool any_params;                 /* and other names (dimensions, columns) */
+    http_param params[HTTP_PARAMS_MAX];
+    int nparams;
+    bool name_bad, name_bad_model;
+    ds_error name_err;
+    ds_arena arena; /* decoded text, freed with r */
     char model[DS_IDENT_MAX + 1];
     char dim[DS_IDENT_MAX + 1];
     char view[DS_IDENT_MAX + 1];
     char rid[REQ_ID_MAX + 1];
-    char key[600];
+    char key[LEDGER_KEY_MAX + 1]; /* model, user and rid: the ledger and the waiter */
     /* suspended: waiting for an outcome or for events */
     live_waiter w;
     int refs; /* MHD's, plus one while the enqueuer holds the request */
@@ -129,8 +162,13 @@ struct req {
 
 thread_res *http__res(http_server *h);
 int http__status(ds_code code);
-bool http__unescape(const char *in, size_t n, bool plus, char *out, size_t cap, size_t *len);
-const char *http__arg(req *r, const char *name, char *buf, size_t cap);
+/* The decoded value of query parameter `name` ("" when it has no '='), or
+ * NULL when absent. Valid while r is. */
+const char *http__arg(req *r, const char *name);
+const http_param *http__param(const req *r, const char *name, size_t len);
+/* A whole number lo..hi written plainly: digits only, no sign, no space, no
+ * leading zero ("0" itself is one). */
+bool http__int(const char *s, int64_t lo, int64_t hi, int64_t *out);
 enum MHD_Result http__reply(req *r, int status, const char *type, const char *body, size_t len);
 enum MHD_Result http__json(req *r, int status, const ds_buf *b);
 enum MHD_Result http__error(req *r, const ds_error *e);
@@ -145,6 +183,9 @@ int http__body(req *r, req_kind kind, json_val **root, ds_error *err);
 /* 403 forbidden unless the request's principal has the route's role and
  * (when model is given and the key is limited to one) that model. */
 int http__authorize(req *r, const char *model, ds_error *err);
+/* The same with a model named by a client's bytes (a body's "table"), whole:
+ * one that is not the key's model byte for byte is a 403. */
+int http__authorize_n(req *r, const char *model, size_t len, ds_error *err);
 
 enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim);
 enum MHD_Result http__changes(req *r, bool legacy);
@@ -183,8 +224,27 @@ int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head 
 int http__ws_check(struct MHD_Connection *conn, bool http10, char key[HTTP_WS_KEY_LEN + 1],
                    http_refusal *f);
 
-/* Picks the handler for method + url (fills r->model etc.): 0, 404 or 405. */
+/* Picks the handler for method + url (notes the path's captures and the
+ * route's query parameters): 0, 404 or 405. */
 int http__route(req *r, const char *url, const char *method);
+
+/* The URL whole (http_url.c). http__nul_check: 400 malformed (target
+ * "url" or "headers") when libmicrohttpd cut the request line or a header
+ * at a NUL byte, a header is folded, or a line does not end with CR LF;
+ * uri_len is the URI's strlen before libmicrohttpd split it. http__url:
+ * decodes the path's captures into r->model, r->dim and r->view and the
+ * query into r->params: 400 malformed for a bad escape, a control
+ * character, bytes that are not UTF-8 (target "path", "query" or the
+ * parameter), a parameter given twice or one the route does not take
+ * (target: it); a capture that is no name is kept for http__path_names:
+ * 422 invalid_value (target "table", "dimension", "view"; 403 when a key for
+ * one model names no model), judged after the role. */
+int http__nul_check(struct MHD_Connection *conn, const char *method, const char *url,
+                    const char *version, size_t uri_len, ds_error *err);
+int http__url(req *r, ds_error *err);
+int http__path_name(req *r, const char *raw, size_t n, char kind, ds_error *err);
+int http__query_parse(req *r, const char *const *known, bool any, ds_error *err);
+int http__path_names(req *r, ds_error *err);
 void http__load_static(http_server *h);
 void http__free_static(http_server *h);
 

@@ -78,7 +78,7 @@ static enum MHD_Result h_metrics(req *r)
 static enum MHD_Result h_static(req *r)
 {
     for (int i = 0; i < r->h->nfiles; i++)
-        if (strcmp(r->h->files[i].path, r->view) == 0 && r->h->files[i].data)
+        if (strcmp(r->h->files[i].path, r->url) == 0 && r->h->files[i].data)
             return http__reply(r, 200, r->h->files[i].type, r->h->files[i].data,
                                r->h->files[i].len);
     return http__fail(r, DS_NOT_FOUND, "route", "this file is not installed on the server");
@@ -226,113 +226,6 @@ static enum MHD_Result h_model_drop(req *r)
     return ret;
 }
 
-/* Builds a model from {"name", "dimensions": [{"name", "root": {"key",
- * "name"}, "members": [{"key", "name", "parent"}]}], "measures": [...]}. */
-static const char *const model_fields[] = {"name", "dimensions", "measures", NULL},
-                         *dim_fields[] = {"name", "root", "members", NULL},
-                         *root_fields[] = {"key", "name", NULL},
-                         *member_fields[] = {"key", "name", "parent", NULL},
-                         *measure_fields[] = {"name", "scale", NULL};
-
-static int parse_definition(const json_val *body, ds_model **out, ds_error *err)
-{
-    if (request_only_fields(body, model_fields, "", err))
-        return -DS_MALFORMED;
-    json_val *name = json_get(body, "name"), *dims = json_get(body, "dimensions"),
-             *meas = json_get(body, "measures");
-    if (!name || json_kind_of(name) != JSON_STRING || !dims || json_kind_of(dims) != JSON_ARRAY ||
-        !meas || json_kind_of(meas) != JSON_ARRAY)
-        return ds_fail(err, DS_MALFORMED, "body",
-                       "a model needs 'name', 'dimensions' (array) and 'measures' (array)");
-    size_t len;
-    const char *n = json_str(name, &len);
-    int rc = model_check_name(n, len, "table", err);
-    if (rc)
-        return rc;
-    ds_model *m = model_new(0, n);
-    for (size_t k = 0; rc == 0 && k < json_len(dims); k++) {
-        json_val *d = json_at(dims, k), *dn = json_get(d, "name"), *root = json_get(d, "root"),
-                 *mem = json_get(d, "members");
-        if (!dn || json_kind_of(dn) != JSON_STRING || (mem && json_kind_of(mem) != JSON_ARRAY)) {
-            rc = ds_fail(err, DS_MALFORMED, "dimensions",
-                         "a dimension needs 'name' and an array 'members'");
-            break;
-        }
-        if ((rc = request_only_fields(d, dim_fields, "dimensions[].", err)) ||
-            (root && (rc = request_only_fields(root, root_fields, "root.", err))))
-            break;
-        size_t l1, l2;
-        json_val *rk = root ? json_get(root, "key") : NULL,
-                 *rn = root ? json_get(root, "name") : NULL;
-        const char *rkey = rk && json_kind_of(rk) == JSON_STRING ? json_str(rk, &l1) : "All";
-        const char *rname = rn && json_kind_of(rn) == JSON_STRING ? json_str(rn, &l2) : rkey;
-        rc = model_add_dim(m, (int32_t)k, json_str(dn, &len), rkey, rname, err);
-        if (rc < 0)
-            break;
-        rc = 0;
-        ds_dim *dim = &m->dims[m->ndims - 1];
-        for (size_t i = 0; rc == 0 && mem && i < json_len(mem); i++) {
-            json_val *x = json_at(mem, i), *key = json_get(x, "key"), *mn = json_get(x, "name"),
-                     *par = json_get(x, "parent");
-            if (!key || json_kind_of(key) != JSON_STRING) {
-                rc = ds_fail(err, DS_MALFORMED, "members", "a member needs a 'key'");
-                break;
-            }
-            if ((rc = request_only_fields(x, member_fields, "members[].", err)))
-                break;
-            int32_t parent = dim->root;
-            if (par && json_kind_of(par) == JSON_STRING) {
-                const char *p = json_str(par, &len);
-                model_dim_index(dim);
-                parent = model_find_key(dim, p, len);
-                if (parent < 0) {
-                    rc = ds_fail(err, DS_NOT_FOUND, "cell",
-                                 "parent '%.100s' is not listed before its children", p);
-                    break;
-                }
-            }
-            const char *k2 = json_str(key, &len);
-            const char *nm = mn && json_kind_of(mn) == JSON_STRING ? json_str(mn, &l1) : k2;
-            if (model_find_key(dim, k2, len) >= 0) {
-                rc = ds_fail(err, DS_INVALID_VALUE, "key", "member key '%.100s' is listed twice",
-                             k2);
-                break;
-            }
-            rc = model_add_member(dim, parent, k2, nm, (int32_t)i, err);
-            rc = rc < 0 ? rc : 0;
-            model_dim_index(dim);
-        }
-    }
-    for (size_t k = 0; rc == 0 && k < json_len(meas); k++) {
-        json_val *x = json_at(meas, k), *mn = json_get(x, "name"), *sc = json_get(x, "scale");
-        if (!mn || json_kind_of(mn) != JSON_STRING) {
-            rc = ds_fail(err, DS_MALFORMED, "measures", "a measure needs a 'name'");
-            break;
-        }
-        if ((rc = request_only_fields(x, measure_fields, "measures[].", err)))
-            break;
-        int64_t scale = 0;
-        if (sc) {
-            size_t sl;
-            bool exact;
-            const char *t = json_num(sc, &sl, &exact);
-            ds_i128 v = 0;
-            if (json_kind_of(sc) != JSON_NUMBER || dec_parse(t, sl, DEC_JSON, 0, 18, &v))
-                rc = ds_fail(err, DS_INVALID_VALUE, "scale", "'scale' is 0 to 18");
-            scale = (int64_t)v;
-        }
-        if (rc == 0)
-            rc = model_add_measure(m, (int32_t)k, json_str(mn, &len), (int)scale, err);
-        rc = rc < 0 ? rc : 0;
-    }
-    if (rc) {
-        model_free(m);
-        return rc;
-    }
-    *out = m;
-    return 0;
-}
-
 static enum MHD_Result h_model_create(req *r)
 {
     ds_error e;
@@ -342,13 +235,13 @@ static enum MHD_Result h_model_create(req *r)
     ds_model *def = NULL;
     size_t nlen = 0;
     const json_val *nv = json_get(root, "name");
-    const char *name = nv ? json_str(nv, &nlen) : NULL;
-    char nbuf[DS_IDENT_MAX + 1];
-    snprintf(nbuf, sizeof nbuf, "%.*s", (int)(nlen < DS_IDENT_MAX ? nlen : DS_IDENT_MAX),
-             name ? name : "");
-    int rc = http__authorize(r, nbuf, &e); /* 403 before the definition's 404s and 422s */
-    if (rc == 0)
-        rc = parse_definition(root, &def, &e);
+    const char *name = json_kind_of(nv) == JSON_STRING ? json_str(nv, &nlen) : NULL;
+    int rc = request_model(root, &def, &e);
+    ds_error ae; /* 403 after the definition's 400s, before its 404s and 422s */
+    if (rc != -DS_MALFORMED && http__authorize_n(r, name, nlen, &ae)) {
+        rc = -DS_FORBIDDEN;
+        e = ae;
+    }
     json_free(root);
     if (rc == 0)
         rc = writer_create_model(r->h->srv->writer, def, &e);
@@ -381,19 +274,10 @@ static enum MHD_Result h_members(req *r)
         return MHD_YES;
     enum MHD_Result ret;
     ds_error e;
-    int k = model_find_dim(m, r->dim, strlen(r->dim));
-    char pb[DS_IDENT_MAX * 3 + 1];
-    const char *p = http__arg(r, "parent", pb, sizeof pb);
+    int k = request_dim(m, r->dim, strlen(r->dim), &e);
+    const char *p = http__arg(r, "parent"); /* whole: http_url.c refused a NUL */
     int32_t parent = k >= 0 ? m->dims[k].root : -1;
-    if (!p && MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "parent")) {
-        /* not the root's children: the client named a parent */
-        ret = http__fail(r, DS_MALFORMED, "parent",
-                         "'parent' is not validly %-escaped, holds a NUL byte or is too long");
-    } else if (k < 0) {
-        ds_fail(&e, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.100s'", m->name,
-                r->dim);
-        ret = http__error(r, &e);
-    } else if (p && request_member(m, k, p, strlen(p), &parent, &e)) {
+    if (k < 0 || (p && request_member(m, k, p, strlen(p), &parent, &e))) {
         ret = http__error(r, &e);
     } else {
         const ds_dim *d = &m->dims[k];
@@ -435,51 +319,32 @@ static enum MHD_Result h_member_op(req *r)
 
 /* ---- cells and grids ------------------------------------------------------------------- */
 
-typedef struct cell_args {
-    req *r;
-    const ds_model *m;
-    ds_cell cell;
-    int measure;
-    ds_error e;
-    bool failed;
-} cell_args;
-
-static enum MHD_Result each_cell_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+/* measure=M&<dim>=<member>...: every parameter is whole and given once
+ * (http_url.c); each other name is a dimension. */
+static int cell_args(req *r, const ds_model *m, ds_cell *cell, int *measure, ds_error *err)
 {
-    (void)kind;
-    cell_args *a = cls;
-    char k[DS_IDENT_MAX * 3 + 1], v[DS_IDENT_MAX * 3 + 1];
-    size_t kl, vl;
-    if (a->failed)
-        return MHD_NO;
-    if (!http__unescape(key, strlen(key), true, k, sizeof k, &kl) ||
-        !http__unescape(value ? value : "", value ? strlen(value) : 0, true, v, sizeof v, &vl)) {
-        ds_fail(&a->e, DS_MALFORMED, "query",
-                "a query parameter is not validly %%-escaped, holds a NUL byte or is too long");
-        a->failed = true;
-        return MHD_NO;
+    for (int k = 0; k < m->ndims; k++)
+        cell->m[k] = m->dims[k].root;
+    const char *mv = http__arg(r, "measure");
+    if (!mv)
+        return ds_fail(err, DS_MALFORMED, "measure", "'measure' is required");
+    req_errors fe = {0};
+    for (int i = 0; i < r->nparams; i++) {
+        const http_param *p = &r->params[i];
+        const char *v = p->val ? p->val : "";
+        ds_error e;
+        if (p->klen == 7 && memcmp(p->key, "measure", 7) == 0)
+            continue;
+        int d = request_dim(m, p->key, p->klen, &e);
+        if (d < 0 || request_member(m, d, v, p->val ? p->vlen : 0, &cell->m[d], &e))
+            request_note(&fe, &e);
     }
-    if (strcmp(k, "measure") == 0) {
-        a->measure = model_find_measure(a->m, v, vl);
-        if (a->measure < 0) {
-            ds_fail(&a->e, DS_NOT_FOUND, "column", "table '%s' has no column '%.100s'", a->m->name,
-                    v);
-            a->failed = true;
-        }
-        return a->failed ? MHD_NO : MHD_YES;
-    }
-    if (strcmp(k, "ticket") == 0)
-        return MHD_YES;
-    int d = model_find_dim(a->m, k, kl);
-    if (d < 0) {
-        ds_fail(&a->e, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.100s'",
-                a->m->name, k);
-        a->failed = true;
-    } else if (request_member(a->m, d, v, vl, &a->cell.m[d], &a->e)) {
-        a->failed = true;
-    }
-    return a->failed ? MHD_NO : MHD_YES;
+    ds_error e;
+    if ((*measure = request_measure(m, mv, strlen(mv), &e)) < 0)
+        request_note(&fe, &e);
+    if (fe.have)
+        *err = fe.e;
+    return fe.have ? -(int)fe.e.code : 0;
 }
 
 static enum MHD_Result h_cell(req *r)
@@ -487,22 +352,15 @@ static enum MHD_Result h_cell(req *r)
     const ds_model *m = model_or_404(r);
     if (!m)
         return MHD_YES;
-    cell_args a = {.r = r, .m = m, .measure = -1};
-    for (int k = 0; k < m->ndims; k++)
-        a.cell.m[k] = m->dims[k].root;
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, each_cell_arg, &a);
-    if (!a.failed && a.measure < 0) {
-        ds_fail(&a.e, DS_MALFORMED, "measure", "'measure' is required");
-        a.failed = true;
-    }
+    ds_cell cell;
+    int measure = -1;
+    ds_error e;
     ds_i128 v;
     int64_t seq;
-    if (!a.failed &&
-        store_read_cell(http__res(r->h)->reader, m, &a.cell, a.measure, &v, &seq, &a.e))
-        a.failed = true;
     enum MHD_Result ret;
-    if (a.failed) {
-        ret = http__error(r, &a.e);
+    if (cell_args(r, m, &cell, &measure, &e) ||
+        store_read_cell(http__res(r->h)->reader, m, &cell, measure, &v, &seq, &e)) {
+        ret = http__error(r, &e);
     } else {
         ds_buf b;
         json_w w;
@@ -510,7 +368,7 @@ static enum MHD_Result h_cell(req *r)
         jw_init(&w, &b);
         jw_obj(&w);
         jw_key(&w, "value");
-        jw_dec(&w, v, m->measures[a.measure].scale);
+        jw_dec(&w, v, m->measures[measure].scale);
         jw_key(&w, "seq");
         jw_int(&w, seq);
         jw_obj_end(&w);
@@ -521,36 +379,39 @@ static enum MHD_Result h_cell(req *r)
     return ret;
 }
 
-/* {"dimension": d, "members": [...]} -> dim index and member ids. */
-static int grid_axis(const ds_model *m, json_val *axis, const char *what, int *dim, int32_t **ids,
-                     size_t *n, ds_error *err)
+/* The 400s of an axis {"dimension": d, "members": [...]}. */
+static int axis_shape(const json_val *axis, const char *what, ds_error *err)
 {
     static const char *const axis_fields[] = {"dimension", "members", NULL};
-    if (axis && json_kind_of(axis) == JSON_OBJECT) {
-        char where[16];
-        snprintf(where, sizeof where, "%s.", what);
-        if (request_only_fields(axis, axis_fields, where, err))
-            return -DS_MALFORMED;
-    }
-    json_val *d = axis ? json_get(axis, "dimension") : NULL;
-    json_val *mem = axis ? json_get(axis, "members") : NULL;
-    if (!d || json_kind_of(d) != JSON_STRING || !mem || json_kind_of(mem) != JSON_ARRAY ||
-        json_len(mem) == 0 || json_len(mem) > 10000)
+    char where[16];
+    snprintf(where, sizeof where, "%s.", what);
+    if (axis && json_kind_of(axis) == JSON_OBJECT &&
+        request_only_fields(axis, axis_fields, where, err))
+        return -DS_MALFORMED;
+    json_val *d = json_get(axis, "dimension"), *mem = json_get(axis, "members");
+    if (json_kind_of(d) != JSON_STRING || json_kind_of(mem) != JSON_ARRAY || json_len(mem) == 0 ||
+        json_len(mem) > 10000)
         return ds_fail(err, DS_MALFORMED, what, "'%s' needs 'dimension' and 1 to 10000 'members'",
                        what);
+    for (size_t i = 0; i < json_len(mem); i++)
+        if (json_kind_of(json_at(mem, i)) != JSON_STRING)
+            return ds_fail(err, DS_MALFORMED, what, "members are keys or names (strings)");
+    return 0;
+}
+
+/* An axis's dimension index and member ids (*ids caller-freed). */
+static int grid_axis(const ds_model *m, json_val *axis, int *dim, int32_t **ids, size_t *n,
+                     ds_error *err)
+{
+    json_val *mem = json_get(axis, "members");
     size_t len;
-    const char *dn = json_str(d, &len);
-    *dim = model_find_dim(m, dn, len);
-    if (*dim < 0)
-        return ds_fail(err, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.100s'",
-                       m->name, dn);
+    const char *dn = json_str(json_get(axis, "dimension"), &len);
+    if ((*dim = request_dim(m, dn, len, err)) < 0)
+        return *dim;
     *n = json_len(mem);
     *ids = xmalloc_array(*n, sizeof **ids);
     for (size_t i = 0; i < *n; i++) {
-        json_val *x = json_at(mem, i);
-        if (json_kind_of(x) != JSON_STRING)
-            return ds_fail(err, DS_MALFORMED, what, "members are keys or names (strings)");
-        const char *s = json_str(x, &len);
+        const char *s = json_str(json_at(mem, i), &len);
         int rc = request_member(m, *dim, s, len, &(*ids)[i], err);
         if (rc)
             return rc;
@@ -588,40 +449,55 @@ static void put_grid(json_w *w, const ds_model *m, const ds_grid_spec *g, const 
     jw_obj_end(w);
 }
 
-static int grid_spec(const ds_model *m, json_val *root, ds_grid_spec *g, int32_t **rows,
-                     int32_t **cols, ds_error *err)
+/* The 400s of a grid, all before any name is judged. */
+static int grid_shape(json_val *root, ds_error *err)
 {
     static const char *const grid_fields[] = {"measure", "rows", "cols", "filters", NULL};
     if (request_only_fields(root, grid_fields, "", err))
         return -DS_MALFORMED;
     json_val *mv = json_get(root, "measure"), *f = json_get(root, "filters");
-    if (!mv || json_kind_of(mv) != JSON_STRING)
+    if (json_kind_of(mv) != JSON_STRING)
         return ds_fail(err, DS_MALFORMED, "measure", "'measure' is required");
     if (f && json_kind_of(f) != JSON_OBJECT)
         return ds_fail(err, DS_MALFORMED, "filters", "'filters' is an object");
-    int rc = grid_axis(m, json_get(root, "rows"), "rows", &g->row_dim, rows, &g->nrows, err);
+    size_t it = 0, klen;
+    const char *key;
+    json_val *v;
+    while (f && json_next(f, &it, &key, &klen, &v))
+        if (json_kind_of(v) != JSON_STRING)
+            return ds_fail(err, DS_MALFORMED, "filters", "filters name members (strings)");
+    int rc = axis_shape(json_get(root, "rows"), "rows", err);
+    return rc ? rc : axis_shape(json_get(root, "cols"), "cols", err);
+}
+
+static int grid_spec(const ds_model *m, json_val *root, ds_grid_spec *g, int32_t **rows,
+                     int32_t **cols, ds_error *err)
+{
+    int rc = grid_shape(root, err);
     if (rc == 0)
-        rc = grid_axis(m, json_get(root, "cols"), "cols", &g->col_dim, cols, &g->ncols, err);
+        rc = grid_axis(m, json_get(root, "rows"), &g->row_dim, rows, &g->nrows, err);
+    if (rc == 0)
+        rc = grid_axis(m, json_get(root, "cols"), &g->col_dim, cols, &g->ncols, err);
     if (rc)
         return rc;
     size_t len;
-    const char *mn = json_str(mv, &len);
-    g->measure = model_find_measure(m, mn, len);
-    if (g->measure < 0)
-        return ds_fail(err, DS_NOT_FOUND, "column", "table '%s' has no column '%.100s'", m->name,
-                       mn);
+    const char *mn = json_str(json_get(root, "measure"), &len);
+    if ((g->measure = request_measure(m, mn, len, err)) < 0)
+        return g->measure;
     for (int k = 0; k < m->ndims; k++)
         g->fixed.m[k] = m->dims[k].root;
     size_t it = 0, klen;
     const char *key;
-    json_val *v;
+    json_val *v, *f = json_get(root, "filters");
     while (f && json_next(f, &it, &key, &klen, &v)) {
-        int d = model_find_dim(m, key, klen);
+        int d = request_dim(m, key, klen, err);
         if (d < 0)
-            return ds_fail(err, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.100s'",
-                           m->name, key);
-        if (json_kind_of(v) != JSON_STRING)
-            return ds_fail(err, DS_MALFORMED, "filters", "filters name members (strings)");
+            return d;
+        if (d == g->row_dim || d == g->col_dim)
+            return ds_fail(err, DS_INVALID_VALUE, "filters",
+                           "'filters' names dimension '%s', which is on the %s: a grid shows each "
+                           "of their members, not one",
+                           m->dims[d].name, d == g->row_dim ? "rows" : "columns");
         const char *s = json_str(v, &len);
         if ((rc = request_member(m, d, s, len, &g->fixed.m[d], err)))
             return rc;
@@ -637,6 +513,10 @@ static enum MHD_Result h_grid(req *r)
     json_val *root;
     if (http__body(r, (req_kind)-1, &root, &e))
         return http__error(r, &e);
+    if (grid_shape(root, &e)) { /* 400s before the model's 404 */
+        json_free(root);
+        return http__error(r, &e);
+    }
     const ds_model *m = model_or_404(r);
     if (!m) {
         json_free(root);
@@ -711,37 +591,27 @@ static enum MHD_Result h_views(req *r)
 
 enum { VIEW_FILTERS = 16 };
 
-typedef struct view_args {
-    char *cols[VIEW_FILTERS], *vals[VIEW_FILTERS];
-    int n;
-    int64_t limit;
-    bool bad;
-} view_args;
-
-static enum MHD_Result each_view_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+/* limit=N and col=value filters (every parameter whole and given once:
+ * http_url.c). */
+static int view_args(req *r, const char **cols, const char **vals, int *n, int64_t *limit,
+                     ds_error *err)
 {
-    (void)kind;
-    view_args *a = cls;
-    char k[DS_IDENT_MAX * 3 + 1], v[4096];
-    size_t kl, vl;
-    if (!http__unescape(key, strlen(key), true, k, sizeof k, &kl) ||
-        !http__unescape(value ? value : "", value ? strlen(value) : 0, true, v, sizeof v, &vl) ||
-        a->n == VIEW_FILTERS) {
-        a->bad = true;
-        return MHD_NO;
+    *n = 0;
+    *limit = 10000;
+    for (int i = 0; i < r->nparams; i++) {
+        const http_param *p = &r->params[i];
+        if (p->klen == 5 && memcmp(p->key, "limit", 5) == 0) {
+            if (!http__int(p->val, 1, 100000, limit))
+                return ds_fail(err, DS_MALFORMED, "limit", "'limit' is 1 to 100000");
+            continue;
+        }
+        if (*n == VIEW_FILTERS)
+            return ds_fail(err, DS_MALFORMED, "query", "a view takes at most %d filters",
+                           VIEW_FILTERS);
+        cols[*n] = p->key;
+        vals[(*n)++] = p->val ? p->val : "";
     }
-    if (strcmp(k, "limit") == 0) {
-        char *end;
-        a->limit = strtoll(v, &end, 10);
-        a->bad |= *end || a->limit < 1 || a->limit > 100000;
-        return MHD_YES;
-    }
-    if (strcmp(k, "ticket") == 0)
-        return MHD_YES;
-    a->cols[a->n] = xstrdup(k);
-    a->vals[a->n++] = xstrdup(v);
-    return MHD_YES;
+    return 0;
 }
 
 static void put_table(json_w *w, const ds_table *t, int64_t seq)
@@ -776,19 +646,18 @@ static enum MHD_Result h_view(req *r)
     const ds_model *m = model_or_404(r);
     if (!m)
         return MHD_YES;
-    view_args a = {.limit = 10000};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, each_view_arg, &a);
+    const char *cols[VIEW_FILTERS], *vals[VIEW_FILTERS];
+    int n;
+    int64_t limit;
     ds_error e;
     ds_table t;
     int64_t seq;
     enum MHD_Result ret;
-    if (a.bad)
-        ret = http__fail(r, DS_MALFORMED, "query",
-                         "bad query: at most 16 filters, limit 1 to 100000, valid escapes");
-    else if (store_read_view(http__res(r->h)->reader, m, r->view, (const char *const *)a.cols,
-                             (const char *const *)a.vals, a.n, (size_t)a.limit, &t, &seq, &e))
+    if (view_args(r, cols, vals, &n, &limit, &e) ||
+        store_read_view(http__res(r->h)->reader, m, r->view, cols, vals, n, (size_t)limit, &t, &seq,
+                        &e)) {
         ret = http__error(r, &e);
-    else {
+    } else {
         ds_buf b;
         json_w w;
         ds_buf_init(&b, (size_t)1 << 30);
@@ -797,10 +666,6 @@ static enum MHD_Result h_view(req *r)
         ret = http__json(r, 200, &b);
         ds_buf_free(&b);
         store_table_free(&t);
-    }
-    for (int i = 0; i < a.n; i++) {
-        free(a.cols[i]);
-        free(a.vals[i]);
     }
     store_model_release(r->h->srv->store, m);
     return ret;
@@ -843,67 +708,79 @@ typedef struct route {
     const char *metric;
     bool public_route, ticket_ok;
     key_role need;
-    bool body; /* the role is checked after the body */
+    bool body;                 /* the role is checked after the body */
+    const char *const *params; /* the query parameters it takes (NULL: none) */
+    bool any_params;           /* and other names: dimensions, a view's columns */
 } route;
 
+static const char *const q_updates[] = {"table", "since", "timeout", NULL},
+                         *q_changes[] = {"since", "timeout", NULL},
+                         *q_stream[] = {"since", "ticket", NULL}, *q_members[] = {"parent", NULL},
+                         *q_cell[] = {"measure", NULL}, *q_view[] = {"limit", NULL};
+
 static const route routes[] = {
-    {"GET", "/health", h_health, "health", true, false, ROLE_NONE, false},
-    {"GET", "/ready", h_ready, "ready", false, false, ROLE_VIEWER, false},
-    {"GET", "/metrics", h_metrics, "metrics", false, false, ROLE_ADMIN, false},
-    {"GET", "/openapi.json", h_static, "static", true, false, ROLE_NONE, false},
-    {"GET", "/docs", h_static, "static", true, false, ROLE_NONE, false},
-    {"GET", "/docs/*", h_static, "static", true, false, ROLE_NONE, false},
-    {"POST", "/update_cell", h_update_cell, "update_cell", false, false, ROLE_EDITOR, true},
-    {"GET", "/get_updates", h_get_updates, "get_updates", false, false, ROLE_VIEWER, false},
-    {"GET", "/v1/models", h_models, "models", false, false, ROLE_VIEWER, false},
-    {"POST", "/v1/models", h_model_create, "models_create", false, false, ROLE_ADMIN, true},
-    {"GET", "/v1/models/{m}", h_model, "model", false, false, ROLE_VIEWER, false},
-    {"DELETE", "/v1/models/{m}", h_model_drop, "model_delete", false, false, ROLE_ADMIN, false},
+    {"GET", "/health", h_health, "health", true, false, ROLE_NONE, false, NULL, false},
+    {"GET", "/ready", h_ready, "ready", false, false, ROLE_VIEWER, false, NULL, false},
+    {"GET", "/metrics", h_metrics, "metrics", false, false, ROLE_ADMIN, false, NULL, false},
+    {"GET", "/openapi.json", h_static, "static", true, false, ROLE_NONE, false, NULL, false},
+    {"GET", "/docs", h_static, "static", true, false, ROLE_NONE, false, NULL, false},
+    {"GET", "/docs/*", h_static, "static", true, false, ROLE_NONE, false, NULL, false},
+    {"POST", "/update_cell", h_update_cell, "update_cell", false, false, ROLE_EDITOR, true, NULL,
+     false},
+    {"GET", "/get_updates", h_get_updates, "get_updates", false, false, ROLE_VIEWER, false,
+     q_updates, false},
+    {"GET", "/v1/models", h_models, "models", false, false, ROLE_VIEWER, false, NULL, false},
+    {"POST", "/v1/models", h_model_create, "models_create", false, false, ROLE_ADMIN, true, NULL,
+     false},
+    {"GET", "/v1/models/{m}", h_model, "model", false, false, ROLE_VIEWER, false, NULL, false},
+    {"DELETE", "/v1/models/{m}", h_model_drop, "model_delete", false, false, ROLE_ADMIN, false,
+     NULL, false},
     {"GET", "/v1/models/{m}/dimensions/{d}/members", h_members, "members", false, false,
-     ROLE_VIEWER, false},
+     ROLE_VIEWER, false, q_members, false},
     {"POST", "/v1/models/{m}/dimensions/{d}/members", h_member_op, "member_op", false, false,
-     ROLE_ADMIN, true},
-    {"GET", "/v1/models/{m}/cell", h_cell, "cell", false, false, ROLE_VIEWER, false},
-    {"POST", "/v1/models/{m}/grid", h_grid, "grid", false, false, ROLE_VIEWER, true},
-    {"GET", "/v1/models/{m}/views", h_views, "views", false, false, ROLE_VIEWER, false},
-    {"GET", "/v1/models/{m}/views/{v}", h_view, "view", false, false, ROLE_VIEWER, false},
-    {"POST", "/v1/models/{m}/cells", h_cells, "cells", false, false, ROLE_EDITOR, true},
-    {"POST", "/v1/models/{m}/cells:batch", h_batch, "cells_batch", false, false, ROLE_EDITOR, true},
-    {"GET", "/v1/models/{m}/changes", h_changes, "changes", false, false, ROLE_VIEWER, false},
-    {"GET", "/v1/models/{m}/events", http__events, "events", false, true, ROLE_VIEWER, false},
-    {"GET", "/v1/models/{m}/ws", http__ws, "ws", false, true, ROLE_VIEWER, false},
-    {"POST", "/v1/tickets", h_ticket, "tickets", false, false, ROLE_VIEWER, false},
+     ROLE_ADMIN, true, NULL, false},
+    {"GET", "/v1/models/{m}/cell", h_cell, "cell", false, false, ROLE_VIEWER, false, q_cell, true},
+    {"POST", "/v1/models/{m}/grid", h_grid, "grid", false, false, ROLE_VIEWER, true, NULL, false},
+    {"GET", "/v1/models/{m}/views", h_views, "views", false, false, ROLE_VIEWER, false, NULL,
+     false},
+    {"GET", "/v1/models/{m}/views/{v}", h_view, "view", false, false, ROLE_VIEWER, false, q_view,
+     true},
+    {"POST", "/v1/models/{m}/cells", h_cells, "cells", false, false, ROLE_EDITOR, true, NULL,
+     false},
+    {"POST", "/v1/models/{m}/cells:batch", h_batch, "cells_batch", false, false, ROLE_EDITOR, true,
+     NULL, false},
+    {"GET", "/v1/models/{m}/changes", h_changes, "changes", false, false, ROLE_VIEWER, false,
+     q_changes, false},
+    {"GET", "/v1/models/{m}/events", http__events, "events", false, true, ROLE_VIEWER, false,
+     q_stream, false},
+    {"GET", "/v1/models/{m}/ws", http__ws, "ws", false, true, ROLE_VIEWER, false, q_stream, false},
+    {"POST", "/v1/tickets", h_ticket, "tickets", false, false, ROLE_VIEWER, false, NULL, false},
 };
 
-/* Matches url against a pattern; captures go to r. */
+/* Matches url against a pattern; the captures, undecoded, go to r (decoded
+ * by http__url once the route is chosen). */
 static bool match(req *r, const char *pattern, const char *url)
 {
     const char *p = pattern, *u = url;
+    r->ncaps = 0;
     while (*p && *u) {
         if (*p != '/' || *u != '/')
             return false;
         p++;
         u++;
         const char *pe = p + strcspn(p, "/"), *ue = u + strcspn(u, "/");
-        if (*p == '*') {
-            snprintf(r->view, sizeof r->view, "%s", url);
+        if (*p == '*')
             return true;
-        }
         if (*p == '{') {
-            char *dst = p[1] == 'm' ? r->model : p[1] == 'd' ? r->dim : r->view;
-            size_t len;
-            if (ue == u || !http__unescape(u, (size_t)(ue - u), false, dst, DS_IDENT_MAX + 1, &len))
+            if (ue == u || r->ncaps == HTTP_CAPS_MAX)
                 return false;
+            r->caps[r->ncaps++] = (http_cap){u, (size_t)(ue - u), p[1]};
         } else if (pe - p != ue - u || memcmp(p, u, (size_t)(pe - p)) != 0) {
             return false;
         }
         p = pe;
         u = ue;
     }
-    if (*p == 0 && *u == 0 && strcmp(pattern, "/openapi.json") == 0)
-        snprintf(r->view, sizeof r->view, "%s", url);
-    if (*p == 0 && *u == 0 && strcmp(pattern, "/docs") == 0)
-        snprintf(r->view, sizeof r->view, "%s", url);
     return *p == 0 && *u == 0;
 }
 
@@ -911,6 +788,7 @@ int http__route(req *r, const char *url, const char *method)
 {
     bool path_ok = false;
     r->allow_buf[0] = 0;
+    r->url = url;
     for (size_t i = 0; i < DS_ARRAY_LEN(routes); i++) {
         if (!match(r, routes[i].pattern, url))
             continue;
@@ -929,9 +807,12 @@ int http__route(req *r, const char *url, const char *method)
         r->ticket_ok = routes[i].ticket_ok;
         r->need = routes[i].need;
         r->body_route = routes[i].body;
+        r->known_params = routes[i].params;
+        r->any_params = routes[i].any_params;
         r->route_metric = metrics_route(&r->h->srv->metrics, routes[i].metric);
         return 0;
     }
+    r->ncaps = 0;
     r->route_metric = metrics_route(&r->h->srv->metrics, path_ok ? "method" : "unknown");
     if (path_ok)
         r->allow = r->allow_buf;

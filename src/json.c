@@ -21,7 +21,24 @@ typedef struct scan {
     size_t n, i;
     const json_limits *lim;
     ds_error *err;
+    /* the string just scanned: its first control character (U+0000-001F,
+       U+007F-009F), as code point and byte offset; offset SIZE_MAX: none */
+    unsigned ctl;
+    size_t ctl_at;
 } scan;
+
+static bool is_control(unsigned u)
+{
+    return u < 0x20 || (u >= 0x7f && u <= 0x9f);
+}
+
+static void note_control(scan *sc, unsigned u, size_t at)
+{
+    if (is_control(u) && sc->ctl_at == SIZE_MAX) {
+        sc->ctl = u;
+        sc->ctl_at = at;
+    }
+}
 
 static int bad(scan *sc, const char *what)
 {
@@ -51,15 +68,22 @@ static int hex4(scan *sc, unsigned *out)
 
 static int scan_escape(scan *sc)
 {
+    size_t at = sc->i - 1; /* the backslash */
     if (sc->i >= sc->n)
         return bad(sc, "truncated escape");
     unsigned char c = sc->s[sc->i++];
-    if (strchr("\"\\/bfnrt", c) && c)
+    static const char simple[] = "\"\\/bfnrt", value[] = "\"\\/\b\f\n\r\t";
+    const char *k = c ? strchr(simple, c) : NULL;
+    if (k) {
+        note_control(sc, (unsigned char)value[k - simple], at);
         return 0;
+    }
     if (c != 'u')
         return bad(sc, "invalid escape");
     unsigned u, lo;
     int rc = hex4(sc, &u);
+    if (rc == 0)
+        note_control(sc, u, at);
     if (rc || u < 0xd800 || u > 0xdfff)
         return rc;
     if (u >= 0xdc00)
@@ -75,6 +99,7 @@ static int scan_escape(scan *sc)
 static int scan_string(scan *sc)
 {
     size_t start = ++sc->i;
+    sc->ctl_at = SIZE_MAX;
     while (sc->i < sc->n) {
         unsigned char c = sc->s[sc->i];
         if (c == '"') {
@@ -97,6 +122,8 @@ static int scan_string(scan *sc)
         size_t len = ds_utf8_len(sc->s + sc->i, sc->n - sc->i);
         if (!len)
             return bad(sc, "invalid UTF-8");
+        if (c == 0x7f || (c == 0xc2 && sc->s[sc->i + 1] <= 0x9f)) /* DEL, U+0080-009F */
+            note_control(sc, c == 0x7f ? 0x7f : sc->s[sc->i + 1], sc->i);
         sc->i += len;
     }
     return bad(sc, "unterminated string");
@@ -148,6 +175,23 @@ static int scan_literal(scan *sc)
     return bad(sc, "unexpected character");
 }
 
+/* An object key (a string followed by ':') holds no control character:
+ * json-c keeps keys as C strings (a NUL would cut one short, and two keys
+ * would become one), and every key of a request is a field or a dimension
+ * name, neither of which holds one. */
+static int check_key(scan *sc)
+{
+    size_t j = sc->i;
+    while (j < sc->n && strchr(" \t\n\r", sc->s[j]) && sc->s[j])
+        j++;
+    if (sc->ctl_at == SIZE_MAX || j >= sc->n || sc->s[j] != ':')
+        return 0;
+    return ds_fail(sc->err, DS_MALFORMED, "body",
+                   "malformed JSON at byte %zu: an object key holds the control character "
+                   "U+%04X (keys are field and dimension names)",
+                   sc->ctl_at, sc->ctl);
+}
+
 /* Lexical validation and nesting depth; json-c checks the structure. */
 static int strict_scan(scan *sc)
 {
@@ -177,7 +221,8 @@ static int strict_scan(scan *sc)
             sc->i++;
             break;
         case '"':
-            rc = scan_string(sc);
+            if ((rc = scan_string(sc)) == 0)
+                rc = check_key(sc);
             break;
         default:
             if (c == '-' || (c >= '0' && c <= '9'))
@@ -292,7 +337,7 @@ bool json_next(const json_val *obj, size_t *i, const char **key, size_t *klen, j
     if (*i == SIZE_MAX || !e)
         return false;
     *key = (const char *)lh_entry_k(e);
-    *klen = strlen(*key);
+    *klen = strlen(*key); /* whole: json_parse refuses a key with a NUL */
     *val = (json_val *)lh_entry_v(e);
     *i = e->next ? (size_t)e->next : SIZE_MAX;
     return true;

@@ -2,7 +2,10 @@
  * (RFC 8259: json-c alone accepts NaN, Infinity, single-quoted keys, raw
  * control characters and lone surrogates), bounded (size, depth, string
  * length), and keeps the exact text of every number so values never pass
- * through binary floating point. Of duplicate keys the last one wins.
+ * through binary floating point. Of duplicate keys the last one wins. An
+ * object key never holds a control character (U+0000-001F, U+007F-009F):
+ * json-c keeps keys as C strings, so a NUL would cut one short; such a
+ * document is refused (malformed). String values keep every byte.
  * The writer builds responses and events into a ds_buf and writes numbers
  * from their exact decimal text. */
 #ifndef DS_JSON_H

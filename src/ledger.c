@@ -39,9 +39,21 @@ void ledger_free(ds_ledger *l)
     free(l);
 }
 
-void ledger_key(char *buf, size_t n, const char *model, const char *user, const char *rid)
+bool ledger_key(char *buf, const char *model, const char *user, const char *rid)
 {
-    snprintf(buf, n, "%s\n%s\n%s", model, user ? user : "", rid ? rid : "");
+    user = user ? user : "";
+    rid = rid ? rid : "";
+    size_t lm = strlen(model), lu = strlen(user), lr = strlen(rid);
+    buf[0] = '\0';
+    if (lm > DS_IDENT_MAX || lu > DS_IDENT_MAX || lr > REQ_ID_MAX)
+        return false;
+    memcpy(buf, model, lm);
+    buf[lm] = '\n';
+    memcpy(buf + lm + 1, user, lu);
+    buf[lm + 1 + lu] = '\n';
+    memcpy(buf + lm + lu + 2, rid, lr);
+    buf[lm + lu + 2 + lr] = '\0';
+    return true;
 }
 
 static size_t find(const ds_ledger *l, const char *key)

@@ -11,6 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"   /* DS_IDENT_MAX: a model or user name */
+#include "request.h" /* REQ_ID_MAX */
+
+/* The longest request key: model, user and request_id joined by '\n'. */
+#define LEDGER_KEY_MAX (DS_IDENT_MAX + 1 + DS_IDENT_MAX + 1 + REQ_ID_MAX)
+
 typedef struct ds_ledger ds_ledger;
 
 typedef struct ledger_entry {
@@ -21,8 +27,11 @@ typedef struct ledger_entry {
 
 ds_ledger *ledger_new(void);
 void ledger_free(ds_ledger *l);
-/* The key of a request: model, user and request_id joined by '\n'. */
-void ledger_key(char *buf, size_t n, const char *model, const char *user, const char *rid);
+/* The key of a request: model, user and request_id joined by '\n', into
+ * buf (LEDGER_KEY_MAX + 1 bytes). False, with buf "", when a part is over
+ * its limit (model and user DS_IDENT_MAX, request_id REQ_ID_MAX bytes):
+ * a key is never cut. */
+bool ledger_key(char *buf, const char *model, const char *user, const char *rid);
 void ledger_put(ds_ledger *l, const char *key, const char *hash, int64_t seq, int code);
 bool ledger_get(ds_ledger *l, const char *key, ledger_entry *out);
 /* Forgets a dropped model's requests. */

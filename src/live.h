@@ -73,6 +73,9 @@ live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t 
 
 enum { LIVE_HANGUP_MS = 100 };
 
+/* The longest outcome key (a request's ledger key fits: see ledger.h). */
+#define LIVE_KEY_MAX 1024
+
 typedef struct live_waiter {
     /* set by live_wait / live_expect */
     void (*wake)(void *arg);
@@ -88,7 +91,7 @@ typedef struct live_waiter {
     bool hung_up; /* woken because the client closed fd */
     /* private */
     struct live_waiter *next, *prev;
-    char key[400];
+    char key[LIVE_KEY_MAX + 1];
     int64_t since;
     uint64_t gen; /* which registration (the hang-up check's snapshot) */
     bool registered, outcome;
@@ -99,8 +102,10 @@ typedef struct live_waiter {
 void live_wait(ds_live *l, live_waiter *w, const char *model, int64_t since, int64_t deadline_ns,
                int fd, void (*wake)(void *), void *arg);
 /* Waits for the outcome of a queued command (key: model, user and
- * request_id joined by '\n'); live_deliver fills status and body. Woken
- * at the deadline or a hang-up of fd too. */
+ * request_id joined by '\n', at most LIVE_KEY_MAX bytes: a longer one is a
+ * bug and aborts, never a cut key that no delivery would match);
+ * live_deliver fills status and body. Woken at the deadline or a hang-up
+ * of fd too. */
 void live_expect(ds_live *l, live_waiter *w, const char *key, int64_t deadline_ns, int fd,
                  void (*wake)(void *), void *arg);
 /* Removes a waiter that has not been woken; false when it was already woken

@@ -81,25 +81,82 @@ ds_model *model_clone(const ds_model *src)
     return m;
 }
 
-int model_check_name(const char *s, size_t len, const char *what, ds_error *err)
+/* The code point of the valid UTF-8 sequence of n bytes at u. */
+static unsigned code_point(const unsigned char *u, size_t n)
+{
+    static const unsigned char lead_mask[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    unsigned cp = u[0] & lead_mask[n];
+    for (size_t k = 1; k < n; k++)
+        cp = cp << 6 | (u[k] & 0x3f);
+    return cp;
+}
+
+static bool is_control(unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+}
+
+/* Characters that show nothing (or reorder what is shown): two names that
+ * look the same would differ by them. ZWNJ and ZWJ (U+200C, U+200D) stay:
+ * scripts and emoji sequences need them. */
+static bool is_invisible(unsigned cp)
+{
+    static const unsigned ranges[][2] = {
+        {0x00ad, 0x00ad},   {0x034f, 0x034f}, {0x061c, 0x061c},   {0x115f, 0x1160},
+        {0x17b4, 0x17b5},   {0x180b, 0x180f}, {0x200b, 0x200b},   {0x200e, 0x200f},
+        {0x2028, 0x202e},   {0x2060, 0x206f}, {0x3164, 0x3164},   {0xfeff, 0xfeff},
+        {0xffa0, 0xffa0},   {0xfff9, 0xfffb}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a},
+        {0xe0000, 0xe007f},
+    };
+    for (size_t i = 0; i < DS_ARRAY_LEN(ranges); i++)
+        if (cp >= ranges[i][0] && cp <= ranges[i][1])
+            return true;
+    return false;
+}
+
+/* White space (Unicode White_Space beyond the controls). */
+static bool is_space(unsigned cp)
+{
+    return cp == 0x20 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) ||
+           cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
+int model_check_text(const char *s, size_t len, size_t max, const char *what, const char *target,
+                     ds_error *err)
 {
     if (len == 0)
-        return ds_fail(err, DS_INVALID_VALUE, what, "the %s is empty", what);
-    if (len > DS_IDENT_MAX)
-        return ds_fail(err, DS_INVALID_VALUE, what, "the %s is longer than %d bytes", what,
-                       DS_IDENT_MAX);
+        return ds_fail(err, DS_INVALID_VALUE, target, "the %s is empty", what);
+    if (len > max)
+        return ds_fail(err, DS_INVALID_VALUE, target, "the %s has %zu bytes; the limit is %zu",
+                       what, len, max);
     const unsigned char *u = (const unsigned char *)s;
+    unsigned first = 0, last = 0;
     for (size_t i = 0; i < len;) {
-        if (u[i] < 0x20 || u[i] == 0x7f)
-            return ds_fail(err, DS_INVALID_VALUE, what,
-                           "the %s contains a control character at byte %zu", what, i);
         size_t n = ds_utf8_len(u + i, len - i);
         if (!n)
-            return ds_fail(err, DS_INVALID_VALUE, what, "the %s is not valid UTF-8 at byte %zu",
+            return ds_fail(err, DS_INVALID_VALUE, target, "the %s is not valid UTF-8 at byte %zu",
                            what, i);
+        unsigned cp = code_point(u + i, n);
+        if (is_control(cp))
+            return ds_fail(err, DS_INVALID_VALUE, target,
+                           "the %s holds the control character U+%04X at byte %zu", what, cp, i);
+        if (is_invisible(cp))
+            return ds_fail(err, DS_INVALID_VALUE, target,
+                           "the %s holds the invisible character U+%04X at byte %zu", what, cp, i);
+        if (i == 0)
+            first = cp;
+        last = cp;
         i += n;
     }
+    if (is_space(first) || is_space(last))
+        return ds_fail(err, DS_INVALID_VALUE, target, "the %s %s with white space (U+%04X)", what,
+                       is_space(first) ? "starts" : "ends", is_space(first) ? first : last);
     return 0;
+}
+
+int model_check_name(const char *s, size_t len, const char *what, ds_error *err)
+{
+    return model_check_text(s, len, DS_IDENT_MAX, what, what, err);
 }
 
 int model_find_dim(const ds_model *m, const char *name, size_t len)

@@ -94,8 +94,19 @@ void model_reserve_ids(ds_dim *d, int32_t next_id);
 /* Rebuilds children, preorder, depths, leaf counts and the name maps. */
 void model_dim_index(ds_dim *d);
 
-/* Validates an identifier, key or display name: 1..DS_IDENT_MAX bytes of
- * valid UTF-8 without control characters. `what` names it in the error. */
+/* Validates a name (an identifier, a member key or display name, a
+ * request_id): 1..max bytes of valid UTF-8 with no control character
+ * (U+0000-001F, U+007F-009F), no invisible character (soft hyphen,
+ * zero-width space, word joiner, byte order mark, the direction marks,
+ * embeddings, overrides and isolates, fillers, tags: names that look the
+ * same must be the same bytes) and no white space at either end. It is
+ * not normalised: NFC and NFD spellings, full-width letters and letters of
+ * other scripts that look alike are distinct names. A name is never cut:
+ * s[0..len) is checked whole. `what` names it in the message; `target` is
+ * the error's target. 422 invalid_value. */
+int model_check_text(const char *s, size_t len, size_t max, const char *what, const char *target,
+                     ds_error *err);
+/* model_check_text with DS_IDENT_MAX, `what` as the target too. */
 int model_check_name(const char *s, size_t len, const char *what, ds_error *err);
 
 /* Lookups by exact bytes. Return the index, or -1. */

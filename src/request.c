@@ -230,22 +230,7 @@ const char *request_table(const json_val *body, size_t *len)
     return json_str(t, len);
 }
 
-/* ---- names (404, 422 ambiguous) --------------------------------------- */
-
-int request_member(const ds_model *m, int dim, const char *text, size_t len, int32_t *id,
-                   ds_error *err)
-{
-    return model_resolve_member(&m->dims[dim], text, len, id, err);
-}
-
-/* Keeps the error that DESIGN.md's order reports first: a 404 beats a 422;
- * otherwise the earliest. */
-typedef struct first_err {
-    bool have;
-    ds_error e;
-} first_err;
-
-static void note(first_err *f, const ds_error *e)
+void request_note(req_errors *f, const ds_error *e)
 {
     bool worse = f->have && f->e.code != DS_NOT_FOUND && e->code == DS_NOT_FOUND;
     if (!f->have || worse) {
@@ -254,18 +239,53 @@ static void note(first_err *f, const ds_error *e)
     }
 }
 
-static int dim_of(const ds_model *m, const char *name, size_t len, ds_error *err)
+int request_table_name(const char *name, size_t len, ds_error *err)
 {
+    return model_check_text(name, len, DS_IDENT_MAX, "table name", "table", err);
+}
+
+/* ---- names (404, 422 ambiguous) --------------------------------------- */
+
+int request_member(const ds_model *m, int dim, const char *text, size_t len, int32_t *id,
+                   ds_error *err)
+{
+    int rc = model_check_text(text, len, DS_IDENT_MAX, "member key or name", "cell", err);
+    return rc ? rc : model_resolve_member(&m->dims[dim], text, len, id, err);
+}
+
+int request_dim(const ds_model *m, const char *name, size_t len, ds_error *err)
+{
+    int rc = model_check_text(name, len, DS_IDENT_MAX, "dimension name", "dimension", err);
+    if (rc)
+        return rc;
     int k = model_find_dim(m, name, len);
     if (k < 0)
-        ds_fail(err, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.*s'", m->name,
-                (int)(len > 100 ? 100 : len), name);
+        return ds_fail(err, DS_NOT_FOUND, "dimension", "table '%s' has no dimension '%.*s'",
+                       m->name, (int)(len > 100 ? 100 : len), name);
     return k;
+}
+
+int request_measure(const ds_model *m, const char *name, size_t len, ds_error *err)
+{
+    int rc = model_check_text(name, len, DS_IDENT_MAX, "column name", "column", err);
+    if (rc)
+        return rc;
+    int k = model_find_measure(m, name, len);
+    if (k < 0)
+        return ds_fail(err, DS_NOT_FOUND, "column", "table '%s' has no column '%.*s'", m->name,
+                       (int)(len > 100 ? 100 : len), name);
+    return k;
+}
+
+static int dim_of(const ds_model *m, const char *name, size_t len, ds_error *err)
+{
+    int k = request_dim(m, name, len, err);
+    return k < 0 ? -1 : k;
 }
 
 /* A cell object (or a hold when hold is true: -1 for dimensions left out). */
 static void resolve_members(const ds_model *m, const json_val *obj, bool hold, int32_t *out,
-                            first_err *fe)
+                            req_errors *fe)
 {
     for (int k = 0; k < m->ndims; k++)
         out[k] = hold ? -1 : m->dims[k].root;
@@ -276,12 +296,12 @@ static void resolve_members(const ds_model *m, const json_val *obj, bool hold, i
         ds_error e;
         int k = dim_of(m, key, klen, &e);
         if (k < 0) {
-            note(fe, &e);
+            request_note(fe, &e);
             continue;
         }
         const char *text = json_str(v, &vlen);
         if (request_member(m, k, text, vlen, &out[k], &e))
-            note(fe, &e);
+            request_note(fe, &e);
     }
 }
 
@@ -369,17 +389,16 @@ static int write_values(const json_val *jw, const ds_model *m, ds_write *w, ds_e
 }
 
 static int resolve_write(const json_val *jw, const ds_model *m, ds_arena *a, ds_write *w,
-                         first_err *names)
+                         req_errors *names)
 {
     memset(w, 0, sizeof *w);
     size_t len;
     const char *col = json_str(json_get(jw, "column"), &len);
-    w->measure = model_find_measure(m, col, len);
+    ds_error e;
+    w->measure = request_measure(m, col, len, &e);
     if (w->measure < 0) {
-        ds_error e;
-        ds_fail(&e, DS_NOT_FOUND, "column", "table '%s' has no column '%.*s'", m->name,
-                (int)(len > 100 ? 100 : len), col);
-        note(names, &e);
+        w->measure = -1;
+        request_note(names, &e);
     }
     resolve_members(m, json_get(jw, "cell"), false, w->cell.m, names);
     json_val *holds = json_get(jw, "holds");
@@ -418,10 +437,7 @@ static int common_values(const json_val *body, req_decoded *out, ds_arena *a, ds
     if ((v = json_get(body, "request_id"))) {
         size_t len;
         const char *id = json_str(v, &len);
-        if (len > REQ_ID_MAX)
-            return ds_fail(err, DS_INVALID_VALUE, "request_id",
-                           "'request_id' is longer than %d bytes", REQ_ID_MAX);
-        int rc = model_check_name(id, len, "request_id", err);
+        int rc = model_check_text(id, len, REQ_ID_MAX, "request_id", "request_id", err);
         if (rc)
             return rc;
         out->request_id = ds_arena_strndup(a, id, len);
@@ -546,21 +562,21 @@ static void finish_canonical(const ds_model *m, req_decoded *out, ds_arena *a)
 /* ---- member operations ----------------------------------------------------- */
 
 static int member_ref(const ds_model *m, int dim, const json_val *body, const char *name,
-                      bool required, int32_t *id, first_err *fe)
+                      bool required, int32_t *id, req_errors *fe)
 {
     json_val *v = json_get(body, name);
     ds_error e;
     if (!v) {
         if (required) {
             ds_fail(&e, DS_MALFORMED, name, "'%s' is required for this op", name);
-            note(fe, &e);
+            request_note(fe, &e);
         }
         return 0;
     }
     size_t len;
     const char *s = json_str(v, &len);
     if (request_member(m, dim, s, len, id, &e)) {
-        note(fe, &e);
+        request_note(fe, &e);
         return -1;
     }
     return 0;
@@ -582,12 +598,12 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
     size_t dlen = path_dim ? strlen(path_dim) : 0;
     if (!dname)
         dname = json_str(json_get(mb, "dimension"), &dlen);
-    op->dim = dim_of(m, dname, dlen, err);
+    op->dim = request_dim(m, dname, dlen, err);
     if (op->dim < 0)
-        return -DS_NOT_FOUND;
+        return op->dim; /* 422: no name; 404: no such dimension */
     if ((int)op->kind < 0)
         return ds_fail(err, DS_INVALID_VALUE, "op", "'op' is add, rename, move or delete");
-    first_err fe = {0};
+    req_errors fe = {0};
     const ds_dim *d = &m->dims[op->dim];
     json_val *v;
     op->parent = d->root;
@@ -596,13 +612,13 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
         if (!(v = json_get(mb, "key"))) {
             ds_error e;
             ds_fail(&e, DS_MALFORMED, "key", "'key' is required to add a member");
-            note(&fe, &e);
+            request_note(&fe, &e);
         } else {
             const char *k = json_str(v, &len);
             op->key = ds_arena_strndup(a, k, len);
             ds_error e; /* empty, too long, a control character (NUL too) */
             if (model_check_name(k, len, "key", &e))
-                note(&fe, &e);
+                request_note(&fe, &e);
         }
     } else {
         member_ref(m, op->dim, mb, "member", true, &op->member, &fe);
@@ -622,11 +638,11 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
         op->name = ds_arena_strndup(a, n, len);
         ds_error e; /* a NUL byte would cut the stored name short */
         if (model_check_name(n, len, "name", &e))
-            note(&fe, &e);
+            request_note(&fe, &e);
     } else if (op->kind == MEMBER_RENAME) {
         ds_error e;
         ds_fail(&e, DS_MALFORMED, "name", "'name' is required to rename a member");
-        note(&fe, &e);
+        request_note(&fe, &e);
     }
     op->force = (v = json_get(mb, "force")) && json_truth(v);
     if (fe.have) {
@@ -654,13 +670,13 @@ int request_resolve(const json_val *body, req_kind kind, const ds_model *m, cons
             kind == REQ_BATCH || kind == REQ_CANONICAL ? json_get(body, "writes") : NULL;
         size_t n = ws ? json_len(ws) : 1;
         ds_write *w = ds_arena_alloc(arena, sizeof *w * n);
-        first_err names = {0};
+        req_errors names = {0};
         for (size_t i = 0; i < n; i++)
             resolve_write(ws ? json_at(ws, i) : body, m, arena, &w[i], &names);
         for (size_t i = 0; !names.have && i < n; i++) {
             ds_error e;
             if (write_values(ws ? json_at(ws, i) : body, m, &w[i], &e))
-                note(&names, &e);
+                request_note(&names, &e);
         }
         if (names.have) {
             if (err)
@@ -931,5 +947,178 @@ int request_scope(const ds_model *m, const ds_command *cmd, const char *dim, con
                                ? "is above it: the spread would reach outside the scope"
                                : "is outside it");
     }
+    return 0;
+}
+
+/* ---- model definitions ------------------------------------------------- */
+
+static const char *const def_model[] = {"name", "dimensions", "measures", NULL},
+                         *def_dim[] = {"name", "root", "members", NULL},
+                         *def_root[] = {"key", "name", NULL},
+                         *def_member[] = {"key", "name", "parent", NULL},
+                         *def_measure[] = {"name", "scale", NULL};
+
+/* 400 unless obj's field is a string (or absent and not required). */
+static int str_field(const json_val *obj, const char *fname, bool required, const char *where,
+                     ds_error *err)
+{
+    json_val *v = json_get(obj, fname);
+    if (!v && !required)
+        return 0;
+    if (!v)
+        return ds_fail(err, DS_MALFORMED, fname, "'%s%s' is required", where, fname);
+    if (json_kind_of(v) != JSON_STRING)
+        return ds_fail(err, DS_MALFORMED, fname, "'%s%s' must be a string, not %s", where, fname,
+                       json_kind_name(json_kind_of(v)));
+    return 0;
+}
+
+/* 400 unless v is absent or an array whose elements are objects of the
+ * fields `names` only. */
+static int objects(const json_val *v, const char *fname, const char *const *names,
+                   const char *where, ds_error *err)
+{
+    if (!v)
+        return 0;
+    if (json_kind_of(v) != JSON_ARRAY)
+        return ds_fail(err, DS_MALFORMED, fname, "'%s' must be an array", fname);
+    for (size_t i = 0; i < json_len(v); i++) {
+        int rc = request_only_fields(json_at(v, i), names, where, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int def_dim_shape(const json_val *d, ds_error *err)
+{
+    const char *w = "dimensions[].";
+    json_val *root = json_get(d, "root"), *mem = json_get(d, "members");
+    int rc = str_field(d, "name", true, w, err);
+    if (rc == 0 && root)
+        rc = request_only_fields(root, def_root, "dimensions[].root.", err);
+    if (rc == 0 && root && (rc = str_field(root, "key", false, "dimensions[].root.", err)) == 0)
+        rc = str_field(root, "name", false, "dimensions[].root.", err);
+    if (rc == 0)
+        rc = objects(mem, "members", def_member, "members[].", err);
+    for (size_t i = 0; rc == 0 && mem && i < json_len(mem); i++) {
+        json_val *x = json_at(mem, i);
+        if ((rc = str_field(x, "key", true, "members[].", err)) == 0 &&
+            (rc = str_field(x, "name", false, "members[].", err)) == 0)
+            rc = str_field(x, "parent", false, "members[].", err);
+    }
+    return rc;
+}
+
+/* The 400s of a definition, all before any name is judged. */
+static int def_shape(const json_val *body, ds_error *err)
+{
+    int rc = request_only_fields(body, def_model, "", err);
+    json_val *dims = json_get(body, "dimensions"), *meas = json_get(body, "measures");
+    if (rc == 0 && (json_kind_of(dims) != JSON_ARRAY || json_kind_of(meas) != JSON_ARRAY ||
+                    json_kind_of(json_get(body, "name")) != JSON_STRING))
+        return ds_fail(err, DS_MALFORMED, "body",
+                       "a model needs 'name' (a string), 'dimensions' and 'measures' (arrays)");
+    if (rc == 0)
+        rc = objects(dims, "dimensions", def_dim, "dimensions[].", err);
+    for (size_t k = 0; rc == 0 && k < json_len(dims); k++)
+        rc = def_dim_shape(json_at(dims, k), err);
+    if (rc == 0)
+        rc = objects(meas, "measures", def_measure, "measures[].", err);
+    for (size_t k = 0; rc == 0 && k < json_len(meas); k++) {
+        json_val *x = json_at(meas, k), *sc = json_get(x, "scale");
+        if ((rc = str_field(x, "name", true, "measures[].", err)) == 0 && sc &&
+            json_kind_of(sc) != JSON_NUMBER)
+            rc = ds_fail(err, DS_MALFORMED, "scale", "'measures[].scale' must be a number");
+    }
+    return rc;
+}
+
+/* A string field checked as a name, whole (422 with target). */
+static int def_name(const json_val *obj, const char *fname, const char *what, const char *target,
+                    const char **s, ds_error *err)
+{
+    size_t len;
+    *s = json_str(json_get(obj, fname), &len);
+    return model_check_text(*s, len, DS_IDENT_MAX, what, target, err);
+}
+
+static int def_members(ds_dim *dim, const json_val *mem, ds_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && mem && i < json_len(mem); i++) {
+        json_val *x = json_at(mem, i);
+        const char *key = NULL, *name = NULL, *par = NULL;
+        if ((rc = def_name(x, "key", "member key", "key", &key, err)) ||
+            (json_get(x, "name") && (rc = def_name(x, "name", "member name", "name", &name, err))))
+            break;
+        if (!json_get(x, "name"))
+            name = key;
+        model_dim_index(dim);
+        int32_t parent = dim->root;
+        if (json_get(x, "parent")) {
+            if ((rc = def_name(x, "parent", "parent key", "cell", &par, err)))
+                break;
+            parent = model_find_key(dim, par, strlen(par));
+            if (parent < 0)
+                rc = ds_fail(err, DS_NOT_FOUND, "cell",
+                             "parent '%.100s' is not listed before its children", par);
+        }
+        if (rc == 0 && model_find_key(dim, key, strlen(key)) >= 0)
+            rc = ds_fail(err, DS_INVALID_VALUE, "key", "member key '%.100s' is listed twice", key);
+        if (rc == 0 && (rc = model_add_member(dim, parent, key, name, (int32_t)i, err)) > 0)
+            rc = 0;
+    }
+    model_dim_index(dim);
+    return rc;
+}
+
+static int def_dims(ds_model *m, const json_val *dims, ds_error *err)
+{
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && k < json_len(dims); k++) {
+        json_val *d = json_at(dims, k), *root = json_get(d, "root");
+        const char *name = NULL, *rkey = "All", *rname = NULL;
+        if ((rc = def_name(d, "name", "dimension name", "dimension", &name, err)) ||
+            (root && json_get(root, "key") &&
+             (rc = def_name(root, "key", "root key", "key", &rkey, err))) ||
+            (root && json_get(root, "name") &&
+             (rc = def_name(root, "name", "root name", "name", &rname, err))))
+            break;
+        if ((rc = model_add_dim(m, (int32_t)k, name, rkey, rname ? rname : rkey, err)) >= 0)
+            rc = def_members(&m->dims[m->ndims - 1], json_get(d, "members"), err);
+    }
+    return rc;
+}
+
+int request_model(const json_val *body, ds_model **out, ds_error *err)
+{
+    *out = NULL;
+    const char *name = NULL;
+    int rc = def_shape(body, err);
+    if (rc || (rc = def_name(body, "name", "table name", "table", &name, err)))
+        return rc;
+    ds_model *m = model_new(0, name);
+    json_val *meas = json_get(body, "measures");
+    rc = def_dims(m, json_get(body, "dimensions"), err);
+    for (size_t k = 0; rc == 0 && k < json_len(meas); k++) {
+        json_val *x = json_at(meas, k), *sc = json_get(x, "scale");
+        const char *mn = NULL;
+        ds_i128 scale = 0;
+        size_t sl;
+        bool exact;
+        const char *t = sc ? json_num(sc, &sl, &exact) : NULL;
+        if ((rc = def_name(x, "name", "measure name", "measure", &mn, err)))
+            break;
+        if (t && dec_parse(t, sl, DEC_JSON, 0, 18, &scale) != DEC_OK)
+            rc = ds_fail(err, DS_INVALID_VALUE, "scale", "'scale' is 0 to 18");
+        if (rc == 0 && (rc = model_add_measure(m, (int32_t)k, mn, (int)scale, err)) > 0)
+            rc = 0;
+    }
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    *out = m;
     return 0;
 }

@@ -71,10 +71,30 @@ const char *request_table(const json_val *body, size_t *len);
 int request_resolve(const json_val *body, req_kind kind, const ds_model *m, const char *path_dim,
                     ds_arena *arena, req_decoded *out, ds_error *err);
 
-/* A member named by key, by "All" style root key, or by unique display
- * name (the lookup every read also uses). target "cell". */
+/* Of several name errors, the one the contract reports first: a 404
+ * beats a 422; otherwise the earliest. */
+typedef struct req_errors {
+    bool have;
+    ds_error e;
+} req_errors;
+void request_note(req_errors *f, const ds_error *e);
+
+/* The lookups every request uses, by the text's whole bytes: first 422
+ * invalid_value when the text is no name at all (model_check_text: empty,
+ * too long, a control or invisible character, white space at an end: it
+ * could never have been created), then 404 not_found when no such thing
+ * exists.
+ * A member named by key, by "All" style root key, or by unique display
+ * name; target "cell" (and 422 ambiguous_member). */
 int request_member(const ds_model *m, int dim, const char *text, size_t len, int32_t *id,
                    ds_error *err);
+/* A dimension's index (target "dimension") or a measure's (target
+ * "column"), or a negative ds_code. */
+int request_dim(const ds_model *m, const char *name, size_t len, ds_error *err);
+int request_measure(const ds_model *m, const char *name, size_t len, ds_error *err);
+/* A model's name from a client (the "table" of a body, a path, a query):
+ * 422 invalid_value (target "table") unless it is a name. */
+int request_table_name(const char *name, size_t len, ds_error *err);
 
 /* 403 out_of_scope unless every write of cmd lies inside the subtree of
  * member (a key) of dimension dim: a write whose cell leaves dim out (its
@@ -82,6 +102,15 @@ int request_member(const ds_model *m, int dim, const char *text, size_t len, int
  * member operation, or dim NULL or "", passes. */
 int request_scope(const ds_model *m, const ds_command *cmd, const char *dim, const char *member,
                   ds_error *err);
+
+/* A model from its definition (POST /v1/models): {"name", "dimensions":
+ * [{"name", "root": {"key", "name"}, "members": [{"key", "name",
+ * "parent"}]}], "measures": [{"name", "scale"}]}. The 400s of its shape
+ * come first (unknown fields, types), then every name is checked whole
+ * (422 invalid_value: a NUL or any control character never cuts one), then
+ * parents (404 cell: listed before their children) and duplicates (422).
+ * Caller frees *out with model_free(). */
+int request_model(const json_val *body, ds_model **out, ds_error *err);
 
 /* ---- encoding ---------------------------------------------------------- */
 

@@ -1347,7 +1347,14 @@ int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcom
     out->seq = seq;
     s->wrote = false;
     out->ts_us = now_us();
-    if (store__fast_eligible(s, slot, cmd)) {
+    if (cmd->if_seq > seq - 1) { /* a seq the model has not reached: the client's is no read */
+        rc = ds_fail(err, DS_STALE, "if_seq",
+                     "if_seq %" PRId64 " is above the model's seq %" PRId64, cmd->if_seq, seq - 1);
+        if (err) {
+            err->has_seq = true;
+            err->seq = seq - 1;
+        }
+    } else if (store__fast_eligible(s, slot, cmd)) {
         rc = store__fast_apply(s, slot, cmd, seq, out, err);
     } else {
         rc = store__fast_flush(s, slot, err); /* DuckDB must see queued writes */

@@ -205,8 +205,8 @@ static void put_error(entry *e, const ds_error *err)
  * body is request_id_reused (and not recorded). True when handled. */
 static bool seen_before(ds_writer *w, entry *e, entry *batch, size_t upto)
 {
-    char key[600];
-    ledger_key(key, sizeof key, e->model, e->user, e->rid);
+    char key[LEDGER_KEY_MAX + 1]; /* the entry's parts fit: they are as long as their limits */
+    ledger_key(key, e->model, e->user, e->rid);
     for (size_t i = upto; i-- > 0;) { /* earlier in this batch */
         entry *p = &batch[i];
         if (strcmp(p->model, e->model) || strcmp(p->user, e->user) || strcmp(p->rid, e->rid) ||
@@ -397,8 +397,8 @@ static void after_commit(ds_writer *w, batch *b)
     ds_server *srv = w->srv;
     for (size_t i = 0; i < b->n; i++) {
         entry *e = &b->e[i];
-        char key[600];
-        ledger_key(key, sizeof key, e->model, e->user, e->rid);
+        char key[LEDGER_KEY_MAX + 1];
+        ledger_key(key, e->model, e->user, e->rid);
         if (!e->recorded)
             ledger_put(srv->ledger, key, e->hash, e->seq, e->code);
         if (e->seq >= 0 && !e->recorded) {
@@ -763,9 +763,9 @@ static void on_request_row(void *ctx, const char *model, const char *user, const
                            const char *hash, int64_t seq, int code, int64_t ts_ms)
 {
     (void)ts_ms;
-    char key[600];
-    ledger_key(key, sizeof key, model, user, rid);
-    ledger_put(ctx, key, hash, seq, code);
+    char key[LEDGER_KEY_MAX + 1];
+    if (ledger_key(key, model, user, rid)) /* a row over the limits is no request of ours */
+        ledger_put(ctx, key, hash, seq, code);
 }
 
 /* The models of the store, each with its lease (kept or acquired). */

@@ -270,6 +270,34 @@ test('injection strings are stored and read back byte-exact (member add, rename,
     assert.equal(ri.status, 200, ri.text);
 });
 
+// a model named at the name limit (256 bytes), written by a user at its limit
+// (64 bytes) with a request_id at its limit (128 bytes): the request key
+// (model, user, request_id: 450 bytes) is kept and matched whole, so the
+// answer arrives (it was cut to 400 bytes and never matched: 202 after the
+// wait limit)
+const LONG = 'a'.repeat(256);
+const RID128 = `r${'x'.repeat(127)}`;
+const USER64 = { headers: { 'X-User': 'u'.repeat(64) } };
+test('a model named at the limit, a request_id at the limit: the outcome arrives (200, not 202 after the wait limit)', async () => {
+    const c = await post('/v1/models', { name: LONG, dimensions: [{ name: 'd', members: [{ key: 'x1' }, { key: 'x2' }] }], measures: [{ name: 'm' }] });
+    assert.equal(c.status, 201, c.text);
+    assert.equal(c.body.name, LONG);
+    const body = { table: LONG, column: 'm', cell: { d: 'x1' }, value: 5, request_id: RID128 };
+    const t0 = Date.now();
+    const w = await post('/update_cell', body, USER64);
+    assert.equal(w.status, 200, w.text);
+    assert.equal(w.body.status, 'applied');
+    assert.equal(w.body.request_id, RID128);
+    assert.ok(Date.now() - t0 < 5000, `answered in ${Date.now() - t0} ms`);
+    const again = await post('/update_cell', body, USER64);
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.body.seq, w.body.seq, 'the retry gets the original answer');
+    const f = await get(`/get_updates?table=${LONG}&since=0`);
+    assert.equal(f.status, 200, f.text);
+    assert.equal(f.body.updates.length, 1);
+    assert.equal((await get(`/v1/models/${LONG}`)).status, 200);
+});
+
 test('checksum before the refusals (SIGTERM, the file, restart)', async () => {
     const { server } = env;
     const st = await server.stop();
@@ -402,7 +430,8 @@ hcase(`a string or key longer than --string-max ${LIM.string} -> 413 too_large; 
     const long = 'q'.repeat(LIM.string + 1);
     expectError(await write({ column: long }), 413, 'too_large', 'body');
     expectError(await write({ cell: { [long]: 'P-0001' } }), 413, 'too_large', 'body');
-    expectError(await write({ column: 'q'.repeat(LIM.string) }), 404, 'not_found', 'column');
+    // at the string limit it is read whole: a name over 256 bytes (never a prefix)
+    expectError(await write({ column: 'q'.repeat(LIM.string) }), 422, 'invalid_value', 'column');
 });
 
 hcase(`a batch of ${LIM.writes + 1} writes (--writes-max ${LIM.writes}) -> 422 too_many_cells with count and limit`, async () => {
@@ -505,25 +534,46 @@ hcase('method and request_id: unknown method, control character, too long -> 422
 // ---------------------------------------------------------------------------
 // identifiers: exact bytes, case sensitive, no trimming, no folding
 
+// other names that could exist: 404; look-alikes that can never be created
+// (white space at an end, invisible characters): 422, not trimmed or folded
 const variants = {
-    table: ['Sales', 'SALES', 'sales ', ' sales', 'ｓａｌｅｓ', 'sales\u200b'],
-    column: ['Quantity', 'quantity ', 'ｑｕａｎｔｉｔｙ'],
-    dimension: ['Product', 'product ', 'ｐｒｏｄｕｃｔ'],
-    cell: ['p-0002', 'P-0002 ', ' P-0002', 'Ｐ-0002', 'brand x', 'P-0002\u0000'],
+    table: ['Sales', 'SALES', 'ｓａｌｅｓ', 'sales'.normalize('NFD') + '\u0301'],
+    column: ['Quantity', 'ｑｕａｎｔｉｔｙ'],
+    dimension: ['Product', 'ｐｒｏｄｕｃｔ'],
+    cell: ['p-0002', 'Ｐ-0002', 'brand x', REN_NAME.normalize('NFD')],
 };
+const lookAlikes = (s) => [`${s} `, ` ${s}`, `${s}\u00a0`, `\u3000${s}`, `${s}\u200b`, `\u202e${s}`, `${s.slice(0, 2)}\u00ad${s.slice(2)}`,
+    `${s}\ufeff`, `\u2066${s}\u2069`, `${s}\u{e0041}`];
 for (const t of variants.table) {
     hcase(`table ${JSON.stringify(t)} (not 'sales') -> 404 table, in the body and in the path`, async () => {
         expectError(await post('/update_cell', { table: t, column: 'quantity', cell: LEAF, value: 1 }), 404, 'not_found', 'table');
         expectError(await get(`/v1/models/${enc(t)}/cell?measure=quantity`), 404, 'not_found', 'table');
     });
 }
-hcase('column, dimension and member variants of case, spaces, full-width, NUL -> 404 column, dimension, cell', async () => {
+hcase('look-alike tables (white space at an end, invisible characters) -> 422 invalid_value (table) in the body, the path and the query', async () => {
+    for (const t of lookAlikes(MODEL)) {
+        expectError(await post('/update_cell', { table: t, column: 'quantity', cell: LEAF, value: 1 }), 422, 'invalid_value', 'table', JSON.stringify(t));
+        expectError(await get(`/v1/models/${enc(t)}/cell?measure=quantity`), 422, 'invalid_value', 'table', JSON.stringify(t));
+        expectError(await get(`/get_updates?table=${enc(t)}&since=0`), 422, 'invalid_value', 'table', JSON.stringify(t));
+        expectError(await post('/v1/models', { name: t, dimensions: [], measures: [] }), 422, 'invalid_value', 'table', JSON.stringify(t));
+    }
+});
+hcase('column, dimension and member variants of case, full-width, NFD -> 404; look-alikes -> 422 column, dimension, cell', async () => {
     for (const c of variants.column) expectError(await write({ column: c }), 404, 'not_found', 'column', c);
     for (const d of variants.dimension) expectError(await write({ cell: { [d]: 'P-0002' } }), 404, 'not_found', 'dimension', d);
     for (const m of variants.cell) {
         expectError(await write({ cell: { ...LEAF, product: m } }), 404, 'not_found', 'cell', JSON.stringify(m));
-        if (!m.includes('\u0000')) expectError(await get(cellUrl(`measure=quantity&product=${enc(m)}`)), 404, 'not_found', 'cell', m);
+        expectError(await get(cellUrl(`measure=quantity&product=${enc(m)}`)), 404, 'not_found', 'cell', m);
     }
+    for (const c of lookAlikes('quantity')) expectError(await write({ column: c }), 422, 'invalid_value', 'column', JSON.stringify(c));
+    for (const d of lookAlikes('product')) expectError(await write({ cell: { [d]: 'P-0002' } }), 422, 'invalid_value', 'dimension', JSON.stringify(d));
+    for (const m of lookAlikes('P-0002')) {
+        expectError(await write({ cell: { ...LEAF, product: m } }), 422, 'invalid_value', 'cell', JSON.stringify(m));
+        expectError(await get(cellUrl(`measure=quantity&product=${enc(m)}`)), 422, 'invalid_value', 'cell', JSON.stringify(m));
+    }
+    // the NFC spelling is the stored one
+    const r = await get(cellUrl(`measure=quantity&product=${enc(REN_NAME.normalize('NFC'))}`));
+    assert.equal(r.status, 200, r.text);
     expectError(await get(`/v1/models/${MODEL}/views/SALES_SUMMARY_BY_PRODUCT_FAMILY`), 404, 'not_found', 'view');
 });
 
@@ -560,7 +610,8 @@ for (const [i, s] of BAD.entries()) {
         expectError(await grid({ cols: { dimension: 'time', members: [s] } }), 404, 'not_found', 'cell');
         expectError(await grid({ filters: { [s]: 'C-0001' } }), 404, 'not_found', 'dimension');
         expectError(await grid({ filters: { customer: s } }), 404, 'not_found', 'cell');
-        expectError(await post(`/v1/models/${enc(s)}/grid`, { measure: 'quantity' }), 404, 'not_found', 'table');
+        expectError(await post(`/v1/models/${enc(s)}/grid`, { measure: 'quantity', rows: { dimension: 'product', members: ['P-0001'] }, cols: { dimension: 'time', members: ['2025'] } }), 404, 'not_found', 'table');
+        expectError(await post(`/v1/models/${enc(s)}/grid`, { measure: 'quantity' }), 400, 'malformed', 'rows', 'the 400 before the 404');
         expectError(await get(`${m}/dimensions/${enc(s)}/members`), 404, 'not_found', 'dimension');
         expectError(await get(`${m}/dimensions/product/members?parent=${enc(s)}`), 404, 'not_found', 'cell');
         expectError(await get(`${m}/views/${enc(s)}`), 404, 'not_found', 'view');
@@ -597,7 +648,231 @@ hcase('member bodies: NUL, control characters, empty, too long, unknown op -> 42
 });
 
 // ---------------------------------------------------------------------------
-// invalid UTF-8: in bodies (400), in paths and queries (404 or 400), and
+// names are whole (issue 12): a NUL or any control character, at the start,
+// in the middle and at the end of every name a request carries, is refused
+// with the contract's code (422 for a JSON string, 400 for an object key, a
+// path segment or a query parameter); every name at its limit is read whole
+// and one byte past it is a 422, never a prefix
+
+const at3 = (s, c) => [`${c}${s}`, `${s.slice(0, 2)}${c}${s.slice(2)}`, `${s}${c}`];
+const CTRL = ['\u0000', '\u0001', '\u001f', '\u007f', '\u0085'];
+const MP = `/v1/models/${MODEL}/dimensions/product/members`;
+const GRID = `/v1/models/${MODEL}/grid`;
+const grid = (b) => post(GRID, { measure: 'quantity', rows: { dimension: 'product', members: ['P-0001'] }, cols: { dimension: 'time', members: ['2025'] }, ...b });
+const def = (patch) => ({ name: 'hi_def', dimensions: [{ name: 'd', root: { key: 'All', name: 'All d' }, members: [{ key: 'A1', name: 'a one' }, { key: 'A2', parent: 'A1' }] }], measures: [{ name: 'm', scale: 0 }], ...patch });
+const defDim = (patch) => def({ dimensions: [{ name: 'd', root: { key: 'All', name: 'All d' }, members: [{ key: 'A1' }], ...patch }] });
+const defMember = (patch) => def({ dimensions: [{ name: 'd', members: [{ key: 'A1' }, { key: 'A2', parent: 'A1', ...patch }] }] });
+
+// [what, a request with the name v in it, status, code, target]
+const nameFields = [
+    ['/update_cell table', (v) => post('/update_cell', { table: v, column: 'quantity', cell: LEAF, value: 1 }), 'table'],
+    ['cells table', (v) => write({ table: v }), 'table'],
+    ['column', (v) => write({ column: v }), 'column'],
+    ['a cell member', (v) => write({ cell: { ...LEAF, customer: v } }), 'cell'],
+    ['a hold member', (v) => post(CELLS, { column: 'quantity', cell: { product: 'S01' }, value: 1, holds: [{ product: v }] }), 'cell'],
+    ['a batch write column', (v) => post(`/v1/models/${MODEL}/cells:batch`, { writes: [{ column: v, cell: LEAF, value: 1 }] }), 'column'],
+    ['method', (v) => write({ method: v }), 'method'],
+    ['request_id', (v) => write({ request_id: v }), 'request_id'],
+    ['member op key', (v) => post(MP, { op: 'add', key: v, parent: 'S01-B1-F1' }), 'key'],
+    ['member op name', (v) => post(MP, { op: 'rename', member: 'HI-REN', name: v }), 'name'],
+    ['member op member', (v) => post(MP, { op: 'delete', member: v }), 'cell'],
+    ['member op parent', (v) => post(MP, { op: 'move', member: 'HI-REN', parent: v }), 'cell'],
+    ['member op facts_to', (v) => post(MP, { op: 'add', key: 'HI-NEW', parent: 'P-0001', facts_to: v }), 'cell'],
+    ['grid measure', (v) => grid({ measure: v }), 'column'],
+    ['grid rows dimension', (v) => grid({ rows: { dimension: v, members: ['P-0001'] } }), 'dimension'],
+    ['grid cols member', (v) => grid({ cols: { dimension: 'time', members: [v] } }), 'cell'],
+    ['grid filter member', (v) => grid({ filters: { customer: v } }), 'cell'],
+    ['model name', (v) => post('/v1/models', def({ name: v })), 'table'],
+    ['model dimension name', (v) => post('/v1/models', defDim({ name: v })), 'dimension'],
+    ['model root key', (v) => post('/v1/models', defDim({ root: { key: v } })), 'key'],
+    ['model root name', (v) => post('/v1/models', defDim({ root: { key: 'All', name: v } })), 'name'],
+    ['model member key', (v) => post('/v1/models', defMember({ key: v })), 'key'],
+    ['model member name', (v) => post('/v1/models', defMember({ name: v })), 'name'],
+    ['model member parent', (v) => post('/v1/models', defMember({ parent: v })), 'cell'],
+    ['model measure name', (v) => post('/v1/models', def({ measures: [{ name: v }] })), 'measure'],
+];
+for (const [what, send, target] of nameFields) {
+    hcase(`${what}: a NUL or control character at its start, middle and end -> 422 invalid_value (${target})`, async () => {
+        for (const c of CTRL)
+            for (const v of at3(what === 'method' ? 'equal' : 'P-0001', c))
+                expectError(await send(v), 422, 'invalid_value', target, `${JSON.stringify(v)}`);
+    });
+}
+
+hcase('a model definition: members A1 and A1\\u0000x are no two members keyed A1 -> 422, nothing created', async () => {
+    expectError(await post('/v1/models', def({ dimensions: [{ name: 'd', members: [{ key: 'A1' }, { key: 'A1\u0000x' }] }] })), 422, 'invalid_value', 'key');
+    expectError(await post('/v1/models', def({ dimensions: [{ name: 'd', members: [{ key: 'A1' }, { key: 'A1' }] }] })), 422, 'invalid_value', 'key');
+    // the definition's 400s come before its names
+    expectError(await post('/v1/models', def({ name: 'x\u0000', dimensions: [{ name: 'd', members: [{ key: 1 }] }] })), 400, 'malformed', 'key');
+    expectError(await post('/v1/models', def({ dimensions: [{ name: 'd', root: { key: 5 } }] })), 400, 'malformed', 'key');
+    expectError(await post('/v1/models', def({ dimensions: [{ name: 'd', members: [{ key: 'A1', parent: 7 }] }] })), 400, 'malformed', 'parent');
+    expectError(await get('/v1/models/hi_def'), 404, 'not_found', 'table');
+});
+
+// every object key is a field or a dimension name: a control character in
+// one is malformed JSON for the server (json-c would cut the key at a NUL)
+const keyCases = [
+    ['a cell dimension', (k) => write({ cell: { ...LEAF, [k]: 'C-0001' } })],
+    ['a hold dimension', (k) => post(CELLS, { column: 'quantity', cell: { product: 'S01' }, value: 1, holds: [{ [k]: 'P-0001' }] })],
+    ['a grid filter dimension', (k) => grid({ filters: { [k]: 'C-0001' } })],
+    ['a field of a write', (k) => post(CELLS, { column: 'quantity', cell: LEAF, [k]: 1 })],
+    ['a field of a batch', (k) => post(`/v1/models/${MODEL}/cells:batch`, { [k]: [{ column: 'quantity', cell: LEAF, value: 1 }] })],
+    ['a field of a grid', (k) => grid({ [k]: { product: 'P-0001' } })],
+    ['a field of a model definition', (k) => post('/v1/models', def({ [k]: 'x' }))],
+];
+for (const [what, send] of keyCases) {
+    hcase(`${what} as a key with a NUL or control character at its start, middle and end -> 400 malformed (body)`, async () => {
+        const base = { 'a cell dimension': 'customer', 'a hold dimension': 'product', 'a grid filter dimension': 'customer',
+            'a field of a write': 'value', 'a field of a batch': 'writes', 'a field of a grid': 'filters', 'a field of a model definition': 'name' }[what];
+        for (const c of CTRL)
+            for (const k of at3(base, c)) {
+                const e = expectError(await send(k), 400, 'malformed', 'body', JSON.stringify(k));
+                assert.match(e.message, /control character/);
+            }
+    });
+}
+
+hcase('every name at its limit is read whole (404 or found); one byte past it is a 422, never the prefix', async () => {
+    const n256 = 'n'.repeat(256), n257 = 'n'.repeat(257);
+    // the model named with 256 a's exists: 257 bytes, or 256 + XYZ, are not it
+    for (const t of [`${LONG}a`, `${LONG}XYZ`]) {
+        expectError(await post('/update_cell', { table: t, column: 'm', cell: { d: 'x1' }, value: 9 }), 422, 'invalid_value', 'table');
+        expectError(await get(`/get_updates?table=${t}&since=0`), 422, 'invalid_value', 'table');
+        expectError(await get(`/v1/models/${t}`), 422, 'invalid_value', 'table');
+        expectError(await post(`/v1/models/${t}/cells`, { column: 'm', cell: { d: 'x1' }, value: 9 }), 422, 'invalid_value', 'table');
+        expectError(await get(`/v1/models/${t}/changes?since=0`), 422, 'invalid_value', 'table');
+    }
+    expectError(await post('/update_cell', { table: LONG, column: 'm', cell: { d: 'x1' }, value: 9, if_seq: 0 }), 409, 'stale', undefined, 'the 256-byte table itself');
+    expectError(await write({ column: n256 }), 404, 'not_found', 'column');
+    expectError(await write({ column: n257 }), 422, 'invalid_value', 'column');
+    expectError(await write({ cell: { [n256]: 'x' } }), 404, 'not_found', 'dimension');
+    expectError(await write({ cell: { [n257]: 'x' } }), 422, 'invalid_value', 'dimension');
+    expectError(await write({ cell: { ...LEAF, product: n256 } }), 404, 'not_found', 'cell');
+    expectError(await write({ cell: { ...LEAF, product: n257 } }), 422, 'invalid_value', 'cell');
+    expectError(await get(cellUrl(`measure=quantity&product=${n256}`)), 404, 'not_found', 'cell');
+    expectError(await get(cellUrl(`measure=quantity&product=${n257}`)), 422, 'invalid_value', 'cell');
+    expectError(await get(cellUrl(`measure=${n257}`)), 422, 'invalid_value', 'column');
+    expectError(await get(cellUrl(`measure=quantity&${n257}=x`)), 422, 'invalid_value', 'dimension');
+    expectError(await get(`${MP}?parent=${n256}`), 404, 'not_found', 'cell');
+    expectError(await get(`${MP}?parent=${n257}`), 422, 'invalid_value', 'cell');
+    expectError(await get(`/v1/models/${MODEL}/dimensions/${n256}/members`), 404, 'not_found', 'dimension');
+    expectError(await get(`/v1/models/${MODEL}/dimensions/${n257}/members`), 422, 'invalid_value', 'dimension');
+    expectError(await get(`/v1/models/${MODEL}/views/${n256}`), 404, 'not_found', 'view');
+    expectError(await get(`/v1/models/${MODEL}/views/${n257}`), 422, 'invalid_value', 'view');
+    expectError(await post(MP, { op: 'add', key: n256, parent: 'NO-SUCH' }), 404, 'not_found', 'cell', 'a 256-byte key is a key');
+    expectError(await post(MP, { op: 'add', key: n257, parent: 'S01-B1-F1' }), 422, 'invalid_value', 'key');
+    expectError(await post('/v1/models', def({ name: n257 })), 422, 'invalid_value', 'table');
+    // a request_id at its limit is taken (the writer's refusal is recorded), one past is a 422
+    expectError(await write({ holds: [{ product: 'P-0002' }], request_id: `h${'r'.repeat(127)}` }), 409, 'held');
+    expectError(await write({ request_id: 'r'.repeat(129) }), 422, 'invalid_value', 'request_id');
+});
+
+// ---------------------------------------------------------------------------
+// silent acceptance (issue 12 item 10): each is refused naming what is wrong
+
+hcase('a query parameter given twice -> 400 malformed naming it (never the last one)', async () => {
+    expectError(await get(`/v1/models/${MODEL}/changes?since=0&since=${seqBase}`), 400, 'malformed', 'since');
+    expectError(await get(`/get_updates?table=${MODEL}&table=${LONG}&since=0`), 400, 'malformed', 'table');
+    expectError(await get(cellUrl('measure=quantity&product=P-0001&product=P-0002')), 400, 'malformed', 'product');
+    expectError(await get(cellUrl('measure=quantity&measure=net_amount')), 400, 'malformed', 'measure');
+    expectError(await get(`${MP}?parent=S01&parent=S02`), 400, 'malformed', 'parent');
+    expectError(await get(`/v1/models/${MODEL}/views/sales_summary_by_product_family?limit=1&limit=2`), 400, 'malformed', 'limit');
+});
+
+hcase('a query parameter the route does not take -> 400 malformed naming it (members?parentx=S01 is not the root\'s children)', async () => {
+    expectError(await get(`${MP}?parentx=S01`), 400, 'malformed', 'parentx');
+    expectError(await get(`/v1/models/${MODEL}/changes?since=0&timeout=0&detial=none`), 400, 'malformed', 'detial');
+    expectError(await get(`/get_updates?table=${MODEL}&since=0&tabel=x`), 400, 'malformed', 'tabel');
+    expectError(await get(`/v1/models?x=1`), 400, 'malformed', 'x');
+    expectError(await get(`/v1/models/${MODEL}?seq=1`), 400, 'malformed', 'seq');
+    expectError(await get('/health?probe'), 400, 'malformed', 'probe');
+    expectError(await post(`${CELLS}?wait=false`, { column: 'quantity', cell: LEAF, value: 1 }), 400, 'malformed', 'wait');
+    // the cell read takes any dimension: an unknown one is a 404
+    expectError(await get(cellUrl('measure=quantity&colour=red')), 404, 'not_found', 'dimension');
+});
+
+hcase('numbers in the query: a sign, a space, a leading zero, %00 -> 400 malformed (never absent)', async () => {
+    for (const q of ['since=+1', 'since=%201', 'since=01', 'since=0&timeout=3%00', 'since=0&timeout=', 'since=0&timeout']) {
+        const target = q.includes('timeout') ? 'timeout' : 'since';
+        expectError(await get(`/v1/models/${MODEL}/changes?${q}`), 400, 'malformed', target, q);
+    }
+    expectError(await get(`/v1/models/${MODEL}/views/sales_summary_by_product_family?limit=010`), 400, 'malformed', 'limit');
+});
+
+hcase('a grid filter on the dimension on rows or columns -> 422 invalid_value (filters)', async () => {
+    const e = expectError(await grid({ filters: { product: 'P-0002' } }), 422, 'invalid_value', 'filters');
+    assert.match(e.message, /product/);
+    expectError(await grid({ filters: { time: '2025-01' } }), 422, 'invalid_value', 'filters');
+    const ok = await grid({ filters: { customer: 'C-0001' } });
+    assert.equal(ok.status, 200, ok.text);
+});
+
+hcase('an if_seq above the model\'s seq -> 409 stale with the current seq, on a leaf, a total, a batch and a member op', async () => {
+    for (const r of [await write({ if_seq: seqBase + 1 }), await write({ if_seq: 2 ** 53 }),
+        await post(CELLS, { column: 'quantity', cell: { product: 'S01' }, value: 1, if_seq: seqBase + 5 }),
+        await post(`/v1/models/${MODEL}/cells:batch`, { writes: [{ column: 'quantity', cell: LEAF, value: 1 }], if_seq: seqBase + 1 }),
+        await post(MP, { op: 'rename', member: 'HI-REN', name: 'x', if_seq: seqBase + 1 })]) {
+        const e = expectError(r, 409, 'stale', 'if_seq');
+        assert.equal(e.seq, seqBase);
+    }
+});
+
+hcase('decimal strings with a leading zero ("012", "-012", "00.5") -> 422 invalid_value, as JSON numbers', async () => {
+    for (const [field, v] of [['value', '012'], ['value', '-012'], ['value', '00.5'], ['delta', '01'], ['percent', '05']]) {
+        const b = { column: 'quantity', cell: LEAF, [field]: v };
+        expectError(await post(CELLS, b), 422, 'invalid_value', field, `${field} ${v}`);
+    }
+});
+
+// ---------------------------------------------------------------------------
+// NUL bytes on the wire: libmicrohttpd keeps the request line and headers as
+// C strings; such a request is refused before it is routed, and closed
+
+const headTail = 'Host: x\r\nConnection: close\r\n\r\n';
+hcase('a NUL byte in the request line (path, query, method, version) -> 400 malformed (url), closed; /health\\0/x is not /health', async () => {
+    for (const line of ['GET /health\0/x HTTP/1.1', 'GET /he\0alth HTTP/1.1', 'GET \0/health HTTP/1.1', 'GET /health\0 HTTP/1.1',
+        `GET /v1/models/${MODEL}/cell?measure=quantity&product=S01\0&x=1 HTTP/1.1`, `GET /v1/models/${MODEL}/changes?since=0&timeout=3\0 HTTP/1.1`,
+        'GET /health?\0 HTTP/1.1', 'GET\0X /health HTTP/1.1']) {
+        await expectFramingRefused(`${line}\r\n${headTail}`, 'url', { method: 'GET', path: '/health' });
+    }
+    // in the version libmicrohttpd refuses it itself (its own 400 page)
+    const v = await raw(`GET /health HTTP/1.1\0x\r\n${headTail}`);
+    assert.ok(closedByServer(v), v.how);
+    assert.equal(responses(v.buf)[0]?.status, 400, v.text.slice(0, 200));
+});
+
+hcase('a NUL byte in a header (X-API-Key, Authorization, X-User, Content-Type) at its start, middle and end -> 400 malformed (headers), closed', async () => {
+    for (const [name, value] of [['X-API-Key', 'key'], ['Authorization', 'Bearer key'], ['X-User', 'bob'], ['Content-Type', 'application/json']])
+        for (const v of at3(value, '\0').concat(at3(value, '\0\0z')))
+            await expectFramingRefused(`GET /v1/models HTTP/1.1\r\n${name}: ${v}\r\n${headTail}`, 'headers', { method: 'GET', path: '/v1/models' });
+    // a NUL in the last header, and lines ending with a bare LF
+    await expectFramingRefused(`GET /health HTTP/1.1\r\nHost: x\r\nX-Last: a\0\0\0\0zz\r\n\r\n`, 'headers', { method: 'GET', path: '/health' });
+    await expectFramingRefused('GET /health HTTP/1.1\nHost: x\nConnection: close\n\n', 'url', { method: 'GET', path: '/health' });
+    await expectFramingRefused('GET /health HTTP/1.1\r\nHost: x\nConnection: close\r\n\r\n', 'headers', { method: 'GET', path: '/health' });
+});
+
+hcase('large heads are read whole: a 12 KB header, 100 headers, a 6 KB query -> answered', async () => {
+    const big = await raw(`GET /health HTTP/1.1\r\nX-Big: ${'b'.repeat(12000)}\r\n${headTail}`);
+    assert.equal(responses(big.buf)[0]?.status, 200, big.text.slice(0, 300));
+    const many = await raw(`GET /health HTTP/1.1\r\n${Array.from({ length: 100 }, (_, i) => `X-H${i}: ${'v'.repeat(i)}`).join('\r\n')}\r\n${headTail}`);
+    assert.equal(responses(many.buf)[0]?.status, 200, many.text.slice(0, 300));
+    const q = await raw(`GET /v1/models/${MODEL}/views/sales_summary_by_product_family?family=${'f'.repeat(6000)} HTTP/1.1\r\n${headTail}`);
+    assert.equal(responses(q.buf)[0]?.status, 200, q.text.slice(0, 300));
+});
+
+hcase('X-User (open mode): over 64 bytes, a space, a control character -> 400 malformed (X-User)', async () => {
+    for (const u of ['u'.repeat(65), 'bob smith', 'bob\u0001']) {
+        const r = await raw(`GET /v1/models HTTP/1.1\r\nX-User: ${u}\r\n${headTail}`);
+        const [res] = responses(r.buf);
+        assert.equal(res?.status, 400, r.text.slice(0, 300));
+        assert.equal(JSON.parse(res.body).error.target, 'X-User');
+    }
+    const ok = await get('/v1/models', { headers: { 'X-User': 'u'.repeat(64) } });
+    assert.equal(ok.status, 200, ok.text);
+});
+
+// ---------------------------------------------------------------------------
+// invalid UTF-8: in bodies, paths and queries (400), and
 // the answer that echoes it is still valid UTF-8 (checked by call())
 
 const invalidUtf8 = {
@@ -618,47 +893,54 @@ for (const [what, bytes] of Object.entries(invalidUtf8)) {
     });
 }
 
-hcase('invalid UTF-8 in path and query identifiers -> 404 naming the target, the answer valid UTF-8', async () => {
+hcase('invalid UTF-8 in path and query identifiers -> 400 malformed naming the path or the parameter, the answer valid UTF-8', async () => {
     const m = `/v1/models/${MODEL}`;
-    expectError(await get('/v1/models/%FF%FE/cell?measure=quantity'), 404, 'not_found', 'table');
-    expectError(await get(cellUrl('measure=%ED%A0%80')), 404, 'not_found', 'column');
-    expectError(await get(cellUrl('measure=quantity&%FF=P-0001')), 404, 'not_found', 'dimension');
-    expectError(await get(cellUrl('measure=quantity&product=%C3%28')), 404, 'not_found', 'cell');
-    // a valid prefix cut short: the message quotes at most 200 bytes
+    expectError(await get('/v1/models/%FF%FE/cell?measure=quantity'), 400, 'malformed', 'path');
+    expectError(await get(cellUrl('measure=%ED%A0%80')), 400, 'malformed', 'measure');
+    expectError(await get(cellUrl('measure=quantity&%FF=P-0001')), 400, 'malformed', 'query');
+    expectError(await get(cellUrl('measure=quantity&product=%C3%28')), 400, 'malformed', 'product');
+    // a valid 3-byte character 80 times: 240 bytes, a name; 86 times: 258 bytes, over the limit
     expectError(await get(cellUrl(`measure=quantity&product=${'%E2%82%AC'.repeat(80)}`)), 404, 'not_found', 'cell');
-    expectError(await get(`${m}/dimensions/product/members?parent=%C0%AF`), 404, 'not_found', 'cell');
-    expectError(await get(`${m}/dimensions/%FF/members`), 404, 'not_found', 'dimension');
-    expectError(await get(`${m}/views/%FF%80`), 404, 'not_found', 'view');
-    expectError(await get('/get_updates?table=%FF&since=0&timeout=0'), 404, 'not_found', 'table');
+    expectError(await get(cellUrl(`measure=quantity&product=${'%E2%82%AC'.repeat(86)}`)), 422, 'invalid_value', 'cell');
+    expectError(await get(`${m}/dimensions/product/members?parent=%C0%AF`), 400, 'malformed', 'parent');
+    expectError(await get(`${m}/dimensions/%FF/members`), 400, 'malformed', 'path');
+    expectError(await get(`${m}/views/%FF%80`), 400, 'malformed', 'path');
+    expectError(await get('/get_updates?table=%FF&since=0&timeout=0'), 400, 'malformed', 'table');
 });
 
-hcase('raw (unescaped) invalid UTF-8 bytes in the request line -> 404 naming the target, the answer valid UTF-8', async () => {
+hcase('raw (unescaped) invalid UTF-8 bytes in the request line -> 400 malformed naming the path or the parameter, the answer valid UTF-8', async () => {
     const line = (a, b) => Buffer.concat([Buffer.from(a), Buffer.from(b), Buffer.from(' HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')]);
     const cases = [
-        [line('GET /v1/models/', [0xff, 0xfe, ...Buffer.from('/cell?measure=quantity')]), 'table', `/v1/models/x/cell`],
-        [line(`GET /v1/models/${MODEL}/cell?measure=quantity&product=`, [0xc3, 0x28]), 'cell', `/v1/models/${MODEL}/cell`],
+        [line('GET /v1/models/', [0xff, 0xfe, ...Buffer.from('/cell?measure=quantity')]), 'path', `/v1/models/x/cell`],
+        [line(`GET /v1/models/${MODEL}/cell?measure=quantity&product=`, [0xc3, 0x28]), 'product', `/v1/models/${MODEL}/cell`],
     ];
     for (const [req, target, p] of cases) {
         const r = await raw(req);
         const [res] = responses(r.buf);
-        assert.equal(res?.status, 404, r.text);
+        assert.equal(res?.status, 400, r.text);
         const text = utf8.decode(r.buf.subarray(r.buf.indexOf('\r\n\r\n') + 4));
         const body = JSON.parse(text);
-        validateResponse('GET', p, 404, res.headers['content-type'], body, text);
-        assert.equal(body.error.code, 'not_found');
+        validateResponse('GET', p, 400, res.headers['content-type'], body, text);
+        assert.equal(body.error.code, 'malformed');
         assert.equal(body.error.target, target);
-        assert.ok(body.error.message.includes('\ufffd'), `the bytes are shown as U+FFFD: ${text}`);
     }
 });
 
-hcase('bad escapes, %00 and too long query values -> 400 malformed; never the root', async () => {
-    expectError(await get(cellUrl('measure=quantity&product=%00')), 400, 'malformed', 'query');
-    expectError(await get(cellUrl('measure=quantity&product=%G1')), 400, 'malformed', 'query');
-    expectError(await get(cellUrl(`measure=quantity&product=${'A'.repeat(2000)}`)), 400, 'malformed', 'query');
+hcase('bad escapes, %00, control characters and too long query values -> 400 malformed (422 past a limit); never the root', async () => {
+    for (const [q, target] of [['product=%00', 'product'], ['product=%G1', 'product'], ['product=P%0', 'product'], ['product=P-0002%01', 'product'],
+        ['product=%7FP', 'product'], ['product=P%C2%85', 'product'], ['pro%00duct=P-0002', 'query'], ['pro%0Aduct=P-0002', 'query']]) {
+        expectError(await get(cellUrl(`measure=quantity&${q}`)), 400, 'malformed', target, q);
+    }
+    expectError(await get(cellUrl(`measure=quantity&product=${'A'.repeat(2000)}`)), 422, 'invalid_value', 'cell');
     expectError(await get(`/v1/models/${MODEL}/dimensions/product/members?parent=%00`), 400, 'malformed', 'parent');
     expectError(await get(`/v1/models/${MODEL}/dimensions/product/members?parent=%ZZ`), 400, 'malformed', 'parent');
-    expectError(await get(`/v1/models/${MODEL}/views/sales_summary_by_product_family?family=%00`), 400, 'malformed', 'query');
-    expectError(await get('/v1/models/sa%00les'), 404, 'not_found', 'route');
+    expectError(await get(`/v1/models/${MODEL}/views/sales_summary_by_product_family?family=%00`), 400, 'malformed', 'family');
+    for (const seg of ['sa%00les', '%00sales', 'sales%00', 'sa%01les', 'sales%0A', 'sa%7Fles', 'sa%ZZles']) {
+        expectError(await get(`/v1/models/${seg}`), 400, 'malformed', 'path', seg);
+        expectError(await get(`/v1/models/${MODEL}/dimensions/${seg}/members`), 400, 'malformed', 'path', seg);
+        expectError(await get(`/v1/models/${MODEL}/views/${seg}`), 400, 'malformed', 'path', seg);
+        expectError(await post(`/v1/models/${seg}/cells`, { column: 'quantity', cell: LEAF, value: 1 }), 400, 'malformed', 'path', seg);
+    }
 });
 
 hcase('since and timeout: negative, huge, NaN -> 400 malformed', async () => {

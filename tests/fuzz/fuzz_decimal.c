@@ -64,7 +64,7 @@ static bool ref_split(const char *s, size_t n, dec_syntax syn, ref_num *r)
         r->digs[o++] = s[i++];
     if (i == start)
         return false;
-    if (syn == DEC_JSON && i - start > 1 && s[start] == '0')
+    if (i - start > 1 && s[start] == '0') /* no leading zero, in JSON or in strings */
         return false;
     if (i < n && s[i] == '.') {
         size_t f = ++i;

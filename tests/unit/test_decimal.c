@@ -96,10 +96,18 @@ START_TEST(parse_refusals)
         ck_assert_msg(st == cases[i].want, "'%s' gave %d want %d", cases[i].s, st, cases[i].want);
         ck_assert_msg(v == 42, "'%s' wrote the output on failure", cases[i].s);
     }
-    /* a string with leading zeros is fine as a decimal string */
+    /* a leading zero is refused in strings as in JSON ("012" is no 12);
+       a lone zero before the point is no leading zero */
     ds_i128 v;
-    ck_assert_int_eq(parse("007.10", DEC_STRING, 2, &v), DEC_OK);
-    ck_assert(v == 710);
+    static const char *const lead[] = {"007.10", "012", "-012", "00", "-00.5", "01.0"};
+    for (size_t i = 0; i < DS_ARRAY_LEN(lead); i++)
+        ck_assert_msg(parse(lead[i], DEC_STRING, 2, &v) == DEC_ESYNTAX, "took '%s'", lead[i]);
+    ck_assert_int_eq(parse("0.10", DEC_STRING, 2, &v), DEC_OK);
+    ck_assert(v == 10);
+    ck_assert_int_eq(parse("-0", DEC_STRING, 2, &v), DEC_OK);
+    ck_assert(v == 0);
+    ck_assert_int_eq(parse("10.5", DEC_STRING, 2, &v), DEC_OK);
+    ck_assert(v == 1050);
     /* an embedded NUL is not part of a number */
     ck_assert_int_eq(dec_parse("1\0002", 3, DEC_JSON, 0, BIG, &v), DEC_ESYNTAX);
 }

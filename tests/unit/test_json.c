@@ -179,6 +179,68 @@ START_TEST(objects_arrays_strings)
 }
 END_TEST
 
+START_TEST(keys_never_hold_a_control_character)
+{
+    /* at the start, in the middle and at the end of a key, escaped and raw
+       (DEL and the C1 range as UTF-8), at the top and nested */
+    static const char *const bad[] = {
+        "{\"\\u0000a\": 1}",
+        "{\"a\\u0000b\": 1}",
+        "{\"ab\\u0000\": 1}",
+        "{\"a\\u0001\": 1}",
+        "{\"a\\u001f\": 1}",
+        "{\"a\\n\": 1}",
+        "{\"a\\t\": 1}",
+        "{\"a\\b\" : 1}",
+        "{\"a\\u007f\": 1}",
+        "{\"a\\u0085\": 1}",
+        "{\"a\\u009F\": 1}",
+        "{\"a\x7f\": 1}",
+        "{\"a\xc2\x80\": 1}",
+        "{\"a\xc2\x9f\"\n:1}",
+        "{\"x\": {\"c\\u0000\": 1}}",
+        "{\"x\": [{\"\\u0000\": 1}]}",
+    };
+    for (size_t i = 0; i < DS_ARRAY_LEN(bad); i++) {
+        json_val *root = (json_val *)1;
+        ds_error e;
+        ck_assert_msg(parse(bad[i], &root, &e) == -DS_MALFORMED, "accepted: %s", bad[i]);
+        ck_assert_ptr_null(root);
+        ck_assert_str_eq(e.target, "body");
+        ck_assert_msg(strstr(e.message, "control character"), "%s", e.message);
+    }
+    /* the characters around the range, and every control character in a
+       value (a value keeps its bytes: its reader judges them) */
+    static const char *const good[] = {
+        "{\"a\\u0020\": 1}",
+        "{\"a\\u00a0\": 1}",
+        "{\"a\xc2\xa0\": 1}",
+        "{\"a/\\/\\\\\\\"\": 1}",
+        "{\"a\": \"\\u0000\"}",
+        "{\"a\": \"\x7f\"}",
+        "{\"a\": [\"\\n\", \"\xc2\x85\"]}",
+    };
+    for (size_t i = 0; i < DS_ARRAY_LEN(good); i++) {
+        json_val *root;
+        ds_error e;
+        ck_assert_msg(parse(good[i], &root, &e) == 0, "refused: %s: %s", good[i], e.message);
+        json_free(root);
+    }
+    /* a key's length is its whole length */
+    json_val *root;
+    ds_error e;
+    ck_assert_int_eq(parse("{\"product\\u00e9zz\": \"P\\u0000-1\"}", &root, &e), 0);
+    size_t it = 0, klen, vlen;
+    const char *key;
+    json_val *v;
+    ck_assert(json_next(root, &it, &key, &klen, &v));
+    ck_assert_uint_eq(klen, 11);
+    ck_assert(memcmp(json_str(v, &vlen), "P\0-1", 4) == 0);
+    ck_assert_uint_eq(vlen, 4);
+    json_free(root);
+}
+END_TEST
+
 START_TEST(writer_round_trips)
 {
     ds_buf b;
@@ -259,6 +321,7 @@ int main(void)
     tcase_add_test(tc, scalars_at_the_end);
     tcase_add_test(tc, numbers_keep_their_text);
     tcase_add_test(tc, objects_arrays_strings);
+    tcase_add_test(tc, keys_never_hold_a_control_character);
     tcase_add_test(tc, writer_round_trips);
     tcase_add_test(tc, writer_replaces_invalid_utf8);
     suite_add_tcase(s, tc);

@@ -139,7 +139,7 @@ START_TEST(names_are_404_then_422)
     snprintf(body, sizeof body, fmt, "quantity", "\"product\":\"p-0001\"", "1");
     expect(body, REQ_UPDATE_CELL, DS_NOT_FOUND, "cell"); /* case sensitive */
     snprintf(body, sizeof body, fmt, "quantity", "\"product\":\"P-0001 \"", "1");
-    expect(body, REQ_UPDATE_CELL, DS_NOT_FOUND, "cell"); /* no trimming */
+    expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, "cell"); /* not trimmed: no name at all */
     /* "Shoes" names one family per brand: ambiguous, with the keys */
     ds_arena a = {0};
     req_decoded d;
@@ -237,8 +237,205 @@ START_TEST(member_ops_decode)
         decode("{\"op\":\"delete\",\"member\":\"P-0001\"}", REQ_MEMBER, "colour", &b, &d, &e),
         -DS_NOT_FOUND);
     ck_assert_str_eq(e.target, "dimension");
+    /* a dimension that is no name, from the path or the canonical form: 422
+       with its own code (the one fuzz_request found returned as a 404) */
+    ck_assert_int_eq(
+        decode("{\"op\":\"delete\",\"member\":\"P-0001\"}", REQ_MEMBER, "pro\x7f", &b, &d, &e),
+        -DS_INVALID_VALUE);
+    ck_assert_str_eq(e.target, "dimension");
+    ck_assert_int_eq(decode("{\"table\":\"sales\",\"member\":{\"op\":\"delete\",\"dimension\":"
+                            "\"prod\\u007fuct\",\"member\":\"P-0001\"}}",
+                            REQ_CANONICAL, NULL, &b, &d, &e),
+                     -DS_INVALID_VALUE);
+    ck_assert_str_eq(e.target, "dimension");
     ds_arena_free(&a);
     ds_arena_free(&b);
+}
+END_TEST
+
+/* A JSON string of text (any bytes) into out. */
+static void jstr(char *out, size_t cap, const char *s, size_t n)
+{
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n && o + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        else
+            out[o++] = (char)c;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+START_TEST(names_are_checked_whole)
+{
+    /* each name of a write, with a NUL or another control character at its
+       start, middle and end: 422 naming what it names, never the prefix */
+    static const struct {
+        const char *fmt, *target, *base;
+    } fields[] = {
+        {"{\"table\":\"sales\",\"column\":%s,\"cell\":{},\"value\":1}", "column", "quantity"},
+        {"{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{\"product\":%s},\"value\":1}",
+         "cell", "P-0001"},
+        {"{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{\"product\":\"S01\"},\"value\":1,"
+         "\"holds\":[{\"product\":%s}]}",
+         "cell", "P-0001"},
+        {"{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{},\"value\":1,\"request_id\":%s}",
+         "request_id", "r-1"},
+        {"{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{},\"value\":1,\"method\":%s}",
+         "method", "equal"},
+    };
+    static const char ctl[] = {'\0', '\x01', '\x1f', '\x7f'};
+    for (size_t f = 0; f < DS_ARRAY_LEN(fields); f++)
+        for (size_t c = 0; c < sizeof ctl; c++)
+            for (int at = 0; at < 3; at++) {
+                char name[64], js[256], body[512];
+                size_t bl = strlen(fields[f].base), pos = at == 0 ? 0 : at == 1 ? 2 : bl;
+                memcpy(name, fields[f].base, pos);
+                name[pos] = ctl[c];
+                memcpy(name + pos + 1, fields[f].base + pos, bl - pos);
+                jstr(js, sizeof js, name, bl + 1);
+                snprintf(body, sizeof body, fields[f].fmt, js);
+                expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, fields[f].target);
+            }
+    /* a dimension as a key: malformed at parse (json-c would cut it) */
+    expect("{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{\"product\\u0000x\":\"P-0001\"},"
+           "\"value\":1}",
+           REQ_UPDATE_CELL, DS_MALFORMED, "body");
+    /* at the limit: a name (404); one byte past: 422; look-alikes: 422 */
+    char n[300], body[800];
+    memset(n, 'n', 257);
+    snprintf(body, sizeof body,
+             "{\"table\":\"sales\",\"column\":\"%.256s\",\"cell\":{},\"value\":1}", n);
+    expect(body, REQ_UPDATE_CELL, DS_NOT_FOUND, "column");
+    snprintf(body, sizeof body,
+             "{\"table\":\"sales\",\"column\":\"%.257s\",\"cell\":{},\"value\":1}", n);
+    expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, "column");
+    snprintf(
+        body, sizeof body,
+        "{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{\"%.257s\":\"x\"},\"value\":1}", n);
+    expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, "dimension");
+    snprintf(body, sizeof body,
+             "{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{},\"value\":1,"
+             "\"request_id\":\"%.128s\"}",
+             n);
+    ds_arena a = {0};
+    req_decoded d;
+    ds_error e;
+    ck_assert_msg(decode(body, REQ_UPDATE_CELL, NULL, &a, &d, &e) == 0, "%s", e.message);
+    ck_assert_uint_eq(strlen(d.request_id), 128);
+    snprintf(body, sizeof body,
+             "{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{},\"value\":1,"
+             "\"request_id\":\"%.129s\"}",
+             n);
+    expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, "request_id");
+    static const char *const alike[] = {
+        "P-0001 ",       " P-0001",       "P-0001\\u00a0",        "P-0001\\u200b", "\\u202eP-0001",
+        "P-\\u00ad0001", "P-0001\\ufeff", "\\u2066P-0001\\u2069", "P-0001\\u0085"};
+    for (size_t i = 0; i < DS_ARRAY_LEN(alike); i++) {
+        snprintf(body, sizeof body,
+                 "{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{\"product\":\"%s\"},"
+                 "\"value\":1}",
+                 alike[i]);
+        expect(body, REQ_UPDATE_CELL, DS_INVALID_VALUE, "cell");
+    }
+    /* distinct spellings that are all visible are names (not found here) */
+    expect("{\"table\":\"sales\",\"column\":\"quantity\",\"cell\":{\"product\":\"Brand e\\u0301\"},"
+           "\"value\":1}",
+           REQ_UPDATE_CELL, DS_NOT_FOUND, "cell");
+    ck_assert_int_eq(model_check_name("a\xe2\x80\x8d"
+                                      "b c",
+                                      7, "name", &e),
+                     0);                                                  /* ZWJ, inner space */
+    ck_assert_int_eq(model_check_name("\xef\xbd\x93", 3, "name", &e), 0); /* full-width s */
+    ds_arena_free(&a);
+}
+END_TEST
+
+/* A model definition (POST /v1/models) into *out; returns the rc. */
+static int define(const char *json, ds_model **out, ds_error *e)
+{
+    json_val *root;
+    int rc = json_parse(json, strlen(json), NULL, &root, e);
+    if (rc == 0)
+        rc = request_model(root, out, e);
+    json_free(root);
+    return rc;
+}
+
+START_TEST(model_definitions_are_whole)
+{
+    ds_model *m = NULL;
+    ds_error e;
+    ck_assert_msg(define("{\"name\":\"plan\",\"dimensions\":[{\"name\":\"d\",\"root\":{\"key\":"
+                         "\"T\",\"name\":\"Total\"},\"members\":[{\"key\":\"A1\",\"name\":\"One\"},"
+                         "{\"key\":\"A2\",\"parent\":\"A1\"}]}],\"measures\":[{\"name\":\"m\","
+                         "\"scale\":2}]}",
+                         &m, &e) == 0,
+                  "%s", e.message);
+    ck_assert_str_eq(m->name, "plan");
+    ck_assert_int_eq(m->dims[0].nmembers, 3);
+    ck_assert_str_eq(m->dims[0].members[m->dims[0].root].name, "Total");
+    ck_assert_int_eq(model_find_key(&m->dims[0], "A2", 2), 2);
+    ck_assert_int_eq(m->dims[0].members[2].parent, 1);
+    ck_assert_int_eq(m->measures[0].scale, 2);
+    model_free(m);
+    static const struct {
+        const char *json;
+        ds_code code;
+        const char *target;
+    } bad[] = {
+        /* A1 and A1\u0000x are not two members keyed A1 */
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"members\":[{\"key\":\"A1\"},{\"key\":"
+         "\"A1\\u0000x\"}]}],\"measures\":[]}",
+         DS_INVALID_VALUE, "key"},
+        {"{\"name\":\"p\\u0000\",\"dimensions\":[],\"measures\":[]}", DS_INVALID_VALUE, "table"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"\\u0000d\"}],\"measures\":[]}",
+         DS_INVALID_VALUE, "dimension"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"root\":{\"key\":\"A\\u0001\"}}],"
+         "\"measures\":[]}",
+         DS_INVALID_VALUE, "key"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"root\":{\"name\":\"All\\u007f\"}}],"
+         "\"measures\":[]}",
+         DS_INVALID_VALUE, "name"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"members\":[{\"key\":\"A\",\"name\":"
+         "\"a\\u0000\"}]}],\"measures\":[]}",
+         DS_INVALID_VALUE, "name"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"members\":[{\"key\":\"A\"},{\"key\":"
+         "\"B\",\"parent\":\"A\\u0000\"}]}],\"measures\":[]}",
+         DS_INVALID_VALUE, "cell"},
+        {"{\"name\":\"p\",\"dimensions\":[],\"measures\":[{\"name\":\"m\\u0000m\"}]}",
+         DS_INVALID_VALUE, "measure"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"members\":[{\"key\":\"B\",\"parent\":"
+         "\"A\"}]}],\"measures\":[]}",
+         DS_NOT_FOUND, "cell"},
+        /* the shape's 400s come first, whatever the names */
+        {"{\"name\":\"p\\u0000\",\"dimensions\":[{\"name\":\"d\",\"members\":[{\"key\":1}]}],"
+         "\"measures\":[]}",
+         DS_MALFORMED, "key"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"root\":{\"key\":5}}],\"measures\":[]}",
+         DS_MALFORMED, "key"},
+        {"{\"name\":\"p\",\"dimensions\":[{\"name\":\"d\",\"members\":[{\"key\":\"A\",\"name\":2}]}"
+         "]"
+         ",\"measures\":[]}",
+         DS_MALFORMED, "name"},
+        {"{\"name\":\"p\",\"dimensions\":[],\"measures\":[{\"name\":\"m\",\"scale\":\"2\"}]}",
+         DS_MALFORMED, "scale"},
+        {"{\"name\":\"p\",\"dimensions\":{},\"measures\":[]}", DS_MALFORMED, "body"},
+    };
+    for (size_t i = 0; i < DS_ARRAY_LEN(bad); i++) {
+        m = NULL;
+        int rc = define(bad[i].json, &m, &e);
+        ck_assert_msg(rc == -(int)bad[i].code && strcmp(e.target, bad[i].target) == 0,
+                      "%s: got %d %s (%s)", bad[i].json, rc, e.target, e.message);
+        ck_assert_ptr_null(m);
+    }
+    char big[700];
+    snprintf(big, sizeof big, "{\"name\":\"%0257d\",\"dimensions\":[],\"measures\":[]}", 0);
+    ck_assert_int_eq(define(big, &m, &e), -DS_INVALID_VALUE);
+    ck_assert_str_eq(e.target, "table");
 }
 END_TEST
 
@@ -299,6 +496,8 @@ int main(void)
     tcase_add_test(tc, names_are_404_then_422);
     tcase_add_test(tc, values_are_exact_or_422);
     tcase_add_test(tc, member_ops_decode);
+    tcase_add_test(tc, names_are_checked_whole);
+    tcase_add_test(tc, model_definitions_are_whole);
     tcase_add_test(tc, event_encoding);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
