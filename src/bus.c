@@ -39,6 +39,42 @@ int bus_ping(ds_bus *b, ds_error *err)
     return 0;
 }
 
+/* One CONFIG GET value into out ("" when Redis does not say). */
+static bool config_get(ds_bus *b, const char *name, char *out, size_t cap, char *why, size_t wcap)
+{
+    const char *argv[] = {"CONFIG", "GET", name};
+    ds_error err;
+    redisReply *r = commandv(b, 3, argv, &err);
+    out[0] = '\0';
+    if (!r) {
+        snprintf(why, wcap, "Redis is out of reach (%s)", err.message);
+        return false;
+    }
+    bool ok = r->type == REDIS_REPLY_ARRAY;
+    if (!ok)
+        snprintf(why, wcap, "CONFIG GET %s is refused (%.120s)", name,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
+    else if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
+        snprintf(out, cap, "%s", r->element[1]->str);
+    freeReplyObject(r);
+    return ok;
+}
+
+bool bus_durable(ds_bus *b, char *why, size_t cap)
+{
+    char aof[32], fsync[32];
+    if (!config_get(b, "appendonly", aof, sizeof aof, why, cap) ||
+        !config_get(b, "appendfsync", fsync, sizeof fsync, why, cap))
+        return false;
+    if (strcmp(aof, "yes") != 0 || strcmp(fsync, "always") != 0) {
+        snprintf(why, cap, "Redis runs appendonly %s, appendfsync %s (not yes and always)",
+                 aof[0] ? aof : "?", fsync[0] ? fsync : "?");
+        return false;
+    }
+    snprintf(why, cap, "Redis fsyncs every write (appendonly yes, appendfsync always)");
+    return true;
+}
+
 static void stream_key(char *buf, size_t n, const char *model, const char *suffix)
 {
     snprintf(buf, n, "{%s}:%s", model, suffix);
@@ -277,9 +313,9 @@ static const char publish_lua[] =
     "for k = 1, n do\n"
     "  if tonumber(ARGV[i]) > last then\n"
     "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'seq', ARGV[i], 'rid', "
-    "ARGV[i + 1], 'event', ARGV[i + 2])\n"
+    "ARGV[i + 1], 'event', ARGV[i + 2], 'cmd', ARGV[i + 3])\n"
     "  end\n"
-    "  i = i + 3\n"
+    "  i = i + 4\n"
     "end\n"
     "if i <= #ARGV then\n"
     "  redis.call('XACK', KEYS[3], 'writers', unpack(ARGV, i))\n"
@@ -370,7 +406,7 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
     snprintf(holder, sizeof holder, "%" PRId64 ":%s", epoch, owner);
     snprintf(keepbuf, sizeof keepbuf, "%ld", keep);
     snprintf(nbuf, sizeof nbuf, "%d", nev);
-    int nargs = 3 + 3 * nev + nack;
+    int nargs = 3 + 4 * nev + nack;
     const char **args = xmalloc_array((size_t)nargs, sizeof *args);
     size_t *lens = xmalloc_array((size_t)nargs, sizeof *lens);
     char(*seqs)[24] = xmalloc_array((size_t)(nev ? nev : 1), sizeof *seqs);
@@ -390,6 +426,8 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
         a++;
         args[a] = ev[i].json;
         lens[a++] = ev[i].len;
+        args[a] = ev[i].cmd ? ev[i].cmd : "";
+        lens[a++] = ev[i].cmd ? ev[i].cmd_len : 0;
     }
     for (int i = 0; i < nack; i++) {
         args[a] = ack_ids[i];

@@ -70,6 +70,11 @@ void bus_describe(const ds_bus *b, char *out, size_t n);
  * reached. */
 int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error *err);
 
+/* Whether Redis makes every write durable before it answers (CONFIG GET:
+ * appendonly yes, appendfsync always); why says what it found, or that it
+ * could not tell (CONFIG refused by the ACL, Redis out of reach). */
+bool bus_durable(ds_bus *b, char *why, size_t cap);
+
 /* ---- commands (API side) --------------------------------------------- */
 
 typedef struct bus_field {
@@ -132,13 +137,15 @@ int bus_lease_renew(ds_bus *b, const char *model, const char *owner, int64_t epo
 typedef struct bus_event {
     int64_t seq;
     const char *request_id; /* may be NULL */
-    const char *json;
+    const char *json;       /* the event (at detail "leaves") */
     size_t len;
+    const char *cmd; /* the applied command in canonical form (may be NULL) */
+    size_t cmd_len;
 } bus_event;
 
 /* One script, fenced by the lease: if {model}:lease still holds our epoch,
- * XADD every event to {model}:response_duck (trimmed to about keep
- * entries), XACK the request entries and trim {model}:request_duck below
+ * XADD every event to {model}:response_duck (fields seq, rid, event, cmd;
+ * trimmed to about keep entries), XACK the request entries and trim {model}:request_duck below
  * the oldest entry still pending (the ledger in DuckDB remembers what was
  * done). Returns 0, or -DS_FORBIDDEN when the lease is no longer ours
  * (nothing published). */

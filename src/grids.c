@@ -12,7 +12,9 @@ struct grid_sub {
     struct grid_sub *next; /* in its grid */
     struct grid *grid;
     void *conn;
-    char *id;      /* the client's, as a JSON string literal with quotes */
+    char *id;     /* the client's, as a JSON string literal with quotes */
+    char *raw_id; /* the client's bytes */
+    size_t raw_len;
     int64_t since; /* patches with a seq above this go out */
 };
 
@@ -34,15 +36,17 @@ typedef struct grid {
 struct ds_grids {
     pthread_mutex_t lock;
     grid_send_fn send;
+    void *send_ctx;
     grid *grids;
     grids_stats stats;
 };
 
-ds_grids *grids_new(grid_send_fn send)
+ds_grids *grids_new(grid_send_fn send, void *ctx)
 {
     ds_grids *g = xcalloc(1, sizeof *g);
     pthread_mutex_init(&g->lock, NULL);
     g->send = send;
+    g->send_ctx = ctx;
     return g;
 }
 
@@ -51,6 +55,7 @@ static void grid_free(grid *x)
     for (grid_sub *s = x->subs, *n; s; s = n) {
         n = s->next;
         free(s->id);
+        free(s->raw_id);
         free(s);
     }
     free(x->model);
@@ -210,7 +215,7 @@ static void send_snapshot(ds_grids *g, grid *x, grid_sub *s, const ds_model *m)
     ds_buf b;
     ds_buf_init(&b, (size_t)1 << 30);
     snapshot_text(&b, x, s, m);
-    g->send(s->conn, s, b.data, b.len, x->seq);
+    g->send(g->send_ctx, s->conn, s, b.data, b.len, x->seq);
     g->stats.snapshots++;
     s->since = x->seq;
     ds_buf_free(&b);
@@ -253,7 +258,7 @@ static void end_subs(ds_grids *g, grid *x, const ds_error *e)
         ds_buf b;
         ds_buf_init(&b, 1 << 16);
         error_text(&b, s, e);
-        g->send(s->conn, s, b.data, b.len, x->seq);
+        g->send(g->send_ctx, s->conn, s, b.data, b.len, x->seq);
         ds_buf_free(&b);
     }
 }
@@ -303,6 +308,8 @@ int grids_subscribe(ds_grids *g, const char *model, ds_engine *e, const ds_grid_
     ds_buf_init(&ib, id_len * 6 + 16);
     put_id(&ib, id, id_len);
     s->id = ds_buf_steal(&ib);
+    s->raw_id = xstrndup(id, id_len);
+    s->raw_len = id_len;
     s->conn = conn;
     s->grid = x;
     s->next = x->subs;
@@ -324,6 +331,7 @@ static void drop_sub(ds_grids *g, grid_sub *sub)
             break;
         }
     free(sub->id);
+    free(sub->raw_id);
     free(sub);
     g->stats.subscribers--;
     if (!x->subs) {
@@ -339,6 +347,23 @@ void grids_unsubscribe(ds_grids *g, grid_sub *sub)
     pthread_mutex_lock(&g->lock);
     drop_sub(g, sub);
     pthread_mutex_unlock(&g->lock);
+}
+
+grid_sub *grids_find(ds_grids *g, void *conn, const char *id, size_t id_len)
+{
+    grid_sub *found = NULL;
+    pthread_mutex_lock(&g->lock);
+    for (grid *x = g->grids; x && !found; x = x->next)
+        for (grid_sub *s = x->subs; s && !found; s = s->next)
+            if (s->conn == conn && s->raw_len == id_len && memcmp(s->raw_id, id, id_len) == 0)
+                found = s;
+    pthread_mutex_unlock(&g->lock);
+    return found;
+}
+
+const char *grids_model(const grid_sub *sub)
+{
+    return sub->grid->model;
 }
 
 void grids_unsubscribe_conn(ds_grids *g, void *conn)
@@ -403,7 +428,7 @@ void grids_applied(ds_grids *g, const char *model, ds_engine *e, const engine_de
             ds_buf_printf(&msg, ",\"seq\":%lld,\"cells\":[", (long long)x->seq);
             ds_buf_append(&msg, changed.data, changed.len);
             ds_buf_puts(&msg, "]}");
-            g->send(s->conn, s, msg.data, msg.len, x->seq);
+            g->send(g->send_ctx, s->conn, s, msg.data, msg.len, x->seq);
             s->since = x->seq;
         }
     }

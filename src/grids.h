@@ -31,11 +31,12 @@ typedef struct ds_grids ds_grids;
 typedef struct grid_sub grid_sub;
 
 /* Delivers text (len bytes, borrowed for the call) to a subscriber's
- * connection; seq is the message's seq. Called with the hub's lock held:
- * it must only queue. */
-typedef void (*grid_send_fn)(void *conn, grid_sub *sub, const char *text, size_t len, int64_t seq);
+ * connection; seq is the message's seq; ctx is grids_new's. Called with
+ * the hub's lock held: it must only queue. */
+typedef void (*grid_send_fn)(void *ctx, void *conn, grid_sub *sub, const char *text, size_t len,
+                             int64_t seq);
 
-ds_grids *grids_new(grid_send_fn send);
+ds_grids *grids_new(grid_send_fn send, void *ctx);
 /* Frees every grid and subscription (after the connections are gone). */
 void grids_free(ds_grids *g);
 
@@ -46,6 +47,10 @@ int grids_subscribe(ds_grids *g, const char *model, ds_engine *e, const ds_grid_
                     void *conn, const char *id, size_t id_len, grid_sub **out, ds_error *err);
 /* Ends a subscription (no message after this returns). */
 void grids_unsubscribe(ds_grids *g, grid_sub *sub);
+/* The subscription of conn named id (the client's name), or NULL. */
+grid_sub *grids_find(ds_grids *g, void *conn, const char *id, size_t id_len);
+/* The model of a subscription (valid while it is). */
+const char *grids_model(const grid_sub *sub);
 /* Ends every subscription of conn. */
 void grids_unsubscribe_conn(ds_grids *g, void *conn);
 

@@ -16,8 +16,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "ledger.h"
 #include "log.h"
+#include "models.h"
 #include "writer.h"
 
 /* ---- per-thread resources -------------------------------------------------- */
@@ -387,22 +387,19 @@ static enum MHD_Result reply_queued(req *r)
     return ret;
 }
 
-/* A request_id the ledger knows: the stored answer, or request_id_reused. */
-static enum MHD_Result reply_recorded(req *r, const ledger_entry *le, const char *hash)
+/* A retry whose first outcome is in the database: that answer (true). */
+static bool reply_stored(req *r, enum MHD_Result *ret)
 {
-    if (strcmp(le->hash, hash) != 0)
-        return http__fail(r, DS_REQUEST_ID_REUSED, "request_id",
-                          "this request_id was used before with another body");
     int code;
     int64_t seq;
     char *body = NULL;
     ds_error e;
     thread_res *res = http__res(r->h);
-    if (store_request_get(res->reader, r->model, r->user, r->rid, &code, &seq, &body, &e))
-        return http__error(r, &e);
-    enum MHD_Result ret = reply_outcome(r, code, body, strlen(body));
+    if (!res || store_request_get(res->reader, r->model, r->user, r->rid, &code, &seq, &body, &e))
+        return false;
+    *ret = reply_outcome(r, code, body, strlen(body));
     free(body);
-    return ret;
+    return true;
 }
 
 static void make_request_id(char *out, size_t cap)
@@ -427,6 +424,7 @@ typedef struct xadd_job {
     char scope_dim[DS_IDENT_MAX + 1], scope_member[DS_IDENT_MAX + 1]; /* the writer checks again */
     char *cmd;
     size_t cmd_len;
+    req_detail detail; /* of the answer (the writer renders it) */
     bool wait;
     bool maybe_sent; /* an earlier attempt may have reached Redis */
     int attempts;
@@ -545,7 +543,8 @@ static void *enqueuer_main(void *arg)
     http_server *h = arg;
     xadd_job **jobs = xmalloc_array(ENQ_BATCH, sizeof *jobs);
     bus_xadd *x = xmalloc_array(ENQ_BATCH, sizeof *x);
-    bus_field(*f)[6] = xmalloc_array(ENQ_BATCH, sizeof *f);
+    bus_field(*f)[7] = xmalloc_array(ENQ_BATCH, sizeof *f);
+    static const char *const details[] = {"leaves", "totals", "none"};
     for (;;) {
         pthread_mutex_lock(&h->lock);
         while (!h->enq_head && !h->enq_stop)
@@ -568,10 +567,11 @@ static void *enqueuer_main(void *arg)
             f[i][1] = (bus_field){"user", j->user, strlen(j->user)};
             f[i][2] = (bus_field){"hash", j->hash, strlen(j->hash)};
             f[i][3] = (bus_field){"cmd", j->cmd, j->cmd_len};
-            f[i][4] = (bus_field){"scope_dim", j->scope_dim, strlen(j->scope_dim)};
-            f[i][5] = (bus_field){"scope_member", j->scope_member, strlen(j->scope_member)};
+            f[i][4] = (bus_field){"detail", details[j->detail], strlen(details[j->detail])};
+            f[i][5] = (bus_field){"scope_dim", j->scope_dim, strlen(j->scope_dim)};
+            f[i][6] = (bus_field){"scope_member", j->scope_member, strlen(j->scope_member)};
             x[i] =
-                (bus_xadd){.model = j->model, .fields = f[i], .nfields = j->scope_dim[0] ? 6 : 4};
+                (bus_xadd){.model = j->model, .fields = f[i], .nfields = j->scope_dim[0] ? 7 : 5};
         }
         ds_error err;
         ds_fail(&err, DS_UNAVAILABLE, "redis", "Redis is not reachable");
@@ -588,18 +588,37 @@ static void *enqueuer_main(void *arg)
 
 /* Queues a decoded command: answers at once (recorded request, wait=false,
  * Redis down) or suspends until the outcome or the wait limit. */
-static enum MHD_Result enqueue(req *r, const req_decoded *d)
+static enum MHD_Result enqueue(req *r, const req_decoded *d, ds_engine *engine)
 {
     http_server *h = r->h;
     if (d->request_id)
         snprintf(r->rid, sizeof r->rid, "%s", d->request_id);
     else
         make_request_id(r->rid, sizeof r->rid);
-    _Static_assert(LEDGER_KEY_MAX <= LIVE_KEY_MAX, "a request key fits a waiter whole");
-    ledger_key(r->key, r->model, r->user, r->rid); /* r's parts are within their limits */
-    ledger_entry le;
-    if (ledger_get(h->srv->ledger, r->key, &le))
-        return reply_recorded(r, &le, d->hash);
+    _Static_assert(REQUEST_KEY_MAX <= LIVE_KEY_MAX, "a request key fits a waiter whole");
+    request_key(r->key, r->model, r->user, r->rid); /* r's parts are within their limits */
+    /* a request_id the model's ledger knows with another body: 409 now;
+       with the same body the retry is queued, and the writer answers it
+       with the first one's outcome (once that is in the database) */
+    engine_request known;
+    if (engine_request_get(engine, r->user, r->rid, &known)) {
+        if (strcmp(known.hash, d->hash) != 0)
+            return http__fail(r, DS_REQUEST_ID_REUSED, "request_id",
+                              "this request_id was used before with another body");
+        enum MHD_Result ret;
+        if (reply_stored(r, &ret)) /* already in the database: its answer now */
+            return ret;
+    }
+    writer_stats ws;
+    writer_get_stats(h->srv->writer, &ws);
+    if (ws.persist_failing) { /* nothing is acknowledged that cannot be persisted */
+        ds_error e;
+        ds_fail(&e, DS_UNAVAILABLE, "database",
+                "the command was not queued: the database refuses writes (%s)",
+                ws.persist_why.message);
+        r->retry_after = "5";
+        return http__error(r, &e);
+    }
     bool in_flight = live_expected(h->srv->live, r->key);
     if (enq_stopping(h))
         return http__fail(r, DS_UNAVAILABLE, "redis",
@@ -627,6 +646,7 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
     snprintf(j->scope_member, sizeof j->scope_member, "%s", r->who.scope_member);
     j->cmd = xstrndup(d->canonical, d->canonical_len);
     j->cmd_len = d->canonical_len;
+    j->detail = d->detail;
     j->wait = d->wait;
     __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
     if (!enq_push(h, j)) {
@@ -641,8 +661,10 @@ static enum MHD_Result enqueue(req *r, const req_decoded *d)
 }
 
 /* The model a write names: the path's, or "table" of /update_cell. */
-static const ds_model *write_model(req *r, const json_val *root, req_kind kind, ds_error *err)
+static const ds_model *write_model(req *r, const json_val *root, req_kind kind, model_ref **mr,
+                                   ds_error *err)
 {
+    *mr = NULL;
     size_t len = 0;
     const char *t = request_table(root, &len);
     if (kind == REQ_UPDATE_CELL) {
@@ -656,10 +678,11 @@ static const ds_model *write_model(req *r, const json_val *root, req_kind kind, 
         ds_fail(err, DS_INVALID_VALUE, "table", "'table' names another model than the path");
         return NULL;
     }
-    const ds_model *m = store_model_acquire(r->h->srv->store, r->model, strlen(r->model));
-    if (!m)
+    if (!(*mr = models_get(r->h->srv->models, r->model, strlen(r->model)))) {
         ds_fail(err, DS_NOT_FOUND, "table", "no table '%s'", r->model);
-    return m;
+        return NULL;
+    }
+    return engine_model_acquire((*mr)->engine); /* what the writer will resolve against */
 }
 
 enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
@@ -685,7 +708,8 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
     json_val *root;
     if (http__body(r, kind, &root, &e))
         return http__error(r, &e);
-    const ds_model *m = write_model(r, root, kind, &e);
+    model_ref *mr;
+    const ds_model *m = write_model(r, root, kind, &mr, &e);
     ds_arena arena = {0};
     req_decoded d;
     int rc = m ? request_resolve(root, kind, m, path_dim, &arena, &d, &e) : -1;
@@ -700,9 +724,11 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
     }
     if (rc == 0) /* the writer checks again: the tree may change before it applies */
         rc = request_scope(m, &d.cmd, r->who.scope_dim, r->who.scope_member, &e);
-    enum MHD_Result ret = rc ? http__error(r, &e) : enqueue(r, &d);
+    enum MHD_Result ret = rc ? http__error(r, &e) : enqueue(r, &d, mr->engine);
     ds_arena_free(&arena);
-    store_model_release(r->h->srv->store, m);
+    if (m)
+        engine_model_release(mr->engine, m);
+    models_put(r->h->srv->models, mr);
     json_free(root);
     return ret;
 }
@@ -722,6 +748,15 @@ static enum MHD_Result reply_updates(req *r, ds_buf *items, int64_t next)
     enum MHD_Result ret = http__json(r, 200, &b);
     ds_buf_free(&b);
     return ret;
+}
+
+/* The model's applied seq, or -1 when there is no such model. */
+static int64_t model_seq(req *r)
+{
+    model_ref *mr = models_get(r->h->srv->models, r->model, strlen(r->model));
+    int64_t seq = mr ? engine_seq(mr->engine) : -1;
+    models_put(r->h->srv->models, mr);
+    return seq;
 }
 
 /* GET /get_updates?table=&since=&timeout= and /v1/models/{m}/changes. */
@@ -744,7 +779,12 @@ enum MHD_Result http__changes(req *r, bool legacy)
                 return http__error(r, &e);
             memcpy(r->model, t, len + 1);
         }
-        if (store_model_seq(r->h->srv->store, r->model) < 0) {
+        const char *dv = http__arg(r, "detail");
+        req_detail detail = DETAIL_LEAVES;
+        if (dv && request_detail(dv, strlen(dv), &detail, &e))
+            return http__error(r, &e);
+        r->detail = (int)detail;
+        if (model_seq(r) < 0) {
             ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
             return http__error(r, &e);
         }
@@ -753,8 +793,8 @@ enum MHD_Result http__changes(req *r, bool legacy)
     ds_buf items;
     ds_buf_init(&items, (size_t)1 << 30);
     int64_t next, cur, oldest;
-    live_read lr =
-        live_collect(r->h->srv->live, r->model, r->since, 1000, &items, &next, &cur, &oldest);
+    live_read lr = live_collect(r->h->srv->live, r->model, r->since, 1000, r->detail, &items, &next,
+                                &cur, &oldest);
     enum MHD_Result ret;
     if (lr == LIVE_GONE) {
         char msg[300];
@@ -806,6 +846,7 @@ static bool take_subscriber_place(req *r, enum MHD_Result *ret)
 
 typedef struct sse_sub {
     http_server *h;
+    int detail; /* req_detail of its events */
     struct MHD_Connection *conn;
     char model[DS_IDENT_MAX + 1];
     int64_t cursor, last_write_ns;
@@ -835,8 +876,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         ds_buf_reset(&s->out);
         s->off = 0;
         int64_t next, cur, oldest;
-        live_read lr = live_collect_sse(s->h->srv->live, s->model, s->cursor, 1 << 20, &s->out,
-                                        &next, &cur, &oldest);
+        live_read lr = live_collect_sse(s->h->srv->live, s->model, s->cursor, 1 << 20, s->detail,
+                                        &s->out, &next, &cur, &oldest);
         if (!keyring_alive(s->h->srv->keys, s->key_id)) {
             ds_buf_reset(&s->out);
             ds_buf_puts(&s->out, "event: error\ndata: {\"error\":{\"code\":\"unauthenticated\","
@@ -892,9 +933,13 @@ enum MHD_Result http__events(req *r)
     if ((s || last) && !parse_int(s ? s : last, 0, INT64_MAX / 2, &since))
         return http__fail(r, DS_MALFORMED, s ? "since" : "Last-Event-ID",
                           "'since' (or Last-Event-ID) must be a seq (0 or more)");
-    int64_t seq = store_model_seq(r->h->srv->store, r->model);
+    ds_error e;
+    const char *dv = http__arg(r, "detail");
+    req_detail detail = DETAIL_LEAVES;
+    if (dv && request_detail(dv, strlen(dv), &detail, &e))
+        return http__error(r, &e);
+    int64_t seq = model_seq(r);
     if (seq < 0) {
-        ds_error e;
         ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
         return http__error(r, &e);
     }
@@ -904,6 +949,7 @@ enum MHD_Result http__events(req *r)
     if (!take_subscriber_place(r, &refused))
         return refused;
     sse_sub *sub = xcalloc(1, sizeof *sub);
+    sub->detail = (int)detail;
     sub->h = r->h;
     sub->conn = r->conn;
     snprintf(sub->model, sizeof sub->model, "%s", r->model);
@@ -931,6 +977,7 @@ typedef struct ws_handoff {
     http_server *h;
     char model[DS_IDENT_MAX + 1];
     int64_t since;
+    int detail;
     char key_id[KEY_ID_LEN + 1];
     bool admitted;                         /* counted open against the key */
     struct MHD_UpgradeResponseHandle *urh; /* set when upgraded */
@@ -959,7 +1006,7 @@ static void ws_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, cons
     /* what the client sent after its handshake (a close frame in the same
        write, say) is the start of its WebSocket stream */
     live_ws_adopt(hand->h->srv->live, sock, extra_in, extra_in_size, hand->model, hand->since,
-                  hand->key_id, ws_done, hand);
+                  hand->detail, hand->key_id, ws_done, hand);
 }
 
 enum MHD_Result http__ws(req *r)
@@ -972,9 +1019,13 @@ enum MHD_Result http__ws(req *r)
     int64_t since = -1;
     if (s && !parse_int(s, 0, INT64_MAX / 2, &since))
         return http__fail(r, DS_MALFORMED, "since", "'since' must be a seq (0 or more)");
-    int64_t seq = store_model_seq(r->h->srv->store, r->model);
+    ds_error e;
+    const char *dv = http__arg(r, "detail");
+    req_detail detail = DETAIL_LEAVES;
+    if (dv && request_detail(dv, strlen(dv), &detail, &e))
+        return http__error(r, &e);
+    int64_t seq = model_seq(r);
     if (seq < 0) {
-        ds_error e;
         ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
         return http__error(r, &e);
     }
@@ -984,6 +1035,7 @@ enum MHD_Result http__ws(req *r)
     if (!take_subscriber_place(r, &refused))
         return refused;
     r->sub_held = true;
+    r->detail = (int)detail;
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     char in[HTTP_WS_KEY_LEN + sizeof guid];
@@ -998,6 +1050,7 @@ enum MHD_Result http__ws(req *r)
     hand->h = r->h;
     snprintf(hand->model, sizeof hand->model, "%s", r->model);
     hand->since = since;
+    hand->detail = r->detail;
     snprintf(hand->key_id, sizeof hand->key_id, "%s", r->who.id);
     struct MHD_Response *resp = MHD_create_response_for_upgrade(ws_upgraded, hand);
     MHD_add_response_header(resp, "Upgrade", "websocket");

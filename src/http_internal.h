@@ -11,7 +11,6 @@
 #include "http.h"
 #include "json.h"
 #include "keys.h"
-#include "ledger.h"
 #include "live.h"
 #include "request.h"
 #include "tickets.h"
@@ -148,7 +147,7 @@ struct req {
     char dim[DS_IDENT_MAX + 1];
     char view[DS_IDENT_MAX + 1];
     char rid[REQ_ID_MAX + 1];
-    char key[LEDGER_KEY_MAX + 1]; /* model, user and rid: the ledger and the waiter */
+    char key[REQUEST_KEY_MAX + 1]; /* model, user and rid: the ledger and the waiter */
     /* suspended: waiting for an outcome or for events */
     live_waiter w;
     int refs; /* MHD's, plus one while the enqueuer holds the request */
@@ -158,6 +157,7 @@ struct req {
        the live module at the upgrade (else given back at completion) */
     bool sub_held, sub_handed;
     int64_t since, deadline_ns;
+    int detail; /* a feed's req_detail */
 };
 
 thread_res *http__res(http_server *h);

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "decimal.h"
+#include "grids.h"
 #include "log.h"
+#include "models.h"
 #include "writer.h"
 
 /* ---- operations -------------------------------------------------------------- */
@@ -25,12 +27,36 @@ static enum MHD_Result h_ready(req *r)
     thread_res *res = http__res(r->h);
     bool redis = res->bus && bus_ping(res->bus, NULL) == 0;
     bool writer = srv->writer && writer_alive(srv->writer);
-    bool ready = redis && writer && srv->redis_up;
+    writer_stats ws = {0};
+    if (srv->writer)
+        writer_get_stats(srv->writer, &ws);
+    bool ready = redis && writer && srv->redis_up && !ws.persist_failing;
     ds_buf b;
+    json_w w;
     ds_buf_init(&b, 4096);
-    ds_buf_printf(&b, "{\"ready\":%s,\"redis\":%s,\"writer\":%s,\"lag\":%" PRId64 "}",
-                  ready ? "true" : "false", redis ? "true" : "false", writer ? "true" : "false",
-                  srv->writer ? writer_lag(srv->writer) : 0);
+    jw_init(&w, &b);
+    jw_obj(&w);
+    jw_key(&w, "ready");
+    jw_bool(&w, ready);
+    jw_key(&w, "redis");
+    jw_bool(&w, redis);
+    jw_key(&w, "writer");
+    jw_bool(&w, writer);
+    jw_key(&w, "lag");
+    jw_int(&w, ws.reading_lag);
+    jw_key(&w, "persist_lag");
+    jw_int(&w, ws.persist_lag);
+    jw_key(&w, "persist_lag_ms");
+    jw_int(&w, ws.persist_lag_ms);
+    jw_key(&w, "backpressure");
+    jw_bool(&w, ws.backpressure);
+    jw_key(&w, "ack");
+    jw_str(&w, srv->o.ack_persisted ? "persisted" : "logged");
+    if (ws.persist_failing) {
+        jw_key(&w, "persist_error");
+        jw_str(&w, ws.persist_why.message);
+    }
+    jw_obj_end(&w);
     enum MHD_Result ret = http__json(r, ready ? 200 : 503, &b);
     ds_buf_free(&b);
     return ret;
@@ -39,6 +65,9 @@ static enum MHD_Result h_ready(req *r)
 static enum MHD_Result h_metrics(req *r)
 {
     ds_server *srv = r->h->srv;
+    writer_stats ws = {0};
+    if (srv->writer)
+        writer_get_stats(srv->writer, &ws);
     ds_buf b;
     ds_buf_init(&b, (size_t)16 << 20);
     metrics_render(&srv->metrics, &b);
@@ -54,19 +83,65 @@ static enum MHD_Result h_metrics(req *r)
                   "duckspread_subscribers_cut_off_total %" PRId64 "\n"
                   "# HELP duckspread_queue_depth Commands read by the writer and not yet done.\n"
                   "# TYPE duckspread_queue_depth gauge\nduckspread_queue_depth %" PRId64 "\n",
-                  ls.sse, ls.ws, ls.waiting, ls.cut_off, srv->writer ? writer_lag(srv->writer) : 0);
+                  ls.sse, ls.ws, ls.waiting, ls.cut_off, ws.reading_lag);
+    grids_stats gs;
+    grids_get_stats(srv->grids, &gs);
+    ds_buf_printf(
+        &b,
+        "# HELP duckspread_persist_lag Commands applied and not yet committed to DuckDB.\n"
+        "# TYPE duckspread_persist_lag gauge\nduckspread_persist_lag %" PRId64 "\n"
+        "# HELP duckspread_persist_lag_seconds Age of the oldest of those.\n"
+        "# TYPE duckspread_persist_lag_seconds gauge\n"
+        "duckspread_persist_lag_seconds %.3f\n"
+        "# HELP duckspread_backpressure 1 while the writer waits for the persister.\n"
+        "# TYPE duckspread_backpressure gauge\nduckspread_backpressure %d\n"
+        "# HELP duckspread_persist_failing 1 while DuckDB refuses the persister.\n"
+        "# TYPE duckspread_persist_failing gauge\nduckspread_persist_failing %d\n"
+        "# TYPE duckspread_persist_groups_total counter\n"
+        "duckspread_persist_groups_total %" PRId64 "\n"
+        "# TYPE duckspread_persist_commands_total counter\n"
+        "duckspread_persist_commands_total %" PRId64 "\n"
+        "# TYPE duckspread_persist_failures_total counter\n"
+        "duckspread_persist_failures_total %" PRId64 "\n"
+        "# TYPE duckspread_checkpoints_total counter\n"
+        "duckspread_checkpoints_total %" PRId64 "\n"
+        "# HELP duckspread_grids Distinct grids with subscribers, and the subscribers.\n"
+        "# TYPE duckspread_grids gauge\nduckspread_grids{kind=\"grids\"} %" PRId64 "\n"
+        "duckspread_grids{kind=\"subscribers\"} %" PRId64 "\n"
+        "# TYPE duckspread_grid_patches_total counter\n"
+        "duckspread_grid_patches_total %" PRId64 "\n",
+        ws.persist_lag, (double)ws.persist_lag_ms / 1000, ws.backpressure, ws.persist_failing,
+        ws.persist.groups, ws.persist.commands, ws.persist.failures, ws.persist.checkpoints,
+        gs.grids, gs.subscribers, gs.patches);
     char **names;
-    size_t n = store_model_names(srv->store, &names);
+    size_t n = models_names(srv->models, &names);
     ds_buf_puts(&b, "# HELP duckspread_seq The last applied seq of each model.\n"
-                    "# TYPE duckspread_seq gauge\n");
+                    "# TYPE duckspread_seq gauge\n"
+                    "# HELP duckspread_persisted_seq The seq of each model in DuckDB.\n"
+                    "# TYPE duckspread_persisted_seq gauge\n"
+                    "# HELP duckspread_engine_bytes Memory an engine holds (facts, cube, ledger).\n"
+                    "# TYPE duckspread_engine_bytes gauge\n");
     for (size_t i = 0; i < n; i++) {
-        ds_buf_puts(&b, "duckspread_seq{model=\"");
+        ds_buf label;
+        ds_buf_init(&label, 4096);
         for (const char *p = names[i]; *p; p++) { /* label escaping */
             if (*p == '"' || *p == '\\')
-                ds_buf_putc(&b, '\\');
-            ds_buf_putc(&b, *p == '\n' ? ' ' : *p);
+                ds_buf_putc(&label, '\\');
+            ds_buf_putc(&label, *p == '\n' ? ' ' : *p);
         }
-        ds_buf_printf(&b, "\"} %" PRId64 "\n", store_model_seq(srv->store, names[i]));
+        model_ref *mr = models_get(srv->models, names[i], strlen(names[i]));
+        if (mr) {
+            engine_stats st;
+            engine_get_stats(mr->engine, &st);
+            ds_buf_printf(&b,
+                          "duckspread_seq{model=\"%s\"} %" PRId64 "\n"
+                          "duckspread_persisted_seq{model=\"%s\"} %" PRId64 "\n"
+                          "duckspread_engine_bytes{model=\"%s\"} %zu\n",
+                          label.data, st.seq, label.data, models_persisted(srv->models, mr),
+                          label.data, st.bytes);
+        }
+        models_put(srv->models, mr);
+        ds_buf_free(&label);
         free(names[i]);
     }
     free(names);
@@ -108,22 +183,79 @@ static enum MHD_Result h_ticket(req *r)
 
 /* ---- models ---------------------------------------------------------------------- */
 
-static const ds_model *model_or_404(req *r)
+/* A read of a model: its catalog as the engine has it, once the engine
+ * reflects min_seq (when the request gives one). */
+typedef struct reading {
+    model_ref *mr;
+    const ds_model *m;
+} reading;
+
+/* NULL after answering: 404 (no such model), 400 (min_seq is no seq), 503
+ * (min_seq not reached within --min-seq-wait, with Retry-After). */
+static const ds_model *read_begin(req *r, reading *rd)
 {
-    const ds_model *m = store_model_acquire(r->h->srv->store, r->model, strlen(r->model));
-    if (!m) {
-        ds_error e;
+    ds_server *srv = r->h->srv;
+    ds_error e;
+    rd->m = NULL;
+    rd->mr = models_get(srv->models, r->model, strlen(r->model));
+    if (!rd->mr) {
         ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
         http__error(r, &e);
+        return NULL;
     }
-    return m;
+    const char *ms = http__arg(r, "min_seq");
+    int64_t min = 0;
+    if (ms && !http__int(ms, 0, INT64_MAX / 2, &min)) {
+        ds_fail(&e, DS_MALFORMED, "min_seq", "'min_seq' must be a seq (0 or more)");
+    } else if (ms && !models_wait_applied(srv->models, rd->mr, min,
+                                          ds_now_ns() + srv->o.min_seq_wait_ms * 1000000)) {
+        ds_fail(&e, DS_UNAVAILABLE, "min_seq",
+                "table '%s' has not reached seq %" PRId64 " (it is at %" PRId64 "); retry",
+                r->model, min, engine_seq(rd->mr->engine));
+        r->retry_after = "1";
+    } else {
+        rd->m = engine_model_acquire(rd->mr->engine);
+        return rd->m;
+    }
+    models_put(srv->models, rd->mr);
+    rd->mr = NULL;
+    http__error(r, &e);
+    return NULL;
+}
+
+static void read_end(req *r, reading *rd)
+{
+    if (rd->m)
+        engine_model_release(rd->mr->engine, rd->m);
+    models_put(r->h->srv->models, rd->mr);
+}
+
+/* For SQL reads: waits until DuckDB reflects every write acknowledged
+ * before this request began (the engine's seq now) and min_seq. False
+ * after answering 503. */
+static bool read_persisted(req *r, reading *rd, int64_t min_seq)
+{
+    ds_server *srv = r->h->srv;
+    int64_t want = engine_seq(rd->mr->engine);
+    if (min_seq > want)
+        want = min_seq;
+    int64_t limit = srv->o.min_seq_wait_ms > 0 ? srv->o.min_seq_wait_ms : 10000;
+    if (models_wait_persisted(srv->models, rd->mr, want, ds_now_ns() + limit * 1000000))
+        return true;
+    ds_error e;
+    ds_fail(&e, DS_UNAVAILABLE, "table",
+            "the database has not caught up with seq %" PRId64 " of '%s' yet; retry", want,
+            r->model);
+    r->retry_after = "1";
+    http__error(r, &e);
+    return false;
 }
 
 static enum MHD_Result h_models(req *r)
 {
-    ds_store *s = r->h->srv->store;
+    ds_models *ms = r->h->srv->models;
     char **names;
-    size_t n = store_model_names(s, &names);
+    size_t n = models_names(ms, &names);
     ds_buf b;
     json_w w;
     ds_buf_init(&b, 1 << 20);
@@ -136,12 +268,16 @@ static enum MHD_Result h_models(req *r)
             free(names[i]);
             continue;
         }
-        jw_obj(&w);
-        jw_key(&w, "name");
-        jw_str(&w, names[i]);
-        jw_key(&w, "seq");
-        jw_int(&w, store_model_seq(s, names[i]));
-        jw_obj_end(&w);
+        model_ref *mr = models_get(ms, names[i], strlen(names[i]));
+        if (mr) {
+            jw_obj(&w);
+            jw_key(&w, "name");
+            jw_str(&w, names[i]);
+            jw_key(&w, "seq");
+            jw_int(&w, engine_seq(mr->engine));
+            jw_obj_end(&w);
+        }
+        models_put(ms, mr);
         free(names[i]);
     }
     free(names);
@@ -154,7 +290,8 @@ static enum MHD_Result h_models(req *r)
 
 static enum MHD_Result h_model(req *r)
 {
-    const ds_model *m = model_or_404(r);
+    reading rd;
+    const ds_model *m = read_begin(r, &rd);
     if (!m)
         return MHD_YES;
     char **views;
@@ -167,7 +304,7 @@ static enum MHD_Result h_model(req *r)
     jw_key(&w, "name");
     jw_str(&w, m->name);
     jw_key(&w, "seq");
-    jw_int(&w, store_model_seq(r->h->srv->store, m->name));
+    jw_int(&w, engine_seq(rd.mr->engine));
     jw_key(&w, "dimensions");
     jw_arr(&w);
     for (int k = 0; k < m->ndims; k++) {
@@ -202,7 +339,7 @@ static enum MHD_Result h_model(req *r)
     free(views);
     jw_arr_end(&w);
     jw_obj_end(&w);
-    store_model_release(r->h->srv->store, m);
+    read_end(r, &rd);
     enum MHD_Result ret = http__json(r, 200, &b);
     ds_buf_free(&b);
     return ret;
@@ -269,7 +406,8 @@ static enum MHD_Result h_model_create(req *r)
 
 static enum MHD_Result h_members(req *r)
 {
-    const ds_model *m = model_or_404(r);
+    reading rd;
+    const ds_model *m = read_begin(r, &rd);
     if (!m)
         return MHD_YES;
     enum MHD_Result ret;
@@ -303,12 +441,12 @@ static enum MHD_Result h_members(req *r)
         }
         jw_arr_end(&w);
         jw_key(&w, "seq");
-        jw_int(&w, store_model_seq(r->h->srv->store, m->name));
+        jw_int(&w, engine_seq(rd.mr->engine));
         jw_obj_end(&w);
         ret = http__json(r, 200, &b);
         ds_buf_free(&b);
     }
-    store_model_release(r->h->srv->store, m);
+    read_end(r, &rd);
     return ret;
 }
 
@@ -333,7 +471,8 @@ static int cell_args(req *r, const ds_model *m, ds_cell *cell, int *measure, ds_
         const http_param *p = &r->params[i];
         const char *v = p->val ? p->val : "";
         ds_error e;
-        if (p->klen == 7 && memcmp(p->key, "measure", 7) == 0)
+        if ((p->klen == 7 && memcmp(p->key, "measure", 7) == 0) ||
+            (p->klen == 7 && memcmp(p->key, "min_seq", 7) == 0))
             continue;
         int d = request_dim(m, p->key, p->klen, &e);
         if (d < 0 || request_member(m, d, v, p->val ? p->vlen : 0, &cell->m[d], &e))
@@ -349,7 +488,8 @@ static int cell_args(req *r, const ds_model *m, ds_cell *cell, int *measure, ds_
 
 static enum MHD_Result h_cell(req *r)
 {
-    const ds_model *m = model_or_404(r);
+    reading rd;
+    const ds_model *m = read_begin(r, &rd);
     if (!m)
         return MHD_YES;
     ds_cell cell;
@@ -359,7 +499,7 @@ static enum MHD_Result h_cell(req *r)
     int64_t seq;
     enum MHD_Result ret;
     if (cell_args(r, m, &cell, &measure, &e) ||
-        store_read_cell(http__res(r->h)->reader, m, &cell, measure, &v, &seq, &e)) {
+        engine_read_cell(rd.mr->engine, &cell, measure, &v, &seq, &e)) {
         ret = http__error(r, &e);
     } else {
         ds_buf b;
@@ -375,136 +515,8 @@ static enum MHD_Result h_cell(req *r)
         ret = http__json(r, 200, &b);
         ds_buf_free(&b);
     }
-    store_model_release(r->h->srv->store, m);
+    read_end(r, &rd);
     return ret;
-}
-
-/* The 400s of an axis {"dimension": d, "members": [...]}. */
-static int axis_shape(const json_val *axis, const char *what, ds_error *err)
-{
-    static const char *const axis_fields[] = {"dimension", "members", NULL};
-    char where[16];
-    snprintf(where, sizeof where, "%s.", what);
-    if (axis && json_kind_of(axis) == JSON_OBJECT &&
-        request_only_fields(axis, axis_fields, where, err))
-        return -DS_MALFORMED;
-    json_val *d = json_get(axis, "dimension"), *mem = json_get(axis, "members");
-    if (json_kind_of(d) != JSON_STRING || json_kind_of(mem) != JSON_ARRAY || json_len(mem) == 0 ||
-        json_len(mem) > 10000)
-        return ds_fail(err, DS_MALFORMED, what, "'%s' needs 'dimension' and 1 to 10000 'members'",
-                       what);
-    for (size_t i = 0; i < json_len(mem); i++)
-        if (json_kind_of(json_at(mem, i)) != JSON_STRING)
-            return ds_fail(err, DS_MALFORMED, what, "members are keys or names (strings)");
-    return 0;
-}
-
-/* An axis's dimension index and member ids (*ids caller-freed). */
-static int grid_axis(const ds_model *m, json_val *axis, int *dim, int32_t **ids, size_t *n,
-                     ds_error *err)
-{
-    json_val *mem = json_get(axis, "members");
-    size_t len;
-    const char *dn = json_str(json_get(axis, "dimension"), &len);
-    if ((*dim = request_dim(m, dn, len, err)) < 0)
-        return *dim;
-    *n = json_len(mem);
-    *ids = xmalloc_array(*n, sizeof **ids);
-    for (size_t i = 0; i < *n; i++) {
-        const char *s = json_str(json_at(mem, i), &len);
-        int rc = request_member(m, *dim, s, len, &(*ids)[i], err);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static void put_grid(json_w *w, const ds_model *m, const ds_grid_spec *g, const ds_i128 *v,
-                     int64_t seq)
-{
-    jw_obj(w);
-    jw_key(w, "rows");
-    jw_arr(w);
-    for (size_t i = 0; i < g->nrows; i++)
-        jw_str(w, m->dims[g->row_dim].members[g->rows[i]].key);
-    jw_arr_end(w);
-    jw_key(w, "cols");
-    jw_arr(w);
-    for (size_t j = 0; j < g->ncols; j++)
-        jw_str(w, m->dims[g->col_dim].members[g->cols[j]].key);
-    jw_arr_end(w);
-    jw_key(w, "measure");
-    jw_str(w, m->measures[g->measure].name);
-    jw_key(w, "values");
-    jw_arr(w);
-    for (size_t i = 0; i < g->nrows; i++) {
-        jw_arr(w);
-        for (size_t j = 0; j < g->ncols; j++)
-            jw_dec(w, v[i * g->ncols + j], m->measures[g->measure].scale);
-        jw_arr_end(w);
-    }
-    jw_arr_end(w);
-    jw_key(w, "seq");
-    jw_int(w, seq);
-    jw_obj_end(w);
-}
-
-/* The 400s of a grid, all before any name is judged. */
-static int grid_shape(json_val *root, ds_error *err)
-{
-    static const char *const grid_fields[] = {"measure", "rows", "cols", "filters", NULL};
-    if (request_only_fields(root, grid_fields, "", err))
-        return -DS_MALFORMED;
-    json_val *mv = json_get(root, "measure"), *f = json_get(root, "filters");
-    if (json_kind_of(mv) != JSON_STRING)
-        return ds_fail(err, DS_MALFORMED, "measure", "'measure' is required");
-    if (f && json_kind_of(f) != JSON_OBJECT)
-        return ds_fail(err, DS_MALFORMED, "filters", "'filters' is an object");
-    size_t it = 0, klen;
-    const char *key;
-    json_val *v;
-    while (f && json_next(f, &it, &key, &klen, &v))
-        if (json_kind_of(v) != JSON_STRING)
-            return ds_fail(err, DS_MALFORMED, "filters", "filters name members (strings)");
-    int rc = axis_shape(json_get(root, "rows"), "rows", err);
-    return rc ? rc : axis_shape(json_get(root, "cols"), "cols", err);
-}
-
-static int grid_spec(const ds_model *m, json_val *root, ds_grid_spec *g, int32_t **rows,
-                     int32_t **cols, ds_error *err)
-{
-    int rc = grid_shape(root, err);
-    if (rc == 0)
-        rc = grid_axis(m, json_get(root, "rows"), &g->row_dim, rows, &g->nrows, err);
-    if (rc == 0)
-        rc = grid_axis(m, json_get(root, "cols"), &g->col_dim, cols, &g->ncols, err);
-    if (rc)
-        return rc;
-    size_t len;
-    const char *mn = json_str(json_get(root, "measure"), &len);
-    if ((g->measure = request_measure(m, mn, len, err)) < 0)
-        return g->measure;
-    for (int k = 0; k < m->ndims; k++)
-        g->fixed.m[k] = m->dims[k].root;
-    size_t it = 0, klen;
-    const char *key;
-    json_val *v, *f = json_get(root, "filters");
-    while (f && json_next(f, &it, &key, &klen, &v)) {
-        int d = request_dim(m, key, klen, err);
-        if (d < 0)
-            return d;
-        if (d == g->row_dim || d == g->col_dim)
-            return ds_fail(err, DS_INVALID_VALUE, "filters",
-                           "'filters' names dimension '%s', which is on the %s: a grid shows each "
-                           "of their members, not one",
-                           m->dims[d].name, d == g->row_dim ? "rows" : "columns");
-        const char *s = json_str(v, &len);
-        if ((rc = request_member(m, d, s, len, &g->fixed.m[d], err)))
-            return rc;
-    }
-    g->rows = *rows;
-    g->cols = *cols;
-    return 0;
 }
 
 static enum MHD_Result h_grid(req *r)
@@ -513,11 +525,12 @@ static enum MHD_Result h_grid(req *r)
     json_val *root;
     if (http__body(r, (req_kind)-1, &root, &e))
         return http__error(r, &e);
-    if (grid_shape(root, &e)) { /* 400s before the model's 404 */
+    if (request_grid_shape(root, &e)) { /* 400s before the model's 404 */
         json_free(root);
         return http__error(r, &e);
     }
-    const ds_model *m = model_or_404(r);
+    reading rd;
+    const ds_model *m = read_begin(r, &rd);
     if (!m) {
         json_free(root);
         return MHD_YES;
@@ -526,7 +539,7 @@ static enum MHD_Result h_grid(req *r)
     int32_t *rows = NULL, *cols = NULL;
     ds_i128 *v = NULL;
     int64_t seq;
-    int rc = grid_spec(m, root, &g, &rows, &cols, &e);
+    int rc = request_grid(m, root, &g, &rows, &cols, &e);
     int64_t cells = (int64_t)g.nrows * (int64_t)g.ncols, max = r->h->srv->o.cells_max;
     if (rc == 0 && cells > max) {
         rc = ds_fail(&e, DS_TOO_MANY_CELLS, "grid",
@@ -538,7 +551,7 @@ static enum MHD_Result h_grid(req *r)
     }
     if (rc == 0) {
         v = xmalloc_array(g.nrows * g.ncols, sizeof *v);
-        rc = store_read_grid(http__res(r->h)->reader, m, &g, v, &seq, &e);
+        rc = engine_read_grid(rd.mr->engine, &g, v, &seq, &e);
     }
     enum MHD_Result ret;
     if (rc) {
@@ -548,7 +561,7 @@ static enum MHD_Result h_grid(req *r)
         json_w w;
         ds_buf_init(&b, (size_t)1 << 30);
         jw_init(&w, &b);
-        put_grid(&w, m, &g, v, seq);
+        request_put_grid(&w, m, &g, v, seq);
         ret = http__json(r, 200, &b);
         ds_buf_free(&b);
     }
@@ -556,7 +569,7 @@ static enum MHD_Result h_grid(req *r)
     free(rows);
     free(cols);
     json_free(root);
-    store_model_release(r->h->srv->store, m);
+    read_end(r, &rd);
     return ret;
 }
 
@@ -564,7 +577,8 @@ static enum MHD_Result h_grid(req *r)
 
 static enum MHD_Result h_views(req *r)
 {
-    const ds_model *m = model_or_404(r);
+    reading rd;
+    const ds_model *m = read_begin(r, &rd);
     if (!m)
         return MHD_YES;
     char **names;
@@ -583,7 +597,7 @@ static enum MHD_Result h_views(req *r)
     free(names);
     jw_arr_end(&w);
     jw_obj_end(&w);
-    store_model_release(r->h->srv->store, m);
+    read_end(r, &rd);
     enum MHD_Result ret = http__json(r, 200, &b);
     ds_buf_free(&b);
     return ret;
@@ -600,6 +614,8 @@ static int view_args(req *r, const char **cols, const char **vals, int *n, int64
     *limit = 10000;
     for (int i = 0; i < r->nparams; i++) {
         const http_param *p = &r->params[i];
+        if (p->klen == 7 && memcmp(p->key, "min_seq", 7) == 0)
+            continue;
         if (p->klen == 5 && memcmp(p->key, "limit", 5) == 0) {
             if (!http__int(p->val, 1, 100000, limit))
                 return ds_fail(err, DS_MALFORMED, "limit", "'limit' is 1 to 100000");
@@ -643,19 +659,31 @@ static void put_table(json_w *w, const ds_table *t, int64_t seq)
 
 static enum MHD_Result h_view(req *r)
 {
-    const ds_model *m = model_or_404(r);
+    reading rd;
+    const ds_model *m = read_begin(r, &rd);
     if (!m)
         return MHD_YES;
     const char *cols[VIEW_FILTERS], *vals[VIEW_FILTERS];
     int n;
-    int64_t limit;
+    int64_t limit, min_seq = 0;
     ds_error e;
     ds_table t;
     int64_t seq;
-    enum MHD_Result ret;
-    if (view_args(r, cols, vals, &n, &limit, &e) ||
-        store_read_view(http__res(r->h)->reader, m, r->view, cols, vals, n, (size_t)limit, &t, &seq,
-                        &e)) {
+    enum MHD_Result ret = MHD_YES;
+    const char *ms = http__arg(r, "min_seq"); /* checked by read_begin */
+    if (ms)
+        http__int(ms, 0, INT64_MAX / 2, &min_seq);
+    ds_store *st = r->h->srv->store;
+    const ds_model *sm = NULL; /* the catalog the database has */
+    if (view_args(r, cols, vals, &n, &limit, &e)) {
+        ret = http__error(r, &e);
+    } else if (!read_persisted(r, &rd, min_seq)) {
+        ret = MHD_YES;
+    } else if (!(sm = store_model_acquire(st, r->model, strlen(r->model))) ||
+               store_read_view(http__res(r->h)->reader, sm, r->view, cols, vals, n, (size_t)limit,
+                               &t, &seq, &e)) {
+        if (!sm)
+            ds_fail(&e, DS_NOT_FOUND, "table", "no table '%s'", r->model);
         ret = http__error(r, &e);
     } else {
         ds_buf b;
@@ -667,7 +695,9 @@ static enum MHD_Result h_view(req *r)
         ds_buf_free(&b);
         store_table_free(&t);
     }
-    store_model_release(r->h->srv->store, m);
+    if (sm)
+        store_model_release(st, sm);
+    read_end(r, &rd);
     return ret;
 }
 
@@ -713,10 +743,12 @@ typedef struct route {
     bool any_params;           /* and other names: dimensions, a view's columns */
 } route;
 
-static const char *const q_updates[] = {"table", "since", "timeout", NULL},
-                         *q_changes[] = {"since", "timeout", NULL},
-                         *q_stream[] = {"since", "ticket", NULL}, *q_members[] = {"parent", NULL},
-                         *q_cell[] = {"measure", NULL}, *q_view[] = {"limit", NULL};
+static const char *const q_updates[] = {"table", "since", "timeout", "detail", NULL},
+                         *q_changes[] = {"since", "timeout", "detail", NULL},
+                         *q_stream[] = {"since", "ticket", "detail", NULL},
+                         *q_members[] = {"parent", "min_seq", NULL},
+                         *q_cell[] = {"measure", "min_seq", NULL},
+                         *q_view[] = {"limit", "min_seq", NULL}, *q_read[] = {"min_seq", NULL};
 
 static const route routes[] = {
     {"GET", "/health", h_health, "health", true, false, ROLE_NONE, false, NULL, false},
@@ -732,7 +764,7 @@ static const route routes[] = {
     {"GET", "/v1/models", h_models, "models", false, false, ROLE_VIEWER, false, NULL, false},
     {"POST", "/v1/models", h_model_create, "models_create", false, false, ROLE_ADMIN, true, NULL,
      false},
-    {"GET", "/v1/models/{m}", h_model, "model", false, false, ROLE_VIEWER, false, NULL, false},
+    {"GET", "/v1/models/{m}", h_model, "model", false, false, ROLE_VIEWER, false, q_read, false},
     {"DELETE", "/v1/models/{m}", h_model_drop, "model_delete", false, false, ROLE_ADMIN, false,
      NULL, false},
     {"GET", "/v1/models/{m}/dimensions/{d}/members", h_members, "members", false, false,
@@ -740,8 +772,8 @@ static const route routes[] = {
     {"POST", "/v1/models/{m}/dimensions/{d}/members", h_member_op, "member_op", false, false,
      ROLE_ADMIN, true, NULL, false},
     {"GET", "/v1/models/{m}/cell", h_cell, "cell", false, false, ROLE_VIEWER, false, q_cell, true},
-    {"POST", "/v1/models/{m}/grid", h_grid, "grid", false, false, ROLE_VIEWER, true, NULL, false},
-    {"GET", "/v1/models/{m}/views", h_views, "views", false, false, ROLE_VIEWER, false, NULL,
+    {"POST", "/v1/models/{m}/grid", h_grid, "grid", false, false, ROLE_VIEWER, true, q_read, false},
+    {"GET", "/v1/models/{m}/views", h_views, "views", false, false, ROLE_VIEWER, false, q_read,
      false},
     {"GET", "/v1/models/{m}/views/{v}", h_view, "view", false, false, ROLE_VIEWER, false, q_view,
      true},

@@ -20,11 +20,28 @@
 #include <unistd.h>
 #include <wslay/wslay.h>
 
+/* One event as it is told at each detail (req_detail order: leaves,
+ * totals, none); events read back from the response stream at a start
+ * have only leaves, which then stands for all three. */
+enum { DETAILS = 3 };
+
 typedef struct event {
     int64_t seq;
-    char *json;
-    size_t len;
+    char *json[DETAILS];
+    size_t len[DETAILS];
 } event;
+
+static const char *event_json(const event *e, int detail, size_t *len)
+{
+    int d = detail >= 0 && detail < DETAILS && e->json[detail] ? detail : 0;
+    *len = e->len[d];
+    return e->json[d];
+}
+
+static size_t event_bytes(const event *e)
+{
+    return e->len[0] + e->len[1] + e->len[2];
+}
 
 typedef struct feed {
     char *model;
@@ -59,6 +76,9 @@ struct ds_live {
     bool (*alive)(void *ctx, const char *key_id);
     void *alive_ctx;
     bool auth_check;
+    /* grid subscriptions on WebSockets (set before any connection) */
+    live_grid_ops grid_ops;
+    void *grid_ctx;
 };
 
 void live_opts_default(live_opts *o)
@@ -93,9 +113,11 @@ static feed *find_feed(ds_live *l, const char *model, bool create)
 static void drop_oldest(feed *f)
 {
     event *e = &f->ring[f->start];
-    f->bytes -= e->len;
-    free(e->json);
-    e->json = NULL;
+    f->bytes -= event_bytes(e);
+    for (int d = 0; d < DETAILS; d++) {
+        free(e->json[d]);
+        e->json[d] = NULL;
+    }
     f->start = (f->start + 1) % f->cap;
     f->count--;
 }
@@ -201,24 +223,37 @@ static void wake_waiters(ds_live *l, wake_list *wl, feed *f, int64_t seq)
     wake_ws_loop(l);
 }
 
-void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, size_t len)
+void live_publish_detail(ds_live *l, const char *model, int64_t seq, const char *const *json,
+                         const size_t *len)
 {
     wake_list wl = {.n = 0};
+    size_t total = 0;
+    for (int d = 0; d < DETAILS; d++)
+        total += json[d] ? len[d] : 0;
     pthread_mutex_lock(&l->lock);
     feed *f = find_feed(l, model, true);
     if (f->count == 0 || seq > event_at(f, f->count - 1)->seq) {
-        while (f->count > 0 && (f->count == f->cap || f->bytes + len > l->o.ring_bytes))
+        while (f->count > 0 && (f->count == f->cap || f->bytes + total > l->o.ring_bytes))
             drop_oldest(f);
         event *e = &f->ring[(f->start + f->count) % f->cap];
         e->seq = seq;
-        e->json = xstrndup(json, len);
-        e->len = len;
+        for (int d = 0; d < DETAILS; d++) {
+            e->json[d] = json[d] ? xstrndup(json[d], len[d]) : NULL;
+            e->len[d] = json[d] ? len[d] : 0;
+        }
         f->count++;
-        f->bytes += len;
+        f->bytes += total;
         if (seq > f->seq)
             f->seq = seq;
     }
     wake_waiters(l, &wl, f, seq);
+}
+
+void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, size_t len)
+{
+    const char *j[DETAILS] = {json, NULL, NULL};
+    size_t n[DETAILS] = {len, 0, 0};
+    live_publish_detail(l, model, seq, j, n);
 }
 
 void live_set_seq(ds_live *l, const char *model, int64_t seq)
@@ -263,8 +298,8 @@ static live_read check_since(const feed *f, int64_t since, int64_t *current, int
     return LIVE_EVENTS;
 }
 
-live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max, ds_buf *out,
-                       int64_t *next, int64_t *current, int64_t *oldest)
+live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max, int detail,
+                       ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest)
 {
     pthread_mutex_lock(&l->lock);
     feed *f = find_feed(l, model, false);
@@ -274,9 +309,11 @@ live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max,
         size_t i = first_after(f, since), n = 0;
         for (; i < f->count && n < max; i++, n++) {
             event *e = event_at(f, i);
+            size_t len;
+            const char *json = event_json(e, detail, &len);
             if (n)
                 ds_buf_putc(out, ',');
-            ds_buf_append(out, e->json, e->len);
+            ds_buf_append(out, json, len);
             *next = e->seq;
         }
     }
@@ -285,7 +322,8 @@ live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max,
 }
 
 live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t max_bytes,
-                           ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest)
+                           int detail, ds_buf *out, int64_t *next, int64_t *current,
+                           int64_t *oldest)
 {
     pthread_mutex_lock(&l->lock);
     feed *f = find_feed(l, model, false);
@@ -294,10 +332,12 @@ live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t 
     if (r == LIVE_EVENTS && f) {
         for (size_t i = first_after(f, since); i < f->count; i++) {
             event *e = event_at(f, i);
-            if (out->len && out->len + e->len + 64 > max_bytes)
+            size_t len;
+            const char *json = event_json(e, detail, &len);
+            if (out->len && out->len + len + 64 > max_bytes)
                 break;
             ds_buf_printf(out, "id: %" PRId64 "\nevent: change\ndata: ", e->seq);
-            ds_buf_append(out, e->json, e->len);
+            ds_buf_append(out, json, len);
             ds_buf_puts(out, "\n\n");
             *next = e->seq;
         }
@@ -627,7 +667,22 @@ struct ws_conn {
     char key_id[16]; /* the API key it was opened with ("" in open mode) */
     char *early;     /* bytes read with the handshake, taken before the socket's */
     size_t early_len, early_off;
+    int detail;     /* of the change feed's events */
+    bool grid_mode; /* it subscribed to grids: grid messages only, no feed */
+    /* messages other threads queued (grid snapshots and patches), under
+       l->lock, moved into wslay's queue by the WebSocket thread */
+    struct out_msg *out_head, *out_tail;
+    size_t out_bytes;
+    void **behind; /* grid subscriptions whose messages were dropped */
+    size_t nbehind, behind_alloc;
 };
+
+typedef struct out_msg {
+    struct out_msg *next;
+    void *sub; /* the grid subscription it belongs to, or NULL */
+    size_t len;
+    char text[];
+} out_msg;
 
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -665,12 +720,24 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return r;
 }
 
+/* Text from the client: grid subscriptions (the grid ops decide); pings
+ * and closes are answered by wslay. */
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                       void *user)
 {
     (void)ctx;
-    (void)arg;
-    (void)user; /* the feed is one-way; pings and closes are answered by wslay */
+    ws_conn *c = user;
+    ds_live *l = c->l;
+    if (arg->opcode != WSLAY_TEXT_FRAME || c->closing)
+        return;
+    if (!l->grid_ops.message) {
+        static const char no[] = "{\"op\":\"error\",\"error\":{\"code\":\"malformed\","
+                                 "\"message\":\"this WebSocket takes no messages\"}}";
+        live_ws_send(l, (live_conn *)c, NULL, no, sizeof no - 1);
+        return;
+    }
+    l->grid_ops.message(l->grid_ctx, (live_conn *)c, c->model, (const char *)arg->msg,
+                        arg->msg_length);
 }
 
 static void ws_close(ws_conn *c, uint16_t code, const char *reason)
@@ -681,10 +748,59 @@ static void ws_close(ws_conn *c, uint16_t code, const char *reason)
     wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, strlen(reason));
 }
 
+/* Moves the messages other threads queued into wslay's queue; when they
+ * pile up beyond max_ws_bytes, drops the grid messages and notes their
+ * subscriptions: each gets a fresh snapshot once the queue drains. */
+static void ws_take_out(ds_live *l, ws_conn *c)
+{
+    pthread_mutex_lock(&l->lock);
+    out_msg *m = c->out_head;
+    bool over = c->out_bytes + wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes;
+    c->out_head = c->out_tail = NULL;
+    c->out_bytes = 0;
+    pthread_mutex_unlock(&l->lock);
+    while (m) {
+        out_msg *next = m->next;
+        if (over && m->sub) {
+            size_t i = 0;
+            while (i < c->nbehind && c->behind[i] != m->sub)
+                i++;
+            if (i == c->nbehind) {
+                if (c->nbehind == c->behind_alloc) {
+                    c->behind_alloc = c->behind_alloc ? 2 * c->behind_alloc : 8;
+                    c->behind = xrealloc(c->behind, c->behind_alloc * sizeof *c->behind);
+                }
+                c->behind[c->nbehind++] = m->sub;
+            }
+        } else {
+            struct wslay_event_msg wm = {WSLAY_TEXT_FRAME, (const uint8_t *)m->text, m->len};
+            wslay_event_queue_msg(c->ctx, &wm);
+        }
+        free(m);
+        m = next;
+    }
+    if (over) {
+        pthread_mutex_lock(&l->lock);
+        l->cut_off++;
+        pthread_mutex_unlock(&l->lock);
+    }
+    /* the queue drained: a fresh snapshot for each one that fell behind */
+    if (c->nbehind && !over && wslay_event_get_queued_msg_length(c->ctx) == 0 &&
+        l->grid_ops.resnapshot) {
+        size_t n = c->nbehind;
+        c->nbehind = 0;
+        for (size_t i = 0; i < n; i++)
+            l->grid_ops.resnapshot(l->grid_ctx, (live_conn *)c, c->behind[i]);
+    }
+}
+
 /* Queues the events after the cursor; cuts off a subscriber that lags. */
 static void ws_feed(ds_live *l, ws_conn *c)
 {
     if (c->closing)
+        return;
+    ws_take_out(l, c);
+    if (c->grid_mode)
         return;
     pthread_mutex_lock(&l->lock);
     feed *f = find_feed(l, c->model, false);
@@ -697,7 +813,9 @@ static void ws_feed(ds_live *l, ws_conn *c)
         lag = f->count - i;
         for (; i < f->count && !gone; i++) {
             event *e = event_at(f, i);
-            struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)e->json, e->len};
+            size_t len;
+            const char *json = event_json(e, c->detail, &len);
+            struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)json, len};
             wslay_event_queue_msg(c->ctx, &m);
             c->cursor = e->seq;
             if (wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes)
@@ -724,6 +842,13 @@ static void ws_arm(ds_live *l, ws_conn *c, int op)
 
 static void ws_free(ds_live *l, ws_conn *c)
 {
+    if (l->grid_ops.closed) /* no grid message is queued for it after this */
+        l->grid_ops.closed(l->grid_ctx, (live_conn *)c);
+    for (out_msg *m = c->out_head, *n; m; m = n) {
+        n = m->next;
+        free(m);
+    }
+    free(c->behind);
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     wslay_event_context_free(c->ctx);
     c->done(c->done_arg);
@@ -824,7 +949,7 @@ static void *ws_main(void *arg)
 }
 
 void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, const char *model,
-                   int64_t since, const char *key_id, void (*done)(void *), void *arg)
+                   int64_t since, int detail, const char *key_id, void (*done)(void *), void *arg)
 {
     static const struct wslay_event_callbacks cbs = {ws_recv, ws_send, NULL,     NULL,
                                                      NULL,    NULL,    ws_on_msg};
@@ -836,6 +961,7 @@ void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, cons
     c->fd = fd;
     c->model = xstrdup(model);
     c->cursor = since;
+    c->detail = detail;
     c->done = done;
     c->done_arg = arg;
     if (extra_len) {
@@ -846,13 +972,50 @@ void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, cons
     snprintf(c->key_id, sizeof c->key_id, "%s", key_id);
     c->last_ping_ns = ds_now_ns();
     wslay_event_context_server_init(&c->ctx, &cbs, c);
-    wslay_event_config_set_max_recv_msg_length(c->ctx, 4096);
+    wslay_event_config_set_max_recv_msg_length(c->ctx, LIVE_WS_MSG_MAX);
     pthread_mutex_lock(&l->lock);
     c->next = l->adopted;
     l->adopted = c;
     l->nws++;
     pthread_mutex_unlock(&l->lock);
     wake_ws_loop(l);
+}
+
+void live_set_grid_ops(ds_live *l, const live_grid_ops *ops, void *ctx)
+{
+    pthread_mutex_lock(&l->lock);
+    l->grid_ops = *ops;
+    l->grid_ctx = ctx;
+    pthread_mutex_unlock(&l->lock);
+}
+
+void live_ws_send(ds_live *l, live_conn *conn, void *sub, const char *text, size_t len)
+{
+    ws_conn *c = (ws_conn *)conn;
+    out_msg *m = xmalloc(sizeof *m + len);
+    m->next = NULL;
+    m->sub = sub;
+    m->len = len;
+    memcpy(m->text, text, len);
+    pthread_mutex_lock(&l->lock);
+    if (c->out_tail)
+        c->out_tail->next = m;
+    else
+        c->out_head = m;
+    c->out_tail = m;
+    c->out_bytes += len;
+    pthread_mutex_unlock(&l->lock);
+    wake_ws_loop(l);
+}
+
+void live_ws_grid_mode(live_conn *conn)
+{
+    ((ws_conn *)conn)->grid_mode = true; /* the WebSocket thread's own field */
+}
+
+const char *live_ws_key_id(live_conn *conn)
+{
+    return ((ws_conn *)conn)->key_id;
 }
 
 void live_set_auth(ds_live *l, bool (*alive)(void *ctx, const char *key_id), void *ctx)

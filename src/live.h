@@ -40,7 +40,12 @@ void live_free(ds_live *l);
 /* ---- events ------------------------------------------------------------ */
 
 /* Appends an event (in seq order; older or duplicate seqs are ignored) and
- * wakes the model's waiters. The json is copied. */
+ * wakes the model's waiters. json[d] is the event told at detail d
+ * (req_detail: leaves, totals, none); each is copied. */
+void live_publish_detail(ds_live *l, const char *model, int64_t seq, const char *const *json,
+                         const size_t *len);
+/* An event known only at detail leaves (read back from the response
+ * stream), which then stands for every detail. */
 void live_publish(ds_live *l, const char *model, int64_t seq, const char *json, size_t len);
 /* The model's current seq, for a feed that has no events yet. */
 void live_set_seq(ds_live *l, const char *model, int64_t seq);
@@ -52,14 +57,15 @@ typedef enum live_read {
     LIVE_GONE,       /* since is older than the retained history or newer than the model */
 } live_read;
 
-/* Appends the events with seq > since (at most max) to out, separated by
- * commas, and sets *next to the last seq appended (since when none).
- * *current and *oldest describe the feed for a 410. */
-live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max, ds_buf *out,
-                       int64_t *next, int64_t *current, int64_t *oldest);
+/* Appends the events with seq > since (at most max) at a detail to out,
+ * separated by commas, and sets *next to the last seq appended (since when
+ * none). *current and *oldest describe the feed for a 410. */
+live_read live_collect(ds_live *l, const char *model, int64_t since, size_t max, int detail,
+                       ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest);
 /* Like live_collect, but formatted as SSE messages (id, event, data). */
 live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t max_bytes,
-                           ds_buf *out, int64_t *next, int64_t *current, int64_t *oldest);
+                           int detail, ds_buf *out, int64_t *next, int64_t *current,
+                           int64_t *oldest);
 
 /* ---- waiting ------------------------------------------------------------
  * A waiter may name the socket of the client it answers (fd, else -1):
@@ -73,7 +79,7 @@ live_read live_collect_sse(ds_live *l, const char *model, int64_t since, size_t 
 
 enum { LIVE_HANGUP_MS = 100 };
 
-/* The longest outcome key (a request's ledger key fits: see ledger.h). */
+/* The longest outcome key (a request's key fits: see request.h). */
 #define LIVE_KEY_MAX 1024
 
 typedef struct live_waiter {
@@ -126,7 +132,36 @@ bool live_expected(ds_live *l, const char *key);
  * longer used (the HTTP layer then releases it). The caller holds a live_subscribe() place for
  * the model; the connection gives it back when it ends. */
 void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, const char *model,
-                   int64_t since, const char *key_id, void (*done)(void *), void *arg);
+                   int64_t since, int detail, const char *key_id, void (*done)(void *), void *arg);
+
+/* ---- grid subscriptions on a WebSocket ---------------------------------------
+ * A client sends text messages ({"op": "subscribe", ...}); the grid ops
+ * (the HTTP layer, which knows the models) handle them and answer through
+ * live_ws_send(), from any thread. A connection that subscribes to a grid
+ * is put in grid mode (live_ws_grid_mode): from then on it gets its grid
+ * messages only, not the change feed. When a connection's queue passes
+ * max_ws_bytes, its queued grid messages are dropped and, once it has
+ * drained, resnapshot() is asked for each subscription that lost some. */
+
+/* Bytes in one message a client may send. */
+#define LIVE_WS_MSG_MAX 65536
+
+typedef struct live_conn live_conn; /* a WebSocket connection (opaque) */
+
+typedef struct live_grid_ops {
+    void (*message)(void *ctx, live_conn *c, const char *model, const char *text, size_t len);
+    void (*closed)(void *ctx, live_conn *c); /* no message may be sent to c after it */
+    void (*resnapshot)(void *ctx, live_conn *c, void *sub);
+} live_grid_ops;
+
+/* Sets the ops (before any WebSocket is adopted). */
+void live_set_grid_ops(ds_live *l, const live_grid_ops *ops, void *ctx);
+/* Queues text for c (copied); sub names the grid subscription it is for. */
+void live_ws_send(ds_live *l, live_conn *c, void *sub, const char *text, size_t len);
+/* Only on the WebSocket thread (from the message op). */
+void live_ws_grid_mode(live_conn *c);
+/* The API key id c was opened with. */
+const char *live_ws_key_id(live_conn *c);
 
 /* ---- credentials ------------------------------------------------------------ */
 

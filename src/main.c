@@ -51,10 +51,13 @@ static const char usage_serve[] =
     "                        [options]\n"
     "\n"
     "Runs the server in one process: the HTTP API (and /docs), the writer that\n"
-    "applies queued commands to DIR/duckspread.db, and the live change feed. The\n"
-    "port opens once recovery (and the demo load) is done. SIGTERM drains: no new\n"
-    "connections, the batch in flight is committed and published, exit 0. One\n"
-    "server per data directory (it holds DIR/duckspread.lock).\n"
+    "applies queued commands in memory (each model's engine) and answers, the\n"
+    "persister that writes them to DIR/duckspread.db behind it, and the live\n"
+    "change feed. Every write is first made durable in Redis (the request\n"
+    "stream); after a crash the entries not yet in the database are applied\n"
+    "again. The port opens once recovery (and the demo load) is done. SIGTERM\n"
+    "drains: no new connections, what was applied is persisted and published,\n"
+    "exit 0. One server per data directory (it holds DIR/duckspread.lock).\n"
     "\n"
     "  --data DIR          data directory (required; created if missing)\n"
     "  --listen HOST:PORT  address to serve on (default 127.0.0.1:8080); anything\n"
@@ -113,13 +116,31 @@ static const char usage_serve[] =
     "                      120; event streams send a ping every 15 s)\n"
     "  --web-dir DIR       where web/ and node_modules/ are, for /openapi.json and\n"
     "                      /docs (default: the source tree of this binary)\n"
+    "  --ack WHEN          when a write is answered: logged (once the engine applied\n"
+    "                      it and Redis has it on disk; the default with the private\n"
+    "                      redis-server, or an external one found to run appendonly\n"
+    "                      yes and appendfsync always) or persisted (after the\n"
+    "                      DuckDB commit; the default otherwise, said in the log)\n"
+    "  --persist-lag N     commands the database may trail the engine by before the\n"
+    "                      writer stops reading new ones (default 50000)\n"
+    "  --persist-lag-ms MS and for how long (default 1000); /ready and /metrics\n"
+    "                      show the lag\n"
+    "  --memory-mb N       memory the models may take (facts about 60 bytes each,\n"
+    "                      plus the cube of totals); a model beyond it is refused at\n"
+    "                      start with its size (default 0: no limit)\n"
+    "  --changes-max N     entries one write's \"changes\" lists at most (default\n"
+    "                      1000; beyond, truncated: true)\n"
+    "  --min-seq-wait-ms N how long a read waits for its min_seq, or for the\n"
+    "                      database to catch up (SQL views), before 503 with\n"
+    "                      Retry-After (default 10000)\n"
     "  --bench-baseline    for benchmarks only: the original design's write path,\n"
     "                      one transaction per command and every view recomputed\n"
     "                      into a table after it (make bench-e2e compares)\n"
     "  --help              this help\n"
     "\n"
-    "Environment: DS_LOG=debug for debug logs; DS_CRASH_AT=before_commit|\n"
-    "after_commit|after_publish|before_xack kills the process there (tests).\n";
+    "Environment: DS_LOG=debug for debug logs; DS_CRASH_AT=after_apply|\n"
+    "before_commit|after_commit|after_publish|before_xack|mid_checkpoint|\n"
+    "mid_persist kills the process there (tests).\n";
 
 /* The source tree the binary was built in (its build/ directory's parent). */
 static void default_web_dir(char *out, size_t n)
@@ -200,7 +221,18 @@ static bool serve_limit(server_opts *o, int c, const char *arg, bool *ok)
 }
 
 /* getopt values of the Redis TLS options of serve */
-enum { OPT_REDIS_CA = 512, OPT_REDIS_CERT, OPT_REDIS_KEY, OPT_REDIS_SERVER_NAME };
+enum {
+    OPT_REDIS_CA = 512,
+    OPT_REDIS_CERT,
+    OPT_REDIS_KEY,
+    OPT_REDIS_SERVER_NAME,
+    OPT_ACK,
+    OPT_PERSIST_LAG,
+    OPT_PERSIST_LAG_MS,
+    OPT_MEMORY_MB,
+    OPT_CHANGES_MAX,
+    OPT_MIN_SEQ_WAIT
+};
 
 /* The variable's value, or NULL when unset or empty. */
 static const char *env_value(const char *name)
@@ -239,6 +271,12 @@ static int cmd_serve(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"web-dir", required_argument, NULL, 'W'},
         {"bench-baseline", no_argument, NULL, 'X'},
+        {"ack", required_argument, NULL, OPT_ACK},
+        {"persist-lag", required_argument, NULL, OPT_PERSIST_LAG},
+        {"persist-lag-ms", required_argument, NULL, OPT_PERSIST_LAG_MS},
+        {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
+        {"changes-max", required_argument, NULL, OPT_CHANGES_MAX},
+        {"min-seq-wait-ms", required_argument, NULL, OPT_MIN_SEQ_WAIT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     server_opts o;
@@ -326,6 +364,30 @@ static int cmd_serve(int argc, char **argv)
         case 'X':
             o.bench_baseline = true;
             break;
+        case OPT_ACK:
+            ok = !strcmp(optarg, "logged") || !strcmp(optarg, "persisted");
+            o.ack = optarg;
+            break;
+        case OPT_PERSIST_LAG:
+            ok = parse_count(optarg, 1, 100000000, &v);
+            o.persist_lag_max = v;
+            break;
+        case OPT_PERSIST_LAG_MS:
+            ok = parse_count(optarg, 1, 3600000, &v);
+            o.persist_lag_ms = v;
+            break;
+        case OPT_MEMORY_MB:
+            ok = parse_count(optarg, 0, 1LL << 30, &v);
+            o.memory_mb = (size_t)v;
+            break;
+        case OPT_CHANGES_MAX:
+            ok = parse_count(optarg, 1, 1000000, &v);
+            o.change_cap = (size_t)v;
+            break;
+        case OPT_MIN_SEQ_WAIT:
+            ok = parse_count(optarg, 0, 600000, &v);
+            o.min_seq_wait_ms = v;
+            break;
         case 'h':
             fputs(usage_serve, stdout);
             return 0;
@@ -344,8 +406,10 @@ static int cmd_serve(int argc, char **argv)
         fputs("duckspread serve: --data DIR is required\n", stderr);
         return 2;
     }
-    if (o.bench_baseline)
+    if (o.bench_baseline) {
         o.batch_max = 1; /* the original design had no batches */
+        o.ack = "persisted";
+    }
     return server_run(&o);
 }
 

@@ -17,7 +17,7 @@ typedef struct entry {
 
 struct ds_models {
     pthread_mutex_t lock;
-    pthread_cond_t persisted; /* some model's persisted seq moved */
+    pthread_cond_t persisted; /* some model's applied or persisted seq moved */
     entry *head;
 };
 
@@ -158,4 +158,21 @@ bool models_wait_persisted(ds_models *ms, model_ref *r, int64_t seq, int64_t dea
     bool ok = e->persisted >= seq;
     pthread_mutex_unlock(&ms->lock);
     return ok;
+}
+
+void models_notify_applied(ds_models *ms)
+{
+    pthread_mutex_lock(&ms->lock);
+    pthread_cond_broadcast(&ms->persisted);
+    pthread_mutex_unlock(&ms->lock);
+}
+
+bool models_wait_applied(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns)
+{
+    struct timespec t = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
+    pthread_mutex_lock(&ms->lock);
+    while (engine_seq(r->engine) < seq && ds_now_ns() < deadline_ns)
+        pthread_cond_timedwait(&ms->persisted, &ms->lock, &t);
+    pthread_mutex_unlock(&ms->lock);
+    return engine_seq(r->engine) >= seq;
 }

@@ -44,4 +44,10 @@ int64_t models_persisted(ds_models *ms, model_ref *r);
  * (CLOCK_MONOTONIC as ds_now_ns); false at the deadline. */
 bool models_wait_persisted(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns);
 
+/* The writer applied commands: wakes readers waiting for a seq. */
+void models_notify_applied(ds_models *ms);
+/* Waits until the model's engine reaches seq, or until deadline_ns; false
+ * at the deadline. */
+bool models_wait_applied(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crash.h"
 #include "decimal.h"
 #include "log.h"
 
@@ -34,7 +35,7 @@ struct ds_persist {
     int64_t writing;   /* items in the group being written */
     int64_t oldest_ns; /* queued_ns of the oldest item not yet committed, 0: none */
     job *jobs;
-    bool stop, failing;
+    bool stop, failing, joined;
     int64_t stop_limit_ms; /* stopping: how long to keep trying a failing group */
     ds_error why;
     persist_stats stats;
@@ -58,6 +59,8 @@ void persist_item_free(persist_item *it)
     free(it->user);
     free(it->rid);
     free(it->body);
+    free(it->cmd);
+    free(it->answer);
     free(it->cmds);
     ds_arena_free(&it->arena);
     free(it);
@@ -210,7 +213,10 @@ static bool write_group(ds_persist *p, persist_item *group, size_t n, int64_t st
                                 .body = it->body,
                                 .body_len = it->body_len,
                                 .cmds = it->cmds,
-                                .ncmds = it->ncmds};
+                                .ncmds = it->ncmds,
+                                .cmd = it->cmd,
+                                .cmd_len = it->cmd_len,
+                                .skip = it->noop};
     bool ok = false;
     for (int attempt = 0;; attempt++) {
         ds_error err;
@@ -249,10 +255,24 @@ static bool write_group(ds_persist *p, persist_item *group, size_t n, int64_t st
     return ok;
 }
 
+/* DS_CRASH_AT=mid_checkpoint: the process dies a moment after a
+ * checkpoint starts, while DuckDB writes the database file. */
+static void *kill_soon(void *arg)
+{
+    (void)arg;
+    struct timespec t = {0, 2 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    crash_point("mid_checkpoint");
+    return NULL;
+}
+
 static void checkpoint(ds_persist *p)
 {
     ds_error err;
     double t0 = ds_now_ms();
+    pthread_t killer;
+    if (crash_armed("mid_checkpoint"))
+        pthread_create(&killer, NULL, kill_soon, NULL);
     if (store_checkpoint(p->store, &err) != 0) {
         log_debug("persister: checkpoint postponed: %s", err.message);
         return;
@@ -352,11 +372,24 @@ void persist_stop(ds_persist *p, int64_t limit_ms)
     if (!p)
         return;
     pthread_mutex_lock(&p->lock);
+    bool joined = p->joined;
     p->stop = true;
     p->stop_limit_ms = limit_ms;
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
+    if (joined)
+        return;
     pthread_join(p->thread, NULL);
+    pthread_mutex_lock(&p->lock);
+    p->joined = true;
+    pthread_mutex_unlock(&p->lock);
+}
+
+void persist_free(ds_persist *p)
+{
+    if (!p)
+        return;
+    persist_stop(p, 0);
     for (persist_item *it = p->head, *next; it; it = next) { /* given up on */
         next = it->next;
         persist_item_free(it);

@@ -40,6 +40,13 @@ typedef struct persist_item {
     size_t body_len;
     store_command_row *cmds;
     size_t ncmds;
+    char *cmd; /* its canonical form (the ledger keeps it for replicas) */
+    size_t cmd_len;
+    bool noop;    /* nothing to write (a retry, a reused request_id): only
+                     what follows the commit (XACK, an answer) */
+    int deliver;  /* the writer's: what to answer after the commit */
+    char *answer; /* that answer, when it is the writer's own */
+    size_t answer_len;
     char stream_id[48]; /* the request entry this command came from */
     int64_t queued_ns;  /* when it was submitted (the lag in time) */
     ds_arena arena;     /* the command rows' strings */
@@ -70,8 +77,11 @@ typedef void (*persist_done_fn)(void *ctx, const persist_item *group);
 int persist_start(ds_store *s, const persist_opts *o, persist_done_fn done, void *ctx,
                   ds_persist **out, ds_error *err);
 /* Writes everything queued (retrying while the database fails, up to
- * limit_ms), then stops the thread. */
+ * limit_ms), then stops the thread; the lag and stats stay readable until
+ * persist_free(). */
 void persist_stop(ds_persist *p, int64_t limit_ms);
+/* Stops (if not yet) and frees; persist_free(NULL) is a no-op. */
+void persist_free(ds_persist *p);
 
 /* Queues an item (ownership passes). Never blocks. */
 void persist_submit(ds_persist *p, persist_item *it);

@@ -1122,3 +1122,154 @@ int request_model(const json_val *body, ds_model **out, ds_error *err)
     *out = m;
     return 0;
 }
+
+bool request_key(char *buf, const char *model, const char *user, const char *rid)
+{
+    user = user ? user : "";
+    rid = rid ? rid : "";
+    size_t lm = strlen(model), lu = strlen(user), lr = strlen(rid);
+    buf[0] = '\0';
+    if (lm > DS_IDENT_MAX || lu > DS_IDENT_MAX || lr > REQ_ID_MAX)
+        return false;
+    memcpy(buf, model, lm);
+    buf[lm] = '\n';
+    memcpy(buf + lm + 1, user, lu);
+    buf[lm + 1 + lu] = '\n';
+    memcpy(buf + lm + lu + 2, rid, lr);
+    buf[lm + lu + 2 + lr] = '\0';
+    return true;
+}
+
+/* ---- grids ------------------------------------------------------------- */
+
+/* The 400s of an axis {"dimension": d, "members": [...]}. */
+static int axis_shape(const json_val *axis, const char *what, ds_error *err)
+{
+    static const char *const axis_fields[] = {"dimension", "members", NULL};
+    char where[16];
+    snprintf(where, sizeof where, "%s.", what);
+    if (axis && json_kind_of(axis) == JSON_OBJECT &&
+        request_only_fields(axis, axis_fields, where, err))
+        return -DS_MALFORMED;
+    json_val *d = json_get(axis, "dimension"), *mem = json_get(axis, "members");
+    if (json_kind_of(d) != JSON_STRING || json_kind_of(mem) != JSON_ARRAY || json_len(mem) == 0 ||
+        json_len(mem) > 10000)
+        return ds_fail(err, DS_MALFORMED, what, "'%s' needs 'dimension' and 1 to 10000 'members'",
+                       what);
+    for (size_t i = 0; i < json_len(mem); i++)
+        if (json_kind_of(json_at(mem, i)) != JSON_STRING)
+            return ds_fail(err, DS_MALFORMED, what, "members are keys or names (strings)");
+    return 0;
+}
+
+/* An axis's dimension index and member ids (*ids caller-freed). */
+static int grid_axis(const ds_model *m, const json_val *axis, int *dim, int32_t **ids, size_t *n,
+                     ds_error *err)
+{
+    json_val *mem = json_get(axis, "members");
+    size_t len;
+    const char *dn = json_str(json_get(axis, "dimension"), &len);
+    if ((*dim = request_dim(m, dn, len, err)) < 0)
+        return *dim;
+    *n = json_len(mem);
+    *ids = xmalloc_array(*n, sizeof **ids);
+    for (size_t i = 0; i < *n; i++) {
+        const char *s = json_str(json_at(mem, i), &len);
+        int rc = request_member(m, *dim, s, len, &(*ids)[i], err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void request_put_grid(json_w *w, const ds_model *m, const ds_grid_spec *g, const ds_i128 *v,
+                      int64_t seq)
+{
+    jw_obj(w);
+    jw_key(w, "rows");
+    jw_arr(w);
+    for (size_t i = 0; i < g->nrows; i++)
+        jw_str(w, m->dims[g->row_dim].members[g->rows[i]].key);
+    jw_arr_end(w);
+    jw_key(w, "cols");
+    jw_arr(w);
+    for (size_t j = 0; j < g->ncols; j++)
+        jw_str(w, m->dims[g->col_dim].members[g->cols[j]].key);
+    jw_arr_end(w);
+    jw_key(w, "measure");
+    jw_str(w, m->measures[g->measure].name);
+    jw_key(w, "values");
+    jw_arr(w);
+    for (size_t i = 0; i < g->nrows; i++) {
+        jw_arr(w);
+        for (size_t j = 0; j < g->ncols; j++)
+            jw_dec(w, v[i * g->ncols + j], m->measures[g->measure].scale);
+        jw_arr_end(w);
+    }
+    jw_arr_end(w);
+    jw_key(w, "seq");
+    jw_int(w, seq);
+    jw_obj_end(w);
+}
+
+/* The 400s of a grid, all before any name is judged. */
+int request_grid_shape(const json_val *root, ds_error *err)
+{
+    static const char *const grid_fields[] = {"measure", "rows", "cols", "filters", NULL};
+    if (request_only_fields(root, grid_fields, "", err))
+        return -DS_MALFORMED;
+    json_val *mv = json_get(root, "measure"), *f = json_get(root, "filters");
+    if (json_kind_of(mv) != JSON_STRING)
+        return ds_fail(err, DS_MALFORMED, "measure", "'measure' is required");
+    if (f && json_kind_of(f) != JSON_OBJECT)
+        return ds_fail(err, DS_MALFORMED, "filters", "'filters' is an object");
+    size_t it = 0, klen;
+    const char *key;
+    json_val *v;
+    while (f && json_next(f, &it, &key, &klen, &v))
+        if (json_kind_of(v) != JSON_STRING)
+            return ds_fail(err, DS_MALFORMED, "filters", "filters name members (strings)");
+    int rc = axis_shape(json_get(root, "rows"), "rows", err);
+    return rc ? rc : axis_shape(json_get(root, "cols"), "cols", err);
+}
+
+int request_grid(const ds_model *m, const json_val *root, ds_grid_spec *g, int32_t **rows,
+                 int32_t **cols, ds_error *err)
+{
+    int rc = request_grid_shape(root, err);
+    if (rc == 0)
+        rc = grid_axis(m, json_get(root, "rows"), &g->row_dim, rows, &g->nrows, err);
+    if (rc == 0)
+        rc = grid_axis(m, json_get(root, "cols"), &g->col_dim, cols, &g->ncols, err);
+    if (rc == 0 && g->row_dim == g->col_dim)
+        rc = ds_fail(err, DS_INVALID_VALUE, "cols",
+                     "rows and cols are both of dimension '%s': a grid crosses two",
+                     m->dims[g->row_dim].name);
+    if (rc)
+        return rc;
+    size_t len;
+    const char *mn = json_str(json_get(root, "measure"), &len);
+    if ((g->measure = request_measure(m, mn, len, err)) < 0)
+        return g->measure;
+    for (int k = 0; k < m->ndims; k++)
+        g->fixed.m[k] = m->dims[k].root;
+    size_t it = 0, klen;
+    const char *key;
+    json_val *v, *f = json_get(root, "filters");
+    while (f && json_next(f, &it, &key, &klen, &v)) {
+        int d = request_dim(m, key, klen, err);
+        if (d < 0)
+            return d;
+        if (d == g->row_dim || d == g->col_dim)
+            return ds_fail(err, DS_INVALID_VALUE, "filters",
+                           "'filters' names dimension '%s', which is on the %s: a grid shows each "
+                           "of their members, not one",
+                           m->dims[d].name, d == g->row_dim ? "rows" : "columns");
+        const char *s = json_str(v, &len);
+        if ((rc = request_member(m, d, s, len, &g->fixed.m[d], err)))
+            return rc;
+    }
+    g->rows = *rows;
+    g->cols = *cols;
+    return 0;
+}

@@ -42,6 +42,15 @@ typedef enum req_detail { DETAIL_LEAVES = 0, DETAIL_TOTALS, DETAIL_NONE } req_de
 /* "leaves", "totals" or "none"; else invalid_value (target "detail"). */
 int request_detail(const char *s, size_t len, req_detail *out, ds_error *err);
 
+/* The key a request waits for its outcome under (the live feed) and the
+ * engine's ledger scopes request_ids by: model, user and request_id joined
+ * by '\n'. */
+#define REQUEST_KEY_MAX (DS_IDENT_MAX + 1 + DS_IDENT_MAX + 1 + REQ_ID_MAX)
+/* Into buf (REQUEST_KEY_MAX + 1 bytes). False, with buf "", when a part is
+ * over its limit (model and user DS_IDENT_MAX, request_id REQ_ID_MAX
+ * bytes): a key is never cut. */
+bool request_key(char *buf, const char *model, const char *user, const char *rid);
+
 typedef struct req_decoded {
     ds_command cmd;         /* points into the arena */
     ds_member_op member;    /* for REQ_MEMBER (cmd.member is a copy) */
@@ -112,6 +121,15 @@ int request_scope(const ds_model *m, const ds_command *cmd, const char *dim, con
  * Caller frees *out with model_free(). */
 int request_model(const json_val *body, ds_model **out, ds_error *err);
 
+/* A grid ({"measure", "rows": {"dimension", "members"}, "cols": ...,
+ * "filters": {dim: member}}): request_grid_shape() has the 400s (all of
+ * them before any name is judged), request_grid() also resolves it (404,
+ * 422; a filter on the rows' or columns' dimension, rows and cols of one
+ * dimension: 422). *rows and *cols are caller-freed (also on failure). */
+int request_grid_shape(const json_val *root, ds_error *err);
+int request_grid(const ds_model *m, const json_val *root, ds_grid_spec *g, int32_t **rows,
+                 int32_t **cols, ds_error *err);
+
 /* ---- encoding ---------------------------------------------------------- */
 
 /* {"dim": "key", ...} for every dimension not at its root. */
@@ -135,6 +153,11 @@ void request_put_event_at(json_w *w, const ds_model *m, const ds_command *cmd, c
 /* The canonical object of a member operation ({"op", "dimension", ...}),
  * named with the model before the operation. */
 void request_put_member(json_w *w, const ds_model *m, const ds_member_op *op);
+
+/* A grid's values at seq: {"rows": [keys], "cols": [keys], "measure",
+ * "values": [[...]], "seq"}. */
+void request_put_grid(json_w *w, const ds_model *m, const ds_grid_spec *g, const ds_i128 *v,
+                      int64_t seq);
 
 /* {"error": {"code", "message", "target", ...extras}} */
 void request_put_error(json_w *w, const ds_error *e);

@@ -6,6 +6,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,11 +19,13 @@
 #include <unistd.h>
 
 #include "demo.h"
+#include "grids.h"
 #include "http.h"
 #include "keys.h"
-#include "ledger.h"
 #include "log.h"
+#include "models.h"
 #include "writer.h"
+#include "ws_grids.h"
 
 void server_opts_default(server_opts *o)
 {
@@ -46,6 +49,10 @@ void server_opts_default(server_opts *o)
     o->key_rate = 5000;
     o->key_burst = 0;
     o->key_open = 1000;
+    o->persist_lag_max = 50000;
+    o->persist_lag_ms = 1000;
+    o->change_cap = 1000;
+    o->min_seq_wait_ms = 10000;
 }
 
 /* ---- the run --------------------------------------------------------------------------- */
@@ -72,6 +79,110 @@ static int open_data(ds_server *srv, ds_error *err)
         log_info("demo: loaded model 'sales' with %lld facts in %.0f ms", (long long)n,
                  ds_now_ms() - t0);
     return rc;
+}
+
+/* ---- the models in memory ----------------------------------------------------------- */
+
+static int load_fact(void *ctx, int64_t rowid, const int32_t *members, const int64_t *values,
+                     const int64_t *stamps, uint64_t has, ds_error *err)
+{
+    (void)rowid;
+    return engine_load_fact(ctx, members, values, stamps, has, err);
+}
+
+typedef struct loading {
+    char **names;
+    ds_engine **engines;
+    size_t n;
+} loading;
+
+static void load_request(void *ctx, const char *model, const char *user, const char *rid,
+                         const char *hash, int64_t seq, int code, int64_t ts_ms)
+{
+    loading *ld = ctx;
+    for (size_t i = 0; i < ld->n; i++)
+        if (strcmp(ld->names[i], model) == 0)
+            engine_load_request(ld->engines[i], user, rid, hash, seq, code, ts_ms);
+}
+
+/* Every model of the database into an engine: its catalog, facts (in row
+ * order: fact i is row i) and request ledger. */
+static int load_models(ds_server *srv, ds_error *err)
+{
+    loading ld = {0};
+    ld.n = store_model_names(srv->store, &ld.names);
+    ld.engines = xcalloc(ld.n + 1, sizeof *ld.engines);
+    int rc = 0;
+    double t0 = ds_now_ms();
+    for (size_t i = 0; rc == 0 && i < ld.n; i++) {
+        const ds_model *m = store_model_acquire(srv->store, ld.names[i], strlen(ld.names[i]));
+        ld.engines[i] = engine_new(m, store_model_seq(srv->store, ld.names[i]), &srv->engine_opts);
+        store_model_release(srv->store, m);
+        rc = store_facts_each(srv->store, ld.names[i], load_fact, ld.engines[i], err);
+    }
+    if (rc == 0)
+        rc = store_requests_load(srv->store, load_request, &ld, err);
+    for (size_t i = 0; rc == 0 && i < ld.n; i++)
+        rc = engine_load_done(ld.engines[i], err);
+    for (size_t i = 0; i < ld.n; i++) {
+        if (rc == 0) {
+            engine_stats st;
+            engine_get_stats(ld.engines[i], &st);
+            log_info("engine: '%s' at seq %" PRId64 ": %" PRIu64 " facts, %zu MiB in memory%s",
+                     ld.names[i], st.seq, st.live_facts, st.bytes >> 20,
+                     st.cube_bytes ? "" : " (no cube of totals: over its budget)");
+            models_add(srv->models, ld.names[i], ld.engines[i], st.seq);
+        } else {
+            engine_free(ld.engines[i]);
+        }
+        free(ld.names[i]);
+    }
+    if (rc == 0 && ld.n)
+        log_info("engine: %zu model%s in memory in %.0f ms", ld.n, ld.n == 1 ? "" : "s",
+                 ds_now_ms() - t0);
+    free(ld.names);
+    free(ld.engines);
+    return rc;
+}
+
+/* --ack: logged (answer once the engine applied an entry Redis made
+ * durable) needs a Redis that fsyncs its append-only file before it
+ * answers; the private one does (unless --redis-fsync everysec). Else
+ * persisted (answer after the DuckDB COMMIT), said in the log. */
+static int choose_ack(ds_server *srv, ds_error *err)
+{
+    const char *ack = srv->o.ack;
+    if (ack && strcmp(ack, "persisted") == 0) {
+        srv->o.ack_persisted = true;
+    } else if (ack && strcmp(ack, "logged") == 0) {
+        srv->o.ack_persisted = false;
+    } else if (ack) {
+        return ds_fail(err, DS_INVALID_VALUE, "ack", "--ack is logged or persisted, not '%s'", ack);
+    } else if (!srv->o.redis_url) {
+        srv->o.ack_persisted = strcmp(srv->o.redis_fsync, "always") != 0;
+        if (srv->o.ack_persisted)
+            log_warn("ack: the private redis-server fsyncs every second (--redis-fsync %s): "
+                     "answering writes after the DuckDB commit (--ack persisted)",
+                     srv->o.redis_fsync);
+    } else {
+        ds_bus *b;
+        char why[256];
+        bool durable = false;
+        int rc = bus_open(&srv->bus, &b, err);
+        if (rc == 0) {
+            durable = bus_durable(b, why, sizeof why);
+            bus_close(b);
+        }
+        srv->o.ack_persisted = !durable;
+        if (!durable)
+            log_warn("ack: %s: answering writes after the DuckDB commit (--ack persisted); "
+                     "say --ack logged to answer once Redis has them",
+                     rc ? "Redis could not be asked" : why);
+    }
+    log_info("ack: writes are answered %s",
+             srv->o.ack_persisted ? "after the DuckDB commit (persisted)"
+                                  : "once applied and durable in Redis's log (logged)");
+    return 0;
 }
 
 /* An external Redis is checked before anything uses it: reachable, its
@@ -175,13 +286,23 @@ static int start_all(ds_server *srv, ds_error *err)
         rc = open_data(srv, err);
     if (rc == 0 && srv->o.redis_url)
         rc = check_redis(srv, true, err);
+    if (rc == 0)
+        rc = choose_ack(srv, err);
+    engine_opts_default(&srv->engine_opts);
+    srv->engine_opts.change_cap = srv->o.change_cap;
+    srv->engine_opts.create_cap = srv->o.cells_max;
+    srv->engine_opts.memory_budget = srv->o.memory_mb << 20;
+    srv->models = models_new();
+    if (rc == 0)
+        rc = load_models(srv, err);
     if (rc)
         return rc;
     live_opts lo;
     live_opts_default(&lo);
     lo.max_subscribers = srv->o.subscribers_max;
     srv->live = live_new(&lo);
-    srv->ledger = ledger_new();
+    srv->grids = grids_new(ws_grids_send, srv);
+    ws_grids_attach(srv);
     metrics_init(&srv->metrics);
     log_info("writer: recovering");
     if ((rc = writer_start(srv, &srv->writer, err)))
@@ -196,15 +317,17 @@ static void stop_all(ds_server *srv)
 {
     http_quiesce(srv->http);
     writer_stop(srv->writer); /* finishes the batch in flight */
-    srv->writer = NULL;
-    live_stop(srv->live); /* wakes every waiter, closes WebSockets */
+    live_stop(srv->live);     /* wakes every waiter, closes WebSockets */
     struct timespec t = {0, 200 * 1000 * 1000};
     nanosleep(&t, NULL);  /* lets woken requests answer */
     http_stop(srv->http); /* no request runs after this */
+    writer_free(srv->writer);
+    srv->writer = NULL;
     live_free(srv->live);
     srv->live = NULL;
+    grids_free(srv->grids);
+    models_free(srv->models);
     store_close(srv->store);
-    ledger_free(srv->ledger);
     keyring_free(srv->keys);
     redis_child_stop(&srv->redis);
     if (srv->lock_fd >= 0)
@@ -255,10 +378,11 @@ int server_run(const server_opts *o)
         log_error("start: %s", err.message);
         if (srv.http)
             http_stop(srv.http);
-        writer_stop(srv.writer);
+        writer_free(srv.writer);
         live_free(srv.live);
+        grids_free(srv.grids);
+        models_free(srv.models);
         store_close(srv.store);
-        ledger_free(srv.ledger);
         keyring_free(srv.keys);
         redis_child_stop(&srv.redis);
         if (srv.lock_fd >= 0)

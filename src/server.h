@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "engine.h"
 #include "live.h"
 #include "metrics.h"
 #include "redis_child.h"
@@ -41,16 +42,24 @@ typedef struct server_opts {
     int max_timeout_s;      /* long-poll cap */
     const char *owner;      /* the writer's name in leases (default host:data_dir) */
     int lease_ms;
-    bool bench_baseline; /* the original design's write path (make bench-e2e) */
-    double key_rate;     /* requests per second per API key (0: no limit) */
-    int key_burst;       /* requests a key may send at once above its rate */
-    int key_open;        /* requests and subscriptions open at once per key */
+    bool bench_baseline;     /* the original design's write path (make bench-e2e) */
+    double key_rate;         /* requests per second per API key (0: no limit) */
+    int key_burst;           /* requests a key may send at once above its rate */
+    int key_open;            /* requests and subscriptions open at once per key */
+    const char *ack;         /* "logged", "persisted" or NULL: logged with a durable Redis */
+    bool ack_persisted;      /* decided at start from ack and the Redis found */
+    int64_t persist_lag_max; /* commands the persister may trail by before backpressure */
+    int64_t persist_lag_ms;  /* and ms */
+    size_t change_cap;       /* entries one write's "changes" lists at most */
+    size_t memory_mb;        /* what the models may take in memory (0: no limit) */
+    int64_t min_seq_wait_ms; /* how long a read waits for min_seq */
 } server_opts;
 
 void server_opts_default(server_opts *o);
 
 typedef struct ds_writer ds_writer;
-typedef struct ds_ledger ds_ledger;
+typedef struct ds_models ds_models;
+typedef struct ds_grids ds_grids;
 typedef struct ds_keyring ds_keyring;
 typedef struct http_server http_server;
 
@@ -59,9 +68,11 @@ typedef struct ds_server {
     char redis_url[512]; /* --redis's (the private one's is redis.url) */
     char data_dir[4096]; /* o.data_dir made absolute (redis-server changes directory) */
     bus_opts bus;
-    ds_store *store;
+    ds_store *store;   /* the database: the persister writes, SQL reads read */
+    ds_models *models; /* each model's engine: what writes apply to and reads read */
+    engine_opts engine_opts;
+    ds_grids *grids; /* grid subscriptions */
     ds_live *live;
-    ds_ledger *ledger;
     ds_keyring *keys; /* DIR/keys and --api-key */
     ds_metrics metrics;
     ds_writer *writer;

@@ -498,8 +498,9 @@ static const char *const schema_sql[] = {
     "CREATE TABLE IF NOT EXISTS ds_request(model_id INTEGER, user_name VARCHAR, "
     "request_id VARCHAR, body_hash VARCHAR, seq BIGINT, code INTEGER, body VARCHAR, "
     "ts TIMESTAMP, zbody BLOB)",
-    /* files written before bodies were compressed */
+    /* files written before bodies were compressed, before commands were kept */
     "ALTER TABLE ds_request ADD COLUMN IF NOT EXISTS zbody BLOB",
+    "ALTER TABLE ds_request ADD COLUMN IF NOT EXISTS zcmd BLOB",
     "INSERT INTO ds_meta SELECT 'schema_version', '1' WHERE NOT EXISTS "
     "(SELECT 1 FROM ds_meta WHERE key = 'schema_version')",
 };

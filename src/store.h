@@ -91,6 +91,9 @@ typedef struct store_item {
     size_t body_len;
     const store_command_row *cmds; /* applied: its command log rows */
     size_t ncmds;
+    const char *cmd; /* its canonical form, kept with the ledger row (may be NULL) */
+    size_t cmd_len;
+    bool skip; /* nothing to write (kept in the group for its order) */
 } store_item;
 
 /* Writes a group of commands, in order, in one transaction: fact values,
@@ -172,7 +175,7 @@ int store_request_get(ds_reader *r, const char *model, const char *user, const c
 /* The events of a model's applied commands with seq > after, oldest first
  * (to publish what was committed but not yet published). */
 typedef void (*store_event_fn)(void *ctx, int64_t seq, const char *rid, const char *event,
-                               size_t len);
+                               size_t len, const char *cmd, size_t cmd_len);
 int store_events_after(ds_store *s, const char *model, int64_t after, store_event_fn fn, void *ctx,
                        ds_error *err);
 

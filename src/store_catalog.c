@@ -654,7 +654,7 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
     duckdb_prepared_statement st = NULL;
     int rc = store__prepare(s->con,
-                            "SELECT seq, request_id, body, zbody FROM ds_request WHERE "
+                            "SELECT seq, request_id, body, zbody, zcmd FROM ds_request WHERE "
                             "model_id = ? AND seq > ? ORDER BY seq",
                             &st, err);
     duckdb_result res;
@@ -670,15 +670,22 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
             uint32_t lr;
             size_t lb;
             const char *rid = store__rows_str(&it, 1, &lr);
-            char *r = xstrndup(rid, lr), *body = store__row_body(&it, 2, &lb);
+            char *r = xstrndup(rid, lr), *body = store__row_body(&it, 2, &lb), *cmd = NULL;
+            size_t lc = 0;
+            if (!store__rows_null(&it, 4)) {
+                uint32_t zl;
+                const char *z = store__rows_str(&it, 4, &zl);
+                cmd = store__unpack_body(z, zl, &lc);
+            }
             if (body)
-                fn(ctx, store__rows_i64(&it, 0), r, body, lb);
+                fn(ctx, store__rows_i64(&it, 0), r, body, lb, cmd, lc);
             else
                 rc = ds_fail(err, DS_INTERNAL, NULL,
                              "the stored event of seq %" PRId64 " is damaged",
                              store__rows_i64(&it, 0));
             free(r);
             free(body);
+            free(cmd);
         }
         store__rows_done(&it);
         duckdb_destroy_result(&res);

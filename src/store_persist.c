@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash.h"
+
 /* The last value of every (fact, measure) a group changed. */
 typedef struct last_map {
     size_t cap, n;
@@ -313,8 +315,15 @@ static int append_requests(ds_store *s, const model_part *p, ds_error *err)
             duckdb_append_blob(ap, z, zlen);
         else
             duckdb_append_null(ap);
+        size_t zclen = 0;
+        char *zc = it->cmd ? store__pack_body(s, it->cmd, it->cmd_len, &zclen) : NULL;
+        if (zc)
+            duckdb_append_blob(ap, zc, zclen);
+        else
+            duckdb_append_null(ap);
         duckdb_appender_end_row(ap);
         free(z);
+        free(zc);
     }
     return store__appender_close(&ap, err);
 }
@@ -354,6 +363,8 @@ static int persist_part(ds_store *s, model_part *p, ds_error *err)
         if (rc == 0)
             rc = update_measure(s, p, &l, rows, q, false, err);
     }
+    if (nrows > 100000)
+        crash_point("mid_persist"); /* a big spread half written */
     if (rc == 0)
         rc = move_rows(s, p, rows, err);
     if (rc == 0)
@@ -383,16 +394,17 @@ static size_t split(ds_store *s, const store_item *items, size_t n, model_part *
 {
     size_t np = 0;
     *rc = 0;
+    (void)err;
     for (size_t i = 0; i < n && *rc == 0; i++) {
+        if (items[i].skip)
+            continue;
         size_t j = 0;
         while (j < np && strcmp(parts[j].m->name, items[i].model) != 0)
             j++;
         if (j == np) {
             model_slot *slot = store__slot(s, items[i].model, strlen(items[i].model));
-            if (!slot) {
-                *rc = ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", items[i].model);
-                break;
-            }
+            if (!slot) /* dropped since: what it had queued goes with it */
+                continue;
             parts[np] = (model_part){.slot = slot, .m = store__current(slot), .seq = -1};
             parts[np].items = xmalloc_array(n, sizeof *parts[np].items);
             parts[np].nfacts = (uint32_t)slot->facts_rows;
@@ -425,6 +437,8 @@ int store_persist(ds_store *s, const store_item *items, size_t n, ds_error *err)
     bool open = rc == 0;
     for (size_t j = 0; rc == 0 && j < np; j++)
         rc = persist_part(s, &parts[j], err);
+    if (rc == 0)
+        crash_point("before_commit");
     if (rc == 0)
         rc = store__exec(s->con, "COMMIT", err);
     if (rc && open)

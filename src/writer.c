@@ -1,87 +1,117 @@
-/* writer.c: see writer.h. */
+/* writer.c: see writer.h. Three threads meet here: the writer (leases,
+ * reads, the engines, answers), the publisher (the response stream and
+ * XACK, fenced by the lease) and the persister (persist.c; its done
+ * callback, on_persisted, hands the entries it committed to the publisher
+ * for XACK and answers --ack persisted writes). */
 #include "writer.h"
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "ledger.h"
+#include "crash.h"
+#include "grids.h"
 #include "log.h"
+#include "models.h"
 #include "request.h"
 
-/* events kept on {model}:response_duck (about 6 KB each for a demo leaf
- * write) and re-read into the live feed at start */
-enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
+/* events kept on {model}:response_duck and re-read into the live feed at
+ * start; publisher items queued at most before the writer waits */
+enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64, PUB_QUEUE = 64 };
 
+/* A model's lease and what the writer and the publisher tell each other
+ * about it. Each field has one owner thread, except the epoch: both threads
+ * fence their Redis calls with it, and both may take the lease (the
+ * publisher when its publish was fenced), so it is atomic by type and only
+ * take_lease() (under lease_lock) sets it, or a fenced publish drops it to
+ * 0 with a compare-and-swap. The messages between the threads are the two
+ * flags, atomic by type, and the publisher's queue. */
 typedef struct lease {
-    char *model;
-    int64_t epoch;      /* 0: not held (atomic: the writer and the publisher) */
-    int64_t renewed_ns; /* when it was last confirmed (atomic) */
-    int64_t published;  /* last seq published on the response stream */
-    bool foreign;       /* another writer holds it (atomic) */
-    /* set by the publisher or a failed read, done by the writer (atomic): */
-    bool reread;    /* re-read our pending entries before new ones */
-    bool abandoned; /* a batch was left unpublished: publish nothing more
-                       until the events are re-published from the database */
+    char *model;           /* set before nleases counts it, then never written */
+    _Atomic int64_t epoch; /* 0: not held */
+    /* flags: set by either thread, taken (exchanged back) by the writer */
+    atomic_bool reread;    /* re-read our pending entries before new ones */
+    atomic_bool republish; /* the publisher left events unpublished */
+    /* the writer's own */
+    int64_t renewed_ns; /* when it last took or renewed the lease */
+    /* the publisher's own (set once by lease_of() before nleases counts it) */
+    int64_t published; /* last seq published on the response stream */
+    bool abandoned;    /* publish nothing more until the writer has re-published
+                          from the database (its seq comes through the queue) */
 } lease;
 
-typedef enum job_kind { JOB_CREATE, JOB_DROP } job_kind;
+typedef enum lease_take { LEASE_HELD, LEASE_FOREIGN, LEASE_UNREACHABLE } lease_take;
 
-typedef struct job {
-    job_kind kind;
-    ds_model *def;
-    char *name;
-    int rc;
-    ds_error err;
-    bool done;
-    struct job *next;
-} job;
-
-/* One stream entry and what became of it. */
+/* One request stream entry. Its fields are whole (each within its limit,
+ * else the entry is refused as malformed). */
 typedef struct entry {
     char model[DS_IDENT_MAX + 1];
-    char id[32];
+    char id[48];
     char user[DS_IDENT_MAX + 1];
     char rid[REQ_ID_MAX + 1];
     char hash[65];
-    char scope_dim[DS_IDENT_MAX + 1]; /* the key's scope, checked again here */
+    char scope_dim[DS_IDENT_MAX + 1];
     char scope_member[DS_IDENT_MAX + 1];
     char *cmd;
     size_t cmd_len;
-    int code;      /* DS_OK: applied */
-    int64_t seq;   /* -1 when refused */
-    ds_buf body;   /* event (applied) or error (refused) */
-    bool reused;   /* same request_id, other body: answered, not recorded */
-    bool recorded; /* already in the ledger before this batch */
+    req_detail detail;
+    int64_t ts_ms;
+    bool bad; /* a field over its limit, or missing */
 } entry;
+
+typedef struct batch {
+    entry *e;
+    size_t n, alloc;
+} batch;
+
+/* For the publisher: a model's events and/or request entries to
+ * acknowledge, or (mark) the writer's word that the model's events are on
+ * the stream up to mark_seq after it re-published them. */
+typedef struct pub_item {
+    lease *l;
+    bus_event *ev;
+    int nev;
+    char **ids;
+    int nid;
+    bool mark;
+    int64_t mark_seq;
+    ds_arena arena; /* the strings */
+    struct pub_item *next;
+} pub_item;
+
+typedef enum deliver_kind {
+    DELIVER_NONE = 0, /* answered already (or nobody to answer) */
+    DELIVER_BODY,     /* --ack persisted: its answer after the COMMIT */
+    DELIVER_STORED,   /* a retry: the first one's answer from the database */
+} deliver_kind;
 
 struct ds_writer {
     ds_server *srv;
     pthread_t thread;
     ds_bus *bus;
-    ds_reader *reader; /* the writer's own reads (stored responses) */
     char owner[256];
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop, alive;
-    bool started;               /* recovery is done (leases taken later re-read) */
+    atomic_bool started;        /* recovery is done (leases taken later re-read) */
     pthread_mutex_t lease_lock; /* one thread at a time takes a lease */
-    job *jobs;
     lease leases[MAX_MODELS];
-    int nleases;
-    const char *crash_at;
-    int64_t lag;
-    /* the publisher: events to Redis and XACK, one committed batch after
-     * another, on its own thread and connection while the writer applies
-     * the next batch */
+    atomic_int nleases;          /* grown by the writer; the publisher reads below it */
+    _Atomic int64_t reading_lag; /* entries read, not yet applied */
+    atomic_bool backpressure;    /* waiting for the persister */
+    bool ack_persisted;
+    /* the persister and what its done callback uses (on its thread) */
+    ds_persist *persist;
+    ds_reader *stored; /* stored answers of retries */
+    /* the publisher */
     pthread_t pub_thread;
     ds_bus *pub_bus;
-    struct pub_item *pub_head, *pub_tail;
+    pub_item *pub_head, *pub_tail;
     int pub_n;
     bool pub_stop, pub_started;
     int64_t pub_deadline_ns; /* stopping: when the publisher gives up on Redis */
@@ -89,434 +119,191 @@ struct ds_writer {
     pthread_cond_t pub_room; /* room in the queue for the writer */
 };
 
-static void crash_point(ds_writer *w, const char *name)
-{
-    if (w->crash_at && strcmp(w->crash_at, name) == 0) {
-        log_warn("writer: crash point %s reached (DS_CRASH_AT): killing the process", name);
-        raise(SIGKILL);
-    }
-}
-
 /* ---- leases ------------------------------------------------------------------ */
 
+/* The lease of a model, added when new (writer side only). */
 static lease *lease_of(ds_writer *w, const char *model)
 {
-    for (int i = 0; i < w->nleases; i++)
+    int n = atomic_load(&w->nleases);
+    for (int i = 0; i < n; i++)
         if (strcmp(w->leases[i].model, model) == 0)
             return &w->leases[i];
-    if (w->nleases == MAX_MODELS)
+    if (n == MAX_MODELS)
         return NULL;
-    lease *l = &w->leases[w->nleases];
-    memset(l, 0, sizeof *l);
+    lease *l = &w->leases[n];
     l->model = xstrdup(model);
+    atomic_init(&l->epoch, 0);
+    atomic_init(&l->reread, false);
+    atomic_init(&l->republish, false);
+    l->renewed_ns = 0;
     l->published = -1;
-    __atomic_store_n(&w->nleases, w->nleases + 1, __ATOMIC_RELEASE); /* the publisher reads it */
+    l->abandoned = false;
+    atomic_store(&w->nleases, n + 1); /* publishes the fields above to the publisher */
     return l;
 }
 
-/* Takes the lease with bus unless the other thread already has (both the
- * writer and the publisher may, the publisher when its publish was fenced
- * while the writer waits for room in its queue). True when held. */
-static bool take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_epoch, int64_t now)
+/* Takes the lease with bus unless the other thread already has since it
+ * saw seen_epoch. */
+static lease_take take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_epoch)
 {
     ds_error err;
     pthread_mutex_lock(&w->lease_lock);
-    int64_t cur = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
+    int64_t cur = atomic_load(&l->epoch);
     if (cur && cur != seen_epoch) { /* taken meanwhile */
         pthread_mutex_unlock(&w->lease_lock);
-        return true;
+        return LEASE_HELD;
     }
-    __atomic_store_n(&l->epoch, 0, __ATOMIC_RELEASE);
+    atomic_store(&l->epoch, 0);
     int64_t epoch = 0;
-    bool held = false;
+    lease_take got = LEASE_UNREACHABLE;
     if (bus_group_ensure(bus, l->model, &err) == 0 &&
         bus_lease_acquire(bus, l->model, w->owner, w->srv->o.lease_ms, &epoch, &err) == 0) {
-        if (epoch < 0) { /* another writer holds it */
-            __atomic_store_n(&l->foreign, true, __ATOMIC_RELEASE);
-        } else {
-            __atomic_store_n(&l->foreign, false, __ATOMIC_RELEASE);
-            __atomic_store_n(&l->renewed_ns, now, __ATOMIC_RELEASE);
-            __atomic_store_n(&l->epoch, epoch, __ATOMIC_RELEASE);
+        got = epoch < 0 ? LEASE_FOREIGN : LEASE_HELD; /* < 0: another writer holds it */
+        if (got == LEASE_HELD) {
+            atomic_store(&l->epoch, epoch);
             log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
             /* after the start, entries read under an old epoch (or by a
                writer before us) may be pending for us */
-            if (__atomic_load_n(&w->started, __ATOMIC_ACQUIRE))
-                __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE);
-            held = true;
+            if (atomic_load(&w->started))
+                atomic_store(&l->reread, true);
         }
     }
     pthread_mutex_unlock(&w->lease_lock);
-    return held;
+    return got;
 }
 
-/* Acquires or renews the lease; true when held. */
+/* Acquires or renews the lease (on the writer's side); true when held. */
 static bool keep_lease(ds_writer *w, lease *l, int64_t now)
 {
     ds_error err;
     int ttl = w->srv->o.lease_ms;
-    int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
-    if (epoch &&
-        now - __atomic_load_n(&l->renewed_ns, __ATOMIC_ACQUIRE) < (int64_t)ttl * 1000000 / 3)
+    int64_t epoch = atomic_load(&l->epoch);
+    if (epoch && now - l->renewed_ns < (int64_t)ttl * 1000000 / 3)
         return true;
     if (epoch) {
         int rc = bus_lease_renew(w->bus, l->model, w->owner, epoch, ttl, &err);
         if (rc == 1) {
-            __atomic_store_n(&l->renewed_ns, now, __ATOMIC_RELEASE);
+            l->renewed_ns = now;
             return true;
         }
         if (rc < 0)
             return false; /* Redis is out of reach: keep the epoch, the publish script fences */
         log_warn("writer: lost the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
     }
-    return take_lease(w, w->bus, l, epoch, now);
-}
-
-/* ---- applying one entry -------------------------------------------------------- */
-
-static const char *field(const bus_entry *e, const char *name, size_t *len)
-{
-    for (int i = 0; i < e->nfields; i++)
-        if (strcmp(e->fields[i].name, name) == 0) {
-            *len = e->fields[i].len;
-            return e->fields[i].value;
-        }
-    *len = 0;
-    return NULL;
-}
-
-static void copy_field(const bus_entry *e, const char *name, char *out, size_t cap)
-{
-    size_t len;
-    const char *v = field(e, name, &len);
-    snprintf(out, cap, "%.*s", v ? (int)(len < cap ? len : cap - 1) : 0, v ? v : "");
-}
-
-static void put_error(entry *e, const ds_error *err)
-{
-    json_w jw;
-    ds_buf_reset(&e->body);
-    jw_init(&jw, &e->body);
-    request_put_error(&jw, err);
-    e->code = err->code;
-    e->seq = -1;
-}
-
-/* A request_id seen before: the same body gets the stored answer; another
- * body is request_id_reused (and not recorded). True when handled. */
-static bool seen_before(ds_writer *w, entry *e, entry *batch, size_t upto)
-{
-    char key[LEDGER_KEY_MAX + 1]; /* the entry's parts fit: they are as long as their limits */
-    ledger_key(key, e->model, e->user, e->rid);
-    for (size_t i = upto; i-- > 0;) { /* earlier in this batch */
-        entry *p = &batch[i];
-        if (strcmp(p->model, e->model) || strcmp(p->user, e->user) || strcmp(p->rid, e->rid) ||
-            p->reused)
-            continue;
-        e->recorded = true;
-        if (strcmp(p->hash, e->hash) == 0) {
-            e->code = p->code;
-            e->seq = p->seq;
-            ds_buf_append(&e->body, p->body.data, p->body.len);
-        } else {
-            e->reused = true;
-        }
-        return true;
-    }
-    ledger_entry le;
-    if (!ledger_get(w->srv->ledger, key, &le))
+    if (take_lease(w, w->bus, l, epoch) != LEASE_HELD)
         return false;
-    e->recorded = true;
-    if (strcmp(le.hash, e->hash) != 0) {
-        e->reused = true;
-        return true;
-    }
-    int code;
-    int64_t seq;
-    char *body = NULL;
-    ds_error err;
-    if (store_request_get(w->reader, e->model, e->user, e->rid, &code, &seq, &body, &err) == 0) {
-        e->code = code;
-        e->seq = seq;
-        ds_buf_puts(&e->body, body);
-    } else {
-        ds_fail(&err, DS_INTERNAL, NULL, "the stored outcome of this request is missing");
-        put_error(e, &err);
-    }
-    free(body);
+    l->renewed_ns = now;
     return true;
-}
-
-static void reused_error(entry *e)
-{
-    ds_error err;
-    ds_fail(&err, DS_REQUEST_ID_REUSED, "request_id",
-            "request_id '%s' was used before with another body", e->rid);
-    put_error(e, &err);
-}
-
-/* Decodes and applies one command inside the open group. Returns 0 (also
- * for a refusal, recorded in e) or -DS_INTERNAL (the group must be rolled
- * back and replayed). */
-static int apply_entry(ds_writer *w, entry *e, entry *batch, size_t idx)
-{
-    ds_store *s = w->srv->store;
-    ds_buf_reset(&e->body);
-    e->code = DS_OK;
-    e->seq = -1;
-    e->reused = e->recorded = false;
-    if (seen_before(w, e, batch, idx)) {
-        if (e->reused)
-            reused_error(e);
-        return 0;
-    }
-    ds_error err;
-    json_val *root = NULL;
-    ds_arena arena = {0};
-    req_decoded d;
-    const ds_model *m = store_model_current(s, e->model);
-    int rc = json_parse(e->cmd, e->cmd_len, NULL, &root, &err);
-    if (rc == 0)
-        rc = request_check(root, REQ_CANONICAL, &err);
-    if (rc == 0 && !m)
-        rc = ds_fail(&err, DS_NOT_FOUND, "table", "no table '%s'", e->model);
-    if (rc == 0)
-        rc = request_resolve(root, REQ_CANONICAL, m, NULL, &arena, &d, &err);
-    if (rc == 0) /* the tree may have changed since the HTTP layer checked */
-        rc = request_scope(m, &d.cmd, e->scope_dim, e->scope_member, &err);
-    ds_outcome o = {0};
-    ds_buf member;
-    ds_buf_init(&member, 1 << 16);
-    if (rc == 0 && d.cmd.kind == COMMAND_MEMBER) { /* named before the op changes them */
-        json_w mw;
-        jw_init(&mw, &member);
-        request_put_member(&mw, m, &d.cmd.member);
-    }
-    if (rc == 0) {
-        d.cmd.user = e->user;
-        d.cmd.request_id = e->rid;
-        rc = store_apply(s, e->model, &d.cmd, &o, &err);
-    }
-    if (rc == -DS_INTERNAL) {
-        log_error("writer: command %s of '%s' failed: %s", e->id, e->model, err.message);
-        json_free(root);
-        ds_arena_free(&arena);
-        ds_buf_free(&member);
-        return rc;
-    }
-    if (rc) {
-        put_error(e, &err);
-    } else {
-        json_w jw;
-        jw_init(&jw, &e->body);
-        jw_obj(&jw);
-        request_put_event(&jw, store_model_current(s, e->model), &d.cmd, &o, e->rid, e->user);
-        if (d.cmd.kind == COMMAND_MEMBER) {
-            jw_key(&jw, "member");
-            jw_raw(&jw, member.data, member.len);
-        }
-        jw_obj_end(&jw);
-        e->seq = o.seq;
-    }
-    store_request_add(s, e->model, e->user, e->rid, e->hash, e->seq, e->code, e->body.data,
-                      e->body.len);
-    outcome_clear(&o);
-    json_free(root);
-    ds_arena_free(&arena);
-    ds_buf_free(&member);
-    return 0;
-}
-
-/* ---- batches -------------------------------------------------------------------- */
-
-typedef struct batch {
-    entry *e;
-    size_t n, alloc;
-} batch;
-
-static void collect(void *ctx, const bus_entry *be)
-{
-    batch *b = ctx;
-    if (b->n == b->alloc) {
-        b->alloc = b->alloc ? 2 * b->alloc : 64;
-        b->e = xrealloc(b->e, b->alloc * sizeof *b->e);
-    }
-    entry *e = &b->e[b->n++];
-    memset(e, 0, sizeof *e);
-    ds_buf_init(&e->body, (size_t)1 << 30);
-    snprintf(e->model, sizeof e->model, "%s", be->model);
-    snprintf(e->id, sizeof e->id, "%s", be->id);
-    copy_field(be, "user", e->user, sizeof e->user);
-    copy_field(be, "rid", e->rid, sizeof e->rid);
-    copy_field(be, "hash", e->hash, sizeof e->hash);
-    copy_field(be, "scope_dim", e->scope_dim, sizeof e->scope_dim);
-    copy_field(be, "scope_member", e->scope_member, sizeof e->scope_member);
-    size_t len;
-    const char *cmd = field(be, "cmd", &len);
-    e->cmd = cmd ? xstrndup(cmd, len) : NULL;
-    e->cmd_len = cmd ? len : 0;
-}
-
-static void batch_clear(batch *b)
-{
-    for (size_t i = 0; i < b->n; i++) {
-        ds_buf_free(&b->e[i].body);
-        free(b->e[i].cmd);
-    }
-    b->n = 0;
-}
-
-/* Applies b->e[from, to) in one group. 0, or -DS_INTERNAL (rolled back). */
-static int apply_group(ds_writer *w, batch *b, size_t from, size_t to)
-{
-    ds_error err;
-    ds_store *s = w->srv->store;
-    int rc = store_txn_begin(s, &err);
-    for (size_t i = from; rc == 0 && i < to; i++) {
-        entry *e = &b->e[i];
-        if (!e->cmd) { /* trimmed from the stream before it was read */
-            ds_fail(&err, DS_INTERNAL, NULL, "the command was lost from the stream");
-            put_error(e, &err);
-            e->recorded = true;
-            continue;
-        }
-        rc = apply_entry(w, e, b->e, i);
-    }
-    crash_point(w, "before_commit");
-    if (rc == 0)
-        rc = store_txn_commit(s, &err);
-    else
-        store_txn_rollback(s);
-    if (rc)
-        log_warn("writer: group of %zu commands rolled back: %s", to - from, err.message);
-    return rc;
-}
-
-/* After COMMIT: the ledger, the live feed and the waiters. */
-static void after_commit(ds_writer *w, batch *b)
-{
-    ds_server *srv = w->srv;
-    for (size_t i = 0; i < b->n; i++) {
-        entry *e = &b->e[i];
-        char key[LEDGER_KEY_MAX + 1];
-        ledger_key(key, e->model, e->user, e->rid);
-        if (!e->recorded)
-            ledger_put(srv->ledger, key, e->hash, e->seq, e->code);
-        if (e->seq >= 0 && !e->recorded) {
-            live_publish(srv->live, e->model, e->seq, e->body.data, e->body.len);
-            metrics_add(&srv->metrics.commands_applied, 1);
-        } else if (!e->recorded) {
-            metrics_add(&srv->metrics.commands_refused, 1);
-        }
-        live_deliver(srv->live, key, e->code, e->body.data, e->body.len);
-    }
-}
-
-/* Publishes the batch's new events and acknowledges every entry, model by
- * model, fenced by the lease, on connection bus. Retries while Redis is
- * down, renewing the lease meanwhile (the writer may be waiting for room in
- * the publisher's queue). */
-static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
-{
-    int nleases = __atomic_load_n(&w->nleases, __ATOMIC_ACQUIRE);
-    for (int li = 0; li < nleases; li++) {
-        lease *l = &w->leases[li];
-        bus_event *ev = xmalloc_array(b->n + 1, sizeof *ev);
-        const char **ids = xmalloc_array(b->n + 1, sizeof *ids);
-        int nev = 0, nid = 0;
-        for (size_t i = 0; i < b->n; i++) {
-            entry *e = &b->e[i];
-            if (strcmp(e->model, l->model) != 0)
-                continue;
-            ids[nid++] = e->id;
-            if (e->seq > l->published && !e->recorded)
-                ev[nev++] = (bus_event){e->seq, e->rid, e->body.data, e->body.len};
-        }
-        /* events and XACK in one script call, or in two when a crash point
-         * must fall between them */
-        bool split = w->crash_at != NULL;
-        if (__atomic_load_n(&l->abandoned, __ATOMIC_ACQUIRE))
-            nid = 0; /* the writer re-publishes from the database, then re-reads */
-        for (int attempt = 0; nid; attempt++) {
-            ds_error err;
-            int rc = 0;
-            int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
-            if (epoch == 0 && !take_lease(w, bus, l, 0, ds_now_ns())) {
-                if (__atomic_load_n(&l->foreign, __ATOMIC_ACQUIRE)) {
-                    log_error("writer: another writer holds the lease of '%s'; %d entries stay "
-                              "pending for it",
-                              l->model, nid);
-                    __atomic_store_n(&l->abandoned, true, __ATOMIC_RELEASE);
-                    break;
-                }
-                rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held",
-                             l->model);
-            } else if (epoch == 0) {
-                continue; /* taken: publish with the new epoch */
-            } else if (nev && !split) {
-                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS,
-                                 &err);
-                if (rc == 0) {
-                    l->published = ev[nev - 1].seq;
-                    break;
-                }
-            } else if (nev) {
-                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, NULL, 0, KEEP_EVENTS,
-                                 &err);
-            }
-            if (rc == 0 && nev) {
-                l->published = ev[nev - 1].seq;
-                nev = 0;
-                crash_point(w, "after_publish");
-            }
-            if (rc == 0) {
-                crash_point(w, "before_xack");
-                rc = bus_publish(bus, l->model, w->owner, epoch, NULL, 0, ids, nid, KEEP_EVENTS,
-                                 &err);
-            }
-            if (rc == 0)
-                break;
-            if (rc == -DS_FORBIDDEN) { /* fenced: the lease lapsed; take it again (above) */
-                log_warn("writer: %s; taking the lease of '%s' again", err.message, l->model);
-                __atomic_compare_exchange_n(&l->epoch, &epoch, 0, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE);
-                continue;
-            }
-            w->srv->redis_up = 0;
-            pthread_mutex_lock(&w->lock);
-            bool stopping = w->pub_stop;
-            pthread_mutex_unlock(&w->lock);
-            int64_t now = ds_now_ns();
-            if (stopping && !w->pub_deadline_ns)
-                w->pub_deadline_ns = now + (int64_t)5 * 1000000000;
-            if (stopping && now > w->pub_deadline_ns) {
-                /* the next start re-publishes from the database: nothing of
-                   this model goes out after this (no gap) */
-                log_error("writer: stopping without publishing %d events of '%s' (%s); the next "
-                          "start publishes them",
-                          nev, l->model, err.message);
-                __atomic_store_n(&l->abandoned, true, __ATOMIC_RELEASE);
-                break;
-            }
-            if (attempt % 50 == 0)
-                log_warn("writer: cannot publish to Redis (%s); retrying", err.message);
-            struct timespec t = {0, 100 * 1000 * 1000};
-            nanosleep(&t, NULL);
-            if (epoch)
-                bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
-        }
-        free(ev);
-        free(ids);
-    }
 }
 
 /* ---- the publisher ------------------------------------------------------------------ */
 
-typedef struct pub_item {
-    batch b;
-    struct pub_item *next;
-} pub_item;
+static void pub_free(pub_item *it)
+{
+    free(it->ev);
+    free(it->ids);
+    ds_arena_free(&it->arena);
+    free(it);
+}
 
-enum { PUB_QUEUE = 4 }; /* committed batches waiting for Redis, at most */
+/* The publisher gives up on a model's events (another writer holds the
+ * lease, or Redis stayed away while stopping): nothing more of the model
+ * goes out until the writer has re-published its events from the database
+ * (no gap is left below the stream's last seq); its entries stay pending. */
+static void abandon(lease *l)
+{
+    l->abandoned = true;
+    atomic_store(&l->republish, true); /* for the writer */
+}
+
+/* After a failed publish: waits a moment and renews the lease meanwhile.
+ * False when stopping and Redis stayed away for 5 s: give up. */
+static bool publish_wait(ds_writer *w, ds_bus *bus, lease *l, int64_t epoch, int attempt, int nev,
+                         const ds_error *cause)
+{
+    w->srv->redis_up = 0;
+    pthread_mutex_lock(&w->lock);
+    bool stopping = w->pub_stop;
+    pthread_mutex_unlock(&w->lock);
+    int64_t now = ds_now_ns();
+    if (stopping && !w->pub_deadline_ns)
+        w->pub_deadline_ns = now + (int64_t)5 * 1000000000;
+    if (stopping && now > w->pub_deadline_ns) {
+        log_error("writer: stopping without publishing %d events of '%s' (%s); the next start "
+                  "publishes them",
+                  nev, l->model, cause->message);
+        return false;
+    }
+    if (attempt % 50 == 0)
+        log_warn("writer: cannot publish to Redis (%s); retrying", cause->message);
+    struct timespec t = {0, 100 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    ds_error err;
+    if (epoch)
+        bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
+    return true;
+}
+
+/* Publishes one model's events and acknowledges its entries, fenced by the
+ * lease; retries while Redis is down. */
+static void publish_model(ds_writer *w, ds_bus *bus, lease *l, const bus_event *ev, int nev,
+                          const char *const *ids, int nid)
+{
+    for (int attempt = 0;; attempt++) {
+        ds_error err;
+        int rc;
+        int64_t epoch = atomic_load(&l->epoch);
+        if (epoch == 0) {
+            lease_take got = take_lease(w, bus, l, 0);
+            if (got == LEASE_HELD)
+                continue; /* publish with the new epoch */
+            if (got == LEASE_FOREIGN) {
+                log_error("writer: another writer holds the lease of '%s'; %d entries stay "
+                          "pending for it",
+                          l->model, nid);
+                abandon(l);
+                return;
+            }
+            rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held", l->model);
+        } else {
+            rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS, &err);
+            if (rc == 0) {
+                if (nev) {
+                    l->published = ev[nev - 1].seq;
+                    crash_point("after_publish");
+                }
+                return;
+            }
+        }
+        if (rc == -DS_FORBIDDEN) { /* fenced: the lease lapsed; take it again (above) */
+            log_warn("writer: %s; taking the lease of '%s' again", err.message, l->model);
+            atomic_compare_exchange_strong(&l->epoch, &epoch, 0);
+            continue;
+        }
+        if (!publish_wait(w, bus, l, epoch, attempt, nev, &err)) {
+            abandon(l);
+            return;
+        }
+    }
+}
+
+static void publish_item(ds_writer *w, pub_item *it)
+{
+    lease *l = it->l;
+    if (it->mark) { /* the writer re-published: publish again after mark_seq */
+        l->published = it->mark_seq;
+        l->abandoned = false;
+        return;
+    }
+    if (l->abandoned)
+        return; /* the writer re-publishes from the database, then re-reads */
+    int nev = 0;
+    for (int i = 0; i < it->nev; i++) /* what a re-publication already sent */
+        if (it->ev[i].seq > l->published)
+            it->ev[nev++] = it->ev[i];
+    if (nev || it->nid)
+        publish_model(w, w->pub_bus, l, it->ev, nev, (const char *const *)it->ids, it->nid);
+}
 
 static void *publisher_main(void *arg)
 {
@@ -535,11 +322,9 @@ static void *publisher_main(void *arg)
         if (!it)
             break; /* stopping, and everything is published */
         int64_t t0 = ds_now_ns();
-        publish_and_ack(w, w->pub_bus, &it->b);
+        publish_item(w, it);
         metrics_observe(&w->srv->metrics.publish_seconds, (double)(ds_now_ns() - t0) / 1e9);
-        batch_clear(&it->b);
-        free(it->b.e);
-        free(it);
+        pub_free(it);
         pthread_mutex_lock(&w->lock);
         w->pub_n--;
         pthread_cond_signal(&w->pub_room);
@@ -548,15 +333,12 @@ static void *publisher_main(void *arg)
     return NULL;
 }
 
-/* Hands a committed batch to the publisher (b is empty afterwards); waits
- * while the publisher is PUB_QUEUE batches behind. */
-static void publish_later(ds_writer *w, batch *b)
+/* Queues it for the publisher; when wait, waits while it is PUB_QUEUE
+ * items behind (the writer; the persister's acknowledgements never wait). */
+static void pub_enqueue(ds_writer *w, pub_item *it, bool wait)
 {
-    pub_item *it = xcalloc(1, sizeof *it);
-    it->b = *b;
-    *b = (batch){0};
     pthread_mutex_lock(&w->lock);
-    while (w->pub_n >= PUB_QUEUE)
+    while (wait && w->pub_n >= PUB_QUEUE && !w->pub_stop)
         pthread_cond_wait(&w->pub_room, &w->lock);
     if (w->pub_tail)
         w->pub_tail->next = it;
@@ -568,7 +350,6 @@ static void publish_later(ds_writer *w, batch *b)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Publishes what is queued and stops the publisher. */
 static void publisher_stop(ds_writer *w)
 {
     if (!w->pub_started)
@@ -576,46 +357,331 @@ static void publisher_stop(ds_writer *w)
     pthread_mutex_lock(&w->lock);
     w->pub_stop = true;
     pthread_cond_signal(&w->pub_cond);
+    pthread_cond_broadcast(&w->pub_room);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->pub_thread, NULL);
     w->pub_started = false;
 }
 
-/* A command refused after it wrote (a batch whose later write is refused)
- * rolls its group back; alone in its replay it is refused again, and its
- * refusal (the rollback undid its writes) is recorded on its own. True when
- * that is the case and the ledger row committed. */
-static bool record_refusal(ds_writer *w, entry *e)
+/* ---- after the COMMIT (the persister's thread) --------------------------------- */
+
+static void deliver_stored(ds_writer *w, const persist_item *it)
 {
-    if (e->code == DS_OK || e->code == DS_INTERNAL || e->recorded || !e->cmd)
-        return false;
-    ds_store *s = w->srv->store;
+    char key[REQUEST_KEY_MAX + 1];
+    if (!request_key(key, it->model, it->user, it->rid))
+        return;
+    int code;
+    int64_t seq;
+    char *body = NULL;
     ds_error err;
-    if (store_txn_begin(s, &err) != 0)
-        return false;
-    store_request_add(s, e->model, e->user, e->rid, e->hash, -1, e->code, e->body.data,
-                      e->body.len);
-    if (store_txn_commit(s, &err) != 0) {
-        log_warn("writer: cannot record the refusal of %s: %s", e->id, err.message);
-        return false;
+    if (!w->stored ||
+        store_request_get(w->stored, it->model, it->user, it->rid, &code, &seq, &body, &err)) {
+        ds_fail(&err, DS_INTERNAL, NULL, "the stored outcome of this request is missing");
+        ds_buf b;
+        json_w jw;
+        ds_buf_init(&b, 4096);
+        jw_init(&jw, &b);
+        request_put_error(&jw, &err);
+        live_deliver(w->srv->live, key, DS_INTERNAL, b.data, b.len);
+        ds_buf_free(&b);
+        return;
     }
+    live_deliver(w->srv->live, key, code, body, strlen(body));
+    free(body);
+}
+
+/* The acknowledgements of one model's entries in a committed group. */
+static pub_item *ack_item(ds_writer *w, const char *model)
+{
+    lease *l = NULL;
+    int n = atomic_load(&w->nleases);
+    for (int i = 0; i < n && !l; i++)
+        if (strcmp(w->leases[i].model, model) == 0)
+            l = &w->leases[i];
+    if (!l)
+        return NULL;
+    pub_item *it = xcalloc(1, sizeof *it);
+    it->l = l;
+    return it;
+}
+
+/* persist_done_fn: the group is in DuckDB. Its models' persisted seqs move
+ * (SQL reads waiting for them go on), --ack persisted writes and retries
+ * are answered, and the entries go to the publisher for XACK. */
+static void on_persisted(void *ctx, const persist_item *group)
+{
+    ds_writer *w = ctx;
+    crash_point("after_commit");
+    crash_point("before_xack");
+    pub_item *acks[MAX_MODELS];
+    char *names[MAX_MODELS];
+    int nacks = 0;
+    for (const persist_item *it = group; it; it = it->next) {
+        if (it->delta.seq >= 0) {
+            model_ref *mr = models_get(w->srv->models, it->model, strlen(it->model));
+            if (mr) {
+                models_set_persisted(w->srv->models, mr, it->delta.seq);
+                models_put(w->srv->models, mr);
+            }
+        }
+        if (it->deliver == DELIVER_BODY) {
+            char key[REQUEST_KEY_MAX + 1];
+            if (request_key(key, it->model, it->user, it->rid))
+                live_deliver(w->srv->live, key, it->code, it->answer, it->answer_len);
+        } else if (it->deliver == DELIVER_STORED) {
+            deliver_stored(w, it);
+        }
+        if (!it->stream_id[0])
+            continue;
+        int j = 0;
+        while (j < nacks && strcmp(names[j], it->model) != 0)
+            j++;
+        if (j == nacks) {
+            if (nacks == MAX_MODELS || !(acks[j] = ack_item(w, it->model)))
+                continue;
+            names[nacks++] = it->model;
+            acks[j]->ids = xmalloc_array(256, sizeof *acks[j]->ids);
+        }
+        pub_item *a = acks[j];
+        if (a->nid && (a->nid & (a->nid - 1)) == 0 && a->nid >= 256)
+            a->ids = xrealloc(a->ids, (size_t)a->nid * 2 * sizeof *a->ids);
+        a->ids[a->nid++] = ds_arena_strndup(&a->arena, it->stream_id, strlen(it->stream_id));
+    }
+    for (int j = 0; j < nacks; j++)
+        pub_enqueue(w, acks[j], false);
+}
+
+/* ---- one entry --------------------------------------------------------------------- */
+
+static const char *field(const bus_entry *e, const char *name, size_t *len)
+{
+    for (int i = 0; i < e->nfields; i++)
+        if (strcmp(e->fields[i].name, name) == 0) {
+            *len = e->fields[i].len;
+            return e->fields[i].value;
+        }
+    *len = 0;
+    return NULL;
+}
+
+/* Copies a field whole: false when it is longer than cap - 1 or holds a
+ * NUL (the HTTP layer never sends such; it is refused, never cut). */
+static bool copy_field(const bus_entry *e, const char *name, char *out, size_t cap)
+{
+    size_t len;
+    const char *v = field(e, name, &len);
+    out[0] = '\0';
+    if (!v)
+        return true;
+    if (len >= cap || memchr(v, '\0', len))
+        return false;
+    memcpy(out, v, len);
+    out[len] = '\0';
     return true;
 }
 
-/* --bench-baseline: what the original design did for every request (one
- * transaction, then the summary view recomputed into a table). */
-static void baseline(ds_writer *w, batch *b)
+static void collect(void *ctx, const bus_entry *be)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        ds_error err;
-        if (apply_group(w, b, i, i + 1) != 0 && !record_refusal(w, &b->e[i])) {
-            ds_fail(&err, DS_INTERNAL, NULL, "the command failed in the database");
-            put_error(&b->e[i], &err);
-            b->e[i].recorded = true;
-        }
-        if (store_views_materialize(w->srv->store, b->e[i].model, &err) != 0)
-            log_warn("writer: baseline view refresh: %s", err.message);
+    batch *b = ctx;
+    if (b->n == b->alloc) {
+        b->alloc = b->alloc ? 2 * b->alloc : 64;
+        b->e = xrealloc(b->e, b->alloc * sizeof *b->e);
     }
+    entry *e = &b->e[b->n++];
+    memset(e, 0, sizeof *e);
+    bool ok = strlen(be->model) < sizeof e->model && strlen(be->id) < sizeof e->id;
+    snprintf(e->model, sizeof e->model, "%s", ok ? be->model : "");
+    snprintf(e->id, sizeof e->id, "%s", ok ? be->id : "");
+    ok &= copy_field(be, "user", e->user, sizeof e->user);
+    ok &= copy_field(be, "rid", e->rid, sizeof e->rid);
+    ok &= copy_field(be, "hash", e->hash, sizeof e->hash);
+    ok &= copy_field(be, "scope_dim", e->scope_dim, sizeof e->scope_dim);
+    ok &= copy_field(be, "scope_member", e->scope_member, sizeof e->scope_member);
+    size_t len;
+    const char *d = field(be, "detail", &len);
+    if (d && request_detail(d, len, &e->detail, NULL) != 0)
+        ok = false;
+    const char *cmd = field(be, "cmd", &len);
+    e->cmd = cmd ? xstrndup(cmd, len) : NULL;
+    e->cmd_len = cmd ? len : 0;
+    e->ts_ms = strtoll(e->id, NULL, 10); /* ms-seq: Redis's clock, the same for everyone */
+    e->bad = !ok || !cmd || !e->rid[0] || strlen(e->hash) != 64;
+}
+
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->e[i].cmd);
+    b->n = 0;
+}
+
+static void error_body(ds_buf *b, const ds_error *err)
+{
+    json_w jw;
+    jw_init(&jw, b);
+    request_put_error(&jw, err);
+}
+
+/* The event of an applied command at a detail. */
+static void event_body(ds_writer *w, ds_buf *b, const engine_result *res, const entry *e,
+                       req_detail detail, const ds_buf *member)
+{
+    json_w jw;
+    jw_init(&jw, b);
+    jw_obj(&jw);
+    request_put_event_at(&jw, res->after, &res->cmd, &res->out, e->rid, e->user, detail,
+                         w->srv->o.change_cap, member->len ? member->data : NULL, member->len);
+    jw_obj_end(&jw);
+}
+
+/* Per model, the events of the batch for the publisher. */
+typedef struct batch_pub {
+    pub_item *items[MAX_MODELS];
+    size_t alloc[MAX_MODELS];
+    int n;
+} batch_pub;
+
+static void pub_event(ds_writer *w, batch_pub *bp, const entry *e, int64_t seq, const ds_buf *ev)
+{
+    lease *l = lease_of(w, e->model);
+    if (!l)
+        return;
+    int j = 0;
+    while (j < bp->n && bp->items[j]->l != l)
+        j++;
+    if (j == bp->n) {
+        if (bp->n == MAX_MODELS)
+            return;
+        bp->items[j] = xcalloc(1, sizeof(pub_item));
+        bp->items[j]->l = l;
+        bp->alloc[j] = 0;
+        bp->n++;
+    }
+    pub_item *it = bp->items[j];
+    if ((size_t)it->nev == bp->alloc[j]) {
+        bp->alloc[j] = bp->alloc[j] ? 2 * bp->alloc[j] : 64;
+        it->ev = xrealloc(it->ev, bp->alloc[j] * sizeof *it->ev);
+    }
+    it->ev[it->nev++] =
+        (bus_event){.seq = seq,
+                    .request_id = ds_arena_strndup(&it->arena, e->rid, strlen(e->rid)),
+                    .json = ds_arena_strndup(&it->arena, ev->data, ev->len),
+                    .len = ev->len,
+                    .cmd = ds_arena_strndup(&it->arena, e->cmd, e->cmd_len),
+                    .cmd_len = e->cmd_len};
+}
+
+/* An applied command: its event at every detail for the live feed, the
+ * grids and the publisher; the answer at the request's detail; what the
+ * ledger keeps (the event at leaves, as the response stream has it). */
+static void applied(ds_writer *w, const entry *e, model_ref *mr, engine_result *res, ds_buf *answer,
+                    ds_buf *stored, batch_pub *bp)
+{
+    ds_server *srv = w->srv;
+    ds_buf member, ev[3];
+    ds_buf_init(&member, 1 << 16);
+    if (res->cmd.kind == COMMAND_MEMBER) { /* named as before the operation */
+        json_w mw;
+        jw_init(&mw, &member);
+        request_put_member(&mw, res->before, &res->cmd.member);
+    }
+    const char *json[3];
+    size_t len[3];
+    for (int d = 0; d < 3; d++) {
+        ds_buf_init(&ev[d], (size_t)1 << 30);
+        event_body(w, &ev[d], res, e, (req_detail)d, &member);
+        json[d] = ev[d].data;
+        len[d] = ev[d].len;
+    }
+    ds_buf_append(answer, ev[e->detail].data, ev[e->detail].len);
+    ds_buf_append(stored, ev[DETAIL_LEAVES].data, ev[DETAIL_LEAVES].len);
+    live_publish_detail(srv->live, e->model, res->seq, json, len);
+    grids_applied(srv->grids, e->model, mr->engine, &res->delta);
+    pub_event(w, bp, e, res->seq, &ev[DETAIL_LEAVES]);
+    for (int d = 0; d < 3; d++)
+        ds_buf_free(&ev[d]);
+    ds_buf_free(&member);
+    metrics_add(&srv->metrics.commands_applied, 1);
+}
+
+/* The persister's item of an entry that changes nothing (a retry, a
+ * reused request_id, an entry for no model): only its XACK, after the
+ * commands before it. */
+static persist_item *noop_item(const entry *e)
+{
+    persist_item *it = persist_item_new(e->model);
+    it->noop = true;
+    it->user = xstrdup(e->user);
+    it->rid = xstrdup(e->rid);
+    return it;
+}
+
+/* Applies one entry through its model's engine and hands everything on. */
+static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
+{
+    ds_server *srv = w->srv;
+    char key[REQUEST_KEY_MAX + 1];
+    bool keyed = !e->bad && request_key(key, e->model, e->user, e->rid);
+    model_ref *mr = e->bad ? NULL : models_get(srv->models, e->model, strlen(e->model));
+    ds_buf answer, stored;
+    ds_buf_init(&answer, (size_t)1 << 30);
+    ds_buf_init(&stored, (size_t)1 << 30);
+    persist_item *it;
+    ds_error err;
+    deliver_kind later = DELIVER_NONE;
+    int code;
+    if (!mr) {
+        ds_fail(&err, e->bad ? DS_MALFORMED : DS_NOT_FOUND, e->bad ? "entry" : "table",
+                e->bad ? "the request stream entry is damaged" : "no table '%s'", e->model);
+        error_body(&answer, &err);
+        code = err.code;
+        it = noop_item(e);
+    } else {
+        engine_input in = {.cmd = e->cmd,
+                           .cmd_len = e->cmd_len,
+                           .user = e->user,
+                           .rid = e->rid,
+                           .hash = e->hash,
+                           .scope_dim = e->scope_dim[0] ? e->scope_dim : NULL,
+                           .scope_member = e->scope_member[0] ? e->scope_member : NULL,
+                           .ts_ms = e->ts_ms};
+        engine_result res;
+        engine_submit(mr->engine, &in, &res, &err);
+        crash_point("after_apply");
+        code = res.code;
+        if (res.status == ENGINE_APPLIED) {
+            applied(w, e, mr, &res, &answer, &stored, bp);
+        } else if (res.status == ENGINE_REFUSED || res.status == ENGINE_REUSED) {
+            error_body(&answer, &res.err);
+            ds_buf_append(&stored, answer.data, answer.len);
+            if (res.status == ENGINE_REFUSED)
+                metrics_add(&srv->metrics.commands_refused, 1);
+        }
+        if (res.status == ENGINE_APPLIED || res.status == ENGINE_REFUSED) {
+            it = persist_item_from(e->model, &in, &res, stored.data, stored.len);
+            it->cmd = xstrndup(e->cmd, e->cmd_len);
+            it->cmd_len = e->cmd_len;
+        } else {
+            it = noop_item(e);
+        }
+        if (res.status == ENGINE_DUPLICATE)
+            later = DELIVER_STORED; /* the first one's answer, once it is in the database */
+        else if (w->ack_persisted && res.status != ENGINE_REUSED)
+            later = DELIVER_BODY;
+        engine_result_clear(&res);
+    }
+    if (later == DELIVER_NONE && keyed)
+        live_deliver(srv->live, key, code, answer.data, answer.len);
+    if (later == DELIVER_BODY) {
+        it->answer = xstrndup(answer.data, answer.len);
+        it->answer_len = answer.len;
+    }
+    it->deliver = (int)later;
+    snprintf(it->stream_id, sizeof it->stream_id, "%s", e->id);
+    persist_submit(w->persist, it);
+    models_put(srv->models, mr);
+    ds_buf_free(&answer);
+    ds_buf_free(&stored);
 }
 
 static void process(ds_writer *w, batch *b)
@@ -623,102 +689,123 @@ static void process(ds_writer *w, batch *b)
     if (b->n == 0)
         return;
     int64_t t0 = ds_now_ns();
-    if (w->srv->o.bench_baseline) {
-        baseline(w, b);
-    } else if (apply_group(w, b, 0, b->n) != 0) { /* replay one by one */
-        metrics_add(&w->srv->metrics.replays, 1);
-        for (size_t i = 0; i < b->n; i++) {
-            if (apply_group(w, b, i, i + 1) != 0 && !record_refusal(w, &b->e[i])) {
-                ds_error err;
-                ds_fail(&err, DS_INTERNAL, NULL, "the command failed in the database");
-                put_error(&b->e[i], &err);
-                b->e[i].recorded = true; /* not recorded: a retry may succeed */
-            }
-        }
-    }
-    crash_point(w, "after_commit");
+    batch_pub bp = {.n = 0};
+    for (size_t i = 0; i < b->n; i++)
+        process_entry(w, &b->e[i], &bp);
     metrics_observe(&w->srv->metrics.apply_seconds, (double)(ds_now_ns() - t0) / 1e9);
     metrics_observe(&w->srv->metrics.batch_size, (double)b->n);
     metrics_add(&w->srv->metrics.batches, 1);
-    after_commit(w, b);
-    publish_later(w, b);
+    models_notify_applied(w->srv->models); /* reads waiting for a min_seq */
+    for (int j = 0; j < bp.n; j++)
+        pub_enqueue(w, bp.items[j], true);
 }
 
 /* ---- recovery ------------------------------------------------------------------------ */
 
 typedef struct republish {
     ds_writer *w;
+    ds_bus *bus;
     lease *l;
     bus_event ev[256];
-    char *json[256], *rid[256];
+    char *json[256], *rid[256], *cmd[256];
     int n;
     int rc;
+    int64_t published; /* the last seq on the stream */
 } republish;
 
 static void flush_republish(republish *r)
 {
     ds_error err;
     if (r->n && r->rc == 0) {
-        r->rc = bus_publish(r->w->bus, r->l->model, r->w->owner, r->l->epoch, r->ev, r->n, NULL, 0,
-                            KEEP_EVENTS, &err);
+        int64_t epoch = atomic_load(&r->l->epoch); /* 0: the publisher was fenced meanwhile */
+        r->rc = epoch ? bus_publish(r->bus, r->l->model, r->w->owner, epoch, r->ev, r->n, NULL, 0,
+                                    KEEP_EVENTS, &err)
+                      : ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease is not held");
         if (r->rc == 0)
-            r->l->published = r->ev[r->n - 1].seq;
+            r->published = r->ev[r->n - 1].seq;
         else
             log_error("writer: re-publishing events of '%s' failed: %s", r->l->model, err.message);
     }
     for (int i = 0; i < r->n; i++) {
         free(r->json[i]);
         free(r->rid[i]);
+        free(r->cmd[i]);
     }
     r->n = 0;
 }
 
-static void on_unpublished(void *ctx, int64_t seq, const char *rid, const char *event, size_t len)
+static void on_unpublished(void *ctx, int64_t seq, const char *rid, const char *event, size_t len,
+                           const char *cmd, size_t cmd_len)
 {
     republish *r = ctx;
     r->json[r->n] = xstrndup(event, len);
     r->rid[r->n] = xstrdup(rid);
-    r->ev[r->n] = (bus_event){seq, r->rid[r->n], r->json[r->n], len};
+    r->cmd[r->n] = cmd ? xstrndup(cmd, cmd_len) : NULL;
+    r->ev[r->n] = (bus_event){.seq = seq,
+                              .request_id = r->rid[r->n],
+                              .json = r->json[r->n],
+                              .len = len,
+                              .cmd = r->cmd[r->n],
+                              .cmd_len = cmd ? cmd_len : 0};
     if (++r->n == 256)
         flush_republish(r);
 }
 
 static void on_recent(void *ctx, int64_t seq, const char *json, size_t len)
 {
-    ds_writer *w = ((republish *)ctx)->w;
-    live_publish(w->srv->live, ((republish *)ctx)->l->model, seq, json, len);
+    republish *r = ctx;
+    live_publish(r->w->srv->live, r->l->model, seq, json, len);
 }
 
-/* Publishes what was committed but not published, then seeds the feed. */
-static int recover_events(ds_writer *w, lease *l, ds_error *err)
+typedef struct republish_job {
+    republish *r;
+    int64_t after;
+} republish_job;
+
+static int events_job(ds_store *s, void *arg, ds_error *err)
+{
+    republish_job *j = arg;
+    int rc = store_events_after(s, j->r->l->model, j->after, on_unpublished, j->r, err);
+    flush_republish(j->r);
+    return rc;
+}
+
+/* Publishes what the database has and the response stream lacks (through
+ * the persister, which owns the database, once it runs), then seeds the
+ * live feed from the stream. */
+static int recover_events(ds_writer *w, lease *l, int64_t *published, ds_error *err)
 {
     int64_t last;
     int rc = bus_last_seq(w->bus, l->model, &last, err);
     if (rc)
         return rc;
-    int64_t seq = store_model_seq(w->srv->store, l->model);
-    l->published = last;
-    republish r = {.w = w, .l = l};
-    if (seq > last && seq > 0) {
+    model_ref *mr = models_get(w->srv->models, l->model, strlen(l->model));
+    int64_t persisted = mr ? models_persisted(w->srv->models, mr) : -1;
+    republish r = {.w = w, .bus = w->bus, .l = l, .published = last};
+    if (persisted > last && persisted > 0) {
         log_info("writer: re-publishing events %" PRId64 "..%" PRId64 " of '%s'",
-                 last < 0 ? 1 : last + 1, seq, l->model);
-        rc = store_events_after(w->srv->store, l->model, last, on_unpublished, &r, err);
-        flush_republish(&r);
+                 last < 0 ? 1 : last + 1, persisted, l->model);
+        republish_job j = {.r = &r, .after = last};
+        rc = w->persist ? persist_run(w->persist, events_job, &j, err)
+                        : events_job(w->srv->store, &j, err);
         if (rc == 0 && r.rc)
             rc = ds_fail(err, DS_UNAVAILABLE, "redis", "cannot re-publish events to Redis");
     }
     if (rc == 0)
         rc = bus_recent_events(w->bus, l->model, RECENT_EVENTS, on_recent, &r, err);
-    live_set_seq(w->srv->live, l->model, seq);
+    if (mr)
+        live_set_seq(w->srv->live, l->model, engine_seq(mr->engine));
+    models_put(w->srv->models, mr);
+    *published = r.published;
     return rc;
 }
 
-/* Re-applies this writer's own pending entries (the ledger skips what is
- * done: those are answered and acknowledged). */
+/* Re-applies this writer's own pending entries (the engines' ledgers skip
+ * what is done: those are answered and acknowledged). */
 static int recover_pending(ds_writer *w, const char *const *models, int n, ds_error *err)
 {
     for (int i = 0; i < n; i++) {
-        char after[32] = "0"; /* each pass goes on after the last entry read */
+        char after[48] = "0"; /* each pass goes on after the last entry read */
         for (;;) {
             batch b = {0};
             int got = bus_read(w->bus, w->owner, &models[i], 1, after, w->srv->o.batch_max, 0,
@@ -740,39 +827,40 @@ static int recover_pending(ds_writer *w, const char *const *models, int n, ds_er
 }
 
 /* What the publisher or a lost read left for a model: events re-published
- * from the database, pending entries re-read. */
+ * from the database (once everything applied is in it), pending entries
+ * re-read. */
 static void recover_lease(ds_writer *w, lease *l)
 {
     ds_error err;
-    if (__atomic_load_n(&l->abandoned, __ATOMIC_ACQUIRE)) {
-        if (recover_events(w, l, &err) != 0) {
+    if (atomic_exchange(&l->republish, false)) {
+        int64_t published;
+        /* events the publisher gave up on are in the persister's queue or in
+           the database: all of them in the database first */
+        persist_wait_lag(w->persist, 0, 0, 5000);
+        if (recover_events(w, l, &published, &err) != 0) {
             log_warn("writer: cannot re-publish the events of '%s' yet: %s", l->model, err.message);
+            atomic_store(&l->republish, true);
             return;
         }
-        __atomic_store_n(&l->abandoned, false, __ATOMIC_RELEASE);
-        __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE); /* their entries are pending */
+        pub_item *it = xcalloc(1, sizeof *it);
+        it->l = l;
+        it->mark = true;
+        it->mark_seq = published;
+        pub_enqueue(w, it, true);
+        atomic_store(&l->reread, true); /* their entries are pending */
     }
-    if (__atomic_exchange_n(&l->reread, false, __ATOMIC_ACQ_REL)) {
+    if (atomic_exchange(&l->reread, false)) {
         const char *m = l->model;
         if (recover_pending(w, &m, 1, &err) != 0)
-            __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE); /* after Redis is back */
+            atomic_store(&l->reread, true); /* after Redis is back */
     }
 }
 
-static void on_request_row(void *ctx, const char *model, const char *user, const char *rid,
-                           const char *hash, int64_t seq, int code, int64_t ts_ms)
-{
-    (void)ts_ms;
-    char key[LEDGER_KEY_MAX + 1];
-    if (ledger_key(key, model, user, rid)) /* a row over the limits is no request of ours */
-        ledger_put(ctx, key, hash, seq, code);
-}
-
-/* The models of the store, each with its lease (kept or acquired). */
+/* The models served, each with its lease (kept or acquired). */
 static int held_models(ds_writer *w, const char **out)
 {
     char **names;
-    size_t n = store_model_names(w->srv->store, &names);
+    size_t n = models_names(w->srv->models, &names);
     int64_t now = ds_now_ns();
     int k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -787,14 +875,11 @@ static int held_models(ds_writer *w, const char **out)
 
 static int recover(ds_writer *w, ds_error *err)
 {
-    int rc = store_requests_load(w->srv->store, on_request_row, w->srv->ledger, err);
-    if (rc)
-        return rc;
     const char *models[MAX_MODELS];
     int n = 0;
     for (int attempt = 0; attempt < 100; attempt++) { /* up to ~10 s for Redis and leases */
         char **names;
-        size_t total = store_model_names(w->srv->store, &names);
+        size_t total = models_names(w->srv->models, &names);
         for (size_t i = 0; i < total; i++)
             free(names[i]);
         free(names);
@@ -806,78 +891,57 @@ static int recover(ds_writer *w, ds_error *err)
     }
     if (bus_ping(w->bus, err))
         return -DS_UNAVAILABLE;
-    for (int i = 0; i < n; i++)
-        if ((rc = recover_events(w, lease_of(w, models[i]), err)))
+    for (int i = 0; i < n; i++) {
+        int64_t published;
+        lease *l = lease_of(w, models[i]);
+        int rc = recover_events(w, l, &published, err);
+        if (rc)
             return rc;
-    return n ? recover_pending(w, models, n, err) : 0;
+        l->published = published; /* before the publisher sees any item */
+    }
+    return 0;
 }
 
 /* ---- the loop ------------------------------------------------------------------------- */
 
-static void run_jobs(ds_writer *w)
+/* Backpressure: the persister is beyond its bounds; waits a moment for it
+ * (true: do not read now). */
+static bool held_back(ds_writer *w)
 {
-    pthread_mutex_lock(&w->lock);
-    job *j = w->jobs;
-    w->jobs = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (j) {
-        job *next = j->next;
-        if (j->kind == JOB_CREATE) {
-            j->rc = store_model_create(w->srv->store, j->def, &j->err);
-            if (j->rc == 0)
-                live_set_seq(w->srv->live, j->def->name, 0);
-        } else {
-            j->rc = store_model_drop(w->srv->store, j->name, &j->err);
-            if (j->rc == 0) {
-                live_forget(w->srv->live, j->name);
-                ledger_forget_model(w->srv->ledger, j->name);
-            }
-        }
-        pthread_mutex_lock(&w->lock);
-        j->done = true;
-        pthread_cond_broadcast(&w->cond);
-        pthread_mutex_unlock(&w->lock);
-        j = next;
+    int64_t n, age;
+    persist_lag(w->persist, &n, &age);
+    bool behind = n > w->srv->o.persist_lag_max || age > w->srv->o.persist_lag_ms;
+    if (behind != atomic_load(&w->backpressure)) {
+        atomic_store(&w->backpressure, behind);
+        if (behind)
+            log_warn("writer: the persister is %" PRId64 " commands (%" PRId64
+                     " ms) behind; reading nothing new until it catches up",
+                     n, age);
+        else
+            log_info("writer: the persister caught up; reading again");
     }
-}
-
-/* A quiet second after writes: fold the write-ahead log into the database
- * file now rather than in the middle of a busy batch (DuckDB also does it
- * by itself when the log passes the store's checkpoint threshold). It is
- * skipped while readers hold a snapshot, and tried again later. */
-#define IDLE_CHECKPOINT_NS INT64_C(1000000000)
-
-/* Returns whether the log is folded in (else: try again later). */
-static bool idle_checkpoint(ds_writer *w)
-{
-    ds_error err;
-    double t0 = ds_now_ms();
-    if (store_checkpoint(w->srv->store, &err) != 0) {
-        log_debug("writer: checkpoint postponed: %s", err.message);
-        return false;
-    }
-    log_debug("writer: checkpoint in %.0f ms", ds_now_ms() - t0);
-    return true;
+    if (behind)
+        persist_wait_lag(w->persist, w->srv->o.persist_lag_max, w->srv->o.persist_lag_ms, 100);
+    return behind;
 }
 
 static void *writer_main(void *arg)
 {
     ds_writer *w = arg;
     batch b = {0};
-    int64_t last_batch = 0;
-    bool dirty = false; /* batches since the last checkpoint */
     for (;;) {
         pthread_mutex_lock(&w->lock);
         bool stop = w->stop;
         pthread_mutex_unlock(&w->lock);
         if (stop)
             break;
-        run_jobs(w);
         const char *models[MAX_MODELS];
         int n = held_models(w, models);
-        ds_error err;
         for (int i = 0; i < n; i++)
             recover_lease(w, lease_of(w, models[i]));
+        if (n && held_back(w))
+            continue;
+        ds_error err;
         int got = n ? bus_read(w->bus, w->owner, models, n, NULL, w->srv->o.batch_max, 50, collect,
                                &b, &err)
                     : -DS_UNAVAILABLE;
@@ -885,9 +949,9 @@ static void *writer_main(void *arg)
             /* the read may have reached Redis and its reply be lost: those
                entries are pending for us, read them first next time */
             for (int i = 0; i < n; i++)
-                __atomic_store_n(&lease_of(w, models[i])->reread, true, __ATOMIC_RELEASE);
-            if (w->srv->redis_up)
-                log_warn("writer: Redis unavailable: %s", n ? err.message : "no lease held");
+                atomic_store(&lease_of(w, models[i])->reread, true);
+            if (w->srv->redis_up && n)
+                log_warn("writer: Redis unavailable: %s", err.message);
             w->srv->redis_up = 0;
             struct timespec t = {0, 100 * 1000 * 1000};
             nanosleep(&t, NULL);
@@ -896,24 +960,15 @@ static void *writer_main(void *arg)
         if (!w->srv->redis_up)
             log_info("writer: Redis is back");
         w->srv->redis_up = 1;
-        __atomic_store_n(&w->lag, (int64_t)b.n, __ATOMIC_RELAXED);
-        if (b.n) {
-            last_batch = ds_now_ns();
-            dirty = true;
-        } else if (dirty && ds_now_ns() - last_batch > IDLE_CHECKPOINT_NS) {
-            dirty = !idle_checkpoint(w);
-            last_batch = ds_now_ns();
-        }
+        atomic_store(&w->reading_lag, (int64_t)b.n);
         process(w, &b);
         batch_clear(&b);
-        __atomic_store_n(&w->lag, 0, __ATOMIC_RELAXED);
+        atomic_store(&w->reading_lag, 0);
     }
     pthread_mutex_lock(&w->lock);
-    w->alive = false; /* no job is queued after this */
+    w->alive = false;
     pthread_mutex_unlock(&w->lock);
-    run_jobs(w);
     free(b.e);
-    publisher_stop(w); /* the batches committed so far go out first */
     return NULL;
 }
 
@@ -921,10 +976,16 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
 {
     ds_writer *w = xcalloc(1, sizeof *w);
     w->srv = srv;
+    w->ack_persisted = srv->o.ack_persisted;
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->lease_lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    w->crash_at = getenv("DS_CRASH_AT");
+    pthread_cond_init(&w->pub_cond, NULL);
+    pthread_cond_init(&w->pub_room, NULL);
+    atomic_init(&w->started, false);
+    atomic_init(&w->nleases, 0);
+    atomic_init(&w->reading_lag, 0);
+    atomic_init(&w->backpressure, false);
     if (srv->o.owner)
         snprintf(w->owner, sizeof w->owner, "%s", srv->o.owner);
     else {
@@ -932,30 +993,41 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         gethostname(host, sizeof host - 1);
         snprintf(w->owner, sizeof w->owner, "%s:%s", host, srv->o.data_dir);
     }
-    pthread_cond_init(&w->pub_cond, NULL);
-    pthread_cond_init(&w->pub_room, NULL);
     int rc = bus_open(&srv->bus, &w->bus, err);
     if (rc == 0)
         rc = bus_open(&srv->bus, &w->pub_bus, err);
-    if (rc == 0 && !(w->reader = store_reader_new(srv->store)))
+    if (rc == 0)
+        rc = recover(w, err); /* events, before the publisher and the persister run */
+    if (rc == 0 && !(w->stored = store_reader_new(srv->store)))
         rc = ds_fail(err, DS_INTERNAL, NULL, "cannot open a database connection");
+    if (rc == 0) {
+        persist_opts po;
+        persist_opts_default(&po);
+        if (srv->o.bench_baseline)
+            po.group_max = 1; /* the original design: a transaction per command */
+        rc = persist_start(srv->store, &po, on_persisted, w, &w->persist, err);
+    }
     if (rc == 0) {
         if (pthread_create(&w->pub_thread, NULL, publisher_main, w) != 0)
             rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the publisher thread");
         w->pub_started = rc == 0;
     }
-    if (rc == 0)
-        rc = recover(w, err);
     if (rc == 0) {
-        __atomic_store_n(&w->started, true, __ATOMIC_RELEASE);
+        const char *models[MAX_MODELS];
+        int n = held_models(w, models);
+        rc = recover_pending(w, models, n, err);
+    }
+    if (rc == 0) {
+        atomic_store(&w->started, true);
         w->alive = true;
         srv->redis_up = 1;
         if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
             rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the writer thread");
     }
     if (rc) {
+        persist_free(w->persist);
         publisher_stop(w);
-        store_reader_free(w->reader);
+        store_reader_free(w->stored);
         bus_close(w->bus);
         bus_close(w->pub_bus);
         free(w);
@@ -970,12 +1042,31 @@ void writer_stop(ds_writer *w)
     if (!w)
         return;
     pthread_mutex_lock(&w->lock);
+    bool was = w->stop;
     w->stop = true;
     pthread_mutex_unlock(&w->lock);
+    if (was)
+        return;
     pthread_join(w->thread, NULL);
-    for (int i = 0; i < w->nleases; i++)
+    /* everything applied goes to the database (its acknowledgements to the
+       publisher), then the publisher sends what it holds */
+    persist_stop(w->persist, 5000);
+    publisher_stop(w);
+}
+
+void writer_free(ds_writer *w)
+{
+    if (!w)
+        return;
+    writer_stop(w);
+    persist_free(w->persist);
+    for (int i = 0; i < atomic_load(&w->nleases); i++)
         free(w->leases[i].model);
-    store_reader_free(w->reader);
+    for (pub_item *it = w->pub_head, *next; it; it = next) {
+        next = it->next;
+        pub_free(it);
+    }
+    store_reader_free(w->stored);
     bus_close(w->bus);
     bus_close(w->pub_bus);
     pthread_cond_destroy(&w->pub_cond);
@@ -994,38 +1085,57 @@ bool writer_alive(ds_writer *w)
     return a;
 }
 
-int64_t writer_lag(ds_writer *w)
+void writer_get_stats(ds_writer *w, writer_stats *s)
 {
-    return __atomic_load_n(&w->lag, __ATOMIC_RELAXED);
+    memset(s, 0, sizeof *s);
+    s->reading_lag = atomic_load(&w->reading_lag);
+    s->backpressure = atomic_load(&w->backpressure);
+    persist_lag(w->persist, &s->persist_lag, &s->persist_lag_ms);
+    s->persist_failing = persist_failed(w->persist, &s->persist_why);
+    persist_get_stats(w->persist, &s->persist);
 }
 
-static int run_job(ds_writer *w, job *j, ds_error *err)
+/* ---- models ------------------------------------------------------------------------- */
+
+static int create_job(ds_store *s, void *arg, ds_error *err)
 {
-    if (!w) /* a server without one (tests) */
-        return ds_fail(err, DS_UNAVAILABLE, NULL, "the writer is not running");
-    pthread_mutex_lock(&w->lock);
-    if (!w->alive) {
-        pthread_mutex_unlock(&w->lock);
-        return ds_fail(err, DS_UNAVAILABLE, NULL, "the writer is not running");
-    }
-    j->next = w->jobs;
-    w->jobs = j;
-    while (!j->done)
-        pthread_cond_wait(&w->cond, &w->lock);
-    pthread_mutex_unlock(&w->lock);
-    if (j->rc && err)
-        *err = j->err;
-    return j->rc;
+    return store_model_create(s, arg, err);
 }
 
 int writer_create_model(ds_writer *w, const ds_model *def, ds_error *err)
 {
-    job j = {.kind = JOB_CREATE, .def = (ds_model *)def};
-    return run_job(w, &j, err);
+    if (!w || !writer_alive(w))
+        return ds_fail(err, DS_UNAVAILABLE, NULL, "the writer is not running");
+    model_ref *had = models_get(w->srv->models, def->name, strlen(def->name));
+    models_put(w->srv->models, had);
+    if (had)
+        return ds_fail(err, DS_INVALID_VALUE, "name", "a table named '%s' exists", def->name);
+    int rc = persist_run(w->persist, create_job, (void *)def, err);
+    if (rc)
+        return rc;
+    ds_engine *e = engine_new(def, 0, &w->srv->engine_opts);
+    if ((rc = engine_load_done(e, err))) {
+        engine_free(e);
+        return rc;
+    }
+    models_add(w->srv->models, def->name, e, 0);
+    live_set_seq(w->srv->live, def->name, 0);
+    return 0;
+}
+
+static int drop_job(ds_store *s, void *arg, ds_error *err)
+{
+    return store_model_drop(s, arg, err);
 }
 
 int writer_drop_model(ds_writer *w, const char *name, ds_error *err)
 {
-    job j = {.kind = JOB_DROP, .name = (char *)name};
-    return run_job(w, &j, err);
+    if (!w || !writer_alive(w))
+        return ds_fail(err, DS_UNAVAILABLE, NULL, "the writer is not running");
+    if (!models_remove(w->srv->models, name))
+        return ds_fail(err, DS_NOT_FOUND, "table", "no table '%s'", name);
+    grids_forget(w->srv->grids, name);
+    live_forget(w->srv->live, name);
+    /* what is queued for it is skipped by the persister once it is gone */
+    return persist_run(w->persist, drop_job, (void *)name, err);
 }

@@ -1,31 +1,52 @@
-/* writer.h: the single writer. One thread owns the store's write
- * connection: it holds each model's lease, reads the request streams in
- * batches (consumer group "writers"), applies a batch in one transaction in
- * stream order (replaying it one command per transaction if SQL fails
- * unexpectedly), records every outcome in the request ledger in the same
- * transaction, then hands events and outcomes to the live feed, publishes
- * the events and acknowledges the entries (both fenced by the lease).
+/* writer.h: the single writer, log first. One thread holds each model's
+ * lease, reads the request streams in batches (consumer group "writers")
+ * and feeds every entry, in stream order, to the model's engine, which
+ * decides and applies it in memory at its seq. The writer then answers the
+ * waiting request (--ack logged: the entry is in Redis's append-only file,
+ * which the private redis-server fsyncs before answering the XADD), hands
+ * the event to the live feed and the grid subscriptions, queues it for the
+ * publisher (the response stream, fenced by the lease) and for the
+ * persister (DuckDB, behind). Each entry is acknowledged (XACK) only after
+ * the DuckDB COMMIT that covers it, so after a crash the entries not yet in
+ * the database are still pending and are applied again through the engine:
+ * the same seqs, values and events. --ack persisted answers only after that
+ * COMMIT. While the persister trails by more than its bounds, the writer
+ * reads nothing new (backpressure).
  *
- * writer_start() recovers before it returns: it publishes what was
- * committed but not published, re-reads its own pending entries (the
- * ledger skips what is done) and seeds the live feed. */
+ * writer_start() recovers before it returns: it publishes events that are
+ * in the database but not on the response stream, seeds the live feed,
+ * and re-applies its own pending entries (the engines' ledgers answer what
+ * the database already has). */
 #ifndef DS_WRITER_H
 #define DS_WRITER_H
 
 #include <stdbool.h>
 
 #include "error.h"
+#include "persist.h"
 #include "server.h"
 
 int writer_start(ds_server *srv, ds_writer **out, ds_error *err);
-/* Drains: finishes the batch in flight, commits, publishes, stops. */
+/* Drains: finishes the batch in flight, publishes, persists, acknowledges,
+ * stops. Its stats stay readable until writer_free(). */
 void writer_stop(ds_writer *w);
+/* Stops (if not yet) and frees; writer_free(NULL) is a no-op. */
+void writer_free(ds_writer *w);
 bool writer_alive(ds_writer *w);
-/* Commands read but not yet acknowledged, summed over models. */
-int64_t writer_lag(ds_writer *w);
 
-/* Runs on the writer's thread, between batches, and waits for it: model
- * creation (def is copied) and removal. */
+typedef struct writer_stats {
+    int64_t reading_lag;    /* commands read but not yet applied */
+    int64_t persist_lag;    /* applied, not yet committed to DuckDB */
+    int64_t persist_lag_ms; /* the oldest of those, in ms */
+    bool backpressure;      /* the writer waits for the persister */
+    bool persist_failing;   /* DuckDB refuses the persister's groups */
+    ds_error persist_why;   /* what it said */
+    persist_stats persist;
+} writer_stats;
+void writer_get_stats(ds_writer *w, writer_stats *s);
+
+/* Model creation (def is copied) and removal, in order with the commands
+ * (on the persister's thread, between groups); they wait for it. */
 int writer_create_model(ds_writer *w, const ds_model *def, ds_error *err);
 int writer_drop_model(ds_writer *w, const char *name, ds_error *err);
 

@@ -80,7 +80,10 @@ test('3. update Brand X: children move proportionally, the sum is exact', async 
 
     const value = oldBrand + 12345;
     const seq0 = await modelSeq(server);
-    const r = await server.post('/update_cell', writeBody({ product: 'Brand X' }, { value }, { method: 'proportional' }));
+    // detail totals: the answer lists the target, the cells above and the
+    // children one level down (the default, leaves, lists the leaves only)
+    const r = await server.post('/update_cell',
+        writeBody({ product: 'Brand X' }, { value }, { method: 'proportional', detail: 'totals' }));
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.seq, seq0 + 1);
     assert.equal(r.body.method, 'proportional');

@@ -78,7 +78,7 @@ test(`${CLIENTS} clients x ${PER_CLIENT} delta writes on overlapping leaves and 
             const delta = (c + i) % 2 === 0 ? 1 : -1;
             const id = `c${c}-i${i}-${rid('w')}`;
             const r = await server.post('/update_cell',
-                writeBody(target, { delta }, { method: 'proportional', request_id: id, wait: true }),
+                writeBody(target, { delta }, { method: 'proportional', request_id: id, wait: true, detail: 'totals' }),
                 { timeout: 60000 });
             if (r.status !== 200) {
                 failures.push(`${id}: ${r.status} ${r.text}`);
@@ -106,7 +106,9 @@ test(`${CLIENTS} clients x ${PER_CLIENT} delta writes on overlapping leaves and 
     assert.equal(await modelSeq(server), endSeq);
 
     // the feed: no gaps, no duplicates, each event is its request's
-    const events = await feed(server, startSeq, endSeq);
+    // at detail totals every event lists the cells above its target too (the
+    // chains below follow totals as well as leaves)
+    const events = await feed(server, startSeq, endSeq, { detail: 'totals' });
     assert.equal(events.length, acks.size, 'feed length');
     events.forEach((ev, i) => assert.equal(ev.seq, startSeq + 1 + i, `feed has no gap or duplicate at index ${i}`));
     for (const ev of events) {

@@ -35,10 +35,10 @@ for (const [n, point] of CRASH_POINTS.entries()) {
         const exit = await Promise.race([server.exited, sleep(10000).then(() => null)]);
         assert.ok(exit, `the server did not die at ${point} (first answer: ${JSON.stringify(first.status ?? first.error)}); log ${server.log}`);
         assert.equal(exit.signal, 'SIGKILL', `killed at ${point}: ${JSON.stringify(exit)}`);
-        // before the commit no 200 is possible; once the event is published
-        // the answer may have gone out just before the kill
-        if (point === 'before_commit' || point === 'after_commit')
-            assert.notEqual(first.status, 200, `no 200 before dying at ${point}`);
+        // log first (--ack logged): the answer goes out once the engine has
+        // applied an entry Redis holds, before the DuckDB commit, so a 200
+        // may come before any of these points; the retry below must then
+        // answer the same seq
 
         await server.start(); // without DS_CRASH_AT
         const r = await server.post('/update_cell', body, { timeout: 20000 });

@@ -548,13 +548,14 @@ export async function memberChildren(server, dim, parent) {
 }
 
 // All events with seq > since up to (at least) untilSeq, following `next`.
-export async function feed(server, since, untilSeq = null, { path: p = 'get_updates' } = {}) {
+export async function feed(server, since, untilSeq = null, { path: p = 'get_updates', detail = null } = {}) {
     const out = [];
     let cur = since;
+    const d = detail ? `&detail=${detail}` : '';
     for (let i = 0; i < 100000; i++) {
         const url = p === 'get_updates'
-            ? `/get_updates?table=${MODEL}&since=${cur}&timeout=0`
-            : `/v1/models/${MODEL}/changes?since=${cur}&timeout=0`;
+            ? `/get_updates?table=${MODEL}&since=${cur}&timeout=0${d}`
+            : `/v1/models/${MODEL}/changes?since=${cur}&timeout=0${d}`;
         const r = await server.get(url);
         assert.equal(r.status, 200, `${url}: ${r.text}`);
         const { updates, next } = r.body;

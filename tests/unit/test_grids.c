@@ -36,8 +36,9 @@ static ds_i128 number(json_val *v, int scale)
 }
 
 /* Applies one message to the subscriber's copy. */
-static void on_send(void *conn, grid_sub *sub, const char *text, size_t len, int64_t seq)
+static void on_send(void *ctx, void *conn, grid_sub *sub, const char *text, size_t len, int64_t seq)
 {
+    (void)ctx;
     (void)sub;
     sub_state *st = conn;
     json_val *root;
@@ -93,7 +94,7 @@ START_TEST(patches_equal_fresh_reads)
     enum { SUBS = 12, COMMANDS = 300 };
     ds_store *s = fx_open_demo(3000, 900 + (uint64_t)_i);
     ds_engine *e = fx_engine_from(s, NULL);
-    ds_grids *g = grids_new(on_send);
+    ds_grids *g = grids_new(on_send, NULL);
     const ds_model *m = engine_model_acquire(e);
     fx_rng r = {31 + (uint64_t)_i};
     sub_state *st = xcalloc(SUBS, sizeof *st);

@@ -166,6 +166,7 @@ START_TEST(persisted_equals_engine_and_replays_the_same)
     input *in = make_inputs(e1, N, seed, sum, p, HALF);
     ck_assert(persist_wait_lag(p, 0, 0, 60000));
     persist_stop(p, 1000);
+    persist_free(p);
     int applied = 0, refused = 0, dup = 0;
     for (int i = 0; i < N; i++) {
         applied += sum[i].status == ENGINE_APPLIED;
@@ -201,6 +202,7 @@ START_TEST(persisted_equals_engine_and_replays_the_same)
     ck_assert(persist_run(p, sum_job, &stored, &err) == 0);
     ck_assert_msg(stored == engine_checksum(e1), "the file differs from the engine");
     persist_stop(p, 1000);
+    persist_free(p);
     engine_free(e3);
     free_inputs(in, N);
     free(sum);
@@ -230,6 +232,7 @@ START_TEST(everything_persisted_reloads_equal)
     ck_assert(persist_run(p, sum_job, &stored, &err) == 0);
     ck_assert_msg(stored == engine_checksum(e), "the file differs from the engine");
     persist_stop(p, 1000);
+    persist_free(p);
     store_close(s);
     s = fx_reopen();
     ds_engine *e2 = fx_engine_from(s, &o);
