@@ -244,7 +244,7 @@ static int authenticate(req *r, bool public_route, bool ticket_ok, ds_error *err
     }
     if (open_mode(h)) {
         const char *xuser = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-User");
-        if (xuser && !keys_valid_user(xuser)) /* whole: the head has no NUL (http__nul_check) */
+        if (xuser && !keys_valid_user(xuser)) /* whole: the head has no NUL (http__head_check) */
             return ds_fail(err, DS_MALFORMED, "X-User",
                            "X-User takes 1-%d printable ASCII characters without spaces",
                            KEY_USER_MAX);
@@ -1077,12 +1077,12 @@ static req *req_new(http_server *h, struct MHD_Connection *conn)
 }
 
 /* MHD_OPTION_URI_LOG_CALLBACK: the request line's URI before libmicrohttpd
- * splits it, its strlen the bytes up to a NUL (http__nul_check compares
- * it with the URI's whole length). The request's context starts here. */
+ * splits it in place, noted for the head check (a NUL in it, a space or a
+ * control character). The request's context starts here. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     req *r = req_new(cls, conn);
-    r->uri_len = uri ? strlen(uri) : 0;
+    http__uri_seen(uri, &r->uri);
     return r;
 }
 
@@ -1124,25 +1124,19 @@ static bool admit(req *r, const char *url, const char *method, enum MHD_Result *
 }
 
 /* The first call, once the head is in and before any body byte is read:
- * a head cut at a NUL, then the head check (framing, smuggling); with
- * Expect: 100-continue, the route and the key too, so that a refusal comes
- * instead of 100 Continue (libmicrohttpd sends it when this call answers
- * nothing, and closes the connection when it answers before the body). */
+ * the head check (sizes, a NUL, framing, smuggling); with Expect:
+ * 100-continue, the route and the key too, so that a refusal comes instead
+ * of 100 Continue (libmicrohttpd sends it when this call answers nothing,
+ * and closes the connection when it answers before the body). */
 static enum MHD_Result on_head(req *r, const http_line *l)
 {
     http_head head;
     http_refusal f;
-    ds_error e;
     enum MHD_Result ret;
-    if (http__nul_check(r->conn, l->method, l->url, l->version, r->uri_len, &e)) {
-        r->routed = r->close = true; /* nothing after it is taken as a request */
-        r->route_metric = metrics_route(&r->h->srv->metrics, "unknown");
-        return http__error(r, &e);
-    }
     int rc = http__head_check(r->conn, l, &head, &f);
     r->http10 = head.http10;
     if (rc) {
-        r->routed = r->close = true;
+        r->routed = r->close = true; /* nothing after it is taken as a request */
         r->route_metric = metrics_route(&r->h->srv->metrics, "unknown");
         return http__refuse(r, &f);
     }
@@ -1167,7 +1161,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r = req_new(h, conn);
     if (!r->started) {
         r->started = true;
-        return on_head(r, &(http_line){method, url, version});
+        return on_head(r, &(http_line){method, url, version, r->uri});
     }
     if (r->replied) /* answered before its body arrived */
         return MHD_YES;

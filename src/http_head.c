@@ -1,35 +1,46 @@
 /* http_head.c: the request head (request line and header fields) is checked
  * before anything else, and before any byte of a body is read: a head that
  * a proxy in front could read otherwise than libmicrohttpd does (request
- * smuggling), or that HTTP/1.1 forbids, is refused here with the JSON error
- * shape and the connection is closed.
+ * smuggling), that HTTP/1.1 forbids, or that libmicrohttpd would cut short
+ * at a NUL byte, is refused here with the JSON error shape and the
+ * connection is closed. One walk over the head decides, in one order (see
+ * http__head_check in http_internal.h): the version, the sizes, then what
+ * the request line holds, then each field line, then what the fields mean.
  *
  * libmicrohttpd 0.9.75 is lenient where RFC 9112 says to refuse: it folds a
  * line that starts with a space or tab (obs-fold) into the previous field's
  * NAME (so "Transfer-Encoding:\r\n chunked" becomes a field
  * "Transfer-Encodingchunked" and the body is framed by Content-Length), it
- * ends a line at a bare LF, keeps a bare CR in a value and cuts a value at a
- * NUL. It parses the head in place, in one buffer that holds the whole head
- * while the request is processed: the request line from the method's first
- * byte, then each field line, with the CR and LF of each line end and the
- * colon after each name replaced by NULs, for header_size bytes
- * (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE). So where every name and value
- * it hands over lies tells what it did to the line: each field line must
- * start exactly two bytes (CRLF) after the previous one's value ended, and
- * the head must end two bytes after the last. A name that lies elsewhere was
- * moved by a fold; one byte short is a bare LF; bytes left over are what a
- * NUL cut off. Only positions are compared (as integers): no byte outside
- * the names and values handed over is read. A libmicrohttpd that lays the
- * head out otherwise has every request refused (fail closed), which every
- * black-box test would show at once.
+ * ends a line at a bare LF, keeps a bare CR in a value, and keeps the
+ * request line and the fields as C strings, so a NUL byte ends the text it
+ * is in ("GET /health\0/x" is /health, "X-API-Key: key\0junk" the key). It
+ * parses the head in place, in one buffer that holds the whole head while
+ * the request is processed: the request line from the method's first byte,
+ * then each field line, with the CR and LF of each line end, the space
+ * after the method and before the version and the colon after each name
+ * replaced by NULs, for header_size bytes
+ * (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE). So where every part it hands
+ * over lies tells what it did to the line: the target must end one byte
+ * before the version and be as long as the URI log callback saw it up to a
+ * NUL; each field line must start exactly two bytes (CRLF) after the
+ * previous one's value ended, and the head must end two bytes after the
+ * last. A name that lies elsewhere was moved by a fold; one byte short is a
+ * bare LF; bytes left over are what a NUL cut off. Positions are compared
+ * as integers; the only bytes read besides the parts handed over are the
+ * spaces after the method and after each colon, once their bounds are
+ * checked. A libmicrohttpd that lays the head out otherwise has every
+ * request refused (fail closed), which every black-box test would show at
+ * once. One case positions cannot tell: a NUL right before a bare LF
+ * ("a\0\n") is laid out exactly as CR LF, and the buffer no longer holds the
+ * difference.
  *
  * What libmicrohttpd refuses itself, before the application sees a request,
  * it answers with its own HTML page: a head beyond its buffer
- * (HTTP_MHD_POOL: 414 or 431), a request line it cannot parse (400) or a
- * major version other than 1 (505), a field line without a colon (400), a
- * Content-Length that is not a number (400) or too large (413), a broken
- * chunk (400 or 413). The limits below are smaller than its buffer so that
- * every head up to it gets the JSON answer. */
+ * (HTTP_MHD_POOL: 414 or 431), a request line it cannot parse (400; a NUL in
+ * the version too) or a major version other than 1 (505), a field line
+ * without a colon (400), a Content-Length that is not a number (400) or too
+ * large (413), a broken chunk (400 or 413). The limits below are smaller
+ * than its buffer so that every head up to it gets the JSON answer. */
 #include "http_internal.h"
 
 #include <stdint.h>
@@ -47,7 +58,7 @@ typedef enum head_problem {
     HEAD_OK,
     HEAD_FOLDED,    /* a line starting with a space or tab (obs-fold) */
     HEAD_BARE_LF,   /* a line ended by LF alone */
-    HEAD_CUT,       /* bytes libmicrohttpd did not hand over (a NUL in a value) */
+    HEAD_CUT,       /* bytes not handed over (a NUL in a value, a line without a name) */
     HEAD_NAME,      /* a name that is not a token */
     HEAD_VALUE,     /* a control character (a bare CR) in a value */
     HEAD_UNEXPECTED /* any other layout: refused (fail closed) */
@@ -134,6 +145,12 @@ static bool field_layout(head_walk *w, const char *key, size_t key_size, const c
         name_problem(w, HEAD_UNEXPECTED, key, key_size);
         return false;
     }
+    for (const char *p = key + key_size + 1; p < value; p++) { /* after the colon: OWS only */
+        if (*p != ' ' && *p != '\t') {
+            name_problem(w, HEAD_VALUE, key, key_size);
+            return false;
+        }
+    }
     for (size_t i = 0; i < key_size; i++) {
         if (!is_tchar((unsigned char)key[i])) {
             /* a first field line that starts with whitespace is a fold too */
@@ -180,51 +197,65 @@ static enum MHD_Result each_field(void *cls, enum MHD_ValueKind kind, const char
 {
     (void)kind;
     head_walk *w = cls;
-    if (!key || !value || !field_layout(w, key, key_size, value, value_size))
+    if (!key || !value) {
+        w->problem = HEAD_UNEXPECTED;
+        snprintf(w->name, sizeof w->name, "a field without a name or value");
+        return MHD_NO;
+    }
+    if (!field_layout(w, key, key_size, value, value_size))
         return MHD_NO;
     field_meaning(w, key, key_size, value, value_size);
     return MHD_YES;
 }
 
-/* The request line: version, method, target (its raw bytes run from url
- * to the space before version; libmicrohttpd split off the query in place). */
-static int check_line(const http_line *l, uintptr_t start, uintptr_t end, http_refusal *f)
+void http__uri_seen(const char *uri, http_uri *u)
+{
+    u->len = uri ? strlen(uri) : 0;
+    u->ctl = false;
+    for (size_t i = 0; i < u->len; i++)
+        u->ctl |= (unsigned char)uri[i] <= 0x20 || uri[i] == 0x7f;
+}
+
+/* The request line's version, where its parts lie (the target's raw bytes
+ * run from url to the NUL before version) and the target's length. */
+static int line_layout(const http_line *l, uintptr_t end, http_refusal *f)
 {
     bool v11 = strcmp(l->version, "HTTP/1.1") == 0;
     if (!v11 && strcmp(l->version, "HTTP/1.0") != 0)
         return http__refusal(f, 505, "version_not_supported", "version",
                              "HTTP/1.1 and HTTP/1.0 are served; not '%.16s'", l->version);
-    uintptr_t u = (uintptr_t)l->url, v = (uintptr_t)l->version;
-    if (u < start || v <= u || v + strlen(l->version) + 2 > end)
+    uintptr_t m = (uintptr_t)l->method, u = (uintptr_t)l->url, v = (uintptr_t)l->version;
+    if (u < m + strlen(l->method) + 1 || v <= u || v + strlen(l->version) + 2 > end)
         return http__refusal(f, 400, "malformed", "request line",
                              "the request line could not be read exactly");
     if (v - u - 1 > HTTP_TARGET_MAX)
         return http__refusal(f, 414, "too_large", "uri",
                              "the request target has %zu bytes; the limit is %d",
                              (size_t)(v - u - 1), HTTP_TARGET_MAX);
-    for (const char *m = l->method; *m; m++)
-        if (!is_tchar((unsigned char)*m))
-            return http__refusal(f, 400, "malformed", "request line", "the method is not a token");
-    for (const char *c = l->url; *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
-            return http__refusal(f, 400, "malformed", "request line",
-                                 "the request target contains a space, a CR or another control "
-                                 "character");
     return 0;
 }
 
-/* Query arguments as received (the routes unescape them): no space or
- * control character. */
-static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                size_t key_size, const char *value, size_t value_size)
+/* What the request line holds: no NUL (libmicrohttpd ends the method at
+ * its first NUL, so the bytes from there to the target are not only the
+ * spaces it skipped; the target's bytes up to a NUL are fewer than its
+ * place), a method that is a token, a target without a space or control
+ * character (as read: its query's '+' are not spaces). */
+static int line_content(const http_line *l, http_refusal *f)
 {
-    (void)kind;
-    bool *bad = cls;
-    for (size_t i = 0; i < key_size; i++)
-        *bad |= (unsigned char)key[i] <= 0x20 || key[i] == 0x7f;
-    for (size_t i = 0; value && i < value_size; i++)
-        *bad |= (unsigned char)value[i] <= 0x20 || value[i] == 0x7f;
-    return *bad ? MHD_NO : MHD_YES;
+    size_t mlen = strlen(l->method);
+    for (const char *p = l->method + mlen + 1; p < l->url; p++)
+        if (*p != ' ')
+            return http__refusal(f, 400, "malformed", "url", "the method holds a NUL byte");
+    if ((size_t)(l->version - l->url) != l->uri.len + 1)
+        return http__refusal(f, 400, "malformed", "url", "the request target holds a NUL byte");
+    for (size_t i = 0; i < mlen; i++)
+        if (!is_tchar((unsigned char)l->method[i]))
+            return http__refusal(f, 400, "malformed", "request line", "the method is not a token");
+    if (l->uri.ctl)
+        return http__refusal(f, 400, "malformed", "request line",
+                             "the request target (path or query) contains a space, a CR or "
+                             "another control character");
+    return 0;
 }
 
 /* The end of the head: two bytes (CRLF) after the last field line. */
@@ -251,7 +282,9 @@ static int layout_refusal(const head_walk *w, http_refusal *f)
                              w->name);
     case HEAD_CUT:
         return http__refusal(f, 400, "malformed", "headers",
-                             "a header value contains a NUL byte (the line before '%s')", w->name);
+                             "a header value contains a NUL byte, or a header line has no name "
+                             "(the line before '%s')",
+                             w->name);
     case HEAD_NAME:
         return http__refusal(f, 400, "malformed", "headers",
                              "the header name '%s' is not a token (whitespace, a colon or a "
@@ -305,11 +338,12 @@ int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head 
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     size_t size = ci ? ci->header_size : 0;
+    bool v11 = strcmp(l->version, "HTTP/1.1") == 0;
     head->http10 = strcmp(l->version, "HTTP/1.0") == 0;
     head->expect_continue = false;
     head_walk w = {.start = (uintptr_t)l->method};
     w.end = w.start + size;
-    int rc = check_line(l, w.start, w.end, f);
+    int rc = line_layout(l, w.end, f);
     if (rc)
         return rc;
     int fields = MHD_get_connection_values(conn, MHD_HEADER_KIND, NULL, NULL);
@@ -318,15 +352,12 @@ int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head 
                              "the head has %zu bytes in %d header lines; the limits are %d bytes "
                              "and %d lines",
                              size, fields, HTTP_HEAD_MAX, HTTP_FIELDS_MAX);
-    bool bad_arg = false;
-    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, each_arg, &bad_arg);
-    if (bad_arg)
-        return http__refusal(f, 400, "malformed", "request line",
-                             "the query contains a space, a CR or another control character");
+    rc = line_content(l, f);
+    if (rc)
+        return rc;
     w.cursor = (uintptr_t)l->version + strlen(l->version) + 2;
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, each_field, &w);
     head_end(&w);
-    bool v11 = strcmp(l->version, "HTTP/1.1") == 0;
     rc = layout_refusal(&w, f);
     if (!rc)
         rc = framing_refusal(&w, v11, f);

@@ -36,9 +36,19 @@ typedef struct thread_res {
 
 typedef struct http_guard http_guard; /* slow clients (http_guard.c) */
 
-/* The request line as the access handler gets it. */
+/* What the URI log callback saw of the request target, before
+ * libmicrohttpd split it in place (its '?', '&' and '=' become NULs, a '+'
+ * in the query a space): the bytes up to a NUL, and whether a space or a
+ * control character is among them. */
+typedef struct http_uri {
+    size_t len;
+    bool ctl;
+} http_uri;
+
+/* The request line as the access handler gets it, and its target as read. */
 typedef struct http_line {
     const char *method, *url, *version;
+    http_uri uri;
 } http_line;
 
 /* What the head check learnt. */
@@ -132,7 +142,7 @@ struct req {
     /* the URL, whole (http_url.c): the path's names (decoded; "" when one is
        no name: name_err says why), the query's parameters */
     const char *url; /* libmicrohttpd's, undecoded: the static files' */
-    size_t uri_len;  /* bytes of the request line's URI up to a NUL */
+    http_uri uri;    /* the request target as read (http__uri_seen) */
     bool started;    /* on_request has seen the head */
     http_cap caps[HTTP_CAPS_MAX];
     int ncaps;
@@ -205,17 +215,22 @@ void http__guard_arm(http_server *h, struct MHD_Connection *conn, bool armed);
  * whole by the deadline, the reaper answers 408 before it cuts. */
 void http__guard_body(http_server *h, struct MHD_Connection *conn);
 /* The request head (http_head.c), checked when it is complete and before
- * any body byte is read: 0, or the status of a refusal (*f): 505 a version
- * other than HTTP/1.0 and 1.1; 414 and 431 beyond the limits above; 400
- * for obsolete line folding, a bare LF line end, a bare CR or another
- * control character or a NUL in a value, a name that is not a token, a
- * control character in the request target, Content-Length twice with
- * different values, Transfer-Encoding on HTTP/1.0, with Content-Length,
- * twice or other than "chunked", Expect: 100-continue without a body, and
- * an HTTP/1.1 request without exactly one valid Host. The connection is
- * closed after the answer. */
+ * any body byte is read, in this order: 0, or the status of a refusal (*f):
+ * 505 a version other than HTTP/1.0 and 1.1; 414 and 431 beyond the limits
+ * above; 400 "url" for a NUL byte in the method or the request target
+ * (which libmicrohttpd would end it at); 400 "request line" for a method
+ * that is not a token or a space or control character in the target; 400
+ * "headers" for obsolete line folding, a bare LF line end (the request
+ * line's too), a bare CR or another control character or a NUL in a value,
+ * a name that is not a token; then Content-Length twice with different
+ * values, Transfer-Encoding on HTTP/1.0, with Content-Length, twice or
+ * other than "chunked", Expect: 100-continue without a body, and an
+ * HTTP/1.1 request without exactly one valid Host (each its header's
+ * name). The connection is closed after the answer. */
 int http__head_check(struct MHD_Connection *conn, const http_line *l, http_head *head,
                      http_refusal *f);
+/* MHD_OPTION_URI_LOG_CALLBACK's URI (NULL: none), noted for the head check. */
+void http__uri_seen(const char *uri, http_uri *u);
 /* The WebSocket handshake's headers (RFC 6455 section 4.2.1): 0 and the
  * key, or 400 (not HTTP/1.1; Upgrade without the token websocket;
  * Connection without the token upgrade; a Sec-WebSocket-Key that is absent,
@@ -228,10 +243,8 @@ int http__ws_check(struct MHD_Connection *conn, bool http10, char key[HTTP_WS_KE
  * route's query parameters): 0, 404 or 405. */
 int http__route(req *r, const char *url, const char *method);
 
-/* The URL whole (http_url.c). http__nul_check: 400 malformed (target
- * "url" or "headers") when libmicrohttpd cut the request line or a header
- * at a NUL byte, a header is folded, or a line does not end with CR LF;
- * uri_len is the URI's strlen before libmicrohttpd split it. http__url:
+/* The URL whole (http_url.c), once http__head_check has taken the head (no
+ * NUL byte cuts a name or a value of it). http__url:
  * decodes the path's captures into r->model, r->dim and r->view and the
  * query into r->params: 400 malformed for a bad escape, a control
  * character, bytes that are not UTF-8 (target "path", "query" or the
@@ -239,8 +252,6 @@ int http__route(req *r, const char *url, const char *method);
  * (target: it); a capture that is no name is kept for http__path_names:
  * 422 invalid_value (target "table", "dimension", "view"; 403 when a key for
  * one model names no model), judged after the role. */
-int http__nul_check(struct MHD_Connection *conn, const char *method, const char *url,
-                    const char *version, size_t uri_len, ds_error *err);
 int http__url(req *r, ds_error *err);
 int http__path_name(req *r, const char *raw, size_t n, char kind, ds_error *err);
 int http__query_parse(req *r, const char *const *known, bool any, ds_error *err);

@@ -1,8 +1,7 @@
-/* http_url.c: what a request's head says, taken whole. libmicrohttpd
- * keeps the request line and the headers as C strings, so a NUL byte in
- * them cuts the text it ends ("GET /health\0/x" is /health, "X-API-Key:
- * key\0junk" is the key); http__nul_check() refuses such a head before it
- * is routed. The path's captures ({m}, {d}, {v}) and the query's
+/* http_url.c: the request's URL, taken whole. The head check
+ * (http_head.c) has refused a request line or header that libmicrohttpd
+ * would cut at a NUL byte ("GET /health\0/x" would be /health), so what it
+ * hands over is whole. The path's captures ({m}, {d}, {v}) and the query's
  * parameters are %-decoded here, each with its length: a bad escape, a
  * control character (%00 too) or bytes that are not UTF-8 are a 400, a
  * parameter given twice or one the route does not take a 400 naming it, and
@@ -15,85 +14,6 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- the raw head ------------------------------------------------------------------- */
-
-/* Whether b lies within [a, a + max] (both point into one buffer when
- * libmicrohttpd parsed the head in place). */
-static bool follows(const char *a, const char *b, size_t max)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return y >= x && y - x <= max;
-}
-
-typedef struct head_walk {
-    const char *next; /* where the next header line must start */
-    bool bad;
-} head_walk;
-
-static bool is_ws(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* One header line, in place: "key" NUL(:) [SP/HT]* value NUL(CR) NUL(LF),
- * starting where the previous line ended. A NUL inside the value ends the
- * value early: the bytes after it are not where they must be. */
-static enum MHD_Result walk_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   size_t key_size, const char *value, size_t value_size)
-{
-    (void)kind;
-    head_walk *w = cls;
-    const char *p = key + key_size + 1;
-    if (key != w->next || !value || !follows(p, value, 1 << 20)) {
-        w->bad = true; /* not in place: a folded line (copied), or a line cut short */
-        return MHD_NO;
-    }
-    while (p < value && is_ws(*p))
-        p++;
-    const char *end = value + value_size;
-    if (p != value || end[0] != '\0' || end[1] != '\0') {
-        w->bad = true;
-        return MHD_NO;
-    }
-    w->next = end + 2;
-    return MHD_YES;
-}
-
-int http__nul_check(struct MHD_Connection *conn, const char *method, const char *url,
-                    const char *version, size_t uri_len, ds_error *err)
-{
-    /* libmicrohttpd parses the head in place: method, URI, version and
-       every header point into the one buffer that holds the request's
-       lines, each line's CR LF turned into two NULs. A version of it that
-       copies would fail this on every request, which every test shows. */
-    const char *why = NULL;
-    size_t mlen = strlen(method), vlen = strlen(version);
-    const char *p = method + mlen + 1;
-    if (!follows(method, url, 1 << 20) || !follows(url, version, 1 << 20))
-        why = "the request line is not where it was read";
-    while (!why && p < url)
-        if (*p++ != ' ')
-            why = "the method holds a NUL byte";
-    if (!why && (size_t)(version - url) != uri_len + 1)
-        why = "the URL holds a NUL byte";
-    if (!why && (version[vlen] != '\0' || version[vlen + 1] != '\0'))
-        why = "the request line holds a NUL byte or does not end with CR LF";
-    if (why)
-        return ds_fail(err, DS_MALFORMED, "url", "%s", why);
-    head_walk w = {.next = version + vlen + 2};
-    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, walk_header, &w);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    /* the last header's line, then the empty line: the head's every byte */
-    if (!w.bad && (!ci || (size_t)(w.next + 2 - method) != ci->header_size))
-        w.bad = true;
-    if (w.bad)
-        return ds_fail(err, DS_MALFORMED, "headers",
-                       "a header holds a NUL byte, is folded onto a second line, or a line "
-                       "does not end with CR LF");
-    return 0;
-}
 
 /* ---- %-decoding ------------------------------------------------------------------------- */
 

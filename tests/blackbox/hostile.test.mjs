@@ -845,28 +845,33 @@ hcase('a NUL byte in a header (X-API-Key, Authorization, X-User, Content-Type) a
     for (const [name, value] of [['X-API-Key', 'key'], ['Authorization', 'Bearer key'], ['X-User', 'bob'], ['Content-Type', 'application/json']])
         for (const v of at3(value, '\0').concat(at3(value, '\0\0z')))
             await expectFramingRefused(`GET /v1/models HTTP/1.1\r\n${name}: ${v}\r\n${headTail}`, 'headers', { method: 'GET', path: '/v1/models' });
-    // a NUL in the last header, and lines ending with a bare LF
+    // a NUL in the last header, and lines ending with a bare LF (the request line's too: the
+    // line end is the head's, target headers; a NUL before it is the request line's, url)
     await expectFramingRefused(`GET /health HTTP/1.1\r\nHost: x\r\nX-Last: a\0\0\0\0zz\r\n\r\n`, 'headers', { method: 'GET', path: '/health' });
-    await expectFramingRefused('GET /health HTTP/1.1\nHost: x\nConnection: close\n\n', 'url', { method: 'GET', path: '/health' });
+    await expectFramingRefused('GET /health HTTP/1.1\nHost: x\nConnection: close\n\n', 'headers', { method: 'GET', path: '/health' });
+    await expectFramingRefused('GET /he\0alth HTTP/1.1\nHost: x\nConnection: close\n\n', 'url', { method: 'GET', path: '/health' });
     await expectFramingRefused('GET /health HTTP/1.1\r\nHost: x\nConnection: close\r\n\r\n', 'headers', { method: 'GET', path: '/health' });
 });
 
-hcase('large heads are read whole: a 12 KB header, 100 headers, a 6 KB query -> answered', async () => {
+hcase('large heads are read whole: a 12 KB header, 100 header lines (the limit), a 6 KB query -> answered', async () => {
     const big = await raw(`GET /health HTTP/1.1\r\nX-Big: ${'b'.repeat(12000)}\r\n${headTail}`);
     assert.equal(responses(big.buf)[0]?.status, 200, big.text.slice(0, 300));
-    const many = await raw(`GET /health HTTP/1.1\r\n${Array.from({ length: 100 }, (_, i) => `X-H${i}: ${'v'.repeat(i)}`).join('\r\n')}\r\n${headTail}`);
+    // 98 of them, then Host and Connection (headTail): 100 lines, the most a head takes
+    const many = await raw(`GET /health HTTP/1.1\r\n${Array.from({ length: 98 }, (_, i) => `X-H${i}: ${'v'.repeat(i)}`).join('\r\n')}\r\n${headTail}`);
     assert.equal(responses(many.buf)[0]?.status, 200, many.text.slice(0, 300));
     const q = await raw(`GET /v1/models/${MODEL}/views/sales_summary_by_product_family?family=${'f'.repeat(6000)} HTTP/1.1\r\n${headTail}`);
     assert.equal(responses(q.buf)[0]?.status, 200, q.text.slice(0, 300));
 });
 
-hcase('X-User (open mode): over 64 bytes, a space, a control character -> 400 malformed (X-User)', async () => {
-    for (const u of ['u'.repeat(65), 'bob smith', 'bob\u0001']) {
-        const r = await raw(`GET /v1/models HTTP/1.1\r\nX-User: ${u}\r\n${headTail}`);
+hcase('X-User (open mode): over 64 bytes, a space, a byte beyond ASCII -> 400 malformed (X-User); a control character is the head check\'s (headers, closed)', async () => {
+    for (const u of ['u'.repeat(65), 'bob smith', 'b\u00f8b', 'bob\u00a0']) {
+        const r = await raw(Buffer.from(`GET /v1/models HTTP/1.1\r\nX-User: ${u}\r\n${headTail}`, 'utf8'));
         const [res] = responses(r.buf);
         assert.equal(res?.status, 400, r.text.slice(0, 300));
-        assert.equal(JSON.parse(res.body).error.target, 'X-User');
+        assert.equal(JSON.parse(res.body).error.target, 'X-User', `${JSON.stringify(u)}: ${res.body}`);
     }
+    for (const u of ['bob\u0001', 'bob\u007f', 'b\rob', '\u001bbob'])
+        await expectFramingRefused(`GET /v1/models HTTP/1.1\r\nX-User: ${u}\r\n${headTail}`, 'headers', { method: 'GET', path: '/v1/models' });
     const ok = await get('/v1/models', { headers: { 'X-User': 'u'.repeat(64) } });
     assert.equal(ok.status, 200, ok.text);
 });
@@ -1213,12 +1218,17 @@ describe('request head, Expect, late bodies, WebSocket handshake', () => {
         await refused('GET /health HTTP/1.1\nHost: x\r\n\r\n', 400, 'malformed', 'headers', ERR_PATH, 'request line LF');
         await refused('GET /health HTTP/1.1\r\nHost: x\r\n\n', 400, 'malformed', 'headers', ERR_PATH, 'last line LF');
         await refused('GET /health HTTP/1.1\nHost: x\n\n', 400, 'malformed', 'headers', ERR_PATH, 'every line LF');
-        // names that are not tokens
-        for (const name of ['X(Foo)', 'X"Foo', 'X Foo', 'X-Foo\t', 'X/Foo', 'X{Foo}'])
+        // a control character between the colon and the value
+        for (const c of ['\u000b', '\u000c', '\r', '\u0001'])
+            await refused(`GET /health HTTP/1.1\r\nHost: x\r\nX-Foo:${c}v\r\n\r\n`, 400, 'malformed', 'headers', ERR_PATH, `after the colon ${JSON.stringify(c)}`);
+        // names that are not tokens, and none
+        for (const name of ['X(Foo)', 'X"Foo', 'X Foo', 'X-Foo\t', 'X/Foo', 'X{Foo}', ''])
             await refused(`GET /health HTTP/1.1\r\nHost: x\r\n${name}: v\r\n\r\n`, 400, 'malformed', 'headers', ERR_PATH, name);
-        // the request target and query
-        for (const t of ['/he\rlth', '/he\tlth', '/health?a=\u0001', '/health?a=b\u007f', '/health?a=\rb'])
+        // the request target and query, as sent (a space: between path and version too)
+        for (const t of ['/he\rlth', '/he\tlth', '/he lth', '/health ', '/health?a=\u0001', '/health?a=b\u007f', '/health?a=\rb', '/health?a b', '/health?\u007f=1'])
             await refused(`GET ${t} HTTP/1.1\r\nHost: x\r\n\r\n`, 400, 'malformed', 'request line', null, JSON.stringify(t));
+        // a method that is not a token
+        await refused('G(T /health HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'malformed', 'request line', null, 'method');
     });
 
     hcase('Expect: 100-continue without a body (no Content-Length or Transfer-Encoding) -> 400 Expect, no 100, closed', async () => {
@@ -1254,9 +1264,50 @@ describe('request head, Expect, late bodies, WebSocket handshake', () => {
         await refused(`GET /health HTTP/1.1\r\nHost: x\r\nX-A: ${'a'.repeat(9000)}\r\nX-B: ${'b'.repeat(9000)}\r\n\r\n`, 431, 'too_large', 'headers', ERR_PATH, '18 KB');
         for (const v of ['HTTP/1.2', 'HTTP/1.9'])
             await refused(`GET /health ${v}\r\nHost: x\r\n\r\n`, 505, 'version_not_supported', 'version', ERR_PATH, v);
-        // at the limits: served
-        const atLimit = await raw(`GET /health?x=${'a'.repeat(8192 - 10)} HTTP/1.1\r\nHost: x\r\n${lines(98)}Connection: close\r\n\r\n`);
+        // a parameter the route takes: 414 one byte over, served at the limits (a target of
+        // 8192 bytes, 100 header lines)
+        const view = `/v1/models/${MODEL}/views/sales_summary_by_product_family?family=`;
+        const target = (n) => `${view}${'f'.repeat(n - view.length)}`;
+        await refused(`GET ${target(8193)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414, 'too_large', 'uri', null, 'a parameter the route takes');
+        const atLimit = await raw(`GET ${target(8192)} HTTP/1.1\r\nHost: x\r\n${lines(98)}Connection: close\r\n\r\n`);
         assert.equal(responses(atLimit.buf)[0]?.status, 200, atLimit.text.slice(0, 300));
+    });
+
+    // One order for every head (issue 12's two checks, made one): the version, then the
+    // sizes (414, 431) before anything about the content, then a NUL in the request line
+    // (url), then its other bytes (request line), then each header line (headers), then
+    // what the headers mean (Transfer-Encoding, Host, ...); the URL's parameters and names
+    // only after the whole head is taken.
+    hcase('a head with two faults gets the first in one order: 505, 414/431, url, request line, headers, framing, then the URL', async () => {
+        const longQ = `x=${'a'.repeat(9000)}`;
+        const lines = (n, bad = '') => Array.from({ length: n }, (_, i) => `X-H${i}: v${i === 7 ? bad : ''}\r\n`).join('');
+        const cases = [
+            // [what, request, status, code, target]
+            ['a NUL and HTTP/1.2', 'GET /he\0alth HTTP/1.2\r\nHost: x\r\n\r\n', 505, 'version_not_supported', 'version'],
+            ['an over-long target with a NUL', `GET /health?${longQ}\0 HTTP/1.1\r\nHost: x\r\n\r\n`, 414, 'too_large', 'uri'],
+            ['an over-long target with a tab', `GET /health?\t${longQ} HTTP/1.1\r\nHost: x\r\n\r\n`, 414, 'too_large', 'uri'],
+            ['an over-long target, 101 header lines', `GET /health?${longQ} HTTP/1.1\r\nHost: x\r\n${lines(100)}\r\n`, 414, 'too_large', 'uri'],
+            ['101 header lines, one with a control character', `GET /health HTTP/1.1\r\nHost: x\r\n${lines(100, '\u0001')}\r\n`, 431, 'too_large', 'headers'],
+            ['101 header lines, one with a NUL', `GET /health HTTP/1.1\r\nHost: x\r\n${lines(100, '\0z')}\r\n`, 431, 'too_large', 'headers'],
+            ['an 18 KB head with a folded line', `GET /health HTTP/1.1\r\nHost: x\r\nX-A: ${'a'.repeat(18000)}\r\n b\r\n\r\n`, 431, 'too_large', 'headers'],
+            ['101 header lines with a NUL in the target', `GET /he\0alth HTTP/1.1\r\nHost: x\r\n${lines(100)}\r\n`, 431, 'too_large', 'headers'],
+            ['a NUL in the target and a tab', 'GET /he\0a\tlth HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'malformed', 'url'],
+            ['a NUL in the method, a header with a control character', 'GET\0X /health HTTP/1.1\r\nHost: x\r\nX-Foo: \u0001\r\n\r\n', 400, 'malformed', 'url'],
+            ['a NUL in the target, the request line ended by a bare LF', 'GET /he\0alth HTTP/1.1\nHost: x\r\n\r\n', 400, 'malformed', 'url'],
+            ['a space in the target, a NUL in a header', 'GET /he lth HTTP/1.1\r\nHost: x\r\nX-Foo: a\0b\r\n\r\n', 400, 'malformed', 'request line'],
+            ['a control character in the query, a folded line', 'GET /health?a=\u0001 HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n b\r\n\r\n', 400, 'malformed', 'request line'],
+            ['a bare CR in a header, no Host', 'GET /health HTTP/1.1\r\nX-Foo: a\rb\r\n\r\n', 400, 'malformed', 'headers'],
+            ['a NUL in a header, Transfer-Encoding with Content-Length', `${postHead}X-Foo: a\0b\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n`, 400, 'malformed', 'headers'],
+            ['no Host, a parameter the route does not take', 'GET /health?x=1 HTTP/1.1\r\n\r\n', 400, 'malformed', 'Host'],
+            ['a header line with a control character, %00 in the query', 'GET /health?a=%00 HTTP/1.1\r\nHost: x\r\nX-Foo: \u007f\r\n\r\n', 400, 'malformed', 'headers'],
+        ];
+        for (const [what, req, status, code, target] of cases) await refused(req, status, code, target, ERR_PATH, what);
+        // a whole head: the URL is judged after it, a 400 naming the parameter that does not
+        // close the connection (the next request on it is answered)
+        const r = await raw('GET /health?x=1%00 HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        const rs = responses(r.buf);
+        assert.deepEqual(rs.map((a) => a.status), [400, 200], r.text.slice(0, 600));
+        assert.equal(JSON.parse(rs[0].body).error.target, 'x', rs[0].body);
     });
 
     hcase('what libmicrohttpd still answers itself (HTML, documented): HTTP/2.0 and 0.9 505, http/1.1 and HTTP/1.10 400, heads beyond its 64 KiB buffer 414/431', async () => {
