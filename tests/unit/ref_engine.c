@@ -177,7 +177,8 @@ static void add_facts(ref_engine *r, const ref_fact *add, size_t n)
         r->facts_alloc = 2 * (r->nfacts + n);
         r->facts = xrealloc(r->facts, r->facts_alloc * sizeof *r->facts);
     }
-    memcpy(r->facts + r->nfacts, add, n * sizeof *add);
+    if (n)
+        memcpy(r->facts + r->nfacts, add, n * sizeof *add);
     r->nfacts += n;
     qsort(r->facts, r->nfacts, sizeof *r->facts, fact_cmp);
     for (size_t i = 1; i < r->nfacts; i++)
@@ -267,7 +268,16 @@ void ref_engine_load_fact(ref_engine *r, const int32_t *members, const int64_t *
         f.val[q] = has >> q & 1 ? values[q] : 0;
         f.stamp[q] = stamps[q];
     }
-    add_facts(r, &f, 1);
+    if (r->nfacts == r->facts_alloc) {
+        r->facts_alloc = r->facts_alloc ? 2 * r->facts_alloc : 1024;
+        r->facts = xrealloc(r->facts, r->facts_alloc * sizeof *r->facts);
+    }
+    r->facts[r->nfacts++] = f;
+}
+
+void ref_engine_load_done(ref_engine *r)
+{
+    add_facts(r, NULL, 0);
 }
 
 static void record(ref_engine *r, const char *user, const char *rid, const char *hash, int64_t seq,
@@ -326,25 +336,24 @@ uint64_t ref_engine_checksum(const ref_engine *r)
 
 /* ---- errors -------------------------------------------------------------------- */
 
-static int stale(ds_error *err, int64_t now, const char *fmt, const char *a, const char *b,
-                 int64_t if_seq)
+/* A stale refusal says the seq the model is at. */
+static int at_seq(int rc, ds_error *err, int64_t now)
 {
-    int rc;
-    if (b)
-        rc = ds_fail(err, DS_STALE, "cell", fmt, a, b, if_seq);
-    else if (a)
-        rc = ds_fail(err, DS_STALE, "cell", fmt, a, if_seq);
-    else
-        rc = ds_fail(err, DS_STALE, "cell", fmt, if_seq);
     err->has_seq = true;
     err->seq = now;
     return rc;
 }
 
-#define STALE_STRUCTURE "the members beneath the cell in dimension '%s' changed after seq %" PRId64
-#define STALE_CELL      "a cell this command would change was changed after seq %" PRId64
-#define STALE_MEMBER    "member '%s' of dimension '%s' changed after seq %" PRId64
-#define LEAF_RANGE      "a leaf would get a value beyond the measure's range"
+/* A cell the command would change was changed after if_seq. */
+static int stale_cell(ds_error *err, int64_t if_seq, int64_t now)
+{
+    return at_seq(ds_fail(err, DS_STALE, "cell",
+                          "a cell this command would change was changed after seq %" PRId64,
+                          if_seq),
+                  err, now);
+}
+
+#define LEAF_RANGE "a leaf would get a value beyond the measure's range"
 
 /* if_seq against the catalog: a member of the cell whose structure (at or
  * beneath it) changed after if_seq. */
@@ -353,7 +362,11 @@ static int stale_structure(const ds_model *m, const int32_t *cell, int64_t if_se
 {
     for (int k = 0; k < m->ndims; k++)
         if (m->dims[k].members[cell[k]].struct_seq > if_seq)
-            return stale(err, now, STALE_STRUCTURE, m->dims[k].name, NULL, if_seq);
+            return at_seq(ds_fail(err, DS_STALE, "cell",
+                                  "the members beneath the cell in dimension '%s' changed after "
+                                  "seq %" PRId64,
+                                  m->dims[k].name, if_seq),
+                          err, now);
     return 0;
 }
 
@@ -453,7 +466,7 @@ static int decide_leaf(const ref_engine *r, const ds_command *cmd, const ds_writ
         return rc;
     /* a stamp of this seq is an earlier write of the same command */
     if (cmd->if_seq >= 0 && nv != old && stamp > cmd->if_seq && stamp != seq)
-        return stale(err, seq - 1, STALE_CELL, NULL, NULL, cmd->if_seq);
+        return stale_cell(err, cmd->if_seq, seq - 1);
     d->leaf = true;
     d->method = w->method;
     d->target = (ds_change){.cell = w->cell, .measure = q, .old_value = old, .new_value = nv};
@@ -784,7 +797,7 @@ static int stale_region(const ref_engine *r, const ds_command *cmd, const ds_wri
     int rc = stale_structure(r->model, w->cell.m, cmd->if_seq, seq - 1, err);
     for (size_t i = 0; rc == 0 && i < c->n; i++)
         if (nv[i] != c->value[i] && c->stamp[i] > cmd->if_seq && c->stamp[i] != seq)
-            rc = stale(err, seq - 1, STALE_CELL, NULL, NULL, cmd->if_seq);
+            rc = stale_cell(err, cmd->if_seq, seq - 1);
     return rc;
 }
 
@@ -1063,7 +1076,10 @@ static int stale_member(const ref_engine *r, const ds_dim *d, int32_t x, int64_t
 {
     if (if_seq < 0 || !alive(d, x) || d->members[x].struct_seq <= if_seq)
         return 0;
-    return stale(err, r->seq, STALE_MEMBER, d->members[x].key, d->name, if_seq);
+    return at_seq(ds_fail(err, DS_STALE, "cell",
+                          "member '%s' of dimension '%s' changed after seq %" PRId64,
+                          d->members[x].key, d->name, if_seq),
+                  err, r->seq);
 }
 
 static bool key_taken(const ds_dim *d, const char *key)

@@ -82,9 +82,11 @@ ref_engine *ref_engine_new(const ds_model *def, int64_t seq, const engine_opts *
 void ref_engine_free(ref_engine *r);
 
 /* Loads a fact as engine_load_fact() takes it (a fact with no measure
- * present is no fact). Aborts on a duplicate cell. */
+ * present is no fact); ref_engine_load_done() after the last (it aborts on
+ * two facts for one cell). */
 void ref_engine_load_fact(ref_engine *r, const int32_t *members, const int64_t *values,
                           const int64_t *stamps, uint64_t has);
+void ref_engine_load_done(ref_engine *r);
 void ref_engine_load_request(ref_engine *r, const char *user, const char *rid, const char *hash,
                              int64_t seq, int code, int64_t ts_ms);
 

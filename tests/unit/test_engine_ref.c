@@ -40,7 +40,7 @@
 #include "store.h"
 
 #define DEMO_FACTS    2000
-#define COMMANDS      400 /* per random run */
+#define COMMANDS      500 /* per random run */
 #define VG_COMMANDS   40  /* per random run under valgrind */
 #define CHECK_EVERY   25
 #define HISTORY       64
@@ -75,6 +75,7 @@ typedef struct pair {
     sent hist[HISTORY];
     int nhist;
     engine_status last_status;
+    ds_error last_err; /* of the last refusal */
 } pair;
 
 static int load_fact(void *ctx, int64_t rowid, const int32_t *members, const int64_t *values,
@@ -106,6 +107,7 @@ static void pair_open(pair *p, uint64_t seed, const engine_opts *o)
     ds_error err;
     ck_assert_msg(store_facts_each(s, DEMO_MODEL, load_fact, p->r, &err) == 0, "%s", err.message);
     ck_assert_msg(store_requests_load(s, load_request, p->r, &err) == 0, "%s", err.message);
+    ref_engine_load_done(p->r);
     store_close(s);
     fx_remove_dir();
     ck_assert_uint_eq(engine_checksum(p->e), ref_engine_checksum(p->r));
@@ -119,12 +121,12 @@ static void pair_close(pair *p)
     ref_engine_free(p->r);
 }
 
-static engine_opts test_opts(size_t change_cap)
+static engine_opts test_opts(size_t change_cap, int64_t create_cap)
 {
     engine_opts o;
     engine_opts_default(&o);
     o.change_cap = change_cap;
-    o.create_cap = 3000; /* some equal spreads are too_many_cells */
+    o.create_cap = create_cap;
     return o;
 }
 
@@ -373,6 +375,8 @@ static int send(pair *p, const engine_input *in, const ds_command *cmd, const ch
     }
     remember(p, in, &er);
     p->last_status = er.status;
+    if (er.status == ENGINE_REFUSED)
+        p->last_err = er.err;
     int code = er.code;
     if (er.status == ENGINE_APPLIED && cmd && cmd->kind == COMMAND_MEMBER) {
         const ds_model *m = engine_model_acquire(p->e);
@@ -474,6 +478,68 @@ static void with_if_seq(ds_buf *b, int64_t v)
     ds_buf_free(&c);
 }
 
+/* A write with an amount at the edge of the range on a random cell (a
+ * leaf, or any member in each dimension): out_of_range in its forms. */
+static void extreme_body(const ds_model *m, fx_rng *g, ds_buf *b)
+{
+    static const char *const amounts[] = {"\"value\":999999999999999999",
+                                          "\"value\":-999999999999999999",
+                                          "\"delta\":999999999999999999",
+                                          "\"delta\":-900000000000000000",
+                                          "\"percent\":\"1000000000\"",
+                                          "\"percent\":-250",
+                                          "\"value\":\"1000000000000000000000\"",
+                                          "\"value\":\"1000000000000000000000000000000000000\""};
+    static const char *const methods[] = {"proportional", "equal", "repeat"};
+    bool leaves_only = fx_next(g) % 2;
+    ds_buf_reset(b);
+    ds_buf_printf(b, "{\"column\":\"%s\",\"cell\":{", fx_next(g) % 2 ? "quantity" : "net_amount");
+    for (int k = 0; k < m->ndims; k++) {
+        const ds_dim *d = &m->dims[k];
+        int32_t x = random_member(d, g);
+        while (leaves_only && !model_is_leaf(d, x))
+            x = random_member(d, g);
+        ds_buf_printf(b, "%s\"%s\":\"%s\"", k ? "," : "", d->name, d->members[x].key);
+    }
+    ds_buf_printf(b, "},%s,\"method\":\"%s\"}", amounts[fx_next(g) % DS_ARRAY_LEN(amounts)],
+                  methods[fx_next(g) % 3]);
+}
+
+/* A spread over a wide region (each dimension's member at most `depth`
+ * levels down: brands, years, regions), any method and form, sometimes
+ * with a hold: big sparse and dense regions. */
+static void wide_body(const ds_model *m, fx_rng *g, ds_buf *b)
+{
+    static const char *const methods[] = {"proportional", "equal", "repeat"};
+    static const int depth[] = {2, 1, 1, 1};
+    ds_buf_reset(b);
+    ds_buf_printf(b, "{\"column\":\"%s\",\"cell\":{", fx_next(g) % 2 ? "quantity" : "net_amount");
+    bool first = true;
+    for (int k = 0; k < m->ndims; k++) {
+        const ds_dim *d = &m->dims[k];
+        int32_t x = random_member(d, g);
+        while (d->members[x].depth > depth[k < 4 ? k : 3])
+            x = random_member(d, g);
+        if (x == d->root)
+            continue;
+        ds_buf_printf(b, "%s\"%s\":\"%s\"", first ? "" : ",", d->name, d->members[x].key);
+        first = false;
+    }
+    uint64_t f = fx_next(g) % 3;
+    int64_t amount = (int64_t)(fx_next(g) % 2000000) - 500000;
+    ds_buf_printf(b, "},\"%s\":%lld,\"method\":\"%s\"",
+                  f == 0   ? "value"
+                  : f == 1 ? "delta"
+                           : "percent",
+                  (long long)(f == 2 ? amount % 80 : amount), methods[fx_next(g) % 3]);
+    if (fx_next(g) % 2) {
+        const ds_dim *d = &m->dims[fx_next(g) % (uint64_t)m->ndims];
+        ds_buf_printf(b, ",\"holds\":[{\"%s\":\"%s\"}]", d->name,
+                      d->members[random_member(d, g)].key);
+    }
+    ds_buf_puts(b, "}");
+}
+
 /* One random entry: a body from the fixture, sometimes with if_seq above
  * the model's seq, or on a member operation; sometimes from another user,
  * or with a key scoped to a member; sometimes a retry of an entry sent
@@ -490,6 +556,15 @@ static void random_entry(pair *p, fx_rng *g, ds_buf *body)
     req_kind kind;
     const char *dim;
     fx_random_body(body, m, g, seq, &kind, &dim);
+    uint64_t own = fx_next(g) % 24;
+    if (own < 3) {
+        if (own < 2)
+            extreme_body(m, g, body);
+        else
+            wide_body(m, g, body);
+        kind = REQ_CELL;
+        dim = NULL;
+    }
     bool has_if = strncmp(body->data, IF_SEQ_PREFIX, strlen(IF_SEQ_PREFIX)) == 0;
     uint64_t v = fx_next(g) % 40;
     if (!has_if && v < 2)
@@ -529,9 +604,20 @@ static int commands_per_run(void)
     return RUNNING_ON_VALGRIND ? VG_COMMANDS : COMMANDS;
 }
 
-static void random_run(uint64_t seed, size_t change_cap)
+/* The random runs: seed, change_cap, create_cap (a small one makes
+ * too_many_cells frequent; a large one lets big equal spreads through). */
+static const struct {
+    uint64_t seed;
+    size_t change_cap;
+    int64_t create_cap;
+} runs[] = {
+    {1, (size_t)1 << 20, 3000}, {2, (size_t)1 << 20, 400}, {3, (size_t)1 << 20, 60}, {11, 4, 200}};
+
+static void random_run(int run)
 {
-    engine_opts o = test_opts(change_cap);
+    uint64_t seed = runs[run].seed;
+    size_t change_cap = runs[run].change_cap;
+    engine_opts o = test_opts(change_cap, runs[run].create_cap);
     pair p;
     pair_open(&p, seed, &o);
     fx_rng g = {seed * 7919};
@@ -546,10 +632,11 @@ static void random_run(uint64_t seed, size_t change_cap)
     same_state(&p, &g, 20);
     const stats *st = &p.st;
     fprintf(stderr,
-            "engine vs reference (seed %llu, cap %zu): %d applied (%d spreads, %d member ops), "
+            "engine vs reference (seed %llu, caps %zu and %lld): %d applied (%d spreads, %d member "
+            "ops), "
             "%d refused (%d batches), %d duplicates, %d reused, %d did not resolve\n",
-            (unsigned long long)seed, change_cap, st->applied, st->spreads, st->members,
-            st->refused, st->batch_refused, st->duplicates, st->reused, st->skipped);
+            (unsigned long long)seed, change_cap, (long long)o.create_cap, st->applied, st->spreads,
+            st->members, st->refused, st->batch_refused, st->duplicates, st->reused, st->skipped);
     for (int c = 0; c < DS_CODE_COUNT; c++)
         if (st->codes[c])
             fprintf(stderr, "  %s: %d\n", ds_code_name((ds_code)c), st->codes[c]);
@@ -563,22 +650,19 @@ static void random_run(uint64_t seed, size_t change_cap)
         ck_assert_int_gt(st->codes[DS_STALE], 0);
         ck_assert_int_gt(st->codes[DS_HELD], 0);
         ck_assert_int_gt(st->codes[DS_OUT_OF_SCOPE], 0);
+        ck_assert_int_gt(st->codes[DS_OUT_OF_RANGE], 0);
+        if (runs[run].create_cap <= 200)
+            ck_assert_int_gt(st->codes[DS_TOO_MANY_CELLS], 0);
     }
     ds_buf_free(&body);
     pair_close(&p);
 }
 
+/* The last run cuts change lists at a small cap: the totals are a prefix,
+ * the leaves the cap's worth of the reference's. */
 START_TEST(random_commands_match)
 {
-    random_run(1 + (uint64_t)_i, (size_t)1 << 20);
-}
-END_TEST
-
-/* Change lists cut at a small cap: the totals are a prefix, the leaves
- * the cap's worth of the reference's. */
-START_TEST(random_commands_match_when_cut)
-{
-    random_run(11 + (uint64_t)_i, 4);
+    random_run(_i);
 }
 END_TEST
 
@@ -635,7 +719,7 @@ static int leaf_write(pair *p, const demo_keys *k, size_t i, size_t j, size_t t,
  * reads of every family in every year then agree. */
 START_TEST(edges_match)
 {
-    engine_opts o = test_opts((size_t)1 << 20);
+    engine_opts o = test_opts((size_t)1 << 20, 3000);
     pair p;
     pair_open(&p, 41, &o);
     demo_keys k;
@@ -705,7 +789,7 @@ END_TEST
 /* Each wording of out_of_range the engine can reach. */
 START_TEST(out_of_range_matches)
 {
-    engine_opts o = test_opts((size_t)1 << 20);
+    engine_opts o = test_opts((size_t)1 << 20, 3000);
     pair p;
     pair_open(&p, 43, &o);
     demo_keys k;
@@ -766,7 +850,7 @@ END_TEST
  * user. */
 START_TEST(batch_refused_halfway_and_ledger)
 {
-    engine_opts o = test_opts((size_t)1 << 20);
+    engine_opts o = test_opts((size_t)1 << 20, 3000);
     pair p;
     pair_open(&p, 44, &o);
     demo_keys k;
@@ -789,6 +873,7 @@ START_TEST(batch_refused_halfway_and_ledger)
     ck_assert_uint_eq(engine_checksum(p.e), before);
     engine_get_stats(p.e, &s1);
     ck_assert_uint_eq(s1.live_facts, s0.live_facts);
+    ck_assert_uint_eq(s1.facts, s0.facts); /* no row left of the facts it created */
     ck_assert_int_eq(engine_seq(p.e), seq);
     same_state(&p, &(fx_rng){4}, 20);
     ck_assert_int_eq(run(&p, REQ_BATCH, NULL, &b1, "%s", batch), DS_OUT_OF_RANGE);
@@ -821,7 +906,7 @@ END_TEST
  * added beneath the target, a member operation on a changed member. */
 START_TEST(stale_matches)
 {
-    engine_opts o = test_opts((size_t)1 << 20);
+    engine_opts o = test_opts((size_t)1 << 20, 3000);
     pair p;
     pair_open(&p, 45, &o);
     demo_keys k;
@@ -898,7 +983,7 @@ static size_t leaf_with_facts(pair *p, const demo_keys *k, size_t from)
  * itself, a key taken, rename. */
 START_TEST(member_operations_match)
 {
-    engine_opts o = test_opts((size_t)1 << 20);
+    engine_opts o = test_opts((size_t)1 << 20, 3000);
     pair p;
     pair_open(&p, 46, &o);
     demo_keys k;
@@ -957,23 +1042,58 @@ END_TEST
  * time): the same id then applies anew. */
 START_TEST(retention_matches)
 {
-    engine_opts o = test_opts((size_t)1 << 20);
+    engine_opts o = test_opts((size_t)1 << 20, 3000);
     o.retention_ms = 1000;
     pair p;
     pair_open(&p, 47, &o);
     route t1 = {.rid = "t1"};
     const char *b1 = "{\"column\":\"quantity\",\"cell\":{},\"delta\":3}";
     const char *b2 = "{\"column\":\"quantity\",\"cell\":{},\"delta\":4}";
+    int64_t t0 = p.ts;
     ck_assert_int_eq(run(&p, REQ_CELL, NULL, &t1, "%s", b1), DS_OK);
-    p.ts += 500;
+    p.ts = t0 + 500;
     ck_assert_int_eq(run(&p, REQ_CELL, NULL, &t1, "%s", b2), DS_REQUEST_ID_REUSED);
+    p.ts = t0 + 1000; /* the last moment it is remembered */
     ck_assert_int_eq(run(&p, REQ_CELL, NULL, &t1, "%s", b1), DS_OK);
     ck_assert_int_eq(p.last_status, ENGINE_DUPLICATE);
-    p.ts += 1000;
+    p.ts = t0 + 1001;
     ck_assert_int_eq(run(&p, REQ_CELL, NULL, &t1, "%s", b2), DS_OK);
     ck_assert_int_eq(p.last_status, ENGINE_APPLIED);
     same_state(&p, &(fx_rng){8}, 10);
     pair_close(&p);
+}
+END_TEST
+
+/* The too_many_cells count at the cap and one below: the missing cells an
+ * equal spread over a brand fills, and with a hold the unheld ones. */
+START_TEST(fill_cap_boundary)
+{
+    const char *fmt[] = {
+        "{\"column\":\"quantity\",\"cell\":{\"product\":\"%s\"},\"method\":\"equal\","
+        "\"value\":100000}",
+        "{\"column\":\"quantity\",\"cell\":{\"product\":\"%s\"},\"method\":\"repeat\","
+        "\"value\":7,\"holds\":[{\"time\":\"2025\"}]}"};
+    for (size_t f = 0; f < DS_ARRAY_LEN(fmt); f++) {
+        int64_t count = 0;
+        for (int step = 0; step < 3; step++) { /* cap 0, then the count, then one below */
+            int64_t cap = step == 0 ? 0 : step == 1 ? count : count - 1;
+            engine_opts o = test_opts((size_t)1 << 20, cap);
+            pair p;
+            pair_open(&p, 48, &o);
+            demo_keys k;
+            keys_open(&k, &p);
+            int code = run(&p, REQ_CELL, NULL, NULL, fmt[f], product_up(&k, 5, 2));
+            ck_assert_int_eq(code, step == 1 ? DS_OK : DS_TOO_MANY_CELLS);
+            if (step == 0)
+                count = p.last_err.count;
+            else if (step == 2)
+                ck_assert_int_eq(p.last_err.count, count);
+            ck_assert_int_gt(count, 0);
+            same_state(&p, &(fx_rng){9}, 5);
+            keys_close(&k, &p);
+            pair_close(&p);
+        }
+    }
 }
 END_TEST
 
@@ -982,14 +1102,14 @@ Suite *engine_ref_suite(void)
     Suite *s = suite_create("engine_ref");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, random_commands_match, 0, 3);
-    tcase_add_loop_test(tc, random_commands_match_when_cut, 0, 1);
+    tcase_add_loop_test(tc, random_commands_match, 0, (int)DS_ARRAY_LEN(runs));
     tcase_add_test(tc, edges_match);
     tcase_add_test(tc, out_of_range_matches);
     tcase_add_test(tc, batch_refused_halfway_and_ledger);
     tcase_add_test(tc, stale_matches);
     tcase_add_test(tc, member_operations_match);
     tcase_add_test(tc, retention_matches);
+    tcase_add_test(tc, fill_cap_boundary);
     suite_add_tcase(s, tc);
     return s;
 }
