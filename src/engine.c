@@ -168,7 +168,8 @@ int64_t engine__set(ds_engine *e, int64_t i, const int32_t *cell, int q, bool ha
                     int64_t seq, bool cube_too)
 {
     facts *f = &e->f;
-    if (i < 0 && (i = facts__add(f, cell)) < 0)
+    /* a cell without a value may still have a row (every measure missing) */
+    if (i < 0 && (i = facts__find(f, cell)) < 0 && (i = facts__add(f, cell)) < 0)
         return -1;
     uint64_t before = f->has[i];
     bool old_has = before >> q & 1;

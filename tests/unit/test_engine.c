@@ -321,6 +321,51 @@ START_TEST(engine_matches_the_store)
 }
 END_TEST
 
+/* A row with every measure missing at a live leaf (a row the database
+ * keeps) takes the value of an equal spread: no second fact for its cell. */
+START_TEST(an_empty_row_is_reused)
+{
+    ds_model *m = model_new(0, "t");
+    ds_error err;
+    ck_assert(model_add_dim(m, 0, "d", "All", "All", &err) == 0);
+    model_add_member(&m->dims[0], 0, "a", "a", 0, &err);
+    model_add_member(&m->dims[0], 0, "b", "b", 1, &err);
+    model_dim_index(&m->dims[0]);
+    ck_assert(model_add_measure(m, 0, "q", 0, &err) == 0);
+    ds_engine *e = engine_new(m, 0, NULL);
+    int32_t a = 1, b = 2;
+    int64_t v0 = 0, v5 = 5, st = 0;
+    ck_assert(engine_load_fact(e, &a, &v0, &st, 0, &err) == 0);
+    ck_assert(engine_load_fact(e, &b, &v5, &st, 1, &err) == 0);
+    ck_assert(engine_load_done(e, &err) == 0);
+    const char *body = "{\"column\":\"q\",\"cell\":{},\"value\":10,\"method\":\"equal\"}";
+    ds_arena ar = {0};
+    req_decoded d;
+    ck_assert(fx_resolve(body, strlen(body), REQ_CELL, m, NULL, &ar, &d));
+    engine_input in = {.cmd = d.canonical,
+                       .cmd_len = d.canonical_len,
+                       .user = "u",
+                       .rid = "r1",
+                       .hash = d.hash,
+                       .ts_ms = 1};
+    engine_result res;
+    ck_assert(engine_submit(e, &in, &res, &err) == 0);
+    ck_assert_int_eq(res.status, ENGINE_APPLIED);
+    ck_assert_uint_eq(res.delta.nfacts, 2);
+    for (size_t i = 0; i < res.delta.nrows; i++)
+        ck_assert_uint_lt(res.delta.rows[i].fact, 2);
+    ds_cell c = {{1}};
+    ds_i128 v;
+    int64_t seq;
+    ck_assert(engine_read_cell(e, &c, 0, &v, &seq, &err) == 0);
+    ck_assert(v == 5);
+    engine_result_clear(&res);
+    ds_arena_free(&ar);
+    engine_free(e);
+    model_free(m);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -328,6 +373,7 @@ Suite *engine_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, engine_matches_the_store, 0, 4);
     tcase_add_test(tc, edges_match_the_store);
+    tcase_add_test(tc, an_empty_row_is_reused);
     suite_add_tcase(s, tc);
     return s;
 }
