@@ -240,8 +240,9 @@ static bool write_group(ds_persist *p, persist_item *group, size_t n, int64_t st
         bool give_up = stop_by_ns && ds_now_ns() > stop_by_ns;
         pthread_mutex_unlock(&p->lock);
         if (attempt % 30 == 0)
-            log_error("persister: cannot write %zu commands to the database (%s); nothing is "
-                      "acknowledged past them until they are written; retrying every second",
+            log_error("persister: cannot write %zu commands to the database (%s); they stay in "
+                      "the request stream, new writes are refused (503) until they are written; "
+                      "retrying every second",
                       n, err.message);
         if (give_up) {
             log_error("persister: stopping with %zu commands not written; they are in the "
