@@ -6,6 +6,7 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "http.h"
@@ -59,7 +60,7 @@ struct http_server {
     bool loopback;
     pthread_t keys_thread;
     bool keys_started;
-    volatile bool keys_stop;
+    atomic_bool keys_stop; /* set by http_stop, read by the keys watcher */
 };
 
 typedef struct req req;
@@ -98,6 +99,10 @@ struct req {
     int64_t since, deadline_ns;
 };
 
+/* The calling thread's Redis connection (NULL when its URL is unusable)
+ * and database reader, opened by its first request. NULL when the database
+ * connection cannot be opened; never NULL in the handler of a route that
+ * is not public (the dispatcher answered 503 before). */
 thread_res *http__res(http_server *h);
 int http__status(ds_code code);
 bool http__unescape(const char *in, size_t n, bool plus, char *out, size_t cap, size_t *len);

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +19,31 @@
  * write) and re-read into the live feed at start */
 enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64 };
 
+/* A model's lease and what the writer and the publisher tell each other
+ * about it. Each field has one owner thread, except the epoch: both threads
+ * fence their Redis calls with it, and both may take the lease (the
+ * publisher when its publish was fenced while the writer may be waiting
+ * for room in its queue), so it is atomic by type and only take_lease()
+ * (under lease_lock) sets it, or a fenced publish drops it to 0 with a
+ * compare-and-swap. The messages between the threads are the two flags,
+ * atomic by type, and the publisher's queue (the seq published so far,
+ * after the writer re-published from the database). */
 typedef struct lease {
-    char *model;
-    int64_t epoch;      /* 0: not held (atomic: the writer and the publisher) */
-    int64_t renewed_ns; /* when it was last confirmed (atomic) */
-    int64_t published;  /* last seq published on the response stream */
-    bool foreign;       /* another writer holds it (atomic) */
-    /* set by the publisher or a failed read, done by the writer (atomic): */
-    bool reread;    /* re-read our pending entries before new ones */
-    bool abandoned; /* a batch was left unpublished: publish nothing more
-                       until the events are re-published from the database */
+    char *model;           /* set before nleases counts it, then never written */
+    _Atomic int64_t epoch; /* 0: not held */
+    /* flags: set by either thread, taken (exchanged back) by the writer */
+    atomic_bool reread;    /* re-read our pending entries before new ones */
+    atomic_bool republish; /* the publisher left a batch unpublished */
+    /* the writer's own */
+    int64_t renewed_ns; /* when it last took or renewed the lease */
+    /* the publisher's own (set once by lease_of() before nleases counts it) */
+    int64_t published; /* last seq published on the response stream */
+    bool abandoned;    /* publish nothing more until the writer has re-published
+                          from the database (its seq comes through the queue) */
 } lease;
+
+/* What take_lease() found. */
+typedef enum lease_take { LEASE_HELD, LEASE_FOREIGN, LEASE_UNREACHABLE } lease_take;
 
 typedef enum job_kind { JOB_CREATE, JOB_DROP } job_kind;
 
@@ -69,13 +84,13 @@ struct ds_writer {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop, alive;
-    bool started;               /* recovery is done (leases taken later re-read) */
+    atomic_bool started;        /* recovery is done (leases taken later re-read) */
     pthread_mutex_t lease_lock; /* one thread at a time takes a lease */
     job *jobs;
     lease leases[MAX_MODELS];
-    int nleases;
+    atomic_int nleases; /* grown by the writer; the publisher reads below it */
     const char *crash_at;
-    int64_t lag;
+    _Atomic int64_t lag;
     /* the publisher: events to Redis and XACK, one committed batch after
      * another, on its own thread and connection while the writer applies
      * the next batch */
@@ -99,76 +114,80 @@ static void crash_point(ds_writer *w, const char *name)
 
 /* ---- leases ------------------------------------------------------------------ */
 
+/* The lease of a model, added when new (writer side only). */
 static lease *lease_of(ds_writer *w, const char *model)
 {
-    for (int i = 0; i < w->nleases; i++)
+    int n = atomic_load(&w->nleases);
+    for (int i = 0; i < n; i++)
         if (strcmp(w->leases[i].model, model) == 0)
             return &w->leases[i];
-    if (w->nleases == MAX_MODELS)
+    if (n == MAX_MODELS)
         return NULL;
-    lease *l = &w->leases[w->nleases];
-    memset(l, 0, sizeof *l);
+    lease *l = &w->leases[n];
     l->model = xstrdup(model);
+    atomic_init(&l->epoch, 0);
+    atomic_init(&l->reread, false);
+    atomic_init(&l->republish, false);
+    l->renewed_ns = 0;
     l->published = -1;
-    __atomic_store_n(&w->nleases, w->nleases + 1, __ATOMIC_RELEASE); /* the publisher reads it */
+    l->abandoned = false;
+    atomic_store(&w->nleases, n + 1); /* publishes the fields above to the publisher */
     return l;
 }
 
-/* Takes the lease with bus unless the other thread already has (both the
- * writer and the publisher may, the publisher when its publish was fenced
- * while the writer waits for room in its queue). True when held. */
-static bool take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_epoch, int64_t now)
+/* Takes the lease with bus unless the other thread already has since it
+ * saw seen_epoch (both the writer and the publisher may, the publisher when
+ * its publish was fenced while the writer waits for room in its queue). */
+static lease_take take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_epoch)
 {
     ds_error err;
     pthread_mutex_lock(&w->lease_lock);
-    int64_t cur = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
+    int64_t cur = atomic_load(&l->epoch);
     if (cur && cur != seen_epoch) { /* taken meanwhile */
         pthread_mutex_unlock(&w->lease_lock);
-        return true;
+        return LEASE_HELD;
     }
-    __atomic_store_n(&l->epoch, 0, __ATOMIC_RELEASE);
+    atomic_store(&l->epoch, 0);
     int64_t epoch = 0;
-    bool held = false;
+    lease_take got = LEASE_UNREACHABLE;
     if (bus_group_ensure(bus, l->model, &err) == 0 &&
         bus_lease_acquire(bus, l->model, w->owner, w->srv->o.lease_ms, &epoch, &err) == 0) {
-        if (epoch < 0) { /* another writer holds it */
-            __atomic_store_n(&l->foreign, true, __ATOMIC_RELEASE);
-        } else {
-            __atomic_store_n(&l->foreign, false, __ATOMIC_RELEASE);
-            __atomic_store_n(&l->renewed_ns, now, __ATOMIC_RELEASE);
-            __atomic_store_n(&l->epoch, epoch, __ATOMIC_RELEASE);
+        got = epoch < 0 ? LEASE_FOREIGN : LEASE_HELD; /* < 0: another writer holds it */
+        if (got == LEASE_HELD) {
+            atomic_store(&l->epoch, epoch);
             log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
             /* after the start, entries read under an old epoch (or by a
                writer before us) may be pending for us */
-            if (__atomic_load_n(&w->started, __ATOMIC_ACQUIRE))
-                __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE);
-            held = true;
+            if (atomic_load(&w->started))
+                atomic_store(&l->reread, true);
         }
     }
     pthread_mutex_unlock(&w->lease_lock);
-    return held;
+    return got;
 }
 
-/* Acquires or renews the lease; true when held. */
+/* Acquires or renews the lease (on the writer's side); true when held. */
 static bool keep_lease(ds_writer *w, lease *l, int64_t now)
 {
     ds_error err;
     int ttl = w->srv->o.lease_ms;
-    int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
-    if (epoch &&
-        now - __atomic_load_n(&l->renewed_ns, __ATOMIC_ACQUIRE) < (int64_t)ttl * 1000000 / 3)
+    int64_t epoch = atomic_load(&l->epoch);
+    if (epoch && now - l->renewed_ns < (int64_t)ttl * 1000000 / 3)
         return true;
     if (epoch) {
         int rc = bus_lease_renew(w->bus, l->model, w->owner, epoch, ttl, &err);
         if (rc == 1) {
-            __atomic_store_n(&l->renewed_ns, now, __ATOMIC_RELEASE);
+            l->renewed_ns = now;
             return true;
         }
         if (rc < 0)
             return false; /* Redis is out of reach: keep the epoch, the publish script fences */
         log_warn("writer: lost the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
     }
-    return take_lease(w, w->bus, l, epoch, now);
+    if (take_lease(w, w->bus, l, epoch) != LEASE_HELD)
+        return false;
+    l->renewed_ns = now;
+    return true;
 }
 
 /* ---- applying one entry -------------------------------------------------------- */
@@ -411,13 +430,111 @@ static void after_commit(ds_writer *w, batch *b)
     }
 }
 
-/* Publishes the batch's new events and acknowledges every entry, model by
- * model, fenced by the lease, on connection bus. Retries while Redis is
- * down, renewing the lease meanwhile (the writer may be waiting for room in
- * the publisher's queue). */
-static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
+/* ---- the publisher ------------------------------------------------------------------ */
+
+/* The publisher gives up on a model's batch (another writer holds the
+ * lease, or Redis stayed away while stopping): nothing more of the model
+ * goes out until the writer has re-published its events from the database
+ * (no gap is left below the stream's last seq); their entries stay pending. */
+static void abandon(lease *l)
 {
-    int nleases = __atomic_load_n(&w->nleases, __ATOMIC_ACQUIRE);
+    l->abandoned = true;
+    atomic_store(&l->republish, true); /* for the writer */
+}
+
+/* After a failed publish: waits a moment and renews the lease meanwhile
+ * (the writer may be waiting for room in the publisher's queue). False
+ * when stopping and Redis stayed away for 5 s: give up. */
+static bool publish_wait(ds_writer *w, ds_bus *bus, lease *l, int64_t epoch, int attempt, int nev,
+                         const ds_error *cause)
+{
+    w->srv->redis_up = 0;
+    pthread_mutex_lock(&w->lock);
+    bool stopping = w->pub_stop;
+    pthread_mutex_unlock(&w->lock);
+    int64_t now = ds_now_ns();
+    if (stopping && !w->pub_deadline_ns)
+        w->pub_deadline_ns = now + (int64_t)5 * 1000000000;
+    if (stopping && now > w->pub_deadline_ns) {
+        log_error("writer: stopping without publishing %d events of '%s' (%s); the next start "
+                  "publishes them",
+                  nev, l->model, cause->message);
+        return false;
+    }
+    if (attempt % 50 == 0)
+        log_warn("writer: cannot publish to Redis (%s); retrying", cause->message);
+    struct timespec t = {0, 100 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    ds_error err;
+    if (epoch)
+        bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
+    return true;
+}
+
+/* Publishes one model's events ev and acknowledges its entries ids, fenced
+ * by the lease, on connection bus; retries while Redis is down. Events and
+ * XACK go in one script call, or in two when a crash point must fall
+ * between them. */
+static void publish_model(ds_writer *w, ds_bus *bus, lease *l, const bus_event *ev, int nev,
+                          const char **ids, int nid)
+{
+    bool split = w->crash_at != NULL;
+    for (int attempt = 0;; attempt++) {
+        ds_error err;
+        int rc = 0;
+        int64_t epoch = atomic_load(&l->epoch);
+        if (epoch == 0) {
+            lease_take got = take_lease(w, bus, l, 0);
+            if (got == LEASE_HELD)
+                continue; /* publish with the new epoch */
+            if (got == LEASE_FOREIGN) {
+                log_error("writer: another writer holds the lease of '%s'; %d entries stay "
+                          "pending for it",
+                          l->model, nid);
+                abandon(l);
+                return;
+            }
+            rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held", l->model);
+        } else if (nev && !split) {
+            rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS, &err);
+            if (rc == 0) {
+                l->published = ev[nev - 1].seq;
+                return;
+            }
+        } else {
+            if (nev)
+                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, NULL, 0, KEEP_EVENTS,
+                                 &err);
+            if (rc == 0 && nev) {
+                l->published = ev[nev - 1].seq;
+                nev = 0;
+                crash_point(w, "after_publish");
+            }
+            if (rc == 0) {
+                crash_point(w, "before_xack");
+                rc = bus_publish(bus, l->model, w->owner, epoch, NULL, 0, ids, nid, KEEP_EVENTS,
+                                 &err);
+                if (rc == 0)
+                    return;
+            }
+        }
+        if (rc == -DS_FORBIDDEN) { /* fenced: the lease lapsed; take it again (above) */
+            log_warn("writer: %s; taking the lease of '%s' again", err.message, l->model);
+            atomic_compare_exchange_strong(&l->epoch, &epoch, 0);
+            continue;
+        }
+        if (!publish_wait(w, bus, l, epoch, attempt, nev, &err)) {
+            abandon(l);
+            return;
+        }
+    }
+}
+
+/* Publishes the batch's new events and acknowledges every entry, model by
+ * model, on the publisher's thread. */
+static void publish_and_ack(ds_writer *w, ds_bus *bus, const batch *b)
+{
+    int nleases = atomic_load(&w->nleases);
     for (int li = 0; li < nleases; li++) {
         lease *l = &w->leases[li];
         bus_event *ev = xmalloc_array(b->n + 1, sizeof *ev);
@@ -431,88 +548,20 @@ static void publish_and_ack(ds_writer *w, ds_bus *bus, batch *b)
             if (e->seq > l->published && !e->recorded)
                 ev[nev++] = (bus_event){e->seq, e->rid, e->body.data, e->body.len};
         }
-        /* events and XACK in one script call, or in two when a crash point
-         * must fall between them */
-        bool split = w->crash_at != NULL;
-        if (__atomic_load_n(&l->abandoned, __ATOMIC_ACQUIRE))
-            nid = 0; /* the writer re-publishes from the database, then re-reads */
-        for (int attempt = 0; nid; attempt++) {
-            ds_error err;
-            int rc = 0;
-            int64_t epoch = __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE);
-            if (epoch == 0 && !take_lease(w, bus, l, 0, ds_now_ns())) {
-                if (__atomic_load_n(&l->foreign, __ATOMIC_ACQUIRE)) {
-                    log_error("writer: another writer holds the lease of '%s'; %d entries stay "
-                              "pending for it",
-                              l->model, nid);
-                    __atomic_store_n(&l->abandoned, true, __ATOMIC_RELEASE);
-                    break;
-                }
-                rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held",
-                             l->model);
-            } else if (epoch == 0) {
-                continue; /* taken: publish with the new epoch */
-            } else if (nev && !split) {
-                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS,
-                                 &err);
-                if (rc == 0) {
-                    l->published = ev[nev - 1].seq;
-                    break;
-                }
-            } else if (nev) {
-                rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, NULL, 0, KEEP_EVENTS,
-                                 &err);
-            }
-            if (rc == 0 && nev) {
-                l->published = ev[nev - 1].seq;
-                nev = 0;
-                crash_point(w, "after_publish");
-            }
-            if (rc == 0) {
-                crash_point(w, "before_xack");
-                rc = bus_publish(bus, l->model, w->owner, epoch, NULL, 0, ids, nid, KEEP_EVENTS,
-                                 &err);
-            }
-            if (rc == 0)
-                break;
-            if (rc == -DS_FORBIDDEN) { /* fenced: the lease lapsed; take it again (above) */
-                log_warn("writer: %s; taking the lease of '%s' again", err.message, l->model);
-                __atomic_compare_exchange_n(&l->epoch, &epoch, 0, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE);
-                continue;
-            }
-            w->srv->redis_up = 0;
-            pthread_mutex_lock(&w->lock);
-            bool stopping = w->pub_stop;
-            pthread_mutex_unlock(&w->lock);
-            int64_t now = ds_now_ns();
-            if (stopping && !w->pub_deadline_ns)
-                w->pub_deadline_ns = now + (int64_t)5 * 1000000000;
-            if (stopping && now > w->pub_deadline_ns) {
-                /* the next start re-publishes from the database: nothing of
-                   this model goes out after this (no gap) */
-                log_error("writer: stopping without publishing %d events of '%s' (%s); the next "
-                          "start publishes them",
-                          nev, l->model, err.message);
-                __atomic_store_n(&l->abandoned, true, __ATOMIC_RELEASE);
-                break;
-            }
-            if (attempt % 50 == 0)
-                log_warn("writer: cannot publish to Redis (%s); retrying", err.message);
-            struct timespec t = {0, 100 * 1000 * 1000};
-            nanosleep(&t, NULL);
-            if (epoch)
-                bus_lease_renew(bus, l->model, w->owner, epoch, w->srv->o.lease_ms, &err);
-        }
+        /* abandoned: the writer re-publishes from the database, then re-reads */
+        if (nid && !l->abandoned)
+            publish_model(w, bus, l, ev, nev, ids, nid);
         free(ev);
         free(ids);
     }
 }
 
-/* ---- the publisher ------------------------------------------------------------------ */
-
+/* A committed batch for the publisher, or (mark set) the writer's word that
+ * the events of mark's model are on the stream up to mark_seq. */
 typedef struct pub_item {
     batch b;
+    lease *mark;
+    int64_t mark_seq;
     struct pub_item *next;
 } pub_item;
 
@@ -533,10 +582,15 @@ static void *publisher_main(void *arg)
         }
         pthread_mutex_unlock(&w->lock);
         if (!it)
-            break; /* stopping, and everything is published */
-        int64_t t0 = ds_now_ns();
-        publish_and_ack(w, w->pub_bus, &it->b);
-        metrics_observe(&w->srv->metrics.publish_seconds, (double)(ds_now_ns() - t0) / 1e9);
+            break;      /* stopping, and everything is published */
+        if (it->mark) { /* the writer re-published: publish again after mark_seq */
+            it->mark->published = it->mark_seq;
+            it->mark->abandoned = false;
+        } else {
+            int64_t t0 = ds_now_ns();
+            publish_and_ack(w, w->pub_bus, &it->b);
+            metrics_observe(&w->srv->metrics.publish_seconds, (double)(ds_now_ns() - t0) / 1e9);
+        }
         batch_clear(&it->b);
         free(it->b.e);
         free(it);
@@ -548,13 +602,9 @@ static void *publisher_main(void *arg)
     return NULL;
 }
 
-/* Hands a committed batch to the publisher (b is empty afterwards); waits
- * while the publisher is PUB_QUEUE batches behind. */
-static void publish_later(ds_writer *w, batch *b)
+/* Queues it for the publisher; waits while it is PUB_QUEUE items behind. */
+static void pub_enqueue(ds_writer *w, pub_item *it)
 {
-    pub_item *it = xcalloc(1, sizeof *it);
-    it->b = *b;
-    *b = (batch){0};
     pthread_mutex_lock(&w->lock);
     while (w->pub_n >= PUB_QUEUE)
         pthread_cond_wait(&w->pub_room, &w->lock);
@@ -566,6 +616,25 @@ static void publish_later(ds_writer *w, batch *b)
     w->pub_n++;
     pthread_cond_signal(&w->pub_cond);
     pthread_mutex_unlock(&w->lock);
+}
+
+/* Hands a committed batch to the publisher (b is empty afterwards). */
+static void publish_later(ds_writer *w, batch *b)
+{
+    pub_item *it = xcalloc(1, sizeof *it);
+    it->b = *b;
+    *b = (batch){0};
+    pub_enqueue(w, it);
+}
+
+/* Tells the publisher, after the batches queued so far, that l's events up
+ * to seq are on the stream (read at the start, or re-published). */
+static void publish_mark(ds_writer *w, lease *l, int64_t seq)
+{
+    pub_item *it = xcalloc(1, sizeof *it);
+    it->mark = l;
+    it->mark_seq = seq;
+    pub_enqueue(w, it);
 }
 
 /* Publishes what is queued and stops the publisher. */
@@ -653,16 +722,19 @@ typedef struct republish {
     char *json[256], *rid[256];
     int n;
     int rc;
+    int64_t published; /* the last seq on the stream */
 } republish;
 
 static void flush_republish(republish *r)
 {
     ds_error err;
     if (r->n && r->rc == 0) {
-        r->rc = bus_publish(r->w->bus, r->l->model, r->w->owner, r->l->epoch, r->ev, r->n, NULL, 0,
-                            KEEP_EVENTS, &err);
+        int64_t epoch = atomic_load(&r->l->epoch); /* 0: the publisher was fenced meanwhile */
+        r->rc = epoch ? bus_publish(r->w->bus, r->l->model, r->w->owner, epoch, r->ev, r->n, NULL,
+                                    0, KEEP_EVENTS, &err)
+                      : ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease is not held");
         if (r->rc == 0)
-            r->l->published = r->ev[r->n - 1].seq;
+            r->published = r->ev[r->n - 1].seq;
         else
             log_error("writer: re-publishing events of '%s' failed: %s", r->l->model, err.message);
     }
@@ -689,7 +761,8 @@ static void on_recent(void *ctx, int64_t seq, const char *json, size_t len)
     live_publish(w->srv->live, ((republish *)ctx)->l->model, seq, json, len);
 }
 
-/* Publishes what was committed but not published, then seeds the feed. */
+/* Publishes what was committed but not published, tells the publisher
+ * where the stream ends, then seeds the feed. */
 static int recover_events(ds_writer *w, lease *l, ds_error *err)
 {
     int64_t last;
@@ -697,8 +770,7 @@ static int recover_events(ds_writer *w, lease *l, ds_error *err)
     if (rc)
         return rc;
     int64_t seq = store_model_seq(w->srv->store, l->model);
-    l->published = last;
-    republish r = {.w = w, .l = l};
+    republish r = {.w = w, .l = l, .published = last};
     if (seq > last && seq > 0) {
         log_info("writer: re-publishing events %" PRId64 "..%" PRId64 " of '%s'",
                  last < 0 ? 1 : last + 1, seq, l->model);
@@ -707,6 +779,8 @@ static int recover_events(ds_writer *w, lease *l, ds_error *err)
         if (rc == 0 && r.rc)
             rc = ds_fail(err, DS_UNAVAILABLE, "redis", "cannot re-publish events to Redis");
     }
+    if (rc == 0)
+        publish_mark(w, l, r.published);
     if (rc == 0)
         rc = bus_recent_events(w->bus, l->model, RECENT_EVENTS, on_recent, &r, err);
     live_set_seq(w->srv->live, l->model, seq);
@@ -744,18 +818,18 @@ static int recover_pending(ds_writer *w, const char *const *models, int n, ds_er
 static void recover_lease(ds_writer *w, lease *l)
 {
     ds_error err;
-    if (__atomic_load_n(&l->abandoned, __ATOMIC_ACQUIRE)) {
+    if (atomic_exchange(&l->republish, false)) {
         if (recover_events(w, l, &err) != 0) {
             log_warn("writer: cannot re-publish the events of '%s' yet: %s", l->model, err.message);
+            atomic_store(&l->republish, true); /* next time round */
             return;
         }
-        __atomic_store_n(&l->abandoned, false, __ATOMIC_RELEASE);
-        __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE); /* their entries are pending */
+        atomic_store(&l->reread, true); /* their entries are pending */
     }
-    if (__atomic_exchange_n(&l->reread, false, __ATOMIC_ACQ_REL)) {
+    if (atomic_exchange(&l->reread, false)) {
         const char *m = l->model;
         if (recover_pending(w, &m, 1, &err) != 0)
-            __atomic_store_n(&l->reread, true, __ATOMIC_RELEASE); /* after Redis is back */
+            atomic_store(&l->reread, true); /* after Redis is back */
     }
 }
 
@@ -884,7 +958,7 @@ static void *writer_main(void *arg)
             /* the read may have reached Redis and its reply be lost: those
                entries are pending for us, read them first next time */
             for (int i = 0; i < n; i++)
-                __atomic_store_n(&lease_of(w, models[i])->reread, true, __ATOMIC_RELEASE);
+                atomic_store(&lease_of(w, models[i])->reread, true);
             if (w->srv->redis_up)
                 log_warn("writer: Redis unavailable: %s", n ? err.message : "no lease held");
             w->srv->redis_up = 0;
@@ -895,7 +969,7 @@ static void *writer_main(void *arg)
         if (!w->srv->redis_up)
             log_info("writer: Redis is back");
         w->srv->redis_up = 1;
-        __atomic_store_n(&w->lag, (int64_t)b.n, __ATOMIC_RELAXED);
+        atomic_store_explicit(&w->lag, (int64_t)b.n, memory_order_relaxed);
         if (b.n) {
             last_batch = ds_now_ns();
             dirty = true;
@@ -905,7 +979,7 @@ static void *writer_main(void *arg)
         }
         process(w, &b);
         batch_clear(&b);
-        __atomic_store_n(&w->lag, 0, __ATOMIC_RELAXED);
+        atomic_store_explicit(&w->lag, 0, memory_order_relaxed);
     }
     pthread_mutex_lock(&w->lock);
     w->alive = false; /* no job is queued after this */
@@ -946,7 +1020,7 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
     if (rc == 0)
         rc = recover(w, err);
     if (rc == 0) {
-        __atomic_store_n(&w->started, true, __ATOMIC_RELEASE);
+        atomic_store(&w->started, true);
         w->alive = true;
         srv->redis_up = 1;
         if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
@@ -972,7 +1046,7 @@ void writer_stop(ds_writer *w)
     w->stop = true;
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
-    for (int i = 0; i < w->nleases; i++)
+    for (int i = 0; i < atomic_load(&w->nleases); i++)
         free(w->leases[i].model);
     store_reader_free(w->reader);
     bus_close(w->bus);
@@ -995,7 +1069,7 @@ bool writer_alive(ds_writer *w)
 
 int64_t writer_lag(ds_writer *w)
 {
-    return __atomic_load_n(&w->lag, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&w->lag, memory_order_relaxed);
 }
 
 static int run_job(ds_writer *w, job *j, ds_error *err)
