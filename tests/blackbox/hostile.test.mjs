@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
-import { DBQUERY, setup, teardown, validateResponse, validateSchema, sleep, rid, MODEL } from './lib.mjs';
+import { DBQUERY, setup, teardown, validateResponse, validateSchema, sleep, waitFor, rid, MODEL } from './lib.mjs';
 
 const LIM = { depth: 16, string: 4096, writes: 50, cells: 2000, subscribers: 2, requestTimeout: 2, idleTimeout: 3 };
 const ARGS = [
@@ -740,13 +740,10 @@ hcase(`subscribers beyond --subscribers-max ${LIM.subscribers} (SSE + WebSocket)
         assert.equal(ws.ws.readyState, WebSocket.OPEN, 'the WebSocket outlives --request-timeout');
         assert.ok(!sse.res.destroyed && sse.text().includes('retry:'), 'the event stream outlives --request-timeout');
         ws.ws.close();
-        let again;
-        for (let i = 0; i < 50; i++) {
-            again = await openWS();
-            if (again.status === 101) break;
-            await sleep(100);
-        }
-        assert.equal(again.status, 101, 'the WebSocket gave its place back');
+        const again = await waitFor(async () => {
+            const a = await openWS();
+            return a.status === 101 && a;
+        }, 'the WebSocket gave its place back', { intervalMs: 100 });
         again.ws.close();
     } finally {
         ws.ws.terminate();

@@ -595,6 +595,24 @@ export function checkChains(events, known = new Map(), filter = isLeafCell, colu
     return last;
 }
 
+// Waits for a condition, never for a time: calls cond() (it may be async)
+// every intervalMs until it returns something truthy, and returns that;
+// fails after timeoutMs (generous: sanitizer builds are slow) saying what()
+// (or what) was awaited.
+export async function waitFor(cond, what, { timeoutMs = 60000, intervalMs = 50 } = {}) {
+    const t0 = Date.now();
+    for (;;) {
+        const v = await cond();
+        if (v) return v;
+        if (Date.now() - t0 > timeoutMs) assert.fail(`not within ${timeoutMs} ms: ${typeof what === 'function' ? what() : what}`);
+        await sleep(intervalMs);
+    }
+}
+
+// The server's log: its size now, and what was written from such an offset on.
+export const logSize = (server) => fs.statSync(server.log).size;
+export const logFrom = (server, offset) => fs.readFileSync(server.log).subarray(offset).toString('utf8');
+
 // Runs fn(i) for i in [0, n) with at most `width` in flight.
 export async function pool(n, width, fn) {
     let next = 0;

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, MODEL,
+    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, waitFor, MODEL,
 } from './lib.mjs';
 
 let env;
@@ -59,12 +59,11 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
                 await sleep(10);
             }
         }));
-        await sleep(500);
-        const ackedBefore = [...outcome.values()].filter((s) => s === 200).length;
-        assert.ok(ackedBefore > 0, 'writes were acknowledged before Redis stopped');
+        const acked = () => [...outcome.values()].filter((s) => s === 200).length;
+        await waitFor(() => acked() >= 20, () => `writes acknowledged before Redis stops (${acked()})`);
 
         await redis.stop(signal);
-        const down = await waitStatus(server, 503, 10000);
+        const down = await waitStatus(server, 503, 60000);
         assert.equal(down.r.body.ready, false);
         assert.equal(down.r.body.redis, false);
         console.log(`# /ready 503 ${down.ms} ms after Redis stopped (${signal})`);
@@ -81,11 +80,12 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
         await sleep(500);
 
         await redis.start(); // same port, same dir: the AOF comes back
-        const up = await waitStatus(server, 200, 20000);
+        const up = await waitStatus(server, 200, 60000);
         console.log(`# /ready 200 ${up.ms} ms after Redis started`);
         assert.equal(server.pid, pid, 'the same server process');
         assert.ok(server.alive(), 'the server process is still running');
-        await sleep(500);
+        const ackedUp = acked();
+        await waitFor(() => acked() >= ackedUp + 20, () => `writes acknowledged after Redis is back (${acked() - ackedUp})`);
         stop = true;
         await load;
 
