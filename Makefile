@@ -223,8 +223,10 @@ bench-spread: $(BUILD)/bench/bench_spread
 bench-group: $(BUILD)/bench/bench_group
 	./$(BUILD)/bench/bench_group 1000000 256 41
 
-# HTTP -> Redis -> writer -> subscribers over the 1M-fact demo (bench/e2e.sh).
-bench-e2e: $(BIN) $(BUILD)/bench/bench_load $(BUILD)/bench/bench_wssub
+# HTTP -> Redis -> writer -> subscribers over the 1M-fact demo (bench/e2e.sh,
+# which checks first that it has each of these).
+E2E_BIN := $(addprefix $(BUILD)/bench/,bench_load bench_wssub bench_fsync)
+bench-e2e: $(BIN) $(E2E_BIN)
 	./bench/e2e.sh $(BUILD)
 
 FORMAT_SRC = src/*.[ch] tests/unit/*.[ch] tests/tools/*.c tests/fuzz/*.c bench/*.[ch]
