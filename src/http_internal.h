@@ -73,7 +73,7 @@ struct req {
     ds_buf body;
     bool too_large, routed, replied, public_route, ticket_ok;
     bool close;      /* the answer closes the connection (its framing was refused) */
-    bool body_route; /* its role is checked after the body (DESIGN section 4's order) */
+    bool body_route; /* its role is checked after the body's 413/415/400, before a 404 */
     key_role need;   /* the role the route needs */
     ds_principal who;
     bool admitted; /* counted open against who's key (released when completed) */

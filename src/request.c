@@ -237,8 +237,8 @@ int request_member(const ds_model *m, int dim, const char *text, size_t len, int
     return model_resolve_member(&m->dims[dim], text, len, id, err);
 }
 
-/* Keeps the error that DESIGN.md's order reports first: a 404 beats a 422;
- * otherwise the earliest. */
+/* Keeps the error the API's order of checks reports first (docs/api.md,
+ * Errors): a 404 beats a 422; otherwise the earliest. */
 typedef struct first_err {
     bool have;
     ds_error e;

@@ -1,4 +1,4 @@
-// API keys, roles, model limits and scopes (issue 4): every route of
+// API keys, roles, model limits and scopes: every route of
 // /openapi.json tried with no key, a wrong key, each role, a key for another
 // model and a revoked key, over REST, long-poll, SSE and WebSocket; scopes
 // including spreads that would cross them; revocation closing what a key

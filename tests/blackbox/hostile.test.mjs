@@ -1,4 +1,4 @@
-// Hostile input (DESIGN.md section 8): malformed and truncated JSON, wrong
+// Hostile input: malformed and truncated JSON, wrong
 // types, unknown fields, deep nesting, huge bodies and strings, invalid
 // UTF-8 in bodies, paths and queries, NaN/Infinity/1e400/-0/too many
 // decimals/integers beyond 64 bits, identifiers that differ only in case,
@@ -446,8 +446,8 @@ hcase(`a spread that would create more than --cells-max ${LIM.cells} cells -> 42
 });
 
 // ---------------------------------------------------------------------------
-// numbers (DESIGN.md section 4: exact text; NaN, Infinity, out of range,
-// too many places are 422)
+// numbers (parsed exactly from their text; NaN, Infinity, out of range,
+// too many places are 422: docs/api.md)
 
 const numbers = [
     ['"NaN" as a string', '"NaN"', 'invalid_value'],
