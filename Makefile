@@ -1,6 +1,8 @@
 # duckspread build. `make` builds build/duckspread; `make test` runs every
 # test; `make run` sets up and serves the demo; `make bench` measures.
-# SANITIZE=address,undefined builds into build-san/ with sanitizers.
+# SANITIZE=address,undefined builds into build-san/ with sanitizers;
+# SANITIZE=thread (ThreadSanitizer, which cannot share a build with ASan)
+# into build-tsan/.
 
 CC ?= cc
 SANITIZE ?=
@@ -9,6 +11,14 @@ DUCKDB_DIR ?= $(CURDIR)/.deps/duckdb
 ifeq ($(SANITIZE),)
 BUILD ?= build
 OPT ?= -O2 -g
+else ifeq ($(SANITIZE),thread)
+BUILD ?= build-tsan
+OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+# Suppressions only for races inside libraries that are not built with
+# TSan (tests/tsan.supp says why each one is not ours); a report makes the
+# process exit with 66 when it ends, and the logs are searched as well.
+export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp second_deadlock_stack=1 \
+    history_size=4
 else
 BUILD ?= build-san
 OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
@@ -71,7 +81,7 @@ endif
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
         bench-spread bench-group bench-e2e clean format format-check fuzz fuzz-build fuzz-bins \
-        sanitize-test valgrind-unit
+        sanitize-test tsan-test tsan-run valgrind-unit
 all: $(BIN)
 
 # Installs Debian packages and fetches DuckDB when missing (scripts/deps.sh).
@@ -174,6 +184,15 @@ sanitize-test:
 	    exit 1; }
 	@echo "sanitize-test: no sanitizer report"
 
+# The unit tests and the black-box files that drive every server thread
+# against the ThreadSanitizer build in build-tsan/ (tests/tsan-test.sh says
+# which files and why); fails on a failing test or any TSan report.
+tsan-test:
+	@$(MAKE) --no-print-directory SANITIZE=thread tsan-run
+
+tsan-run: $(UNIT_BIN) $(BIN) $(DBQUERY) $(NODE_STAMP)
+	@./tests/tsan-test.sh $(BUILD) $(UNIT_BIN)
+
 # The unit tests under valgrind (memcheck, leaks included; suppressions only
 # for libraries' own behaviour in tests/valgrind.supp).
 valgrind-unit: $(UNIT_BIN)
@@ -206,8 +225,10 @@ bench-spread: $(BUILD)/bench/bench_spread
 bench-group: $(BUILD)/bench/bench_group
 	./$(BUILD)/bench/bench_group 1000000 256 41
 
-# HTTP -> Redis -> writer -> subscribers over the 1M-fact demo (bench/e2e.sh).
-bench-e2e: $(BIN) $(BUILD)/bench/bench_load $(BUILD)/bench/bench_wssub
+# HTTP -> Redis -> writer -> subscribers over the 1M-fact demo (bench/e2e.sh,
+# which checks first that it has each of these).
+E2E_BIN := $(addprefix $(BUILD)/bench/,bench_load bench_wssub bench_fsync)
+bench-e2e: $(BIN) $(E2E_BIN)
 	./bench/e2e.sh $(BUILD)
 
 FORMAT_SRC = src/*.[ch] tests/unit/*.[ch] tests/tools/*.c tests/fuzz/*.c bench/*.[ch]
@@ -219,7 +240,7 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz
 
 -include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/tests/tools/*.d $(BUILD)/bench/*.d \
                    $(BUILD)/fuzz/*.d)

@@ -1,5 +1,5 @@
-/* bench_load: the load generator of the end-to-end figures (DESIGN.md
- * section 7). N HTTP/1.1 keep-alive connections in one epoll loop send
+/* bench_load: the load generator of the end-to-end figures
+ * (bench/e2e.sh). N HTTP/1.1 keep-alive connections in one epoll loop send
  * single-cell writes (POST /update_cell, delta +1/-1 on quantity by
  * default) to random leaf cells of the model (the demo's `sales`):
  *

@@ -44,6 +44,10 @@ static double spread_once(ds_store *s, const ds_model *m, bool up, int64_t *leav
     ds_i128 total;
     int64_t seq;
     ds_error e;
+    if (!r) {
+        ds_fail(&e, DS_INTERNAL, NULL, "cannot open a database connection");
+        die("read", &e);
+    }
     if (store_read_cell(r, m, &c, 0, &total, &seq, &e))
         die("read", &e);
     store_reader_free(r);

@@ -1,5 +1,5 @@
-/* bench_wssub: WebSocket subscribers for the end-to-end figures (DESIGN.md
- * section 7). N clients in one epoll loop connect to
+/* bench_wssub: WebSocket subscribers for the end-to-end figures
+ * (bench/e2e.sh). N clients in one epoll loop connect to
  * ws://host:port/v1/models/{m}/ws (upgrade with a random key, the accept
  * checked with SHA-1 + base64 from OpenSSL), answer pings, follow
  * fragmented messages and 16/64-bit lengths, and for every event note the

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what duckspread builds and tests with, idempotently:
 #   - Debian packages (apt-get, only those missing),
-#   - DuckDB's C library and header (DESIGN.md section 6) from the npm
+#   - DuckDB's C library and header (docs/architecture.md, Libraries) from the npm
 #     registry into .deps/duckdb, unless DUCKDB_DIR points at an unpacked
 #     official libduckdb-linux-*.zip.
 # Quick when everything is present: it only asks dpkg and looks at a stamp.

@@ -1,8 +1,9 @@
 /* command.h: what the store applies and what it answers, as plain data.
  * A command is one user intention: one or more cell writes (a batch gets a
  * single seq) or one member operation. Its outcome is a change set per
- * write (DESIGN.md section 4). Everything names members by id; the
- * request layer resolves names to ids against the model first. Pure. */
+ * write (what an answer's and an event's `changes` list). Everything names
+ * members by id; the request layer resolves names to ids against the model
+ * first. Pure. */
 #ifndef DS_COMMAND_H
 #define DS_COMMAND_H
 

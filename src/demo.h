@@ -1,5 +1,5 @@
-/* demo.h: the demo model `sales` (DESIGN.md section 5), deterministic from
- * a seed and sized by a number of facts:
+/* demo.h: the demo model `sales`, deterministic from a seed and sized by a
+ * number of facts:
  *   product:  supplier > brand > family > product (one brand is "Brand X";
  *             family names repeat across brands, so keys matter)
  *   customer: region > customer

@@ -1,7 +1,7 @@
 /* error.h: the error every layer fills and only the HTTP layer turns into a
- * status. Codes and extras follow DESIGN.md section 4. Functions that can
- * fail return 0 or a negative ds_code and describe the failure in a
- * caller-provided ds_error. */
+ * status. Codes and extras are the API's (docs/api.md, Errors). Functions
+ * that can fail return 0 or a negative ds_code and describe the failure in
+ * a caller-provided ds_error. */
 #ifndef DS_ERROR_H
 #define DS_ERROR_H
 

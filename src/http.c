@@ -28,11 +28,16 @@ thread_res *http__res(http_server *h)
 {
     if (t_res)
         return t_res;
+    ds_reader *reader = store_reader_new(h->srv->store);
+    if (!reader) { /* nothing kept: the thread's next request tries again */
+        log_error("http: cannot open a database connection for a request thread");
+        return NULL;
+    }
     thread_res *r = xcalloc(1, sizeof *r);
+    r->reader = reader;
     ds_error err;
     if (bus_open(&h->srv->bus, &r->bus, &err))
         log_error("http: %s", err.message);
-    r->reader = store_reader_new(h->srv->store);
     pthread_mutex_lock(&h->lock);
     r->next = h->res;
     h->res = r;
@@ -1177,6 +1182,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         enum MHD_Result ret;
         if (!r->admitted_early && !admit(r, url, method, &ret))
             return ret;
+        /* the handlers of keyed routes read with the thread's reader */
+        if (!r->public_route && !http__res(h))
+            return http__fail(r, DS_UNAVAILABLE, "database",
+                              "cannot open a database connection; try again");
     }
     return r->handler(r);
 }

@@ -1,5 +1,5 @@
-/* http.h: the HTTP API (DESIGN.md section 4) on libmicrohttpd, the only
- * user of the HTTP library: routes, authentication, body limits, the
+/* http.h: the HTTP API (docs/api.md, web/openapi.json) on libmicrohttpd,
+ * the only user of the HTTP library: routes, authentication, body limits, the
  * mapping from ds_code to HTTP status, long-polls and SSE as suspended
  * connections (no thread per waiting client), and the WebSocket upgrade
  * (the socket is handed to the live module). */

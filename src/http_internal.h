@@ -6,6 +6,7 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "http.h"
@@ -95,7 +96,7 @@ struct http_server {
     bool loopback;
     pthread_t keys_thread;
     bool keys_started;
-    volatile bool keys_stop;
+    atomic_bool keys_stop; /* set by http_stop, read by the keys watcher */
 };
 
 typedef struct req req;
@@ -128,7 +129,7 @@ struct req {
     bool close;          /* the answer closes the connection (its head was refused) */
     bool admitted_early; /* routed and authenticated before the body (Expect) */
     bool http10;         /* an HTTP/1.0 request */
-    bool body_route;     /* its role is checked after the body (DESIGN section 4's order) */
+    bool body_route;     /* its role is checked after the body's 413/415/400, before a 404 */
     key_role need;       /* the role the route needs */
     ds_principal who;
     bool admitted; /* counted open against who's key (released when completed) */
@@ -170,6 +171,10 @@ struct req {
     int detail; /* a feed's req_detail */
 };
 
+/* The calling thread's Redis connection (NULL when its URL is unusable)
+ * and database reader, opened by its first request. NULL when the database
+ * connection cannot be opened; never NULL in the handler of a route that
+ * is not public (the dispatcher answered 503 before). */
 thread_res *http__res(http_server *h);
 int http__status(ds_code code);
 /* The decoded value of query parameter `name` ("" when it has no '='), or

@@ -513,6 +513,13 @@ static int cmd_demo(int argc, char **argv)
         printf("the demo model '%s' is already in %s\n", DEMO_MODEL, path);
     const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
     ds_reader *r = store_reader_new(s);
+    if (!r || !m) {
+        fprintf(stderr, "duckspread: cannot read the demo model in %s\n", path);
+        store_reader_free(r);
+        store_model_release(s, m);
+        store_close(s);
+        return 1;
+    }
     int rc = 0;
     rc |= print_total(r, m, "all products, all time", NULL, NULL, 0);
     rc |= print_total(r, m, "all products, all time", NULL, NULL, 1);

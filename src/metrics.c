@@ -26,12 +26,13 @@ void metrics_init(ds_metrics *m)
 int metrics_route(ds_metrics *m, const char *name)
 {
     for (int i = 0; i < METRICS_ROUTES; i++) {
-        if (m->route_names[i] && strcmp(m->route_names[i], name) == 0)
+        const char *cur = atomic_load(&m->route_names[i]);
+        /* a free slot: take it, unless another thread took it meanwhile
+           (then cur is what it put there) */
+        if (!cur && atomic_compare_exchange_strong(&m->route_names[i], &cur, name))
             return i;
-        if (!m->route_names[i]) {
-            m->route_names[i] = name;
+        if (strcmp(cur, name) == 0)
             return i;
-        }
     }
     return METRICS_ROUTES - 1;
 }
@@ -78,13 +79,14 @@ void metrics_render(ds_metrics *m, ds_buf *b)
 {
     ds_buf_puts(b, "# HELP duckspread_http_requests_total HTTP requests by route and status.\n"
                    "# TYPE duckspread_http_requests_total counter\n");
-    for (int r = 0; r < METRICS_ROUTES && m->route_names[r]; r++)
+    const char *name;
+    for (int r = 0; r < METRICS_ROUTES && (name = atomic_load(&m->route_names[r])); r++)
         for (int st = 100; st < METRICS_STATUSES; st++) {
             uint64_t v = __atomic_load_n(&m->statuses[r][st], __ATOMIC_RELAXED);
             if (v)
                 ds_buf_printf(
                     b, "duckspread_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
-                    m->route_names[r], st, v);
+                    name, st, v);
         }
     metrics_render_hist(b, "duckspread_batch_size", "Commands applied per writer batch.",
                         &m->batch_size);

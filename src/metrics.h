@@ -3,6 +3,7 @@
 #ifndef DS_METRICS_H
 #define DS_METRICS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "util.h"
@@ -18,7 +19,9 @@ typedef struct metrics_hist {
 } metrics_hist;
 
 typedef struct ds_metrics {
-    const char *route_names[METRICS_ROUTES];
+    /* each slot set once, by whichever request thread first sees the route
+       (atomic by type: a compare-and-swap from NULL) */
+    const char *_Atomic route_names[METRICS_ROUTES];
     uint64_t statuses[METRICS_ROUTES][METRICS_STATUSES];
     metrics_hist batch_size;      /* commands per applied batch */
     metrics_hist apply_seconds;   /* batch apply time, COMMIT included */

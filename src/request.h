@@ -1,7 +1,7 @@
 /* request.h: request bodies <-> commands, and outcomes <-> JSON.
  *
- * Decoding runs in two steps so errors come in the order of DESIGN.md
- * section 4: request_check() looks only at the body's shape (an object,
+ * Decoding runs in two steps so errors come in the API's order of checks
+ * (docs/api.md, Errors): request_check() looks only at the body's shape (an object,
  * known fields, types, exactly one of value/delta/percent: 400
  * malformed), then request_resolve() resolves names against a model
  * snapshot (404 naming table, column, dimension or cell; 422

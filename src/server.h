@@ -5,6 +5,7 @@
 #ifndef DS_SERVER_H
 #define DS_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -77,9 +78,10 @@ typedef struct ds_server {
     ds_metrics metrics;
     ds_writer *writer;
     http_server *http;
-    redis_child redis;     /* the private redis-server (without --redis) */
-    int lock_fd;           /* DIR/duckspread.lock, held while running */
-    volatile int redis_up; /* last known state, for /ready */
+    redis_child redis;   /* the private redis-server (without --redis) */
+    int lock_fd;         /* DIR/duckspread.lock, held while running */
+    atomic_int redis_up; /* last known state, for /ready: set by the writer, the
+                            publisher and the enqueuer (atomic by type) */
 } ds_server;
 
 /* Runs until SIGTERM or SIGINT; returns the process exit code. */

@@ -1,5 +1,5 @@
-/* spread.h: the spreading engine (DESIGN.md section 2). Pure: inputs in,
- * new leaf values out; no I/O, no floating point.
+/* spread.h: the spreading engine and its rules. Pure: inputs in, new leaf
+ * values out; no I/O, no floating point.
  *
  * Writing value T to a consolidated cell C works in two steps. The store
  * reads the existing leaf facts beneath C and sums them (spread_totals).

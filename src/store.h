@@ -181,7 +181,8 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
 
 /* ---- reads ------------------------------------------------------------ */
 
-/* A read connection for one thread. Caller frees with store_reader_free(). */
+/* A read connection for one thread, or NULL when DuckDB cannot open one.
+ * Caller frees with store_reader_free(). */
 ds_reader *store_reader_new(ds_store *s);
 void store_reader_free(ds_reader *r);
 

@@ -1,7 +1,7 @@
-/* store_member.c: member operations (add, rename, move, delete) with the
- * rules of DESIGN.md section 2: a leaf that has facts keeps them only by
- * naming the leaf that takes them (facts_to); deleting a member with facts
- * beneath it needs force, and its facts go in the same transaction. Every
+/* store_member.c: member operations (add, rename, move, delete). A leaf
+ * that has facts keeps them only by naming the leaf that takes them
+ * (facts_to); deleting a member with facts beneath it needs force, and its
+ * facts go in the same transaction. Every
  * refusal is decided before anything is written. Part of the store. */
 #include "store_internal.h"
 

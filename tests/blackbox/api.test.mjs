@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    setup, teardown, readCell, modelSeq, feed, writeBody, rid, pool, sleep, MODEL,
+    setup, teardown, readCell, modelSeq, feed, writeBody, rid, pool, sleep, waitFor, MODEL,
 } from './lib.mjs';
 
 let env;
@@ -75,14 +75,11 @@ test('wait=false: 202 queued, applied later and in the feed', async () => {
     const r = await server.post('/update_cell', writeBody(CELL, { delta: 3 }, { request_id: id, wait: false }));
     assert.equal(r.status, 202, r.text);
     assert.deepEqual(r.body, { status: 'queued', request_id: id });
-    let ev;
-    const t0 = Date.now();
-    while (!ev && Date.now() - t0 < 10000) {
+    const ev = await waitFor(async () => {
         const u = await server.get(`/get_updates?table=${MODEL}&since=${seq0}&timeout=5`);
         assert.equal(u.status, 200, u.text);
-        ev = u.body.updates.find((e) => e.request_id === id);
-    }
-    assert.ok(ev, 'the queued write shows up in the feed');
+        return u.body.updates.find((e) => e.request_id === id);
+    }, 'the queued write in the feed');
     assert.equal(ev.target.new - ev.target.old, 3);
     assert.equal(await readCell(server, CELL), v0 + 3);
     // a retry with wait=true now answers the outcome
@@ -138,7 +135,7 @@ test('SIGTERM drains: writes in flight are answered or retried, exit 0, nothing 
         }
     });
     // SIGTERM once the first answers are in (a sanitizer build takes longer)
-    for (let t = 0; t < 100 && ![...status.values()].includes(200); t++) await sleep(50);
+    await waitFor(() => [...status.values()].includes(200), 'a first write answered 200');
     const st = await server.stop();
     await writes;
     console.log(`# SIGTERM exit after ${st.ms} ms; answers: ${JSON.stringify(Object.fromEntries([...new Set(status.values())].map((s) => [s, [...status.values()].filter((x) => x === s).length])))}`);

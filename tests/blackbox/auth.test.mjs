@@ -1,4 +1,4 @@
-// API keys, roles, model limits and scopes (issue 4): every route of
+// API keys, roles, model limits and scopes: every route of
 // /openapi.json tried with no key, a wrong key, each role, a key for another
 // model and a revoked key, over REST, long-poll, SSE and WebSocket; scopes
 // including spreads that would cross them; revocation closing what a key
@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import WebSocket from 'ws';
 import {
-    BIN, OPENAPI, MODEL, Redis, Server, makeClient, mkTmp, modelSeq, feed, readSSE, rid, sleep, teardown, waitUntil,
+    BIN, OPENAPI, MODEL, Redis, Server, makeClient, mkTmp, modelSeq, feed, readSSE, rid, sleep, teardown, waitUntil, waitFor,
 } from './lib.mjs';
 
 const KEY_OPEN = 6;
@@ -38,6 +38,13 @@ let dir;
 const K = {}; // role name -> key
 const clients = {};
 
+// The server re-reads DIR/keys every 250 ms: a key created or revoked while
+// it runs counts once the server answers the key so (never after a time).
+async function untilKey(key, status, base = server.base) {
+    const c = makeClient(base, { Authorization: `Bearer ${key}` });
+    await waitFor(async () => (await c.get('/v1/models')).status === status, `the key answered ${status}`);
+}
+
 before(async () => {
     dir = mkTmp('data-auth');
     K.admin = createKey(dir, 'root', 'admin');
@@ -55,8 +62,9 @@ before(async () => {
     K.otherEditor = createKey(dir, 'oe', 'editor', '--model', 'other');
     K.scoped = createKey(dir, 'sc', 'editor', '--model', MODEL, '--scope', 'product=S01-B2');
     K.revoked = createKey(dir, 'gone', 'admin');
+    await untilKey(K.revoked, 200); // created last: every key is in
     keys(dir, 'revoke', '--user', 'gone');
-    await sleep(1200);
+    await untilKey(K.revoked, 401);
     for (const [name, key] of Object.entries(K)) clients[name] = makeClient(server.base, { Authorization: `Bearer ${key}` });
     clients.none = makeClient(server.base);
     clients.wrong = makeClient(server.base, { Authorization: 'Bearer dsk_000000000000000000000000000000000000000000000000' });
@@ -251,7 +259,7 @@ test('a scoped editor writes inside its subtree only, never trimmed', async () =
 
 test('revoking a key closes its long-poll, SSE and WebSocket within a second, and refuses it everywhere', { timeout: 30000 }, async () => {
     const key = createKey(dir, 'leaving', 'viewer');
-    await sleep(1100);
+    await untilKey(key, 200);
     const h = { Authorization: `Bearer ${key}` };
     const seq = await modelSeq(server);
     const c = makeClient(server.base, h);
@@ -262,7 +270,7 @@ test('revoking a key closes its long-poll, SSE and WebSocket within a second, an
     const ac = new AbortController();
     const sseRes = await fetch(new URL(`/v1/models/${MODEL}/events?since=${seq}`, server.base), { headers: h, signal: ac.signal });
     assert.equal(sseRes.status, 200);
-    const sseDone = readSSE(sseRes, (e) => sseEvents.push(e), ac.signal);
+    const sseDone = readSSE(sseRes, (e) => sseEvents.push({ ...e, t: Date.now() }), ac.signal);
     const ws = new WebSocket(`${server.base.replace('http', 'ws')}/v1/models/${MODEL}/ws?since=${seq}`, { headers: h });
     const wsClosed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString(), t: Date.now() })));
     await new Promise((resolve, reject) => {
@@ -281,10 +289,10 @@ test('revoking a key closes its long-poll, SSE and WebSocket within a second, an
     assert.equal(wc.code, 1008);
     assert.match(wc.reason, /revoked/);
     assert.ok(wc.t - t0 < 1500, `WebSocket closed ${wc.t - t0} ms after the revoke`);
-    await Promise.race([sseDone, sleep(1500)]);
-    const err = sseEvents.find((e) => e.event === 'error');
-    assert.ok(err, `SSE got an error event: ${JSON.stringify(sseEvents)}`);
+    const err = await waitFor(() => sseEvents.find((e) => e.event === 'error'), () => `an SSE error event: ${JSON.stringify(sseEvents)}`);
     assert.equal(JSON.parse(err.data).error.code, 'unauthenticated');
+    assert.ok(err.t - t0 < 1500, `SSE error event ${err.t - t0} ms after the revoke`);
+    await sseDone; // the server closes the stream
     ac.abort();
     const again = await c.get('/v1/models');
     assert.equal(again.status, 401);
@@ -458,7 +466,7 @@ for (const kind of ['long-poll', 'sse', 'websocket']) {
 
 test(`a key over ${KEY_RATE} requests per second (bucket ${KEY_BURST}) gets 429 with Retry-After`, { timeout: 60000 }, async () => {
     const key = createKey(dir, 'hasty', 'viewer');
-    await sleep(1100);
+    await untilKey(key, 200);
     const c = makeClient(server.base, { Authorization: `Bearer ${key}` });
     const statuses = [];
     let limited = null;
@@ -495,11 +503,10 @@ test('keys list shows users, roles and last use, never a key; the log holds no k
     }
     const mode = fs.statSync(`${dir}/keys`).mode & 0o777;
     assert.equal(mode, 0o600);
-    // last use is recorded (at most every 5 s)
+    // last use is recorded (at most every 5 s: this use is one to record)
     await sleep(5500);
     await clients.viewer.get('/v1/models');
-    await sleep(600);
-    assert.match(keys(dir, 'list'), /vi\s+viewer\s+\*\s+\*\s+\S+\s+20\d\d-/);
+    await waitFor(() => /vi\s+viewer\s+\*\s+\*\s+\S+\s+20\d\d-/.test(keys(dir, 'list')), () => `the last use in keys list:\n${keys(dir, 'list')}`, { intervalMs: 200 });
 });
 
 test('a server on a non-loopback address refuses to start without keys', async () => {
@@ -525,17 +532,17 @@ test('open mode (loopback, no keys) ends for good with the first key, and closes
         assert.equal(res.status, 200);
         const done = readSSE(res, (e) => events.push(e), ac.signal);
         const key = createKey(s2.dataDir, 'first', 'admin');
-        await sleep(1200);
-        assert.equal((await anon.get('/v1/models')).status, 401, 'a key exists: closed');
-        await Promise.race([done, sleep(1500)]);
-        assert.ok(events.some((e) => e.event === 'error'), 'the open-mode SSE stream was closed');
+        // open mode admits any request, with a key or none, until it ends
+        await waitFor(async () => (await anon.get('/v1/models')).status === 401, 'a key exists: closed');
+        await waitFor(() => events.some((e) => e.event === 'error'), 'the open-mode SSE stream closed with an error event');
+        await done; // the server closes the stream
         ac.abort();
         const old = await fetch(new URL(`/v1/models/${MODEL}/events?ticket=${ticket.body.ticket}`, s2.base));
         assert.equal(old.status, 401, 'an open-mode ticket is no good any more');
         await old.text();
         assert.equal((await makeClient(s2.base, { Authorization: `Bearer ${key}` }).get('/v1/models')).status, 200);
         keys(s2.dataDir, 'revoke', '--user', 'first');
-        await sleep(1200);
+        await untilKey(key, 401, s2.base);
         assert.equal((await anon.get('/v1/models')).status, 401, 'revoking the last key does not open the door');
     } finally {
         await teardown(s2, r2);
@@ -546,7 +553,7 @@ test('the writer checks the scope again: a queued write outside the scope is ref
     // a write queued with a scope it does not fit (as if the tree had moved
     // between the API's check and the writer): the writer refuses it
     const user = createKey(dir, 'sc2', 'editor');
-    await sleep(1100);
+    await untilKey(user, 200);
     const c = makeClient(server.base, { Authorization: `Bearer ${user}` });
     const body = { column: 'quantity', cell: { product: 'S01-B1-F2', time: '2025-04' }, delta: 2 };
     const first = await c.post(`/v1/models/${MODEL}/cells`, { ...body, request_id: rid('first') });
@@ -558,12 +565,10 @@ test('the writer checks the scope again: a queued write outside the scope is ref
     const seq = await modelSeq(server);
     const again = rid('rescoped');
     await rc.xAdd(`{${MODEL}}:request_duck`, '*', { ...mine.message, rid: again, scope_dim: 'product', scope_member: 'S02' });
-    let answer;
-    for (let i = 0; i < 50; i++) { // the stored outcome, once the writer got to it
-        await sleep(100);
-        answer = await c.post(`/v1/models/${MODEL}/cells`, { ...body, request_id: again, wait: false });
-        if (answer.status !== 202) break;
-    }
+    const answer = await waitFor(async () => { // the stored outcome, once the writer got to it
+        const a = await c.post(`/v1/models/${MODEL}/cells`, { ...body, request_id: again, wait: false });
+        return a.status !== 202 && a;
+    }, 'the outcome of the queued write');
     assert.equal(answer.status, 403, answer.text);
     assert.equal(answer.body.error.code, 'out_of_scope');
     assert.match(answer.body.error.message, /product=S02/);

@@ -1,5 +1,11 @@
-// The original test cases 1, 3, 4, 5 and 6 (DESIGN.md section 9) against the
-// real binary, a real redis-server and, at the end, the DuckDB file itself.
+// The six test cases duckspread was first specified with, but 2 (many users
+// at once: concurrency.test.mjs): 1 a cell update shows in DuckDB and in
+// Redis; 3 an update of a parent (Brand X) moves its children
+// proportionally; 4 a parent whose children are all zero spreads equally;
+// 5 the view sales_summary_by_product_family stays consistent with the
+// facts; 6 an unknown table, column or cell is a clear error and changes
+// nothing. Against the real binary, a real redis-server and, at the end,
+// the DuckDB file itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -608,6 +608,24 @@ export function checkChains(events, known = new Map(), filter = isLeafCell, colu
     return last;
 }
 
+// Waits for a condition, never for a time: calls cond() (it may be async)
+// every intervalMs until it returns something truthy, and returns that;
+// fails after timeoutMs (generous: sanitizer builds are slow) saying what()
+// (or what) was awaited.
+export async function waitFor(cond, what, { timeoutMs = 60000, intervalMs = 50 } = {}) {
+    const t0 = Date.now();
+    for (;;) {
+        const v = await cond();
+        if (v) return v;
+        if (Date.now() - t0 > timeoutMs) assert.fail(`not within ${timeoutMs} ms: ${typeof what === 'function' ? what() : what}`);
+        await sleep(intervalMs);
+    }
+}
+
+// The server's log: its size now, and what was written from such an offset on.
+export const logSize = (server) => fs.statSync(server.log).size;
+export const logFrom = (server, offset) => fs.readFileSync(server.log).subarray(offset).toString('utf8');
+
 // Runs fn(i) for i in [0, n) with at most `width` in flight.
 export async function pool(n, width, fn) {
     let next = 0;
@@ -740,7 +758,8 @@ export async function deltaStart(server, cells = DELTA_CELLS, total = DELTA_TOTA
 // Starts `clients` writers of `per` requests each (per = Infinity: until
 // stop()); returns {done, stop, acked (request_id -> seq), attempts: {n,
 // failed}}. A request not answered 200 before deadlineMs fails the run.
-export function deltaWriters(server, st, { clients = 8, per = 40, deadlineMs = 60000, tag = 'dw', timeout = 5000 } = {}) {
+// onAck(n) is called with the count right after each acknowledgement.
+export function deltaWriters(server, st, { clients = 8, per = 40, deadlineMs = 60000, tag = 'dw', timeout = 5000, onAck = null } = {}) {
     const acked = new Map();
     const attempts = { n: 0, failed: 0 };
     const deadline = Date.now() + deadlineMs;
@@ -758,6 +777,7 @@ export function deltaWriters(server, st, { clients = 8, per = 40, deadlineMs = 6
                     if (r.status === 200) {
                         assert.equal(r.body.request_id, id);
                         acked.set(id, r.body.seq);
+                        if (onAck) onAck(acked.size);
                         break;
                     }
                     assert.ok([202, 503].includes(r.status), `unexpected answer for ${id}: ${r.status} ${r.text}`);

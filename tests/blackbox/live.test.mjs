@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import {
-    setup, teardown, modelSeq, feed, writeBody, rid, pool, readSSE, validateSchema, validateResponse, sleep, MODEL,
+    setup, teardown, modelSeq, feed, writeBody, rid, pool, readSSE, validateSchema, validateResponse, waitFor, MODEL,
 } from './lib.mjs';
 
 let env;
@@ -18,18 +18,6 @@ after(async () => {
 
 const WRITES = 400;
 const CLIENTS = 8;
-
-function waitFor(pred, ms, what) {
-    return new Promise((resolve, reject) => {
-        const t0 = Date.now();
-        const tick = () => {
-            if (pred()) return resolve();
-            if (Date.now() - t0 > ms) return reject(new Error(`timeout after ${ms} ms: ${what()}`));
-            setTimeout(tick, 20);
-        };
-        tick();
-    });
-}
 
 test(`WebSocket and SSE subscribers get every event of a burst (${WRITES} writes) in order`, { timeout: 90000 }, async () => {
     const { server } = env;
@@ -76,7 +64,7 @@ test(`WebSocket and SSE subscribers get every event of a burst (${WRITES} writes
         }
     }, ac.signal);
 
-    await sleep(200);
+    // both streams answered 200: subscribed (and since= replays what they miss)
     const cells = [
         { product: 'P-0031', customer: 'C-0004', time: '2025-01' },
         { product: 'P-0032', customer: 'C-0004', time: '2025-01' },
@@ -91,7 +79,7 @@ test(`WebSocket and SSE subscribers get every event of a burst (${WRITES} writes
     assert.equal(last, since + WRITES);
 
     const progress = () => `ws ${wsEvents.length} (last ${wsEvents.at(-1)?.seq}), sse ${sseEvents.length} (last ${sseEvents.at(-1)?.seq}), want ${WRITES} up to ${last}; ws close ${JSON.stringify(wsClose)}`;
-    await waitFor(() => wsEvents.at(-1)?.seq >= last && sseEvents.at(-1)?.seq >= last, 20000, progress);
+    await waitFor(() => wsEvents.at(-1)?.seq >= last && sseEvents.at(-1)?.seq >= last, progress, { intervalMs: 20 });
     ws.close();
     ac.abort();
     await sseDone;
@@ -120,7 +108,7 @@ test('SSE resumes with Last-Event-ID and WebSocket with since', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/models/${MODEL}/ws?since=${seq - 2}`);
     const wsGot = [];
     ws.on('message', (d) => wsGot.push(JSON.parse(d.toString()).seq));
-    await waitFor(() => got.length >= 2 && wsGot.length >= 2, 5000, () => `sse ${got}, ws ${wsGot}`);
+    await waitFor(() => got.length >= 2 && wsGot.length >= 2, () => `sse ${got}, ws ${wsGot}`, { intervalMs: 20 });
     ac.abort();
     ws.close();
     await done;

@@ -1,14 +1,17 @@
 // The response stream after trouble: a lease that lapses under load and is
-// taken again by the same server, and Redis killed and restarted under load,
-// leave every seq on {model}:response_duck exactly once and nothing pending;
-// a restart finds nothing to repair. wait=false is answered 503 when the
-// command surely did not reach Redis (never 202 for a command that is not
-// queued).
+// taken again by the same server, a lease another writer holds for a while
+// (the publisher leaves its batch, the writer re-publishes it from the
+// database once the lease is back), and Redis killed and restarted under
+// load, leave every seq on {model}:response_duck exactly once and nothing
+// pending; a restart finds nothing to repair. wait=false is answered 503
+// when the command surely did not reach Redis (never 202 for a command that
+// is not queued). Every step waits for a condition (answers, log lines,
+// /ready), never for a time.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import {
-    Redis, Server, setup, teardown, modelSeq, readCell, writeBody, rid, sleep, MODEL,
+    Redis, Server, setup, teardown, modelSeq, readCell, writeBody, rid, sleep, waitFor, logSize, logFrom, MODEL,
 } from './lib.mjs';
 
 const cleanup = [];
@@ -23,7 +26,8 @@ function cli(redis, ...args) {
     return execFileSync('redis-cli', ['-p', String(redis.port), ...auth, ...args]).toString().trim();
 }
 
-// clients writing deltas until stop(); returns {stop, answers}
+// clients writing deltas until stop(); returns {stop, answers, ok}; ok()
+// counts the writes answered 200 so far
 function load(server, clients) {
     let stopped = false;
     const answers = new Map();
@@ -41,6 +45,7 @@ function load(server, clients) {
     }));
     return {
         answers,
+        ok: () => [...answers.values()].filter((st) => st === 200).length,
         stop: async () => {
             stopped = true;
             await done;
@@ -48,14 +53,19 @@ function load(server, clients) {
     };
 }
 
+// n more writes answered 200 than now
+async function moreAnswers(l, n, what) {
+    const want = l.ok() + n;
+    await waitFor(() => l.ok() >= want, () => `${n} more writes answered 200 ${what} (${l.ok()} of ${want})`);
+}
+
 // every seq 1..model seq once on the response stream, nothing pending
 async function checkStream(server, redis, what) {
     let pending = '';
-    for (let i = 0; i < 50; i++) { // the publisher may still be catching up
+    await waitFor(() => { // the publisher may still be catching up
         pending = cli(redis, 'XPENDING', `{${MODEL}}:request_duck`, 'writers').split('\n')[0];
-        if (pending === '0') break;
-        await sleep(100);
-    }
+        return pending === '0';
+    }, () => `${what}: no entry pending (${pending} pending)`);
     const seq = await modelSeq(server);
     const events = await redis.xrange(`{${MODEL}}:response_duck`);
     const count = new Map();
@@ -73,9 +83,11 @@ test('a lease that lapses under load is taken again: every seq published once, n
     const { redis, server } = await setup('lease');
     cleanup.push(server, redis);
     const l = load(server, 4);
-    await sleep(700);
+    await moreAnswers(l, 30, 'before the lease lapses');
+    const at = logSize(server);
     cli(redis, 'DEL', `{${MODEL}}:lease`); // as if the writer had stalled past the lease
-    await sleep(2500);
+    await waitFor(() => /holds the lease/.test(logFrom(server, at)), 'the lease taken again');
+    await moreAnswers(l, 30, 'after the lease was taken again');
     await l.stop();
     const seq = await checkStream(server, redis, 'after the lease lapsed');
     assert.ok(seq > 20, `writes went through (${seq})`);
@@ -86,17 +98,55 @@ test('a lease that lapses under load is taken again: every seq published once, n
     await checkStream(server, redis, 'after a restart');
 });
 
+test('another writer holds the lease for a while: the batch left unpublished is re-published from the database, every seq once, nothing pending', { timeout: 240000 }, async () => {
+    const { redis, server } = await setup('foreign');
+    cleanup.push(server, redis);
+    const v0 = await readCell(server, CELL);
+    const l = load(server, 4);
+    // the other writer's lease outlives a renewal of ours (a third of 5 s),
+    // so ours notices; the publisher leaves a batch when it publishes in that
+    // window (nearly always under load: tried again until it did)
+    let from = logSize(server);
+    let left = false;
+    for (let round = 1; round <= 5 && !left; round++) {
+        await moreAnswers(l, 20, `before another writer takes the lease (round ${round})`);
+        from = logSize(server);
+        cli(redis, 'SET', `{${MODEL}}:lease`, '999999:another-writer', 'PX', '2500');
+        await waitFor(() => /holds the lease/.test(logFrom(server, from)), 'the lease ours again once the other lapsed');
+        left = /another writer holds the lease/.test(logFrom(server, from));
+    }
+    assert.ok(left, 'the publisher left a batch to another writer');
+    await waitFor(() => /re-publishing events/.test(logFrom(server, from)), 'the writer re-publishes the batch from the database');
+    await moreAnswers(l, 20, 'after the lease is back');
+    await l.stop();
+    await checkStream(server, redis, 'after another writer held the lease');
+    // every write applied once: the queued ones (202) answer 200 when retried
+    for (const [id, st] of l.answers) {
+        assert.ok([200, 202].includes(st), `${id}: ${st}`);
+        if (st === 200) continue;
+        const r = await server.post('/update_cell', writeBody(CELL, { delta: 1 }, { request_id: id }), { timeout: 30000 });
+        assert.equal(r.status, 200, `retry of ${id}: ${r.text}`);
+    }
+    assert.equal(await readCell(server, CELL), v0 + l.answers.size, 'each write applied exactly once');
+    await checkStream(server, redis, 'after the retries');
+    await server.restart();
+    assert.ok(!/re-publishing/.test(server.tail(10)), 'the restart had nothing to re-publish');
+    await checkStream(server, redis, 'after a restart');
+});
+
 test('Redis killed and restarted under load, twice: every seq published once, nothing pending', { timeout: 180000 }, async () => {
     const { redis, server } = await setup('rkill');
     cleanup.push(server, redis);
     const answers = new Map();
+    const ready = async (want) => (await server.get('/ready', { validate: false }).catch(() => null))?.status === want;
     for (let round = 0; round < 2; round++) {
         const l = load(server, 6);
-        await sleep(800);
+        await moreAnswers(l, 30, `before Redis dies (round ${round + 1})`);
         await redis.stop('SIGKILL');
-        await sleep(2000);
+        await waitFor(() => ready(503), 'the server noticed Redis is gone (/ready 503)');
         await redis.start();
-        await sleep(2500);
+        await waitFor(() => ready(200), 'ready again');
+        await moreAnswers(l, 30, `after Redis is back (round ${round + 1})`);
         await l.stop();
         for (const [k, v] of l.answers) answers.set(k, v);
         await checkStream(server, redis, `round ${round + 1}`);
@@ -127,11 +177,14 @@ test('wait=false while Redis hangs before the command is sent: 503, nothing queu
     }
     assert.equal(r.status, 503, `wait=false with the XADD never sent: ${r.text}`);
     assert.equal(r.body.error.code, 'unavailable');
-    await sleep(1500);
-    assert.equal(await readCell(server, CELL), before, 'nothing applied');
+    // a write after it: once that is applied, anything queued before it
+    // would have been (one stream, applied in order)
+    const marker = await server.post('/update_cell', writeBody(CELL, { delta: 1 }, { request_id: rid('marker') }), { timeout: 30000 });
+    assert.equal(marker.status, 200, marker.text);
+    assert.equal(await readCell(server, CELL), before + 1, 'nothing applied but the write after it');
     const retry = await server.post('/update_cell', writeBody(CELL, { delta: 1000 }, { request_id: id }), { timeout: 20000 });
     assert.equal(retry.status, 200, retry.text);
-    assert.equal(await readCell(server, CELL), before + 1000, 'the retry applied once');
+    assert.equal(await readCell(server, CELL), before + 1 + 1000, 'the retry applied once');
 });
 
 test('wait=false, and its retry while the first is in flight, both answered when Redis hangs and dies; the next retry applies it once', { timeout: 90000 }, async () => {
@@ -159,12 +212,7 @@ test('wait=false, and its retry while the first is in flight, both answered when
     assert.equal(a.status, 202, `the first, its XADD unanswered: ${a.text}`);
     assert.equal(b.status, 202, `the retry that waited on it: ${b.text}`);
     await redis.start();
-    let ready = false;
-    for (let i = 0; i < 100 && !ready; i++) {
-        ready = (await server.get('/ready', { validate: false }).catch(() => null))?.status === 200;
-        if (!ready) await sleep(100);
-    }
-    assert.ok(ready, 'ready again');
+    await waitFor(async () => (await server.get('/ready', { validate: false }).catch(() => null))?.status === 200, 'ready again');
     const c = await server.post('/update_cell', { ...body, wait: true }, { timeout: 30000 });
     assert.equal(c.status, 200, `a retry once Redis is back: ${c.text}`);
     assert.equal(await readCell(server, CELL), before + 1000, 'applied once');

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, MODEL, waitReadyStatus,
+    setup, teardown, readCell, modelSeq, feed, writeBody, rid, sleep, MODEL, waitReadyStatus, waitFor,
 } from './lib.mjs';
 
 let env;
@@ -44,9 +44,8 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
                 await sleep(10);
             }
         }));
-        await sleep(500);
-        const ackedBefore = [...outcome.values()].filter((s) => s === 200).length;
-        assert.ok(ackedBefore > 0, 'writes were acknowledged before Redis stopped');
+        const acked = () => [...outcome.values()].filter((s) => s === 200).length;
+        await waitFor(() => acked() >= 20, () => `writes acknowledged before Redis stops (${acked()})`);
 
         await redis.stop(signal);
         const down = await waitReadyStatus(server, 503, 10000);
@@ -70,7 +69,8 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
         console.log(`# /ready 200 ${up.ms} ms after Redis started`);
         assert.equal(server.pid, pid, 'the same server process');
         assert.ok(server.alive(), 'the server process is still running');
-        await sleep(500);
+        const ackedUp = acked();
+        await waitFor(() => acked() >= ackedUp + 20, () => `writes acknowledged after Redis is back (${acked() - ackedUp})`);
         stop = true;
         await load;
 

@@ -347,7 +347,7 @@ static bool form_target(const spread_params *p, const ref_sums *s, mpz_t target,
             mpz_add(target, target, s->total);
         mpz_sub(need, target, s->held);
     } else {
-        /* DESIGN 2.3: T = h + sum(U) * (1 + p/100), rounded as a whole */
+        /* percent: T = h + sum(U) * (1 + p/100), rounded as a whole */
         percent_factor(p, num, den);
         mpz_mul(num, num, s->usum);
         mpz_addmul(num, s->held, den);

@@ -1,5 +1,5 @@
 /* ref_spread.h: a slow, obviously-right reference implementation of
- * spreading (DESIGN.md section 2, the top comment of src/spread.h) in exact
+ * spreading (the rules in the top comment of src/spread.h) in exact
  * GMP arithmetic, written independently of src/spread.c so that the two
  * can be compared on random inputs (tests/unit/test_spread_ref.c).
  *
@@ -7,7 +7,7 @@
  * in one go, treating the given cells as the whole region (pass the dense
  * cross product when the effective method is equal or repeat).
  *
- * Two points spread.h and DESIGN.md leave open are settled here as the
+ * Two points spread.h leaves open are settled here as the
  * engine settles them (found by the comparison; confirm or change both):
  * - "T does not fit": for proportional and equal, |amount| and |T - h|
  *   must be at most 10^REF_LIMIT_DIGITS, else out_of_range; this is
@@ -16,8 +16,8 @@
  *   100 * 10^pct_scale + amount must fit a ds_i128 (out_of_range, checked
  *   before held).
  * - Repeat when every cell is held is refused (held) unless the command is
- *   the identity (DELTA 0 or PERCENT 0); DESIGN.md only says "every leaf
- *   held and T != h". */
+ *   the identity (DELTA 0 or PERCENT 0); the rule as first written said
+ *   only "every leaf held and T != h". */
 #ifndef DS_REF_SPREAD_H
 #define DS_REF_SPREAD_H
 

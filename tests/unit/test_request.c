@@ -1,5 +1,5 @@
 /* Unit tests for request.c: body checks (400), name resolution (404 and
- * 422 in the order of DESIGN.md section 4), exact values, the canonical
+ * 422 in the API's order of checks, docs/api.md), exact values, the canonical
  * form round trip, and event encoding. Pure: no database. */
 #include <check.h>
 #include <stdio.h>

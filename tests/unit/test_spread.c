@@ -195,7 +195,7 @@ START_TEST(delta_and_percent_targets)
 }
 END_TEST
 
-/* DESIGN 2.3: T itself is rounded half away from zero: held -10, unheld 5,
+/* percent: T itself is rounded half away from zero: held -10, unheld 5,
  * -50%: T = -10 + 2.5 = -7.5 -> -8, so the unheld leaf gets 2. */
 START_TEST(percent_rounds_the_total)
 {

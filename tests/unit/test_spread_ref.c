@@ -2,12 +2,12 @@
  * GMP reference (ref_spread.c). Thousands of seeded random cases (ragged
  * trees, sparse and dense cells, holds, every method and form, refusals)
  * must give the same refusal or identical values; the invariants of
- * DESIGN.md section 2 are then checked with GMP independently of both
+ * spreading (src/spread.h) are then checked with GMP independently of both
  * (sums, floor-or-ceiling of every node of the apportionment tree), and
  * the engine must be deterministic under reordering of the cells. Hand
  * computed cases check the reference itself and a few engine scenarios.
  *
- * Where DESIGN.md and spread.h are silent (the largest amount, repeat
+ * Where spread.h is silent (the largest amount, repeat
  * with every cell held) the reference settles the point as the engine
  * does; ref_spread.h lists those choices.
  *

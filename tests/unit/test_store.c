@@ -31,6 +31,7 @@ static void open_store(size_t change_cap, int64_t create_cap)
     M = store_model_acquire(S, DEMO_MODEL, strlen(DEMO_MODEL));
     ck_assert_ptr_nonnull(M);
     R = store_reader_new(S);
+    ck_assert_ptr_nonnull(R);
 }
 
 static void close_store(void)

@@ -34,6 +34,7 @@ static void open_side_facts(side *x, int64_t facts)
     int64_t n;
     ck_assert_msg(demo_load(x->s, &d, &loaded, &n, &e) == 0, "%s", e.message);
     x->r = store_reader_new(x->s);
+    ck_assert_ptr_nonnull(x->r);
 }
 
 static void open_side(side *x)
