@@ -13,9 +13,11 @@
 # 10 minutes on two cores. api (drain, long-poll, wait=false), auth (the
 # keys watcher closing streams), concurrency (32 clients on the writer's
 # batches), crash (crash points and kill -9: recovery while the publisher
-# runs), live (WebSocket and SSE fan-out), publish (the lease lapsing,
-# another writer's lease, Redis killed) and redis (Redis stopped under
-# load) cover every thread and every hand-over between them. Left out:
+# runs), live (WebSocket and SSE fan-out), logfirst (grid subscriptions:
+# the writer's patches to the WebSocket thread; the persister trailing),
+# publish (the lease lapsing, another writer's lease, Redis killed) and
+# redis (Redis stopped under load) cover every thread and every
+# hand-over between them. Left out:
 # cases (one request at a time), hostile and redis-security (parsers,
 # slow clients and start checks: under ASan in make sanitize-test, and
 # make fuzz).
@@ -40,10 +42,12 @@ started=$(date +%s)
 echo "tsan-test: unit tests in $(( $(date +%s) - started ))s"
 
 set --
-for f in api auth concurrency crash live publish redis; do
+for f in api auth concurrency crash live logfirst publish redis; do
     set -- "$@" "tests/blackbox/$f.test.mjs"
 done
-DS_BLACKBOX_LOGS="$out/blackbox" ./tests/blackbox.sh "$build/duckspread" "$@" || rc=1
+# logfirst's big spread at the smallest size that still crosses the
+# mid_persist crash point (a group of over 100,000 rows)
+DS_BB_BIG_SCALE=${DS_BB_BIG_SCALE:-120000} DS_BLACKBOX_LOGS="$out/blackbox" ./tests/blackbox.sh "$build/duckspread" "$@" || rc=1
 
 reports=$(grep -l 'WARNING: ThreadSanitizer' "$out/unit.log" "$out"/blackbox/*.log 2>/dev/null)
 if [ -n "$reports" ]; then

@@ -325,7 +325,7 @@ test('crash point mid_checkpoint under delta writes: nothing acknowledged lost, 
 
 test('crash point mid_persist in a big spread: the spread is applied exactly once after recovery', { timeout: 180000 }, async () => {
     const redis = await new Redis('logfirst-big').start();
-    const server = new Server({ name: 'logfirst-big', redis, scale: 250000 });
+    const server = new Server({ name: 'logfirst-big', redis, scale: Number(process.env.DS_BB_BIG_SCALE || 250000) });
     try {
         await server.start({ timeoutMs: 120000 });
         const before = await readCell(server, {});
