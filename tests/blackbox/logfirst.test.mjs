@@ -7,13 +7,18 @@
 //   - min_seq on reads; a view read right after a 200 shows the write;
 //   - the persister trailing with tiny bounds (backpressure) loses nothing;
 //   - crash points after_apply and mid_checkpoint, and the middle of a big
-//     spread's persistence: nothing acknowledged lost, nothing doubled.
+//     spread's persistence: nothing acknowledged lost, nothing doubled;
+//   - the disk filling up under the persister (a size-limited tmpfs): 503
+//     and /ready false, nothing acknowledged lost, all persisted later.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
 import {
     setup, teardown, readCell, modelSeq, writeBody, rid, sleep, waitUntil, MODEL, Server, Redis,
-    deltaStart, deltaWriters, checkDeltaOracle, validateResponse,
+    deltaStart, deltaWriters, checkDeltaOracle, validateResponse, mkTmp, metricValue, waitReadyStatus,
 } from './lib.mjs';
 
 let env;
@@ -358,6 +363,84 @@ test('crash point mid_persist in a big spread: the spread is applied exactly onc
         const sum = v.body.rows.reduce((a, row) => a + row.quantity, 0);
         assert.equal(sum, before * 2, 'the view sums to the spread total');
     } finally {
+        await teardown(server, redis);
+    }
+});
+
+// Fills a file system to its last byte; returns the filler's path.
+function fillDisk(dir) {
+    const filler = path.join(dir, 'filler');
+    const fd = fs.openSync(filler, 'w');
+    try {
+        for (const size of [1 << 20, 1 << 12, 1]) {
+            const buf = Buffer.alloc(size);
+            for (;;) {
+                try {
+                    fs.writeSync(fd, buf);
+                } catch (e) {
+                    if (e.code !== 'ENOSPC') throw e;
+                    break;
+                }
+            }
+        }
+    } finally {
+        fs.closeSync(fd);
+    }
+    return filler;
+}
+
+test('disk full under the persister: writes 503 and /ready false, nothing acknowledged lost, all persisted once space is back', { timeout: 180000 }, async (t) => {
+    if (process.getuid?.() !== 0) {
+        t.skip('needs root to mount a size-limited tmpfs');
+        return;
+    }
+    const redis = await new Redis('logfirst-full').start();
+    const dataDir = mkTmp('full');
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', dataDir]);
+    if (mounted.status !== 0) {
+        t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+        await teardown(redis);
+        return;
+    }
+    const server = new Server({ name: 'logfirst-full', redis, dataDir });
+    let filler = null;
+    try {
+        await server.start();
+        const checkpoints = async () => metricValue((await server.get('/metrics')).text, 'duckspread_checkpoints_total');
+        const c0 = await checkpoints();
+        const st = await deltaStart(server);
+        // the idle checkpoint comes a second after the last write: wait for
+        // it, so that the next commit must grow the WAL on a full disk
+        await waitUntil(async () => (await checkpoints()) > c0, 10000, () => 'the idle checkpoint');
+        filler = fillDisk(dataDir);
+        const w = deltaWriters(server, st, { clients: 4, per: Infinity, tag: 'full', deadlineMs: 120000 });
+        const down = await waitReadyStatus(server, 503, 60000);
+        validateResponse('GET', '/ready', 503, 'application/json', down.r.body, down.r.text);
+        assert.ok(down.r.body.persist_error, `/ready names the persister's error: ${down.r.text}`);
+        assert.equal(metricValue((await server.get('/metrics')).text, 'duckspread_persist_failing'), 1);
+        const refused = await server.post('/update_cell', writeBody(st.cells[0], { delta: 1 }, { request_id: rid('full-refused') }));
+        assert.equal(refused.status, 503, refused.text);
+        assert.equal(refused.body.error.code, 'unavailable');
+        assert.match(refused.body.error.message, /database/);
+        assert.ok(Number(refused.headers.get('retry-after')) >= 1, 'Retry-After');
+        assert.match(server.tail(200), /persist/i, 'a log line says the persister fails');
+        const ackedWhileFull = w.acked.size;
+        // space is back: the persister's retry succeeds, writes are taken again
+        fs.rmSync(filler);
+        filler = null;
+        await waitReadyStatus(server, 200, 60000);
+        await waitUntil(() => w.acked.size >= ackedWhileFull + 20, 60000, () => `20 more writes acknowledged (${w.acked.size})`);
+        w.stop();
+        await w.done;
+        await checkDeltaOracle(server, st, w.acked, () => redis.xrange(`{${MODEL}}:response_duck`));
+        // and all of it is in the database: restart loads the engine from it
+        await server.restart();
+        await checkDeltaOracle(server, st, w.acked, () => redis.xrange(`{${MODEL}}:response_duck`));
+        assert.equal(metricValue((await server.get('/metrics')).text, 'duckspread_persist_failing'), 0);
+    } finally {
+        if (filler) fs.rmSync(filler, { force: true });
+        await server.stop().catch(() => {});
+        spawnSync('umount', [dataDir]);
         await teardown(server, redis);
     }
 });
