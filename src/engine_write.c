@@ -223,14 +223,6 @@ static bool lattice_init(lattice *l, const ds_model *m, const ds_cell *c)
     return true;
 }
 
-static size_t point_distance(const lattice *l, size_t p)
-{
-    size_t d = 0;
-    for (int i = 0; i < l->nd; i++)
-        d += (p / l->stride[i]) % (size_t)l->len[i];
-    return d;
-}
-
 static void point_cell(const lattice *l, size_t p, ds_cell *c)
 {
     for (int i = 0; i < l->nd; i++)
@@ -280,27 +272,46 @@ static void add_above(const ds_engine *e, const ds_model *m, const ds_write *w, 
             *out->truncated = true;
         return;
     }
+    /* each point's distance from the target (its steps up the chains),
+       with its total from the cube, walking the points in order (the
+       last chain fastest); then the points listed nearest first */
     ds_i128 *sum = xmalloc_array(l.size, sizeof *sum);
-    if (e->c.valid) {
-        for (size_t p = 0; p < l.size; p++) {
-            ds_cell c = w->cell;
-            point_cell(&l, p, &c);
+    uint16_t *dist = xmalloc_array(l.size, sizeof *dist);
+    size_t *order = xmalloc_array(l.size, sizeof *order);
+    size_t maxd = 0, count[DS_MAX_DIMS * (CUBE_DEPTH_MAX + 1) + 2] = {0};
+    int step[DS_MAX_DIMS] = {0};
+    ds_cell c = w->cell;
+    for (size_t p = 0; p < l.size; p++) {
+        size_t d = 0;
+        for (int i = 0; i < l.nd; i++) {
+            d += (size_t)step[i];
+            c.m[l.dim[i]] = l.chain[i][step[i]];
+        }
+        dist[p] = (uint16_t)d;
+        count[d + 1]++;
+        if (d > maxd)
+            maxd = d;
+        if (e->c.valid)
             cube__get(&e->c, m, w->measure, c.m, &sum[p]);
-        }
-    } else {
-        lattice_scan(e, m, &l, w->measure, sum);
+        for (int i = l.nd - 1; i >= 0 && ++step[i] == l.len[i]; i--)
+            step[i] = 0;
     }
-    size_t maxd = 0;
-    for (int i = 0; i < l.nd; i++)
-        maxd += (size_t)l.len[i] - 1;
-    for (size_t dist = 1; dist <= maxd && !*out->truncated; dist++)
-        for (size_t p = 0; p < l.size; p++) {
-            if (point_distance(&l, p) != dist)
-                continue;
-            ds_cell c = w->cell;
-            point_cell(&l, p, &c);
-            list_add(out, &c, w->measure, sum[p] - delta, sum[p]);
-        }
+    if (!e->c.valid)
+        lattice_scan(e, m, &l, w->measure, sum);
+    for (size_t d = 1; d <= maxd + 1; d++)
+        count[d] += count[d - 1];
+    for (size_t p = 0; p < l.size; p++)
+        order[count[dist[p]]++] = p;
+    for (size_t k = 0; k < l.size && !*out->truncated; k++) {
+        size_t p = order[k];
+        if (dist[p] == 0)
+            continue; /* the target itself */
+        c = w->cell;
+        point_cell(&l, p, &c);
+        list_add(out, &c, w->measure, sum[p] - delta, sum[p]);
+    }
+    free(order);
+    free(dist);
     free(sum);
 }
 

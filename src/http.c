@@ -545,6 +545,7 @@ static void enq_settle(http_server *h, xadd_job *j, const bus_xadd *x, const ds_
 
 static void *enqueuer_main(void *arg)
 {
+    ds_thread_name("ds-enqueuer");
     http_server *h = arg;
     xadd_job **jobs = xmalloc_array(ENQ_BATCH, sizeof *jobs);
     bus_xadd *x = xmalloc_array(ENQ_BATCH, sizeof *x);
@@ -1256,6 +1257,7 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, bool *l
  * connections, so what the key holds open closes within a second. */
 static void *keys_main(void *arg)
 {
+    ds_thread_name("ds-keys");
     http_server *h = arg;
     while (!h->keys_stop) {
         struct timespec t = {0, 250 * 1000 * 1000};

@@ -97,6 +97,7 @@ static bool body_ended(guard_conn *c, int64_t now)
 
 static void *reaper_main(void *arg)
 {
+    ds_thread_name("ds-reaper");
     http_guard *g = arg;
     for (;;) {
         struct timespec t = {0, 200 * 1000 * 1000};

@@ -240,6 +240,8 @@ static bool read_persisted(req *r, reading *rd, int64_t min_seq)
     if (min_seq > want)
         want = min_seq;
     int64_t limit = srv->o.min_seq_wait_ms > 0 ? srv->o.min_seq_wait_ms : 10000;
+    if (models_persisted(srv->models, rd->mr) < want)
+        writer_hurry(srv->writer);
     if (models_wait_persisted(srv->models, rd->mr, want, ds_now_ns() + limit * 1000000))
         return true;
     ds_error e;

@@ -590,6 +590,7 @@ static void check_hangups(ds_live *l, hangup_scan *s)
 
 static void *timer_main(void *arg)
 {
+    ds_thread_name("ds-live-timer");
     ds_live *l = arg;
     hangup_scan scan = {0};
     int64_t next_scan = 0;
@@ -912,6 +913,7 @@ static void ws_service(ds_live *l, int64_t now)
 
 static void *ws_main(void *arg)
 {
+    ds_thread_name("ds-websocket");
     ds_live *l = arg;
     struct epoll_event evs[64];
     for (;;) {

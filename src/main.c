@@ -125,6 +125,10 @@ static const char usage_serve[] =
     "                      writer stops reading new ones (default 50000)\n"
     "  --persist-lag-ms MS and for how long (default 1000); /ready and /metrics\n"
     "                      show the lag\n"
+    "  --persist-interval-ms MS  with --ack logged, a DuckDB commit at most this\n"
+    "                      often (default 50): each costs an fsync that Redis's\n"
+    "                      log waits behind on the same disk; a view waiting for\n"
+    "                      the database hurries it (0: commit as soon as possible)\n"
     "  --memory-mb N       memory the models may take (facts about 60 bytes each,\n"
     "                      plus the cube of totals); a model beyond it is refused at\n"
     "                      start with its size (default 0: no limit)\n"
@@ -229,6 +233,7 @@ enum {
     OPT_ACK,
     OPT_PERSIST_LAG,
     OPT_PERSIST_LAG_MS,
+    OPT_PERSIST_INTERVAL,
     OPT_MEMORY_MB,
     OPT_CHANGES_MAX,
     OPT_MIN_SEQ_WAIT
@@ -274,6 +279,7 @@ static int cmd_serve(int argc, char **argv)
         {"ack", required_argument, NULL, OPT_ACK},
         {"persist-lag", required_argument, NULL, OPT_PERSIST_LAG},
         {"persist-lag-ms", required_argument, NULL, OPT_PERSIST_LAG_MS},
+        {"persist-interval-ms", required_argument, NULL, OPT_PERSIST_INTERVAL},
         {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
         {"changes-max", required_argument, NULL, OPT_CHANGES_MAX},
         {"min-seq-wait-ms", required_argument, NULL, OPT_MIN_SEQ_WAIT},
@@ -375,6 +381,10 @@ static int cmd_serve(int argc, char **argv)
         case OPT_PERSIST_LAG_MS:
             ok = parse_count(optarg, 1, 3600000, &v);
             o.persist_lag_ms = v;
+            break;
+        case OPT_PERSIST_INTERVAL:
+            ok = parse_count(optarg, 0, 10000, &v);
+            o.persist_interval_ms = v;
             break;
         case OPT_MEMORY_MB:
             ok = parse_count(optarg, 0, 1LL << 30, &v);

@@ -25,11 +25,7 @@ ds_models *models_new(void)
 {
     ds_models *ms = xcalloc(1, sizeof *ms);
     pthread_mutex_init(&ms->lock, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&ms->persisted, &a);
-    pthread_condattr_destroy(&a);
+    ds_cond_init(&ms->persisted);
     return ms;
 }
 
@@ -151,10 +147,9 @@ int64_t models_persisted(ds_models *ms, model_ref *r)
 bool models_wait_persisted(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns)
 {
     entry *e = (entry *)r;
-    struct timespec t = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
     pthread_mutex_lock(&ms->lock);
     while (e->persisted < seq && ds_now_ns() < deadline_ns)
-        pthread_cond_timedwait(&ms->persisted, &ms->lock, &t);
+        ds_cond_wait_until(&ms->persisted, &ms->lock, deadline_ns);
     bool ok = e->persisted >= seq;
     pthread_mutex_unlock(&ms->lock);
     return ok;
@@ -169,10 +164,9 @@ void models_notify_applied(ds_models *ms)
 
 bool models_wait_applied(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns)
 {
-    struct timespec t = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
     pthread_mutex_lock(&ms->lock);
     while (engine_seq(r->engine) < seq && ds_now_ns() < deadline_ns)
-        pthread_cond_timedwait(&ms->persisted, &ms->lock, &t);
+        ds_cond_wait_until(&ms->persisted, &ms->lock, deadline_ns);
     pthread_mutex_unlock(&ms->lock);
     return engine_seq(r->engine) >= seq;
 }

@@ -36,6 +36,7 @@ struct ds_persist {
     int64_t oldest_ns; /* queued_ns of the oldest item not yet committed, 0: none */
     job *jobs;
     bool stop, failing, joined;
+    bool hurry;            /* write the next group without waiting for its interval */
     int64_t stop_limit_ms; /* stopping: how long to keep trying a failing group */
     ds_error why;
     persist_stats stats;
@@ -148,6 +149,7 @@ void persist_opts_default(persist_opts *o)
     o->group_max = 20000;
     o->checkpoint_bytes = INT64_C(64) << 20;
     o->idle_checkpoint_ms = 1000;
+    o->interval_ms = 50;
 }
 
 /* ---- the thread ------------------------------------------------------------ */
@@ -287,32 +289,32 @@ static void checkpoint(ds_persist *p)
 
 static void *persist_main(void *arg)
 {
+    ds_thread_name("ds-persister");
     ds_persist *p = arg;
-    int64_t last_write = 0;
+    int64_t last_write = 0, next_write = 0;
     bool dirty = false;
     for (;;) {
         run_jobs(p);
         pthread_mutex_lock(&p->lock);
         while (!p->head && !p->jobs && !p->stop) {
             if (dirty) { /* wake for the idle checkpoint */
-                struct timespec t;
-                clock_gettime(CLOCK_REALTIME, &t);
-                t.tv_nsec += 200 * 1000000;
-                if (t.tv_nsec >= 1000000000) {
-                    t.tv_sec++;
-                    t.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&p->cond, &p->lock, &t);
+                ds_cond_wait_until(&p->cond, &p->lock, ds_now_ns() + 200 * 1000000);
                 break;
             }
             pthread_cond_wait(&p->cond, &p->lock);
         }
+        /* work, but the last group was a moment ago: let more gather */
+        while (p->head && !p->jobs && !p->stop && !p->hurry && (size_t)p->queued < p->o.group_max &&
+               ds_now_ns() < next_write)
+            ds_cond_wait_until(&p->cond, &p->lock, next_write);
+        p->hurry = false;
         int64_t stop_by = p->stop ? ds_now_ns() + p->stop_limit_ms * 1000000 : 0;
         size_t n = 0;
         persist_item *group = take_group(p, &n);
         bool stop = p->stop && !group && !p->jobs;
         pthread_mutex_unlock(&p->lock);
         if (group) {
+            int64_t t0 = ds_now_ns();
             if (write_group(p, group, n, stop_by) && p->done)
                 p->done(p->ctx, group);
             pthread_mutex_lock(&p->lock);
@@ -325,7 +327,15 @@ static void *persist_main(void *arg)
                 persist_item_free(group);
                 group = next;
             }
+            /* an UPDATE scans the whole table of facts, however few rows
+               change: after a long group wait longer (twice its time, up
+               to a quarter of a second), so that the database takes at
+               most a third of a core and groups grow with the load */
+            int64_t took = ds_now_ns() - t0, wait = p->o.interval_ms * 1000000;
+            if (wait && 2 * took > wait)
+                wait = 2 * took < 250000000 ? 2 * took : 250000000;
             last_write = ds_now_ns();
+            next_write = last_write + wait;
             dirty = true;
             if (store_wal_bytes(p->store) > p->o.checkpoint_bytes)
                 checkpoint(p);
@@ -355,8 +365,8 @@ int persist_start(ds_store *s, const persist_opts *o, persist_done_fn done, void
     p->done = done;
     p->ctx = ctx;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    pthread_cond_init(&p->drained, NULL);
+    ds_cond_init(&p->cond);
+    ds_cond_init(&p->drained);
     if (pthread_create(&p->thread, NULL, persist_main, p) != 0) {
         pthread_cond_destroy(&p->cond);
         pthread_cond_destroy(&p->drained);
@@ -417,6 +427,16 @@ void persist_submit(ds_persist *p, persist_item *it)
     pthread_mutex_unlock(&p->lock);
 }
 
+void persist_hurry(ds_persist *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->head && !p->hurry) {
+        p->hurry = true;
+        pthread_cond_signal(&p->cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void lag_locked(ds_persist *p, int64_t *commands, int64_t *age_ms)
 {
     *commands = p->queued + p->writing;
@@ -443,14 +463,7 @@ bool persist_wait_lag(ds_persist *p, int64_t max_commands, int64_t max_ms, int64
             pthread_mutex_unlock(&p->lock);
             return false;
         }
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 20 * 1000000;
-        if (t.tv_nsec >= 1000000000) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&p->drained, &p->lock, &t);
+        ds_cond_wait_until(&p->drained, &p->lock, ds_now_ns() + 20 * 1000000);
     }
     pthread_mutex_unlock(&p->lock);
     return true;

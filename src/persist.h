@@ -65,6 +65,12 @@ typedef struct persist_opts {
     int64_t checkpoint_bytes;   /* checkpoint when the write-ahead log passes
                                    this (64 MiB) */
     int64_t idle_checkpoint_ms; /* and after this long without writes (1000) */
+    int64_t interval_ms;        /* a group at most this often (50): each
+                                   COMMIT costs an fsync that every other
+                                   writer of the disk (Redis's log) waits
+                                   behind; 0: as soon as there is work.
+                                   Sooner when hurried, stopping, or a
+                                   group's worth is queued. */
 } persist_opts;
 
 void persist_opts_default(persist_opts *o);
@@ -85,6 +91,10 @@ void persist_free(ds_persist *p);
 
 /* Queues an item (ownership passes). Never blocks. */
 void persist_submit(ds_persist *p, persist_item *it);
+
+/* Someone waits for what is queued to be in DuckDB (a view, a --ack
+ * persisted answer): the next group goes now, not at its interval. */
+void persist_hurry(ds_persist *p);
 
 /* Commands queued or being written, and the age of the oldest in ms. */
 void persist_lag(ds_persist *p, int64_t *commands, int64_t *age_ms);

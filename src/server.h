@@ -43,17 +43,18 @@ typedef struct server_opts {
     int max_timeout_s;      /* long-poll cap */
     const char *owner;      /* the writer's name in leases (default host:data_dir) */
     int lease_ms;
-    bool bench_baseline;     /* the original design's write path (make bench-e2e) */
-    double key_rate;         /* requests per second per API key (0: no limit) */
-    int key_burst;           /* requests a key may send at once above its rate */
-    int key_open;            /* requests and subscriptions open at once per key */
-    const char *ack;         /* "logged", "persisted" or NULL: logged with a durable Redis */
-    bool ack_persisted;      /* decided at start from ack and the Redis found */
-    int64_t persist_lag_max; /* commands the persister may trail by before backpressure */
-    int64_t persist_lag_ms;  /* and ms */
-    size_t change_cap;       /* entries one write's "changes" lists at most */
-    size_t memory_mb;        /* what the models may take in memory (0: no limit) */
-    int64_t min_seq_wait_ms; /* how long a read waits for min_seq */
+    bool bench_baseline;         /* the original design's write path (make bench-e2e) */
+    double key_rate;             /* requests per second per API key (0: no limit) */
+    int key_burst;               /* requests a key may send at once above its rate */
+    int key_open;                /* requests and subscriptions open at once per key */
+    const char *ack;             /* "logged", "persisted" or NULL: logged with a durable Redis */
+    bool ack_persisted;          /* decided at start from ack and the Redis found */
+    int64_t persist_lag_max;     /* commands the persister may trail by before backpressure */
+    int64_t persist_lag_ms;      /* and ms */
+    int64_t persist_interval_ms; /* a DuckDB group at most this often (--ack logged) */
+    size_t change_cap;           /* entries one write's "changes" lists at most */
+    size_t memory_mb;            /* what the models may take in memory (0: no limit) */
+    int64_t min_seq_wait_ms;     /* how long a read waits for min_seq */
 } server_opts;
 
 void server_opts_default(server_opts *o);

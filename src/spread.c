@@ -422,6 +422,7 @@ typedef struct half {
 
 static void *walk_half(void *arg)
 {
+    ds_thread_name("ds-spread");
     half *h = arg;
     h->rc = 0;
     for (size_t i = 0; h->rc == 0 && i < h->n; i++)

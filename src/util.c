@@ -1,5 +1,5 @@
 /* util.c: see util.h. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "util.h"
 
 #include <malloc.h>
@@ -232,6 +232,26 @@ int64_t ds_now_ns(void)
 double ds_now_ms(void)
 {
     return (double)ds_now_ns() / 1e6; /* for reports only */
+}
+
+void ds_thread_name(const char *name)
+{
+    pthread_setname_np(pthread_self(), name);
+}
+
+void ds_cond_init(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+}
+
+void ds_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ns)
+{
+    struct timespec t = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
+    pthread_cond_timedwait(c, m, &t);
 }
 
 void ds_tune_malloc(void)

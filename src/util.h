@@ -1,9 +1,10 @@
 /* util.h: allocation that aborts on failure, growable buffers with a cap,
- * hashing, and a monotonic clock. Everything here is free of I/O except
+ * hashing, and a monotonic clock (and timed waits on it). Everything here is free of I/O except
  * the abort message. */
 #ifndef DS_UTIL_H
 #define DS_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,5 +100,14 @@ void ds_tune_malloc(void);
 /* Milliseconds from a monotonic clock. */
 int64_t ds_now_ns(void);
 double ds_now_ms(void);
+
+/* A condition variable on the monotonic clock, and a wait on it until
+ * signalled or ds_now_ns() reaches deadline_ns (a wall-clock step neither
+ * shortens nor stretches it). */
+void ds_cond_init(pthread_cond_t *c);
+void ds_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ns);
+
+/* Names the calling thread (at most 15 characters) for top, perf and gdb. */
+void ds_thread_name(const char *name);
 
 #endif

@@ -307,6 +307,7 @@ static void publish_item(ds_writer *w, pub_item *it)
 
 static void *publisher_main(void *arg)
 {
+    ds_thread_name("ds-publisher");
     ds_writer *w = arg;
     for (;;) {
         pthread_mutex_lock(&w->lock);
@@ -679,6 +680,8 @@ static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
     it->deliver = (int)later;
     snprintf(it->stream_id, sizeof it->stream_id, "%s", e->id);
     persist_submit(w->persist, it);
+    if (later != DELIVER_NONE) /* an answer waits for the COMMIT */
+        persist_hurry(w->persist);
     models_put(srv->models, mr);
     ds_buf_free(&answer);
     ds_buf_free(&stored);
@@ -920,13 +923,16 @@ static bool held_back(ds_writer *w)
         else
             log_info("writer: the persister caught up; reading again");
     }
-    if (behind)
+    if (behind) {
+        persist_hurry(w->persist);
         persist_wait_lag(w->persist, w->srv->o.persist_lag_max, w->srv->o.persist_lag_ms, 100);
+    }
     return behind;
 }
 
 static void *writer_main(void *arg)
 {
+    ds_thread_name("ds-writer");
     ds_writer *w = arg;
     batch b = {0};
     for (;;) {
@@ -1005,6 +1011,8 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         persist_opts_default(&po);
         if (srv->o.bench_baseline)
             po.group_max = 1; /* the original design: a transaction per command */
+        /* answers waiting for the COMMIT do not wait for an interval too */
+        po.interval_ms = w->ack_persisted ? 0 : srv->o.persist_interval_ms;
         rc = persist_start(srv->store, &po, on_persisted, w, &w->persist, err);
     }
     if (rc == 0) {
@@ -1093,6 +1101,11 @@ void writer_get_stats(ds_writer *w, writer_stats *s)
     persist_lag(w->persist, &s->persist_lag, &s->persist_lag_ms);
     s->persist_failing = persist_failed(w->persist, &s->persist_why);
     persist_get_stats(w->persist, &s->persist);
+}
+
+void writer_hurry(ds_writer *w)
+{
+    persist_hurry(w->persist);
 }
 
 /* ---- models ------------------------------------------------------------------------- */

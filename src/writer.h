@@ -45,6 +45,10 @@ typedef struct writer_stats {
 } writer_stats;
 void writer_get_stats(ds_writer *w, writer_stats *s);
 
+/* A read waits for DuckDB to catch up: the persister's next group goes
+ * now rather than at its interval. */
+void writer_hurry(ds_writer *w);
+
 /* Model creation (def is copied) and removal, in order with the commands
  * (on the persister's thread, between groups); they wait for it. */
 int writer_create_model(ds_writer *w, const ds_model *def, ds_error *err);

@@ -1,7 +1,8 @@
 #!/bin/sh
-# make tsan-test: the unit tests and the black-box files that drive every
-# thread of the server (HTTP workers, the enqueuer, the writer, the
-# publisher, the live feed, the keys watcher) against the ThreadSanitizer
+# make tsan-test: the unit tests that start threads and the black-box
+# files that drive every thread of the server (HTTP workers, the enqueuer,
+# the writer, the publisher, the persister, the live feed, the keys
+# watcher) against the ThreadSanitizer
 # build, which the Makefile builds in build-tsan/ and whose TSAN_OPTIONS it
 # sets (tests/tsan.supp). Fails on a failing test and on any
 # "WARNING: ThreadSanitizer" in the unit tests' output or in a server log
