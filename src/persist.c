@@ -143,6 +143,24 @@ persist_item *persist_item_from(const char *model, const engine_input *in, engin
     return it;
 }
 
+store_item persist_store_item(const persist_item *it)
+{
+    return (store_item){.model = it->model,
+                        .delta = &it->delta,
+                        .ts_ms = it->ts_ms,
+                        .user = it->user,
+                        .rid = it->rid,
+                        .hash = it->hash,
+                        .code = it->code,
+                        .body = it->body,
+                        .body_len = it->body_len,
+                        .cmds = it->cmds,
+                        .ncmds = it->ncmds,
+                        .cmd = it->cmd,
+                        .cmd_len = it->cmd_len,
+                        .skip = it->noop};
+}
+
 void persist_opts_default(persist_opts *o)
 {
     o->group_max = 20000;
@@ -203,20 +221,7 @@ static bool write_group(ds_persist *p, persist_item *group, size_t n, int64_t st
     store_item *items = xmalloc_array(n, sizeof *items);
     size_t i = 0;
     for (persist_item *it = group; it; it = it->next, i++)
-        items[i] = (store_item){.model = it->model,
-                                .delta = &it->delta,
-                                .ts_ms = it->ts_ms,
-                                .user = it->user,
-                                .rid = it->rid,
-                                .hash = it->hash,
-                                .code = it->code,
-                                .body = it->body,
-                                .body_len = it->body_len,
-                                .cmds = it->cmds,
-                                .ncmds = it->ncmds,
-                                .cmd = it->cmd,
-                                .cmd_len = it->cmd_len,
-                                .skip = it->noop};
+        items[i] = persist_store_item(it);
     bool ok = false;
     for (int attempt = 0;; attempt++) {
         ds_error err;

@@ -59,6 +59,10 @@ persist_item *persist_item_new(const char *model);
 persist_item *persist_item_from(const char *model, const engine_input *in, engine_result *res,
                                 const char *body, size_t len);
 void persist_item_free(persist_item *it);
+/* What store_persist() takes for an item (pointing into it: valid while
+ * the item lives). Also for tests and benchmarks that persist a group
+ * themselves, without the thread. */
+store_item persist_store_item(const persist_item *it);
 
 typedef struct persist_opts {
     size_t group_max;           /* commands in one group at most (20,000) */

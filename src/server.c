@@ -63,8 +63,6 @@ static int open_data(ds_server *srv, ds_error *err)
     snprintf(path, sizeof path, "%s/duckspread.db", srv->o.data_dir);
     ds_store_opts so;
     store_opts_default(&so);
-    so.no_fast_path = srv->o.bench_baseline;
-    so.create_cap = srv->o.cells_max;
     int rc = store_open(path, &so, &srv->store, err);
     if (rc || !srv->o.demo)
         return rc;

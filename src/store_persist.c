@@ -405,7 +405,7 @@ static size_t split(ds_store *s, const store_item *items, size_t n, model_part *
             model_slot *slot = store__slot(s, items[i].model, strlen(items[i].model));
             if (!slot) /* dropped since: what it had queued goes with it */
                 continue;
-            parts[np] = (model_part){.slot = slot, .m = store__current(slot), .seq = -1};
+            parts[np] = (model_part){.slot = slot, .m = slot->model, .seq = -1};
             parts[np].items = xmalloc_array(n, sizeof *parts[np].items);
             parts[np].nfacts = (uint32_t)slot->facts_rows;
             np++;
@@ -447,8 +447,10 @@ int store_persist(ds_store *s, const store_item *items, size_t n, ds_error *err)
         model_part *p = &parts[j];
         if (rc == 0) {
             p->slot->facts_rows = p->nfacts;
+            pthread_mutex_lock(&s->lock); /* store_model_seq() reads it */
             if (p->seq >= 0)
                 p->slot->seq = p->seq;
+            pthread_mutex_unlock(&s->lock);
             if (p->catalog)
                 store__set_model(s, p->slot, model_clone(p->catalog));
         }
