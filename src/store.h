@@ -55,7 +55,7 @@ const ds_model *store_model_acquire(ds_store *s, const char *name, size_t len);
 void store_model_release(ds_store *s, const ds_model *m);
 /* Names of all models (caller frees each and the array); count returned. */
 size_t store_model_names(ds_store *s, char ***names);
-/* The last applied seq of a model, or -1 (no such model). */
+/* The last persisted seq of a model, or -1 (no such model). */
 int64_t store_model_seq(ds_store *s, const char *name);
 
 /* ---- persisting what the engine applied ------------------------------------ */
