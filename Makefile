@@ -223,10 +223,12 @@ run: $(BIN) $(NODE_STAMP)
 
 bench: bench-spread bench-group bench-e2e
 
+# A 1M-leaf spread through the engine and the persister vs a plain UPDATE.
 bench-spread: $(BUILD)/bench/bench_spread
 	./$(BUILD)/bench/bench_spread
 
-# The writer's group commit over the 1M-fact demo, without HTTP or Redis.
+# Groups of leaf writes through the engine and the persister over the
+# 1M-fact demo, without HTTP or Redis.
 bench-group: $(BUILD)/bench/bench_group
 	./$(BUILD)/bench/bench_group 1000000 256 41
 

@@ -13,78 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bench_lib.h"
 #include "decimal.h"
 #include "demo.h"
 #include "engine.h"
-#include "json.h"
 #include "request.h"
-#include "store_internal.h"
+#include "store.h"
 
 enum { RUNS = 11 };
 
-static void die(const char *what, const ds_error *e)
-{
-    fprintf(stderr, "bench_engine: %s: %s\n", what, e->message);
-    exit(1);
-}
-
-static int load_fact(void *ctx, int64_t rowid, const int32_t *members, const int64_t *values,
-                     const int64_t *stamps, uint64_t has, ds_error *err)
-{
-    (void)rowid;
-    return engine_load_fact(ctx, members, values, stamps, has, err);
-}
-
-/* The canonical form of a REQ_CELL body against m. */
-static req_decoded resolve(const ds_model *m, const char *body, ds_arena *a)
-{
-    json_val *root;
-    ds_error e;
-    req_decoded d;
-    if (json_parse(body, strlen(body), NULL, &root, &e) || request_check(root, REQ_CELL, &e) ||
-        request_resolve(root, REQ_CELL, m, NULL, a, &d, &e))
-        die(body, &e);
-    json_free(root);
-    return d;
-}
-
-static int64_t submit(ds_engine *e, const req_decoded *d, int n, int64_t *leaves)
-{
-    char rid[32];
-    snprintf(rid, sizeof rid, "b%d", n);
-    engine_input in = {.cmd = d->canonical,
-                       .cmd_len = d->canonical_len,
-                       .user = "bench",
-                       .rid = rid,
-                       .hash = d->hash,
-                       .ts_ms = 1000 + n};
-    engine_result res;
-    ds_error err;
-    engine_submit(e, &in, &res, &err);
-    if (res.status != ENGINE_APPLIED)
-        die("submit", &res.err);
-    if (leaves)
-        *leaves = res.out.sets[0].leaves_changed;
-    int64_t seq = res.seq;
-    engine_result_clear(&res);
-    return seq;
-}
-
-static double update_once(ds_store *s, const ds_model *m, bool up)
-{
-    char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE \"f_%d\" SET \"m0\" = \"m0\" * %s", (int)m->id,
-             up ? "2" : "0.5");
-    ds_error e;
-    double t0 = ds_now_ms();
-    if (store__exec(s->con, "BEGIN TRANSACTION", &e) || store__exec(s->con, sql, &e) ||
-        store__exec(s->con, "COMMIT", &e))
-        die("update", &e);
-    return ds_now_ms() - t0;
-}
+static const char *const PROG = "bench_engine";
 
 static void spread_figures(ds_store *s, ds_engine *e, const ds_model *m)
 {
@@ -97,17 +36,20 @@ static void spread_figures(ds_store *s, ds_engine *e, const ds_model *m)
         ds_i128 total;
         ds_error err;
         if (engine_read_cell(e, &root, 0, &total, &seq, &err))
-            die("read", &err);
+            bench_die(PROG, "read", &err);
         char body[160], amount[DEC_BUFSZ];
         dec_format(i % 2 ? total / 2 : total * 2, 0, amount);
         snprintf(body, sizeof body, "{\"column\":\"quantity\",\"cell\":{},\"value\":%s}", amount);
         ds_arena a = {0};
-        req_decoded d = resolve(m, body, &a);
+        req_decoded d = bench_resolve(PROG, m, REQ_CELL, body, &a);
+        bench_cmd c;
         double t0 = ds_now_ms();
-        submit(e, &d, 1000000 + i, &leaves);
+        bench_submit(PROG, e, &d, 1000000 + i, &c);
         eng[i] = ds_now_ms() - t0;
+        leaves = c.res.out.sets[0].leaves_changed;
+        engine_result_clear(&c.res);
         ds_arena_free(&a);
-        up[i] = update_once(s, m, i % 2 == 0);
+        up[i] = bench_update(PROG, s, m, i % 2 == 0);
     }
     double me = bench_median(eng, RUNS), mu = bench_median(up, RUNS);
     printf("engine spread 1M: engine_ms=%.1f update_ms=%.1f ratio=%.2f (leaves=%lld, median of "
@@ -132,11 +74,14 @@ static void leaf_figures(ds_engine *e, const ds_model *m)
                  p->name, p->members[pl[(size_t)i * 7 % np]].key, c->name,
                  c->members[cl[(size_t)i * 13 % nc]].key, t->name,
                  t->members[tl[(size_t)i * 3 % nt]].key);
-        d[i] = resolve(m, body, &a);
+        d[i] = bench_resolve(PROG, m, REQ_CELL, body, &a);
     }
+    bench_cmd cmd;
     double t0 = ds_now_ms();
-    for (int i = 0; i < N; i++)
-        submit(e, &d[i % 1000], 2000000 + i, NULL);
+    for (int i = 0; i < N; i++) {
+        bench_submit(PROG, e, &d[i % 1000], 2000000 + i, &cmd);
+        engine_result_clear(&cmd.res);
+    }
     double ms = ds_now_ms() - t0;
     printf("engine leaf writes: per_s=%.0f us_each=%.2f (delta writes through engine_submit, "
            "decoding included)\n",
@@ -177,11 +122,11 @@ static void grid_figures(ds_store *s, ds_engine *e, const ds_model *m)
         ds_error err;
         double t0 = ds_now_ms();
         if (engine_read_grid(e, &g, v, &seq, &err))
-            die("grid", &err);
+            bench_die(PROG, "grid", &err);
         eng[i] = ds_now_ms() - t0;
         t0 = ds_now_ms();
         if (store_read_grid(r, m, &g, v, &seq, &err))
-            die("store grid", &err);
+            bench_die(PROG, "store grid", &err);
         db[i] = ds_now_ms() - t0;
     }
     double me = bench_median(eng, RUNS), md = bench_median(db, RUNS);
@@ -197,26 +142,11 @@ int main(int argc, char **argv)
 {
     int64_t facts = argc > 1 ? atoll(argv[1]) : 1000000;
     ds_tune_malloc();
-    char dir[] = "/tmp/ds-bench-XXXXXX", path[64], cmd[96];
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(path, sizeof path, "%s/bench.db", dir);
-    ds_store *s;
-    ds_error err;
-    if (store_open(path, NULL, &s, &err))
-        die("open", &err);
-    demo_opts d = {.seed = 1, .facts = facts};
-    bool loaded;
-    int64_t n;
-    if (demo_load(s, &d, &loaded, &n, &err))
-        die("demo", &err);
+    char dir[32];
+    ds_store *s = bench_demo(PROG, dir, facts);
     const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
     double rss0 = bench_rss_mb(), t0 = ds_now_ms();
-    ds_engine *e = engine_new(m, store_model_seq(s, DEMO_MODEL), NULL);
-    if (store_facts_each(s, DEMO_MODEL, load_fact, e, &err) || engine_load_done(e, &err))
-        die("load", &err);
+    ds_engine *e = bench_engine(PROG, s, NULL);
     double load_ms = ds_now_ms() - t0, rss1 = bench_rss_mb();
     engine_stats st;
     engine_get_stats(e, &st);
@@ -236,9 +166,6 @@ int main(int argc, char **argv)
         grid_figures(s, e, m);
     engine_free(e);
     store_model_release(s, m);
-    store_close(s);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_engine: could not remove %s\n", dir);
+    bench_demo_remove(PROG, s, dir);
     return 0;
 }

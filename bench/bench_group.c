@@ -1,34 +1,44 @@
-/* bench_group: the writer's group commit over the demo model, without HTTP
- * or Redis: groups of N single-leaf delta writes (random leaves) applied
- * with store_apply() between store_txn_begin() and store_txn_commit(), the
- * way the writer applies a batch. Prints the median time per group and
- * the edits per second the store alone can sustain:
+/* bench_group: the persister's group commit over the demo model, without
+ * HTTP or Redis: groups of N single-leaf delta writes (random leaves), each
+ * decided by the engine (engine_submit), then the group persisted in one
+ * transaction (store_persist), the way the writer and the persister handle
+ * a batch. Prints the median time per group and the edits per second the
+ * engine and the store alone can sustain:
  *   group 1M n=256: group_ms=.. apply_ms=.. commit_ms=.. edits_per_s=..
+ * (apply_ms: the engine; commit_ms: store_persist, COMMIT included).
  * Usage: bench_group [facts [n [groups]]] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_lib.h"
 #include "demo.h"
-#include "store.h"
 #include "util.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+static const char *const PROG = "bench_group";
 
-static double median(double *v, int n)
+/* n random single-leaf delta writes, resolved (decoding is not timed). */
+static req_decoded *make_writes(const ds_model *m, int n, uint64_t *rng, ds_arena *a)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(const char *what, const ds_error *e)
-{
-    fprintf(stderr, "bench_group: %s: %s\n", what, e->message);
-    exit(1);
+    req_decoded *d = xmalloc_array((size_t)n, sizeof *d);
+    for (int i = 0; i < n; i++) {
+        ds_buf b;
+        ds_buf_init(&b, 4096);
+        ds_buf_puts(&b, "{\"column\":\"net_amount\",\"cell\":{");
+        for (int k = 0; k < m->ndims; k++) {
+            const ds_dim *dm = &m->dims[k];
+            int32_t x;
+            do {
+                *rng = ds_mix64(*rng + 1);
+                x = (int32_t)(*rng % (uint64_t)dm->nmembers);
+            } while (!dm->members[x].alive || !model_is_leaf(dm, x));
+            ds_buf_printf(&b, "%s\"%s\":\"%s\"", k ? "," : "", dm->name, dm->members[x].key);
+        }
+        ds_buf_puts(&b, "},\"delta\":1}");
+        d[i] = bench_resolve(PROG, m, REQ_CELL, b.data, a);
+        ds_buf_free(&b);
+    }
+    return d;
 }
 
 int main(int argc, char **argv)
@@ -41,77 +51,46 @@ int main(int argc, char **argv)
         return 2;
     }
     ds_tune_malloc();
-    char dir[] = "/tmp/ds-bench-XXXXXX", path[64], cmd[96];
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(path, sizeof path, "%s/bench.db", dir);
-    ds_store *s;
-    ds_error e;
-    if (store_open(path, NULL, &s, &e))
-        die("open", &e);
-    demo_opts d = {.seed = 1, .facts = facts};
-    bool loaded;
-    int64_t nf;
-    if (demo_load(s, &d, &loaded, &nf, &e))
-        die("demo", &e);
-    const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
-    int32_t *leaves[DS_MAX_DIMS];
-    size_t nleaves[DS_MAX_DIMS];
-    for (int k = 0; k < m->ndims; k++)
-        nleaves[k] = model_leaves(&m->dims[k], m->dims[k].root, &leaves[k]);
+    char dir[32];
+    ds_store *s = bench_demo(PROG, dir, facts);
+    ds_engine *e = bench_engine(PROG, s, NULL);
+    engine_stats st;
+    engine_get_stats(e, &st);
+    const ds_model *m = engine_model_acquire(e);
     uint64_t rng = 42;
     double *gt = xmalloc_array((size_t)groups, sizeof *gt);
     double *at = xmalloc_array((size_t)groups, sizeof *at);
     double *ct = xmalloc_array((size_t)groups, sizeof *ct);
-    char rid[32];
-    for (int g = -1; g < groups; g++) { /* group -1 warms up (builds the index) */
+    bench_cmd *cmds = xcalloc((size_t)n, sizeof *cmds);
+    int rid = 0;
+    for (int g = -1; g < groups; g++) { /* group -1 warms up */
+        ds_arena a = {0};
+        req_decoded *d = make_writes(m, n, &rng, &a);
         double t0 = ds_now_ms();
-        if (store_txn_begin(s, &e))
-            die("begin", &e);
-        for (int i = 0; i < n; i++) {
-            ds_write w = {
-                .measure = 1, .method = SPREAD_PROPORTIONAL, .form = SPREAD_DELTA, .amount = 100};
-            for (int k = 0; k < m->ndims; k++) {
-                rng = ds_mix64(rng + 1);
-                w.cell.m[k] = leaves[k][rng % nleaves[k]];
-            }
-            snprintf(rid, sizeof rid, "r%d-%d", g, i);
-            ds_command c = {.kind = COMMAND_WRITE,
-                            .user = "bench",
-                            .request_id = rid,
-                            .if_seq = -1,
-                            .nwrites = 1,
-                            .writes = &w};
-            ds_outcome o;
-            if (store_apply(s, DEMO_MODEL, &c, &o, &e))
-                die("apply", &e);
-            outcome_clear(&o);
-        }
+        for (int i = 0; i < n; i++)
+            bench_submit(PROG, e, &d[i], rid++, &cmds[i]);
         double t1 = ds_now_ms();
-        if (store_txn_commit(s, &e))
-            die("commit", &e);
+        bench_persist(PROG, s, cmds, (size_t)n);
         double t2 = ds_now_ms();
         if (g >= 0) {
             gt[g] = t2 - t0;
             at[g] = t1 - t0;
             ct[g] = t2 - t1;
         }
+        free(d);
+        ds_arena_free(&a);
     }
-    double mg = median(gt, groups), ma = median(at, groups), mc = median(ct, groups);
+    double mg = bench_median(gt, groups), ma = bench_median(at, groups),
+           mc = bench_median(ct, groups);
     printf("group %lldk n=%d: group_ms=%.2f apply_ms=%.2f commit_ms=%.2f edits_per_s=%.0f "
            "(median of %d groups)\n",
-           (long long)(nf / 1000), n, mg, ma, mc, n * 1000.0 / mg, groups);
-    for (int k = 0; k < m->ndims; k++)
-        free(leaves[k]);
+           (long long)(st.facts / 1000), n, mg, ma, mc, n * 1000.0 / mg, groups);
+    free(cmds);
     free(gt);
     free(at);
     free(ct);
-    store_model_release(s, m);
-    store_close(s);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_group: could not remove %s\n", dir);
+    engine_model_release(e, m);
+    engine_free(e);
+    bench_demo_remove(PROG, s, dir);
     return 0;
 }

@@ -1,141 +1,117 @@
-/* bench_spread: an exact proportional spread over 10k, 100k and 1M leaves
- * through the store's write call (file-backed, COMMIT included), next to a
- * plain UPDATE ... SET v = v * k of the same rows in the same file and run.
- * Prints medians and one fixed line per size:
+/* bench_spread: an exact proportional spread of the grand total over 10k,
+ * 100k and 1M leaves the way the server makes it, decided by the engine
+ * (engine_submit) and its delta persisted into the file-backed store
+ * (store_persist, COMMIT included), with and without the leaf log, next to
+ * a plain UPDATE ... SET v = v * k of the same rows in the same file and
+ * run. Prints medians and two fixed lines per size:
  *   spread 1M: spread_ms=.. update_ms=.. ratio=.. ratio_with_log=..
- * and checks the gates at 1M (ratio <= 3, ratio_with_log <= 5).
- * It reaches into the store's internals (store_internal.h) only to run the
- * plain UPDATE on the same connection and to switch the leaf log. */
+ *   spread 1M engine: engine_ms=.. update_ms=.. ratio=..
+ * (spread_ms is the engine and the store together; engine_ms the engine
+ * alone) and checks the gates at 1M (ratio <= 3, ratio_with_log <= 5).
+ * DS_BENCH_ONLY_1M=1: only 1M; --quick: only 10k and 100k.
+ * It reaches into the store's internals (through bench/lib.c) only to run
+ * the plain UPDATE on the same connection, and switches the leaf log with
+ * the store's option. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "bench_lib.h"
+#include "decimal.h"
 #include "demo.h"
 #include "store_internal.h"
 
 enum { RUNS = 11 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+static const char *const PROG = "bench_spread";
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+typedef struct timing {
+    double engine_ms, total_ms;
+    int64_t leaves;
+} timing;
 
-static void die(const char *what, const ds_error *e)
+/* One proportional spread of the grand total of quantity (T = 2x or x/2)
+ * through the engine, then persisted with or without the leaf log. */
+static timing spread_once(ds_store *s, ds_engine *e, int n, bool up, bool log)
 {
-    fprintf(stderr, "bench_spread: %s: %s\n", what, e->message);
-    exit(1);
-}
-
-/* One proportional spread of the grand total of quantity: T = 2x or x/2. */
-static double spread_once(ds_store *s, const ds_model *m, bool up, int64_t *leaves)
-{
-    ds_reader *r = store_reader_new(s);
+    const ds_model *m = engine_model_acquire(e);
     ds_cell c;
     for (int k = 0; k < m->ndims; k++)
         c.m[k] = m->dims[k].root;
     ds_i128 total;
     int64_t seq;
-    ds_error e;
-    if (!r) {
-        ds_fail(&e, DS_INTERNAL, NULL, "cannot open a database connection");
-        die("read", &e);
-    }
-    if (store_read_cell(r, m, &c, 0, &total, &seq, &e))
-        die("read", &e);
-    store_reader_free(r);
-    ds_write w = {.measure = 0,
-                  .cell = c,
-                  .method = SPREAD_PROPORTIONAL,
-                  .form = SPREAD_SET,
-                  .amount = up ? total * 2 : total / 2};
-    ds_command cmd = {
-        .kind = COMMAND_WRITE, .user = "bench", .if_seq = -1, .nwrites = 1, .writes = &w};
-    ds_outcome o;
+    ds_error err;
+    if (engine_read_cell(e, &c, 0, &total, &seq, &err))
+        bench_die(PROG, "read", &err);
+    char body[160], amount[DEC_BUFSZ];
+    dec_format(up ? total * 2 : total / 2, 0, amount);
+    snprintf(body, sizeof body, "{\"column\":\"quantity\",\"cell\":{},\"value\":\"%s\"}", amount);
+    ds_arena a = {0};
+    req_decoded d = bench_resolve(PROG, m, REQ_CELL, body, &a);
+    engine_model_release(e, m);
+    s->opts.leaf_log = log;
+    bench_cmd cmd;
+    timing t;
     double t0 = ds_now_ms();
-    if (store_apply(s, DEMO_MODEL, &cmd, &o, &e))
-        die("spread", &e);
-    double ms = ds_now_ms() - t0;
-    *leaves = o.sets[0].leaves_changed;
-    outcome_clear(&o);
-    return ms;
+    bench_submit(PROG, e, &d, n, &cmd);
+    t.engine_ms = ds_now_ms() - t0;
+    t.leaves = cmd.res.out.sets[0].leaves_changed;
+    bench_persist(PROG, s, &cmd, 1);
+    t.total_ms = ds_now_ms() - t0;
+    ds_arena_free(&a);
+    return t;
 }
 
-static double update_once(ds_store *s, const ds_model *m, bool up)
+static int gates(const char *label, double ratio, double ratio_with_log)
 {
-    char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE \"f_%d\" SET \"m0\" = \"m0\" * %s", (int)m->id,
-             up ? "2" : "0.5");
-    ds_error e;
-    double t0 = ds_now_ms();
-    if (store__exec(s->con, "BEGIN TRANSACTION", &e) || store__exec(s->con, sql, &e) ||
-        store__exec(s->con, "COMMIT", &e))
-        die("update", &e);
-    return ds_now_ms() - t0;
-}
-
-static int bench_size(const char *label, int64_t facts, bool gate)
-{
-    char dir[] = "/tmp/ds-bench-XXXXXX", path[64], cmd[96];
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    snprintf(path, sizeof path, "%s/bench.db", dir);
-    ds_store *s;
-    ds_error e;
-    if (store_open(path, NULL, &s, &e))
-        die("open", &e);
-    demo_opts d = {.seed = 1, .facts = facts};
-    bool loaded;
-    int64_t n, leaves = 0;
-    if (demo_load(s, &d, &loaded, &n, &e))
-        die("demo", &e);
-    const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
-    double sp[RUNS], spl[RUNS], up[RUNS];
-    /* warm up both paths once */
-    s->opts.leaf_log = false;
-    spread_once(s, m, true, &leaves);
-    update_once(s, m, false);
-    for (int i = 0; i < RUNS; i++) {
-        s->opts.leaf_log = false;
-        sp[i] = spread_once(s, m, i % 2 == 0, &leaves);
-        up[i] = update_once(s, m, i % 2 != 0);
-        s->opts.leaf_log = true;
-        spl[i] = spread_once(s, m, i % 2 != 0, &leaves);
-        update_once(s, m, i % 2 == 0);
-    }
-    double ms = median(sp, RUNS), msl = median(spl, RUNS), mu = median(up, RUNS);
-    printf("spread %s: spread_ms=%.1f update_ms=%.1f ratio=%.2f ratio_with_log=%.2f "
-           "(leaves=%lld, facts=%lld, log_ms=%.1f, median of %d)\n",
-           label, ms, mu, ms / mu, msl / mu, (long long)leaves, (long long)n, msl, RUNS);
-    fflush(stdout);
-    store_model_release(s, m);
-    store_close(s);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_spread: could not remove %s\n", dir);
-    if (!gate)
-        return 0;
     int fail = 0;
-    if (ms / mu > 3.0) {
-        printf("gate: spread %s ratio %.2f > 3\n", label, ms / mu);
+    if (ratio > 3.0) {
+        printf("gate: spread %s ratio %.2f > 3\n", label, ratio);
         fail = 1;
     }
-    if (msl / mu > 5.0) {
-        printf("gate: spread %s ratio_with_log %.2f > 5\n", label, msl / mu);
+    if (ratio_with_log > 5.0) {
+        printf("gate: spread %s ratio_with_log %.2f > 5\n", label, ratio_with_log);
         fail = 1;
     }
     if (!fail)
         printf("gate: spread %s ok (ratio <= 3, ratio_with_log <= 5)\n", label);
     return fail;
+}
+
+static int bench_size(const char *label, int64_t facts, bool gate)
+{
+    char dir[32];
+    ds_store *s = bench_demo(PROG, dir, facts);
+    ds_engine *e = bench_engine(PROG, s, NULL);
+    const ds_model *m = store_model_acquire(s, DEMO_MODEL, strlen(DEMO_MODEL));
+    engine_stats st;
+    engine_get_stats(e, &st);
+    double sp[RUNS], spl[RUNS], eng[RUNS], up[RUNS];
+    int n = 0;
+    /* warm up both paths once */
+    timing t = spread_once(s, e, n++, true, false);
+    bench_update(PROG, s, m, false);
+    for (int i = 0; i < RUNS; i++) {
+        t = spread_once(s, e, n++, i % 2 == 0, false);
+        sp[i] = t.total_ms;
+        eng[i] = t.engine_ms;
+        up[i] = bench_update(PROG, s, m, i % 2 != 0);
+        spl[i] = spread_once(s, e, n++, i % 2 != 0, true).total_ms;
+        bench_update(PROG, s, m, i % 2 == 0);
+    }
+    double ms = bench_median(sp, RUNS), msl = bench_median(spl, RUNS), mu = bench_median(up, RUNS),
+           me = bench_median(eng, RUNS);
+    printf("spread %s: spread_ms=%.1f update_ms=%.1f ratio=%.2f ratio_with_log=%.2f "
+           "(leaves=%lld, facts=%llu, log_ms=%.1f, median of %d)\n",
+           label, ms, mu, ms / mu, msl / mu, (long long)t.leaves, (unsigned long long)st.facts, msl,
+           RUNS);
+    printf("spread %s engine: engine_ms=%.1f update_ms=%.1f ratio=%.2f (median of %d)\n", label, me,
+           mu, me / mu, RUNS);
+    fflush(stdout);
+    store_model_release(s, m);
+    engine_free(e);
+    bench_demo_remove(PROG, s, dir);
+    return gate ? gates(label, ms / mu, msl / mu) : 0;
 }
 
 int main(int argc, char **argv)

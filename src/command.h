@@ -81,8 +81,7 @@ typedef struct ds_change {
  * children one level down in each dimension (the totals), leaves the
  * changed leaf cells; each list is cut at the cap (truncated says so).
  * A leaf listed among the totals too (the target of a leaf write, a child
- * that is a leaf) has in_totals set. (The DuckDB store fills changes with
- * both, and no leaves.) */
+ * that is a leaf) has in_totals set. */
 typedef struct ds_changeset {
     ds_change target;
     spread_method method; /* the effective method */
@@ -114,7 +113,7 @@ typedef struct ds_grid_spec {
     ds_cell fixed;              /* members of the other dimensions */
 } ds_grid_spec;
 
-/* Frees what a store_apply() put into *o; safe on a zeroed outcome. */
+/* Frees what engine_submit() put into *o; safe on a zeroed outcome. */
 void outcome_clear(ds_outcome *o);
 
 #endif

@@ -105,6 +105,13 @@ static enum MHD_Result h_metrics(req *r)
         "duckspread_persist_failures_total %" PRId64 "\n"
         "# TYPE duckspread_checkpoints_total counter\n"
         "duckspread_checkpoints_total %" PRId64 "\n"
+        "# HELP duckspread_persist_seconds_total The persister's time by phase: UPDATEs of\n"
+        "# existing facts, appends (new facts, logs, ledger), COMMIT, CHECKPOINT.\n"
+        "# TYPE duckspread_persist_seconds_total counter\n"
+        "duckspread_persist_seconds_total{phase=\"update\"} %.3f\n"
+        "duckspread_persist_seconds_total{phase=\"append\"} %.3f\n"
+        "duckspread_persist_seconds_total{phase=\"commit\"} %.3f\n"
+        "duckspread_persist_seconds_total{phase=\"checkpoint\"} %.3f\n"
         "# HELP duckspread_grids Distinct grids with subscribers, and the subscribers.\n"
         "# TYPE duckspread_grids gauge\nduckspread_grids{kind=\"grids\"} %" PRId64 "\n"
         "duckspread_grids{kind=\"subscribers\"} %" PRId64 "\n"
@@ -112,7 +119,8 @@ static enum MHD_Result h_metrics(req *r)
         "duckspread_grid_patches_total %" PRId64 "\n",
         ws.persist_lag, (double)ws.persist_lag_ms / 1000, ws.backpressure, ws.persist_failing,
         ws.persist.groups, ws.persist.commands, ws.persist.failures, ws.persist.checkpoints,
-        gs.grids, gs.subscribers, gs.patches);
+        ws.persist.times.update_s, ws.persist.times.append_s, ws.persist.times.commit_s,
+        ws.persist.checkpoint_s, gs.grids, gs.subscribers, gs.patches);
     char **names;
     size_t n = models_names(srv->models, &names);
     ds_buf_puts(&b, "# HELP duckspread_seq The last applied seq of each model.\n"

@@ -144,12 +144,42 @@ persist_item *persist_item_from(const char *model, const engine_input *in, engin
     return it;
 }
 
+store_item persist_store_item(const persist_item *it)
+{
+    return (store_item){.model = it->model,
+                        .delta = &it->delta,
+                        .ts_ms = it->ts_ms,
+                        .user = it->user,
+                        .rid = it->rid,
+                        .hash = it->hash,
+                        .code = it->code,
+                        .body = it->body,
+                        .body_len = it->body_len,
+                        .cmds = it->cmds,
+                        .ncmds = it->ncmds,
+                        .cmd = it->cmd,
+                        .cmd_len = it->cmd_len,
+                        .skip = it->noop};
+}
+
 void persist_opts_default(persist_opts *o)
 {
     o->group_max = 20000;
-    o->checkpoint_bytes = INT64_C(64) << 20;
+    o->checkpoint_bytes = INT64_C(16) << 20;
     o->idle_checkpoint_ms = 1000;
     o->interval_ms = 50;
+    o->retention_ms = INT64_C(7) * 24 * 3600 * 1000;
+}
+
+/* Every 10 minutes: the ledger rows past the retention window go. */
+static void expire_requests(ds_persist *p, int64_t newest_ts_ms, int64_t *last_ns)
+{
+    if (!p->o.retention_ms || !newest_ts_ms || ds_now_ns() - *last_ns < INT64_C(600) * 1000000000)
+        return;
+    *last_ns = ds_now_ns();
+    ds_error err;
+    if (store_requests_expire(p->store, newest_ts_ms - p->o.retention_ms, &err))
+        log_warn("persister: old request ids not forgotten: %s", err.message);
 }
 
 /* ---- the thread ------------------------------------------------------------ */
@@ -205,25 +235,18 @@ static bool write_group(ds_persist *p, persist_item *group, size_t n, int64_t st
     store_item *items = xmalloc_array(n, sizeof *items);
     size_t i = 0;
     for (persist_item *it = group; it; it = it->next, i++)
-        items[i] = (store_item){.model = it->model,
-                                .delta = &it->delta,
-                                .ts_ms = it->ts_ms,
-                                .user = it->user,
-                                .rid = it->rid,
-                                .hash = it->hash,
-                                .code = it->code,
-                                .body = it->body,
-                                .body_len = it->body_len,
-                                .cmds = it->cmds,
-                                .ncmds = it->ncmds,
-                                .cmd = it->cmd,
-                                .cmd_len = it->cmd_len,
-                                .skip = it->noop};
+        items[i] = persist_store_item(it);
     bool ok = false;
     for (int attempt = 0;; attempt++) {
         ds_error err;
         double t0 = ds_now_ms();
         if (store_persist(p->store, items, n, &err) == 0) {
+            for (size_t k = 0; p->o.materialize_views && k < n; k++) {
+                ds_error verr;
+                if (!items[k].skip && store_views_materialize(p->store, items[k].model, &verr))
+                    log_warn("persister: the views of '%s' not recomputed: %s", items[k].model,
+                             verr.message);
+            }
             pthread_mutex_lock(&p->lock);
             if (p->failing)
                 log_info("persister: writing to the database again");
@@ -231,6 +254,7 @@ static bool write_group(ds_persist *p, persist_item *group, size_t n, int64_t st
             p->stats.groups++;
             p->stats.commands += (int64_t)n;
             p->stats.last_group_ms = ds_now_ms() - t0;
+            p->stats.times = store_persist_timing(p->store);
             pthread_mutex_unlock(&p->lock);
             ok = true;
             break;
@@ -283,6 +307,7 @@ static void checkpoint(ds_persist *p)
     pthread_mutex_lock(&p->lock);
     p->stats.checkpoints++;
     p->stats.last_checkpoint_ms = ds_now_ms() - t0;
+    p->stats.checkpoint_s += p->stats.last_checkpoint_ms / 1000;
     pthread_mutex_unlock(&p->lock);
     log_debug("persister: checkpoint in %.0f ms", ds_now_ms() - t0);
 }
@@ -291,7 +316,7 @@ static void *persist_main(void *arg)
 {
     ds_thread_name("ds-persister");
     ds_persist *p = arg;
-    int64_t last_write = 0, next_write = 0;
+    int64_t last_write = 0, next_write = 0, newest_ts = 0, last_expire = ds_now_ns();
     bool dirty = false;
     for (;;) {
         run_jobs(p);
@@ -324,6 +349,8 @@ static void *persist_main(void *arg)
             pthread_mutex_unlock(&p->lock);
             while (group) {
                 persist_item *next = group->next;
+                if (group->ts_ms > newest_ts)
+                    newest_ts = group->ts_ms;
                 persist_item_free(group);
                 group = next;
             }
@@ -339,6 +366,7 @@ static void *persist_main(void *arg)
             dirty = true;
             if (store_wal_bytes(p->store) > p->o.checkpoint_bytes)
                 checkpoint(p);
+            expire_requests(p, newest_ts, &last_expire);
         } else if (dirty && ds_now_ns() - last_write > p->o.idle_checkpoint_ms * 1000000) {
             checkpoint(p);
             dirty = false;

@@ -4,8 +4,10 @@
  * then tells its owner which commands are now durable in the database
  * (done), so their request stream entries can be acknowledged and
  * --ack persisted answers given. It owns the store's write connection:
- * checkpoints run between groups (DuckDB's automatic checkpoint is off),
- * and so do model creation and removal (persist_run).
+ * checkpoints run between groups (the server opens the store with
+ * DuckDB's automatic checkpoint off), and so do model creation and removal
+ * (persist_run). A group goes at most every interval_ms (longer after a
+ * long group), sooner when someone waits for it (persist_hurry).
  *
  * Nothing here blocks the writer: persist_submit() only queues. The writer
  * reads the lag (persist_lag) and stops reading new commands while it is
@@ -59,12 +61,23 @@ persist_item *persist_item_new(const char *model);
 persist_item *persist_item_from(const char *model, const engine_input *in, engine_result *res,
                                 const char *body, size_t len);
 void persist_item_free(persist_item *it);
+/* What store_persist() takes for an item (pointing into it: valid while
+ * the item lives). Also for tests and benchmarks that persist a group
+ * themselves, without the thread. */
+store_item persist_store_item(const persist_item *it);
 
 typedef struct persist_opts {
     size_t group_max;           /* commands in one group at most (20,000) */
     int64_t checkpoint_bytes;   /* checkpoint when the write-ahead log passes
-                                   this (64 MiB) */
+                                   this (16 MiB: updated rows stay slow to
+                                   scan until a checkpoint) */
     int64_t idle_checkpoint_ms; /* and after this long without writes (1000) */
+    int64_t retention_ms;       /* ledger rows older than this (in stream
+                                   time) are deleted, every 10 minutes
+                                   (7 days; 0: kept for ever) */
+    bool materialize_views;     /* serve --bench-baseline: after each group,
+                                   every view of its models recomputed into
+                                   a table, as the original design did */
     int64_t interval_ms;        /* a group at most this often (50): each
                                    COMMIT costs an fsync that every other
                                    writer of the disk (Redis's log) waits
@@ -112,6 +125,8 @@ int persist_run(ds_persist *p, int (*fn)(ds_store *s, void *arg, ds_error *err),
 typedef struct persist_stats {
     int64_t groups, commands, checkpoints, failures;
     double last_group_ms, last_checkpoint_ms;
+    store_persist_times times; /* where the groups' time went */
+    double checkpoint_s;       /* and the checkpoints' */
 } persist_stats;
 void persist_get_stats(ds_persist *p, persist_stats *s);
 

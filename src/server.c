@@ -64,8 +64,8 @@ static int open_data(ds_server *srv, ds_error *err)
     snprintf(path, sizeof path, "%s/duckspread.db", srv->o.data_dir);
     ds_store_opts so;
     store_opts_default(&so);
-    so.no_fast_path = srv->o.bench_baseline;
-    so.create_cap = srv->o.cells_max;
+    so.checkpoint_threshold = "1000GB"; /* never at a commit: the persister
+                                           checkpoints between its groups */
     int rc = store_open(path, &so, &srv->store, err);
     if (rc || !srv->o.demo)
         return rc;
@@ -76,6 +76,8 @@ static int open_data(ds_server *srv, ds_error *err)
     int64_t n;
     double t0 = ds_now_ms();
     rc = demo_load(srv->store, &d, &loaded, &n, err);
+    if (rc == 0 && loaded)
+        rc = store_checkpoint(srv->store, err);
     if (rc == 0 && loaded)
         log_info("demo: loaded model 'sales' with %lld facts in %.0f ms", (long long)n,
                  ds_now_ms() - t0);
@@ -106,9 +108,8 @@ static void load_request(void *ctx, const char *model, const char *user, const c
             engine_load_request(ld->engines[i], user, rid, hash, seq, code, ts_ms);
 }
 
-/* Every model of the database into an engine: its catalog, facts (in row
- * order: fact i is row i) and request ledger. */
-static int load_models(ds_server *srv, ds_error *err)
+/* Facts load in row order: fact i is row i. */
+int server_load_models(ds_server *srv, ds_error *err)
 {
     loading ld = {0};
     ld.n = store_model_names(srv->store, &ld.names);
@@ -295,7 +296,7 @@ static int start_all(ds_server *srv, ds_error *err)
     srv->engine_opts.memory_budget = srv->o.memory_mb << 20;
     srv->models = models_new();
     if (rc == 0)
-        rc = load_models(srv, err);
+        rc = server_load_models(srv, err);
     if (rc)
         return rc;
     live_opts lo;

@@ -88,4 +88,8 @@ typedef struct ds_server {
 /* Runs until SIGTERM or SIGINT; returns the process exit code. */
 int server_run(const server_opts *o);
 
+/* Every model of srv->store into an engine in srv->models (created first),
+ * with srv->engine_opts: its catalog, facts and request ledger. */
+int server_load_models(ds_server *srv, ds_error *err);
+
 #endif

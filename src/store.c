@@ -1,10 +1,9 @@
-/* store.c: the DuckDB database: connection, schema, catalog, bulk loads,
- * reads. Commands are in store_write.c. See store.h. */
+/* store.c: the DuckDB database: connection, SQL helpers, the update
+ * functions the persister's UPDATEs read, schema, catalog load, model
+ * snapshots, checkpoints. See store.h and store_internal.h. */
 #include "store_internal.h"
 
 #include <sys/stat.h>
-
-#include <zstd.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -413,20 +412,6 @@ static void fn_rowhas(duckdb_function_info info, duckdb_data_chunk in, duckdb_ve
         o[i] = rowmap_get(rm, rid[i], &v);
 }
 
-/* DECIMAL(18, s) -> its int64 minor units, for the leaf log. */
-static void fn_raw(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out)
-{
-    (void)info;
-    idx_t n = duckdb_data_chunk_get_size(in);
-    duckdb_vector v = duckdb_data_chunk_get_vector(in, 0);
-    memcpy(duckdb_vector_get_data(out), duckdb_vector_get_data(v), n * sizeof(int64_t));
-    uint64_t *valid = duckdb_vector_get_validity(v);
-    if (valid) {
-        duckdb_vector_ensure_validity_writable(out);
-        memcpy(duckdb_vector_get_validity(out), valid, (n + 63) / 64 * sizeof(uint64_t));
-    }
-}
-
 static int register_fn(ds_store *s, const char *name, duckdb_logical_type arg,
                        duckdb_logical_type ret, duckdb_scalar_function_t fn, rowmap *map,
                        ds_error *err)
@@ -445,29 +430,21 @@ static int register_fn(ds_store *s, const char *name, duckdb_logical_type arg,
     return 0;
 }
 
-/* ds_rowhas(rowid), ds_rowraw(rowid) -> BIGINT, and per scale
- * ds_rowval_<s>(rowid) -> DECIMAL(18, s) and ds_raw_<s>(DECIMAL(18, s)),
- * all over s->rows; ds_rowstamp(rowid) and ds_rowkey(rowid) -> BIGINT over
- * s->stamps and s->keys. */
+/* ds_rowhas(rowid) -> BOOLEAN and per scale ds_rowval_<s>(rowid) ->
+ * DECIMAL(18, s) over s->rows; ds_rowstamp(rowid) -> BIGINT over
+ * s->stamps. */
 static int register_functions(ds_store *s, ds_error *err)
 {
     duckdb_logical_type b = duckdb_create_logical_type(DUCKDB_TYPE_BOOLEAN);
     duckdb_logical_type i = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
     int rc = register_fn(s, "ds_rowhas", i, b, fn_rowhas, &s->rows, err);
     if (rc == 0)
-        rc = register_fn(s, "ds_rowraw", i, i, fn_rowval, &s->rows, err);
-    if (rc == 0)
         rc = register_fn(s, "ds_rowstamp", i, i, fn_rowval, &s->stamps, err);
-    if (rc == 0)
-        rc = register_fn(s, "ds_rowkey", i, i, fn_rowval, &s->keys, err);
     for (int scale = 0; rc == 0 && scale <= 18; scale++) {
         char name[32];
         duckdb_logical_type t = duckdb_create_decimal_type(18, (uint8_t)scale);
         snprintf(name, sizeof name, "ds_rowval_%d", scale);
         rc = register_fn(s, name, i, t, fn_rowval, &s->rows, err);
-        snprintf(name, sizeof name, "ds_raw_%d", scale);
-        if (rc == 0)
-            rc = register_fn(s, name, t, i, fn_raw, NULL, err);
         duckdb_destroy_logical_type(&t);
     }
     duckdb_destroy_logical_type(&b);
@@ -526,7 +503,6 @@ static ds_model *find_loaded(ds_model **ms, size_t n, int32_t id)
 void store__add_slot(ds_store *s, ds_model *m, int64_t seq)
 {
     model_slot *slot = xcalloc(1, sizeof *slot);
-    slot->fast.pending_seq = -1;
     m->refs = 1;
     slot->model = m;
     slot->seq = seq;
@@ -666,10 +642,7 @@ static int load_catalog(ds_store *s, ds_error *err)
 void store_opts_default(ds_store_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->change_cap = 1000;
-    o->create_cap = 1000000;
     o->leaf_log = true;
-    o->cube_budget = (size_t)1 << 30;
 }
 
 int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_error *err)
@@ -680,7 +653,6 @@ int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_e
         s->opts = *opts;
     else
         store_opts_default(&s->opts);
-    s->cube_budget = s->opts.cube_budget;
     pthread_mutex_init(&s->lock, NULL);
     duckdb_config cfg;
     char *open_err = NULL, threads[16];
@@ -712,8 +684,6 @@ int store_open(const char *path, const ds_store_opts *opts, ds_store **out, ds_e
     if (rc == 0)
         rc = register_functions(s, err);
     if (rc == 0)
-        rc = store__register_fast(s, err);
-    if (rc == 0)
         rc = load_catalog(s, err);
     if (rc) {
         store_close(s);
@@ -732,23 +702,8 @@ void store__rowmap_free(rowmap *rm)
     memset(rm, 0, sizeof *rm);
 }
 
-void store__stmts_free(model_stmts *st)
-{
-    for (int i = 0; i < DS_MAX_MEASURES; i++) {
-        duckdb_destroy_prepare(&st->leaf_select[i]);
-        duckdb_destroy_prepare(&st->leaf_update[i]);
-        duckdb_destroy_prepare(&st->leaf_insert[i]);
-    }
-    duckdb_destroy_prepare(&st->log_insert);
-    memset(st, 0, sizeof *st);
-}
-
 static void slot_free(model_slot *slot)
 {
-    store__stmts_free(&slot->stmts);
-    store__fast_free(slot);
-    if (slot->work != slot->model)
-        model_free(slot->work);
     if (slot->model && --slot->model->refs == 0)
         model_free(slot->model);
     free(slot);
@@ -758,8 +713,6 @@ void store_close(ds_store *s)
 {
     if (!s)
         return;
-    if (s->in_txn)
-        store_txn_rollback(s);
     for (size_t i = 0; i < s->nslots; i++)
         slot_free(s->slots[i]);
     free(s->slots);
@@ -770,9 +723,6 @@ void store_close(ds_store *s)
     duckdb_close(&s->db);
     store__rowmap_free(&s->rows);
     store__rowmap_free(&s->stamps);
-    store__rowmap_free(&s->keys);
-    store__drop_requests(s);
-    free(s->requests);
     pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);
@@ -787,40 +737,23 @@ int64_t store_wal_bytes(ds_store *s)
     return (int64_t)st.st_size;
 }
 
-const ds_model *store_model_current(ds_store *s, const char *name)
+int store_checkpoint(ds_store *s, ds_error *err)
 {
-    model_slot *slot = store__slot(s, name, strlen(name));
-    return slot ? store__current(slot) : NULL;
+    return store__exec(s->con, "CHECKPOINT", err);
 }
 
 model_slot *store__slot(ds_store *s, const char *name, size_t len)
 {
     for (size_t i = 0; i < s->nslots; i++) {
-        const ds_model *m = store__current(s->slots[i]);
+        const ds_model *m = s->slots[i]->model;
         if (strlen(m->name) == len && memcmp(m->name, name, len) == 0)
             return s->slots[i];
     }
     return NULL;
 }
 
-const ds_model *store__current(const model_slot *slot)
-{
-    return slot->work ? slot->work : slot->model;
-}
-
-int64_t store__current_seq(const model_slot *slot)
-{
-    return slot->work ? slot->work_seq : slot->seq;
-}
-
 void store__set_model(ds_store *s, model_slot *slot, ds_model *m)
 {
-    if (s->in_txn) {
-        if (slot->work && slot->work != slot->model)
-            model_free(slot->work);
-        slot->work = m;
-        return;
-    }
     pthread_mutex_lock(&s->lock);
     ds_model *old = slot->model;
     m->refs = 1;

@@ -1,12 +1,14 @@
 /* store.h: everything that talks to DuckDB. The store owns one database
  * file: the catalog (models, dimensions, measures, members), the facts of
- * each model, the change log and the views. It applies commands (cell
- * writes and spreads, member operations) each as one transaction, or a
- * group of them in one (store_txn_begin/commit), and answers reads.
+ * each model, the change logs, the request ledger and the views. It does
+ * not decide writes (the engine does): it creates and drops models, loads
+ * facts in bulk, hands a model's facts to an engine, persists what engines
+ * applied (store_persist, a group of commands per transaction) and answers
+ * SQL reads.
  *
- * Threads: the store and its writer connection belong to one thread (the
- * writer). Other threads read through their own ds_reader. Models handed
- * out by store_model_acquire() are immutable snapshots, valid until
+ * Threads: the store and its write connection belong to one thread (the
+ * persister). Other threads read through their own ds_reader. Models
+ * handed out by store_model_acquire() are immutable snapshots, valid until
  * store_model_release(). */
 #ifndef DS_STORE_H
 #define DS_STORE_H
@@ -24,16 +26,10 @@ typedef struct ds_store ds_store;
 typedef struct ds_reader ds_reader;
 
 typedef struct ds_store_opts {
-    size_t change_cap;                /* entries listed in a change set (default 1000) */
-    int64_t create_cap;               /* facts one spread may create (default 1,000,000) */
     bool leaf_log;                    /* keep every leaf's old and new value (default true;
                                          false exists only so benchmarks can measure it) */
     int threads;                      /* DuckDB worker threads, 0 = DuckDB's default */
-    size_t cube_budget;               /* bytes a model's cube of totals may take (1 GiB);
-                                         a bigger model lists the cells above a write
-                                         from a scan */
     const char *memory_limit;         /* DuckDB memory_limit, NULL = default */
-    bool no_fast_path;                /* every leaf write through SQL (the benchmark baseline) */
     const char *checkpoint_threshold; /* write-ahead log size that makes DuckDB
                                          checkpoint at a commit (NULL: DuckDB's
                                          16MB, which keeps scans after big
@@ -57,13 +53,9 @@ int store_model_drop(ds_store *s, const char *name, ds_error *err);
 /* The current snapshot of a model, or NULL (no such model). */
 const ds_model *store_model_acquire(ds_store *s, const char *name, size_t len);
 void store_model_release(ds_store *s, const ds_model *m);
-/* The catalog the next command will see: inside a group it includes the
- * group's member operations. For the writer's thread only; valid until the
- * next command. NULL: no such model. */
-const ds_model *store_model_current(ds_store *s, const char *name);
 /* Names of all models (caller frees each and the array); count returned. */
 size_t store_model_names(ds_store *s, char ***names);
-/* The last applied seq of a model, or -1 (no such model). */
+/* The last persisted seq of a model, or -1 (no such model). */
 int64_t store_model_seq(ds_store *s, const char *name);
 
 /* ---- persisting what the engine applied ------------------------------------ */
@@ -102,6 +94,15 @@ typedef struct store_item {
  * catalog of member operations and each model's seq. All or nothing. */
 int store_persist(ds_store *s, const store_item *items, size_t n, ds_error *err);
 
+/* Where store_persist's time went, summed over every call (seconds): the
+ * UPDATEs of existing facts (and moves), the appends (new facts, the leaf
+ * and command logs, the ledger, members) and the COMMIT. Read it on the
+ * thread that calls store_persist. */
+typedef struct store_persist_times {
+    double update_s, append_s, commit_s;
+} store_persist_times;
+store_persist_times store_persist_timing(const ds_store *s);
+
 /* ---- loading a model into memory ----------------------------------------- */
 
 /* Every fact row of a model in rowid order: members[ndims], values and
@@ -135,40 +136,24 @@ int store_view_create(ds_store *s, const char *model, const char *name, const ch
  * ds_baseline_<view>, as the original design did after each write. */
 int store_views_materialize(ds_store *s, const char *model, ds_error *err);
 
-/* ---- writes ----------------------------------------------------------- */
-
-/* Applies one command to the named model: decides every refusal before
- * writing, then writes facts, change log and seq. Outside a group it is its
- * own transaction. On success *out holds the seq and the change sets
- * (clear with outcome_clear()). A refusal changes nothing and gets no seq. */
-int store_apply(ds_store *s, const char *model, const ds_command *cmd, ds_outcome *out,
-                ds_error *err);
-
 /* Bytes in the write-ahead log (0 when there is none). */
 int64_t store_wal_bytes(ds_store *s);
 
 /* Folds the write-ahead log into the database file (CHECKPOINT). Fails
- * while another connection has a transaction open, or inside a group. */
+ * while another connection has a transaction open. */
 int store_checkpoint(ds_store *s, ds_error *err);
-
-/* Group commit: commands applied between begin and commit share one
- * transaction; rollback undoes them all (and their catalog changes). */
-int store_txn_begin(ds_store *s, ds_error *err);
-int store_txn_commit(ds_store *s, ds_error *err);
-void store_txn_rollback(ds_store *s);
 
 /* ---- the request ledger (ds_request) ------------------------------------ */
 
-/* Records a command's outcome in the open group: code is DS_OK for an
- * applied command (body: its event) or the refusal's ds_code (body: the
- * error). The rows are written with the group's COMMIT. */
-void store_request_add(ds_store *s, const char *model, const char *user, const char *rid,
-                       const char *hash, int64_t seq, int code, const char *body, size_t len);
 typedef void (*store_request_fn)(void *ctx, const char *model, const char *user, const char *rid,
                                  const char *hash, int64_t seq, int code, int64_t ts_ms);
 /* Every ledger row (without bodies), oldest first, for the in-memory
  * ledger at start. */
 int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *err);
+/* Forgets the ledger rows of requests older than before_ms (stream time,
+ * ms since the epoch): past the retention window the engines have
+ * forgotten them too. On the persister's connection. */
+int store_requests_expire(ds_store *s, int64_t before_ms, ds_error *err);
 /* The stored outcome of one request; *body is malloc'd (caller frees). */
 int store_request_get(ds_reader *r, const char *model, const char *user, const char *rid, int *code,
                       int64_t *seq, char **body, ds_error *err);

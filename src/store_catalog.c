@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void store__table_name(char *buf, size_t n, char prefix, int32_t model_id)
 {
@@ -185,8 +184,6 @@ static int create_tables(ds_store *s, const ds_model *m, ds_error *err)
 
 int store_model_create(ds_store *s, const ds_model *def, ds_error *err)
 {
-    if (s->in_txn)
-        return ds_fail(err, DS_INTERNAL, NULL, "a model cannot be created inside a group");
     int rc = model_check_name(def->name, strlen(def->name), "table", err);
     if (rc)
         return rc;
@@ -221,8 +218,6 @@ int store_model_create(ds_store *s, const ds_model *def, ds_error *err)
 int store_view_create(ds_store *s, const char *model, const char *name, const char *select_sql,
                       ds_error *err)
 {
-    if (s->in_txn)
-        return ds_fail(err, DS_INTERNAL, NULL, "a view cannot be created inside a group");
     model_slot *slot = store__slot(s, model, strlen(model));
     if (!slot)
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
@@ -245,9 +240,9 @@ int store_view_create(ds_store *s, const char *model, const char *name, const ch
                             "ds_view WHERE model_id = ? AND name = ?)",
                             &st, err);
     if (rc == 0) {
-        duckdb_bind_int32(st, 1, store__current(slot)->id);
+        duckdb_bind_int32(st, 1, slot->model->id);
         duckdb_bind_varchar(st, 2, name);
-        duckdb_bind_int32(st, 3, store__current(slot)->id);
+        duckdb_bind_int32(st, 3, slot->model->id);
         duckdb_bind_varchar(st, 4, name);
         rc = store__run(st, NULL, err);
     }
@@ -349,8 +344,6 @@ static int drop_rows(ds_store *s, int32_t id, ds_error *err)
 
 int store_model_drop(ds_store *s, const char *name, ds_error *err)
 {
-    if (s->in_txn)
-        return ds_fail(err, DS_INTERNAL, NULL, "a model cannot be dropped inside a group");
     model_slot *slot = store__slot(s, name, strlen(name));
     if (!slot)
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", name);
@@ -371,8 +364,6 @@ int store_model_drop(ds_store *s, const char *name, ds_error *err)
             break;
         }
     }
-    store__stmts_free(&slot->stmts);
-    store__fast_free(slot);
     if (--slot->model->refs == 0)
         model_free(slot->model);
     free(slot);
@@ -493,11 +484,9 @@ int store_load_begin(ds_store *s, const char *model, ds_loader **out, ds_error *
     model_slot *slot = store__slot(s, model, strlen(model));
     if (!slot)
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
-    if (s->in_txn)
-        return ds_fail(err, DS_INTERNAL, NULL, "a load cannot run inside a group");
     ds_loader *l = xcalloc(1, sizeof *l);
     l->s = s;
-    l->m = store__current(slot);
+    l->m = slot->model;
     int rc = store__exec(s->con, "BEGIN TRANSACTION", err);
     if (rc == 0 && (rc = store__facts_open(s, l->m, &l->app, err)))
         store__exec(s->con, "ROLLBACK", NULL);
@@ -539,80 +528,9 @@ int store_load_end(ds_loader *l, bool commit, ds_error *err)
 
 /* ---- the request ledger ------------------------------------------------------- */
 
-void store_request_add(ds_store *s, const char *model, const char *user, const char *rid,
-                       const char *hash, int64_t seq, int code, const char *body, size_t len)
+int store_requests_expire(ds_store *s, int64_t before_ms, ds_error *err)
 {
-    model_slot *slot = store__slot(s, model, strlen(model));
-    size_t zlen = 0;
-    if (s->nrequests == s->requests_alloc) {
-        s->requests_alloc = s->requests_alloc ? 2 * s->requests_alloc : 64;
-        s->requests = xrealloc(s->requests, s->requests_alloc * sizeof *s->requests);
-    }
-    pending_request *p = &s->requests[s->nrequests++];
-    *p = (pending_request){
-        .model_id = slot ? store__current(slot)->id : -1,
-        .user = xstrdup(user ? user : ""),
-        .rid = xstrdup(rid ? rid : ""),
-        .hash = xstrdup(hash ? hash : ""),
-        .zbody = store__pack_body(s, body, len, &zlen),
-        .zlen = zlen,
-        .plain = false,
-        .seq = seq,
-        .code = code,
-    };
-    if (!p->zbody) { /* cannot compress: keep it as it is */
-        p->zbody = xstrndup(body, len);
-        p->zlen = len;
-        p->plain = true;
-    }
-}
-
-void store__drop_requests(ds_store *s)
-{
-    for (size_t i = 0; i < s->nrequests; i++) {
-        free(s->requests[i].user);
-        free(s->requests[i].rid);
-        free(s->requests[i].hash);
-        free(s->requests[i].zbody);
-    }
-    s->nrequests = 0;
-}
-
-int store__flush_requests(ds_store *s, ds_error *err)
-{
-    if (s->nrequests == 0)
-        return 0;
-    duckdb_appender ap;
-    int rc = store__appender(s, "ds_request", &ap, err);
-    if (rc)
-        return rc;
-    duckdb_timestamp now = {.micros = 0};
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    now.micros = (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-    for (size_t i = 0; i < s->nrequests; i++) {
-        const pending_request *p = &s->requests[i];
-        duckdb_append_int32(ap, p->model_id);
-        duckdb_append_varchar(ap, p->user);
-        duckdb_append_varchar(ap, p->rid);
-        duckdb_append_varchar(ap, p->hash);
-        if (p->seq >= 0)
-            duckdb_append_int64(ap, p->seq);
-        else
-            duckdb_append_null(ap);
-        duckdb_append_int32(ap, p->code);
-        if (p->plain) /* body: older files, or when compression failed */
-            duckdb_append_varchar_length(ap, p->zbody, p->zlen);
-        else
-            duckdb_append_null(ap);
-        duckdb_append_timestamp(ap, now);
-        if (p->plain)
-            duckdb_append_null(ap);
-        else
-            duckdb_append_blob(ap, p->zbody, p->zlen);
-        duckdb_appender_end_row(ap);
-    }
-    return store__appender_close(&ap, err);
+    return exec_args(s, "DELETE FROM ds_request WHERE ts < epoch_ms(?)", &before_ms, 1, err);
 }
 
 int store_requests_load(ds_store *s, store_request_fn fn, void *ctx, ds_error *err)
@@ -659,7 +577,7 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
                             &st, err);
     duckdb_result res;
     if (rc == 0) {
-        duckdb_bind_int32(st, 1, store__current(slot)->id);
+        duckdb_bind_int32(st, 1, slot->model->id);
         duckdb_bind_int64(st, 2, after);
         rc = store__run(st, &res, err);
     }

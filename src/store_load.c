@@ -103,7 +103,7 @@ int store_facts_each(ds_store *s, const char *model, store_fact_fn fn, void *ctx
     model_slot *slot = store__slot(s, model, strlen(model));
     if (!slot)
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
-    const ds_model *m = store__current(slot);
+    const ds_model *m = slot->model;
     int64_t count = 0, span = 0;
     int rc = row_span(s, m, &count, &span, err);
     if (rc == 0 && count != span) {

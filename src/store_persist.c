@@ -358,6 +358,7 @@ static int persist_part(ds_store *s, model_part *p, ds_error *err)
                      d->seq);
     }
     int rc = 0;
+    int64_t t0 = ds_now_ns();
     for (int q = 0; rc == 0 && q < p->m->nmeasures; q++) {
         rc = update_measure(s, p, &l, rows, q, true, err);
         if (rc == 0)
@@ -367,6 +368,8 @@ static int persist_part(ds_store *s, model_part *p, ds_error *err)
         crash_point("mid_persist"); /* a big spread half written */
     if (rc == 0)
         rc = move_rows(s, p, rows, err);
+    int64_t t1 = ds_now_ns();
+    s->times.update_s += (double)(t1 - t0) / 1e9;
     if (rc == 0)
         rc = append_facts(s, p, &l, rows, err);
     last_free(&l);
@@ -385,6 +388,7 @@ static int persist_part(ds_store *s, model_part *p, ds_error *err)
         }
     if (rc == 0 && p->seq >= 0)
         rc = write_seq(s, p, cat, err);
+    s->times.append_s += (double)(ds_now_ns() - t1) / 1e9;
     return rc;
 }
 
@@ -405,7 +409,7 @@ static size_t split(ds_store *s, const store_item *items, size_t n, model_part *
             model_slot *slot = store__slot(s, items[i].model, strlen(items[i].model));
             if (!slot) /* dropped since: what it had queued goes with it */
                 continue;
-            parts[np] = (model_part){.slot = slot, .m = store__current(slot), .seq = -1};
+            parts[np] = (model_part){.slot = slot, .m = slot->model, .seq = -1};
             parts[np].items = xmalloc_array(n, sizeof *parts[np].items);
             parts[np].nfacts = (uint32_t)slot->facts_rows;
             np++;
@@ -439,16 +443,20 @@ int store_persist(ds_store *s, const store_item *items, size_t n, ds_error *err)
         rc = persist_part(s, &parts[j], err);
     if (rc == 0)
         crash_point("before_commit");
+    int64_t t0 = ds_now_ns();
     if (rc == 0)
         rc = store__exec(s->con, "COMMIT", err);
+    s->times.commit_s += (double)(ds_now_ns() - t0) / 1e9;
     if (rc && open)
         store__exec(s->con, "ROLLBACK", NULL);
     for (size_t j = 0; j < np; j++) {
         model_part *p = &parts[j];
         if (rc == 0) {
             p->slot->facts_rows = p->nfacts;
+            pthread_mutex_lock(&s->lock); /* store_model_seq() reads it */
             if (p->seq >= 0)
                 p->slot->seq = p->seq;
+            pthread_mutex_unlock(&s->lock);
             if (p->catalog)
                 store__set_model(s, p->slot, model_clone(p->catalog));
         }
@@ -456,4 +464,9 @@ int store_persist(ds_store *s, const store_item *items, size_t n, ds_error *err)
     }
     free(parts);
     return rc;
+}
+
+store_persist_times store_persist_timing(const ds_store *s)
+{
+    return s->times;
 }

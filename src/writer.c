@@ -1009,10 +1009,13 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
     if (rc == 0) {
         persist_opts po;
         persist_opts_default(&po);
-        if (srv->o.bench_baseline)
-            po.group_max = 1; /* the original design: a transaction per command */
+        if (srv->o.bench_baseline) { /* the original design: a transaction per command */
+            po.group_max = 1;
+            po.materialize_views = true;
+        }
         /* answers waiting for the COMMIT do not wait for an interval too */
         po.interval_ms = w->ack_persisted ? 0 : srv->o.persist_interval_ms;
+        po.retention_ms = srv->engine_opts.retention_ms;
         rc = persist_start(srv->store, &po, on_persisted, w, &w->persist, err);
     }
     if (rc == 0) {
@@ -1096,6 +1099,8 @@ bool writer_alive(ds_writer *w)
 void writer_get_stats(ds_writer *w, writer_stats *s)
 {
     memset(s, 0, sizeof *s);
+    if (!w)
+        return;
     s->reading_lag = atomic_load(&w->reading_lag);
     s->backpressure = atomic_load(&w->backpressure);
     persist_lag(w->persist, &s->persist_lag, &s->persist_lag_ms);
@@ -1105,7 +1110,8 @@ void writer_get_stats(ds_writer *w, writer_stats *s)
 
 void writer_hurry(ds_writer *w)
 {
-    persist_hurry(w->persist);
+    if (w)
+        persist_hurry(w->persist);
 }
 
 /* ---- models ------------------------------------------------------------------------- */

@@ -43,11 +43,11 @@ typedef struct writer_stats {
     ds_error persist_why;   /* what it said */
     persist_stats persist;
 } writer_stats;
-void writer_get_stats(ds_writer *w, writer_stats *s);
+void writer_get_stats(ds_writer *w, writer_stats *s); /* w NULL: all zero */
 
 /* A read waits for DuckDB to catch up: the persister's next group goes
  * now rather than at its interval. */
-void writer_hurry(ds_writer *w);
+void writer_hurry(ds_writer *w); /* w NULL: nothing */
 
 /* Model creation (def is copied) and removal, in order with the commands
  * (on the persister's thread, between groups); they wait for it. */

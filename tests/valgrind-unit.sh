@@ -29,7 +29,7 @@ rm -rf "$logs"
 mkdir -p "$logs"
 started=$(date +%s)
 # the slow ones (DuckDB, the GMP reference) first, so the two slots end together
-slow='test_store_fast test_store test_spread_ref'
+slow='test_store test_engine test_spread_ref'
 {
     for s in $slow; do
         for t in "$@"; do [ "$(basename "$t")" = "$s" ] && echo "$t"; done

@@ -1,7 +1,8 @@
 /* fuzz_http.c: libFuzzer target for one HTTP request through the real
  * server: libmicrohttpd on a loopback port, the routes, authentication,
- * headers, body limits, reads from a DuckDB store (the demo model in a
- * temporary directory), the change feed, SSE and the WebSocket upgrade.
+ * headers, body limits, reads from the demo model's engine and its DuckDB
+ * file (in a temporary directory), the change feed, SSE and the WebSocket
+ * upgrade.
  * No Redis and no writer: every write is decoded and then answered 503.
  * The admin key is "fuzz-admin-key" (Authorization: Bearer fuzz-admin-key).
  *
@@ -36,12 +37,15 @@
 #include <unistd.h>
 
 #include "demo.h"
+#include "engine.h"
+#include "grids.h"
 #include "http.h"
 #include "json.h"
 #include "keys.h"
-#include "ledger.h"
 #include "log.h"
+#include "models.h"
 #include "server.h"
+#include "ws_grids.h"
 
 #define CHECK(c, ...)                                                                              \
     do {                                                                                           \
@@ -141,7 +145,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     live_opts lo;
     live_opts_default(&lo);
     S.live = live_new(&lo);
-    S.ledger = ledger_new();
+    S.models = models_new();
+    engine_opts_default(&S.engine_opts);
+    CHECK(server_load_models(&S, &err) == 0, "%s", err.message);
+    S.grids = grids_new(ws_grids_send, &S);
+    ws_grids_attach(&S);
     metrics_init(&S.metrics);
     CHECK(http_start(&S, &S.http, &err) == 0, "%s", err.message);
     atexit(remove_dir);

@@ -7,31 +7,52 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #include "demo.h"
 #include "json.h"
+#include "persist.h"
 
 char fx_dir[256];
 
-ds_store *fx_open_demo(int64_t facts, uint64_t seed)
+/* The stream time of fx_apply()'s first request (2023-11-14). */
+#define FX_T0_MS INT64_C(1700000000000)
+
+static void make_dir(void)
 {
     snprintf(fx_dir, sizeof fx_dir, "%s/ds-engine-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(fx_dir));
+}
+
+ds_store *fx_open_demo(int64_t facts, uint64_t seed)
+{
+    make_dir();
     char path[300];
     snprintf(path, sizeof path, "%s/t.db", fx_dir);
-    ds_store_opts o;
-    store_opts_default(&o);
-    o.change_cap = 1 << 20; /* nothing truncated: lists compare whole */
-    o.no_fast_path = true;
-    o.create_cap = 3000; /* some equal spreads are too_many_cells */
     ds_store *s;
     ds_error e;
-    ck_assert(store_open(path, &o, &s, &e) == 0);
+    ck_assert_msg(store_open(path, NULL, &s, &e) == 0, "%s", e.message);
     demo_opts d = {.seed = seed, .facts = facts};
     bool loaded;
     int64_t n;
     ck_assert_msg(demo_load(s, &d, &loaded, &n, &e) == 0, "%s", e.message);
     return s;
+}
+
+void fx_copy_dir(const char *from)
+{
+    make_dir();
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp '%s/t.db' '%s/t.db'", from, fx_dir);
+    ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
 }
 
 void fx_remove_dir(void)
@@ -92,6 +113,11 @@ uint64_t fx_store_sum(ds_store *s)
     ck_assert(store_facts_each(s, DEMO_MODEL, store_hash_fact, ctx, &e) == 0);
     store_model_release(s, m);
     return h;
+}
+
+bool fx_on_valgrind(void)
+{
+    return RUNNING_ON_VALGRIND != 0;
 }
 
 /* ---- random requests ------------------------------------------------------ */
@@ -214,6 +240,12 @@ void fx_random_body(ds_buf *b, const ds_model *m, fx_rng *r, int64_t seq, req_ki
     }
 }
 
+void fx_vformat(ds_buf *b, const char *fmt, va_list ap)
+{
+    ds_buf_init(b, 1 << 20);
+    ds_buf_vprintf(b, fmt, ap);
+}
+
 bool fx_resolve(const char *body, size_t len, req_kind kind, const ds_model *m, const char *dim,
                 ds_arena *a, req_decoded *d)
 {
@@ -231,13 +263,64 @@ ds_store *fx_reopen(void)
 {
     char path[300];
     snprintf(path, sizeof path, "%s/t.db", fx_dir);
-    ds_store_opts o;
-    store_opts_default(&o);
-    o.change_cap = 1 << 20;
-    o.no_fast_path = true;
-    o.create_cap = 3000;
     ds_store *s;
     ds_error e;
-    ck_assert_msg(store_open(path, &o, &s, &e) == 0, "%s", e.message);
+    ck_assert_msg(store_open(path, NULL, &s, &e) == 0, "%s", e.message);
     return s;
+}
+
+/* ---- applying and persisting ------------------------------------------------ */
+
+int fx_submit(ds_store *s, ds_engine *e, const req_decoded *d, const char *rid, int64_t ts_ms,
+              engine_result *res, ds_error *err)
+{
+    engine_input in = {.cmd = d->canonical,
+                       .cmd_len = d->canonical_len,
+                       .user = "tester",
+                       .rid = rid,
+                       .hash = d->hash,
+                       .ts_ms = ts_ms};
+    ck_assert_msg(engine_submit(e, &in, res, err) == 0, "%s", err->message);
+    if (res->status == ENGINE_APPLIED || res->status == ENGINE_REFUSED) {
+        persist_item *it = persist_item_from(DEMO_MODEL, &in, res, "{}", 2);
+        store_item item = persist_store_item(it);
+        ck_assert_msg(store_persist(s, &item, 1, err) == 0, "%s", err->message);
+        persist_item_free(it);
+    }
+    if (res->status == ENGINE_APPLIED || (res->status == ENGINE_DUPLICATE && res->seq >= 0))
+        return 0;
+    if (res->status == ENGINE_DUPLICATE)
+        return ds_fail(err, (ds_code)res->code, NULL, "a retry of a refused request");
+    *err = res->err;
+    return -(int)res->err.code;
+}
+
+int fx_apply(ds_store *s, ds_engine *e, const char *body, req_kind kind, const char *dim,
+             engine_result *res, ds_error *err)
+{
+    engine_result local;
+    engine_result *r = res ? res : &local;
+    memset(r, 0, sizeof *r);
+    const ds_model *m = engine_model_acquire(e);
+    json_val *root = NULL;
+    ck_assert_msg(json_parse(body, strlen(body), NULL, &root, err) == 0, "%s: %s", body,
+                  err->message);
+    ds_arena a = {0};
+    req_decoded d;
+    int rc = request_check(root, kind, err);
+    if (rc == 0)
+        rc = request_resolve(root, kind, m, dim, &a, &d, err);
+    json_free(root);
+    engine_model_release(e, m);
+    if (rc == 0) {
+        engine_stats st;
+        engine_get_stats(e, &st);
+        char rid[32];
+        snprintf(rid, sizeof rid, "fx-%zu", st.ledger_entries);
+        rc = fx_submit(s, e, &d, rid, FX_T0_MS + (int64_t)st.ledger_entries, r, err);
+    }
+    ds_arena_free(&a);
+    if (!res)
+        engine_result_clear(r);
+    return rc;
 }

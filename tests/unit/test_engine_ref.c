@@ -22,15 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
-
 #include "decimal.h"
 #include "demo.h"
 #include "engine.h"
@@ -601,7 +592,7 @@ static int commands_per_run(void)
     const char *s = getenv("ENGINE_REF_COMMANDS");
     if (s && *s)
         return atoi(s);
-    return RUNNING_ON_VALGRIND ? VG_COMMANDS : COMMANDS;
+    return fx_on_valgrind() ? VG_COMMANDS : COMMANDS;
 }
 
 /* The random runs: seed, change_cap, create_cap (a small one makes
