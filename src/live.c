@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct ds_live {
     /* WebSocket loop */
     pthread_t ws_thread;
     int epfd, evfd;
+    atomic_bool ws_woken; /* evfd written, the loop has not read it yet */
     ws_conn *conns;
     int64_t nws;
     ws_conn *adopted; /* handed over, not yet in the loop */
@@ -188,8 +190,12 @@ static bool queue_wake(wake_list *wl, live_waiter **head, live_waiter *w)
     return wl->n == 64;
 }
 
+/* One write to the eventfd until the loop has read it: a burst of events
+ * costs one wake-up, not a system call each. */
 static void wake_ws_loop(ds_live *l)
 {
+    if (atomic_exchange(&l->ws_woken, true))
+        return;
     uint64_t one = 1;
     if (write(l->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
         perror("duckspread: eventfd");
@@ -218,9 +224,11 @@ static void wake_waiters(ds_live *l, wake_list *wl, feed *f, int64_t seq)
         flush_wakes(wl);
         pthread_mutex_lock(&l->lock);
     }
+    bool ws = l->nws > 0; /* the loop serves events only to its connections */
     pthread_mutex_unlock(&l->lock);
     flush_wakes(wl);
-    wake_ws_loop(l);
+    if (ws)
+        wake_ws_loop(l);
 }
 
 void live_publish_detail(ds_live *l, const char *model, int64_t seq, const char *const *json,
@@ -926,6 +934,10 @@ static void *ws_main(void *arg)
                 uint64_t v;
                 if (read(l->evfd, &v, sizeof v) < 0 && errno != EAGAIN)
                     perror("duckspread: eventfd");
+                /* after the read, before ws_service below: what was
+                   published before this is served now, what comes after
+                   writes the eventfd again */
+                atomic_store(&l->ws_woken, false);
                 continue;
             }
             ws_conn *c = evs[i].data.ptr;

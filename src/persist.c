@@ -165,7 +165,7 @@ store_item persist_store_item(const persist_item *it)
 void persist_opts_default(persist_opts *o)
 {
     o->group_max = 20000;
-    o->checkpoint_bytes = INT64_C(16) << 20;
+    o->checkpoint_bytes = INT64_C(64) << 20;
     o->idle_checkpoint_ms = 1000;
     o->interval_ms = 50;
     o->retention_ms = INT64_C(7) * 24 * 3600 * 1000;

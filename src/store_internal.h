@@ -102,7 +102,12 @@ const char *store__rows_str(const row_iter *it, idx_t col, uint32_t *len);
 /* Frees the current chunk (call when leaving a loop early). */
 void store__rows_done(row_iter *it);
 
-/* Ledger bodies, stored zstd-compressed (store.c). */
+/* Ledger bodies and commands (store.c): zstd-compressed from PACK_MIN
+ * bytes on (a frame starts with zstd's magic number); shorter ones are
+ * kept as they are (a body in ds_request.body, a command, which is a JSON
+ * object starting with '{', in zcmd as it is): DuckDB compresses its
+ * columns itself, and a small frame saved too little for its time. */
+#define PACK_MIN 1024
 char *store__pack_body(ds_store *s, const char *body, size_t len, size_t *out_len);
 char *store__unpack_body(const char *z, size_t len, size_t *out_len);
 /* The body of a ds_request row from its columns body (col) and zbody

@@ -296,7 +296,8 @@ static int append_requests(ds_store *s, const model_part *p, ds_error *err)
     for (size_t i = 0; i < p->n; i++) {
         const store_item *it = p->items[i];
         size_t zlen = 0;
-        char *z = store__pack_body(s, it->body, it->body_len, &zlen);
+        char *z = it->body_len >= PACK_MIN ? store__pack_body(s, it->body, it->body_len, &zlen)
+                                           : NULL;
         duckdb_append_int32(ap, p->m->id);
         duckdb_append_varchar(ap, it->user);
         duckdb_append_varchar(ap, it->rid);
@@ -306,7 +307,7 @@ static int append_requests(ds_store *s, const model_part *p, ds_error *err)
         else
             duckdb_append_null(ap);
         duckdb_append_int32(ap, it->code);
-        if (z) /* body: only when compression failed */
+        if (z) /* body: when short, or compression failed */
             duckdb_append_null(ap);
         else
             duckdb_append_varchar_length(ap, it->body, it->body_len);
@@ -316,9 +317,13 @@ static int append_requests(ds_store *s, const model_part *p, ds_error *err)
         else
             duckdb_append_null(ap);
         size_t zclen = 0;
-        char *zc = it->cmd ? store__pack_body(s, it->cmd, it->cmd_len, &zclen) : NULL;
+        char *zc = it->cmd && it->cmd_len >= PACK_MIN
+                       ? store__pack_body(s, it->cmd, it->cmd_len, &zclen)
+                       : NULL;
         if (zc)
             duckdb_append_blob(ap, zc, zclen);
+        else if (it->cmd && it->cmd_len && it->cmd[0] == '{')
+            duckdb_append_blob(ap, it->cmd, it->cmd_len);
         else
             duckdb_append_null(ap);
         duckdb_appender_end_row(ap);

@@ -60,7 +60,7 @@ char *ds__xstrndup(const char *s, size_t n, const char *file, int line)
 
 void ds_buf_init(ds_buf *b, size_t cap)
 {
-    b->alloc = 64;
+    b->alloc = cap < 511 ? cap + 1 : 512;
     b->data = xmalloc(b->alloc);
     b->data[0] = '\0';
     b->len = 0;
