@@ -296,8 +296,8 @@ static int append_requests(ds_store *s, const model_part *p, ds_error *err)
     for (size_t i = 0; i < p->n; i++) {
         const store_item *it = p->items[i];
         size_t zlen = 0;
-        char *z = it->body_len >= PACK_MIN ? store__pack_body(s, it->body, it->body_len, &zlen)
-                                           : NULL;
+        char *z =
+            it->body_len >= PACK_MIN ? store__pack_body(s, it->body, it->body_len, &zlen) : NULL;
         duckdb_append_int32(ap, p->m->id);
         duckdb_append_varchar(ap, it->user);
         duckdb_append_varchar(ap, it->rid);
