@@ -21,6 +21,7 @@
 #include "decimal.h"
 #include "demo.h"
 #include "engine_fixture.h"
+#include "persist.h"
 #include "store.h"
 
 static char path[300];
@@ -1149,6 +1150,100 @@ START_TEST(view_matches_facts)
 }
 END_TEST
 
+/* ---- the request ledger ------------------------------------------------------------------ */
+
+typedef struct cmds_seen {
+    int n;
+    char *cmd[4];
+} cmds_seen;
+
+static void collect_cmd(void *ctx, int64_t seq, const char *rid, const char *event, size_t len,
+                        const char *cmd, size_t cmd_len)
+{
+    (void)seq, (void)rid, (void)event, (void)len;
+    cmds_seen *c = ctx;
+    if (c->n < 4)
+        c->cmd[c->n++] = cmd ? xstrndup(cmd, cmd_len) : NULL;
+}
+
+/* Answers and commands come back as they were stored, short ones (kept as
+ * they are) and long ones (compressed) alike; rows past the retention
+ * window go and the others stay. */
+START_TEST(ledger_bodies_and_expiry)
+{
+    static const char write[] = "{\"column\":\"quantity\",\"cell\":{\"product\":\"P-0003\","
+                                "\"customer\":\"C-0002\",\"time\":\"2025-03\"},\"delta\":1}";
+    ds_buf big;
+    ds_buf_init(&big, 1 << 20);
+    ds_buf_puts(&big, "{\"pad\":\"");
+    for (int i = 0; i < 5000; i++)
+        ds_buf_putc(&big, (char)('a' + i % 26));
+    ds_buf_puts(&big, "\"}");
+    const char *texts[2] = {"{\"short\":true}", big.data};
+    int64_t seqs[2];
+    for (int i = 0; i < 2; i++) {
+        const ds_model *m = engine_model_acquire(ENG);
+        ds_arena a = {0};
+        req_decoded d;
+        ck_assert(fx_resolve(write, strlen(write), REQ_CELL, m, NULL, &a, &d));
+        engine_model_release(ENG, m);
+        char rid[16];
+        snprintf(rid, sizeof rid, "led-%d", i);
+        engine_input in = {.cmd = d.canonical,
+                           .cmd_len = d.canonical_len,
+                           .user = "tester",
+                           .rid = rid,
+                           .hash = d.hash,
+                           .ts_ms = 1000 * (i + 1)};
+        engine_result res;
+        ck_assert_msg(engine_submit(ENG, &in, &res, &E) == 0, "%s", E.message);
+        ck_assert_int_eq(res.status, ENGINE_APPLIED);
+        seqs[i] = res.seq;
+        persist_item *it = persist_item_from(DEMO_MODEL, &in, &res, texts[i], strlen(texts[i]));
+        it->cmd = xstrdup(texts[i]);
+        it->cmd_len = strlen(texts[i]);
+        store_item item = persist_store_item(it);
+        ck_assert_msg(store_persist(S, &item, 1, &E) == 0, "%s", E.message);
+        persist_item_free(it);
+        engine_result_clear(&res);
+        ds_arena_free(&a);
+    }
+    for (int i = 0; i < 2; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "led-%d", i);
+        int code;
+        int64_t seq;
+        char *body = NULL;
+        ck_assert_msg(store_request_get(R, DEMO_MODEL, "tester", rid, &code, &seq, &body, &E) == 0,
+                      "%s", E.message);
+        ck_assert_int_eq(seq, seqs[i]);
+        ck_assert_str_eq(body, texts[i]);
+        free(body);
+    }
+    cmds_seen seen = {0};
+    ck_assert_msg(store_events_after(S, DEMO_MODEL, seqs[0] - 1, collect_cmd, &seen, &E) == 0, "%s",
+                  E.message);
+    ck_assert_int_eq(seen.n, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_ptr_nonnull(seen.cmd[i]);
+        ck_assert_str_eq(seen.cmd[i], texts[i]);
+        free(seen.cmd[i]);
+    }
+    /* stream time 1500: the first (at 1000) goes, the second (at 2000) stays */
+    ck_assert_msg(store_requests_expire(S, 1500, &E) == 0, "%s", E.message);
+    int code;
+    int64_t seq;
+    char *body = NULL;
+    ck_assert_int_eq(store_request_get(R, DEMO_MODEL, "tester", "led-0", &code, &seq, &body, &E),
+                     -DS_NOT_FOUND);
+    ck_assert_msg(store_request_get(R, DEMO_MODEL, "tester", "led-1", &code, &seq, &body, &E) == 0,
+                  "%s", E.message);
+    ck_assert_str_eq(body, texts[1]);
+    free(body);
+    ds_buf_free(&big);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -1174,6 +1269,7 @@ int main(void)
     tcase_add_test(tc, change_list_is_capped);
     tcase_add_test(tc, view_filters);
     tcase_add_test(tc, view_matches_facts);
+    tcase_add_test(tc, ledger_bodies_and_expiry);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
