@@ -122,7 +122,7 @@ START_TEST(patches_equal_fresh_reads)
         x->scale = m->measures[x->spec.measure].scale;
         x->seq = -1;
         ds_error err;
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "g%d", i);
         ck_assert(grids_subscribe(g, DEMO_MODEL, e, &x->spec, x, id, strlen(id), &x->h, &err) == 0);
         ck_assert_int_eq(x->snapshots, 1);
