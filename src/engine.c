@@ -226,7 +226,7 @@ static int decode(ds_engine *e, const engine_input *in, engine_result *res, ds_e
     if (rc == 0)
         rc = request_check(root, REQ_CANONICAL, err);
     if (rc == 0)
-        rc = request_resolve(root, REQ_CANONICAL, e->model, NULL, &res->arena, &dec, err);
+        rc = request_resolve_canonical(root, e->model, &res->arena, &dec, err);
     if (rc == 0)
         rc = request_scope(e->model, &dec.cmd, in->scope_dim, in->scope_member, err);
     if (rc == 0) {

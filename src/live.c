@@ -28,7 +28,8 @@ enum { DETAILS = 3 };
 
 typedef struct event {
     int64_t seq;
-    char *json[DETAILS];
+    char *buf;           /* one allocation for all the texts below */
+    char *json[DETAILS]; /* into buf, each NUL-terminated; NULL: none */
     size_t len[DETAILS];
 } event;
 
@@ -116,10 +117,10 @@ static void drop_oldest(feed *f)
 {
     event *e = &f->ring[f->start];
     f->bytes -= event_bytes(e);
-    for (int d = 0; d < DETAILS; d++) {
-        free(e->json[d]);
+    free(e->buf);
+    e->buf = NULL;
+    for (int d = 0; d < DETAILS; d++)
         e->json[d] = NULL;
-    }
     f->start = (f->start + 1) % f->cap;
     f->count--;
 }
@@ -245,9 +246,18 @@ void live_publish_detail(ds_live *l, const char *model, int64_t seq, const char 
             drop_oldest(f);
         event *e = &f->ring[(f->start + f->count) % f->cap];
         e->seq = seq;
+        size_t all = 0;
+        for (int d = 0; d < DETAILS; d++)
+            all += json[d] ? len[d] + 1 : 0;
+        char *p = e->buf = xmalloc(all ? all : 1);
         for (int d = 0; d < DETAILS; d++) {
-            e->json[d] = json[d] ? xstrndup(json[d], len[d]) : NULL;
+            e->json[d] = json[d] ? p : NULL;
             e->len[d] = json[d] ? len[d] : 0;
+            if (json[d]) {
+                memcpy(p, json[d], len[d]);
+                p[len[d]] = '\0';
+                p += len[d] + 1;
+            }
         }
         f->count++;
         f->bytes += total;

@@ -655,8 +655,8 @@ static int resolve_member_op(const json_val *mb, const ds_model *m, const char *
     return 0;
 }
 
-int request_resolve(const json_val *body, req_kind kind, const ds_model *m, const char *path_dim,
-                    ds_arena *arena, req_decoded *out, ds_error *err)
+static int resolve(const json_val *body, req_kind kind, const ds_model *m, const char *path_dim,
+                   ds_arena *arena, req_decoded *out, bool canonical, ds_error *err)
 {
     memset(out, 0, sizeof *out);
     int rc = common_values(body, out, arena, err);
@@ -693,8 +693,21 @@ int request_resolve(const json_val *body, req_kind kind, const ds_model *m, cons
         return rc;
     out->cmd.request_id = out->request_id;
     out->cmd.if_seq = out->if_seq;
-    finish_canonical(m, out, arena);
+    if (canonical)
+        finish_canonical(m, out, arena);
     return 0;
+}
+
+int request_resolve(const json_val *body, req_kind kind, const ds_model *m, const char *path_dim,
+                    ds_arena *arena, req_decoded *out, ds_error *err)
+{
+    return resolve(body, kind, m, path_dim, arena, out, true, err);
+}
+
+int request_resolve_canonical(const json_val *body, const ds_model *m, ds_arena *arena,
+                              req_decoded *out, ds_error *err)
+{
+    return resolve(body, REQ_CANONICAL, m, NULL, arena, out, false, err);
 }
 
 /* ---- encoding ------------------------------------------------------------- */

@@ -79,6 +79,11 @@ const char *request_table(const json_val *body, size_t *len);
  * the path). Fills *out from arena memory. */
 int request_resolve(const json_val *body, req_kind kind, const ds_model *m, const char *path_dim,
                     ds_arena *arena, req_decoded *out, ds_error *err);
+/* request_resolve of a REQ_CANONICAL body without rendering its canonical
+ * form and hash again (out->canonical NULL, out->hash empty): the writer's
+ * decode of a stream entry, which carries both. */
+int request_resolve_canonical(const json_val *body, const ds_model *m, ds_arena *arena,
+                              req_decoded *out, ds_error *err);
 
 /* Of several name errors, the one the contract reports first: a 404
  * beats a 422; otherwise the earliest. */

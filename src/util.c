@@ -306,7 +306,11 @@ void *ds_arena_alloc(ds_arena *a, size_t n)
     n = (n + 15) & ~(size_t)15;
     struct arena_block *b = a->head;
     if (!b || b->size - b->used < n) {
-        size_t size = n > 8192 ? n : 8192;
+        /* blocks from 256 bytes doubling to 8 KiB: many arenas hold a few
+           small strings (a command's log rows) and live a while */
+        size_t size = b ? (b->size < 4096 ? b->size * 2 : 8192) : 256;
+        if (size < n)
+            size = n;
         b = xmalloc(sizeof *b + size);
         b->next = a->head;
         b->used = 0;
