@@ -61,8 +61,9 @@ FUZZ_TIME ?= 40
 
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
-# Helpers shared by the bench programs (bench/bench_lib.h).
-BENCH_LIB_OBJ := $(BUILD)/bench/lib.o
+# Helpers shared by the bench programs (bench/bench_lib.h; bench/bench_net.h
+# for those that talk to a server).
+BENCH_LIB_OBJ := $(BUILD)/bench/lib.o $(BUILD)/bench/net.o
 
 DEPS_STAMP := .deps/.checked
 # npm ci writes node_modules/.package-lock.json; the rule touches it after.
