@@ -32,11 +32,12 @@
  * seq). It prints
  *
  *   e2e grid subscribers: subscribers=1000 grids=50 patches=.. missed=0 p50_ms=.. p99_ms=..
- *     mismatched=0 resnapshots=0 disorder=0 errors=0 closed=0 failed=0
+ *     mismatched=0 unchecked=0 resnapshots=0 disorder=0 errors=0 closed=0 failed=0
  *
  * (one line) where missed counts, with --contiguous, the (subscriber, seq)
  * patches that never came (gaps, seqs a fresh snapshot stood in for, and
- * those short of the final seq); without it, the mismatched subscribers.
+ * those short of the final seq); without it, the mismatched subscribers;
+ * unchecked, the subscribers whose check snapshot did not come in time.
  * The latency is from the POST whose answer carried a patch's seq
  * (bench_load's --sent-log) to the patch's arrival, over every
  * (subscriber, patch) pair; patches of commands outside the log are
@@ -1021,13 +1022,12 @@ static void report_grids(wss *W)
     size_t n = 0;
     int64_t *lat = W->o.sent_log ? latencies(W, &n) : NULL;
     printf("e2e grid subscribers: subscribers=%d grids=%d patches=%" PRId64 " missed=%" PRId64
-           " p50_ms=%.2f p99_ms=%.2f mismatched=%d resnapshots=%" PRId64 " disorder=%" PRId64
-           " errors=%" PRId64 " closed=%d failed=%d\n",
+           " p50_ms=%.2f p99_ms=%.2f mismatched=%d unchecked=%d resnapshots=%" PRId64
+           " disorder=%" PRId64 " errors=%" PRId64 " closed=%d failed=%d\n",
            W->o.subscribers, W->ngrids < W->o.subscribers ? W->ngrids : W->o.subscribers, patches,
-           missed, bench_pct_ms(lat, n, 0.50), bench_pct_ms(lat, n, 0.99), mismatched, resnaps,
-           disorder, errors, W->nclosed, W->nfailed);
-    fprintf(stderr, "bench_wssub: grid mode: latency n=%zu unchecked=%d bad_messages=%" PRId64 "\n",
-            n, unchecked, bad);
+           missed, bench_pct_ms(lat, n, 0.50), bench_pct_ms(lat, n, 0.99), mismatched, unchecked,
+           resnaps, disorder, errors, W->nclosed, W->nfailed);
+    fprintf(stderr, "bench_wssub: grid mode: latency n=%zu bad_messages=%" PRId64 "\n", n, bad);
     fflush(stdout);
     free(lat);
 }

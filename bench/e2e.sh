@@ -19,7 +19,8 @@
 #      order without a gap, each copy equal to a fresh snapshot at the end,
 #      POST -> patch latency (bench_wssub --grids --contiguous);
 #        e2e grid subscribers: subscribers=1000 grids=50 patches=.. missed=0 p50_ms=.. p99_ms=..
-#          mismatched=.. resnapshots=.. disorder=.. errors=.. closed=.. failed=.. rate=.. achieved=..
+#          mismatched=.. unchecked=.. resnapshots=.. disorder=.. errors=.. closed=.. failed=..
+#          rate=.. achieved=..
 #   4. 256 closed-loop clients against `serve --bench-baseline` (one
 #      transaction per request, the summary view recomputed into a table
 #      after each), counted by what its writer applies, and the ratio to

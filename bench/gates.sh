@@ -33,7 +33,7 @@ judge() {
 missing() { echo "gate: $1: not measured ($2)"; }
 
 floor_of() { # floor_of C: the XADD floor at C clients, as text
-    has "floor xadd $1" && echo "XADD alone $(get "floor xadd $1" per_s)/s at $1 clients"
+    has "floor xadd $1" && echo "XADD alone $(get "floor xadd $1" per_s)/s at $1 client(s)"
 }
 
 echo "gates (docs/architecture.md, Performance notes) from $file:"
@@ -115,11 +115,12 @@ fi
 if has "e2e grid subscribers"; then
     g="e2e grid subscribers"
     vars="-v m=$(get "$g" missed) -v mm=$(get "$g" mismatched) -v rs=$(get "$g" resnapshots)
+          -v u=$(get "$g" unchecked)
           -v d=$(get "$g" disorder) -v c=$(get "$g" closed) -v fl=$(get "$g" failed)
           -v p=$(get "$g" p99_ms) -v s=$(get "$g" subscribers)"
     judge "$(get "$g" subscribers) grid subscribers at $(get "$g" rate)/s: every patch delivered" \
-        "m == 0 && mm == 0 && rs == 0 && d == 0 && c == 0 && fl == 0" \
-        "missed=$(get "$g" missed) mismatched=$(get "$g" mismatched) resnapshots=$(get "$g" resnapshots) disorder=$(get "$g" disorder) closed=$(get "$g" closed) failed=$(get "$g" failed)"
+        "m == 0 && mm == 0 && u == 0 && rs == 0 && d == 0 && c == 0 && fl == 0" \
+        "missed=$(get "$g" missed) mismatched=$(get "$g" mismatched) unchecked=$(get "$g" unchecked) resnapshots=$(get "$g" resnapshots) disorder=$(get "$g" disorder) closed=$(get "$g" closed) failed=$(get "$g" failed)"
     judge "$(get "$g" subscribers) grid subscribers at $(get "$g" rate)/s: p99 < 50 ms" "p < 50" \
         "p99_ms=$(get "$g" p99_ms) p50_ms=$(get "$g" p50_ms) achieved=$(get "$g" achieved) patches=$(get "$g" patches)"
 else
@@ -151,11 +152,11 @@ for size in 1M 10M; do
 done
 for c in 1 8 64 256; do
     if has "floor xadd $c"; then
-        echo "figure: floor XADD alone, $c clients: per_s=$(get "floor xadd $c" per_s) p50_ms=$(get "floor xadd $c" p50_ms) p99_ms=$(get "floor xadd $c" p99_ms)"
+        echo "figure: floor XADD alone at $c client(s): per_s=$(get "floor xadd $c" per_s) p50_ms=$(get "floor xadd $c" p50_ms) p99_ms=$(get "floor xadd $c" p99_ms)"
     fi
 done
 if has "floor http 256"; then
-    echo "figure: floor GET /health alone, 256 clients: per_s=$(get "floor http 256" per_s) p99_ms=$(get "floor http 256" p99_ms)"
+    echo "figure: floor GET /health alone at 256 clients: per_s=$(get "floor http 256" per_s) p99_ms=$(get "floor http 256" p99_ms)"
 fi
 if has "floor fsync"; then
     echo "figure: floor fsync: p50_ms=$(get "floor fsync" p50_ms) p99_ms=$(get "floor fsync" p99_ms)"
