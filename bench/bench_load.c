@@ -21,11 +21,12 @@
  *
  * (open loop adds rate= and late=); details go to stderr.
  *
- * --sent-log FILE writes "request_id send_ns" (CLOCK_MONOTONIC, the due
- * time in open loop) for every request started in the measured window, so
- * bench_wssub can compute the POST -> event latency of the same requests
- * (it reports the events of warm-up requests as unmatched). Request ids
- * are "<run>-<client>-<n>".
+ * --sent-log FILE writes "request_id send_ns seq" (CLOCK_MONOTONIC, the
+ * due time in open loop; the seq of its 200 answer, 0 without one) for
+ * every request started in the measured window, so bench_wssub can compute
+ * the POST -> event latency of the same requests (matched by request id
+ * on the change feed, by seq for grid patches; it reports the events of
+ * warm-up requests as unmatched). Request ids are "<run>-<client>-<n>".
  *
  * Cells: a random leaf of each dimension in --dims, the leaves read from
  * GET /v1/models/{m}/dimensions/{d}/members?parent=.. at start; or the
@@ -39,29 +40,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_net.h"
 #include "util.h"
 
 enum {
     FIRST_YEAR = 2024,
     MONTHS = 36,
-    MAX_HEAD = 64 * 1024,
-    MAX_RESPONSE = 64 * 1024 * 1024,
     READ_CHUNK = 64 * 1024,
     MAX_STATUS = 600,
     TIMER_TAG = -1,
     MAX_DIMS = 8,
 };
 
-#define NS_PER_S  1000000000LL
-#define NS_PER_MS 1000000LL
+#define NS_PER_S  BENCH_NS_PER_S
+#define NS_PER_MS BENCH_NS_PER_MS
 
 typedef struct opts {
     const char *url, *model, *column, *path, *cells_file, *kind, *api_key, *sent_log, *dims;
@@ -71,185 +69,6 @@ typedef struct opts {
     bool no_wait;
     uint64_t seed;
 } opts;
-
-/* ---- HTTP response parsing (pure: bytes in, result out) ---------------- */
-
-typedef struct http_resp {
-    int status;
-    bool chunked, close, until_eof;
-    int64_t content_length; /* -1 when absent */
-    size_t head_len;
-} http_resp;
-
-static const char *find_crlf(const char *s, size_t n)
-{
-    for (size_t i = 0; i + 1 < n; i++)
-        if (s[i] == '\r' && s[i + 1] == '\n')
-            return s + i;
-    return NULL;
-}
-
-static bool has_token(const char *v, size_t n, const char *tok)
-{
-    size_t t = strlen(tok);
-    for (size_t i = 0; i + t <= n; i++)
-        if (strncasecmp(v + i, tok, t) == 0)
-            return true;
-    return false;
-}
-
-/* Whether the header line is "name: value"; sets the trimmed value. */
-static bool header_is(const char *line, size_t len, const char *name, const char **val,
-                      size_t *vlen)
-{
-    size_t n = strlen(name);
-    if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0)
-        return false;
-    const char *v = line + n + 1, *e = line + len;
-    while (v < e && (*v == ' ' || *v == '\t'))
-        v++;
-    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    *val = v;
-    *vlen = (size_t)(e - v);
-    return true;
-}
-
-static int parse_header_line(const char *line, size_t len, http_resp *r)
-{
-    const char *v;
-    size_t vn;
-    if (header_is(line, len, "content-length", &v, &vn)) {
-        int64_t cl = 0;
-        if (vn == 0 || vn > 15)
-            return -1;
-        for (size_t i = 0; i < vn; i++) {
-            if (v[i] < '0' || v[i] > '9')
-                return -1;
-            cl = cl * 10 + (v[i] - '0');
-        }
-        if (r->content_length >= 0 && r->content_length != cl)
-            return -1;
-        r->content_length = cl;
-    } else if (header_is(line, len, "transfer-encoding", &v, &vn)) {
-        r->chunked = has_token(v, vn, "chunked");
-    } else if (header_is(line, len, "connection", &v, &vn)) {
-        if (has_token(v, vn, "close"))
-            r->close = true;
-        else if (has_token(v, vn, "keep-alive"))
-            r->close = false;
-    }
-    return 0;
-}
-
-/* Status line and headers: 1 when complete, 0 when more bytes are needed,
- * -1 when malformed. */
-static int parse_head(const char *b, size_t n, http_resp *r)
-{
-    memset(r, 0, sizeof *r);
-    r->content_length = -1;
-    const char *eol = find_crlf(b, n);
-    if (!eol)
-        return n > MAX_HEAD ? -1 : 0;
-    if (eol - b < 12 || strncmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
-        return -1;
-    for (int i = 9; i < 12; i++)
-        if (b[i] < '0' || b[i] > '9')
-            return -1;
-    r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
-    r->close = b[7] == '0'; /* HTTP/1.0 closes unless keep-alive */
-    const char *p = eol + 2, *end = b + n;
-    for (;;) {
-        const char *e = find_crlf(p, (size_t)(end - p));
-        if (!e)
-            return n > MAX_HEAD ? -1 : 0;
-        if (e == p)
-            break;
-        if (parse_header_line(p, (size_t)(e - p), r))
-            return -1;
-        p = e + 2;
-    }
-    r->head_len = (size_t)(p + 2 - b);
-    if (r->status < 200 || r->status == 204 || r->status == 304) {
-        r->chunked = false;
-        r->content_length = 0;
-    }
-    if (r->chunked)
-        r->content_length = -1;
-    else if (r->content_length < 0)
-        r->until_eof = r->close = true;
-    return 1;
-}
-
-/* A chunked body at b: the bytes it takes (trailers included) when
- * complete, with the data appended to out; 0 when more are needed. */
-static long parse_chunked(const char *b, size_t n, ds_buf *out)
-{
-    size_t i = 0;
-    for (;;) {
-        const char *e = find_crlf(b + i, n - i);
-        if (!e)
-            return n - i > 1024 ? -1 : 0;
-        size_t line_end = (size_t)(e - b) + 2, size = 0, k = i;
-        int digits = 0;
-        for (; k < line_end - 2; k++, digits++) {
-            char ch = b[k];
-            int d = ch >= '0' && ch <= '9'   ? ch - '0'
-                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                             : -1;
-            if (d < 0)
-                break;
-            if (digits >= 10)
-                return -1;
-            size = size * 16 + (size_t)d;
-        }
-        if (!digits || (k < line_end - 2 && b[k] != ';' && b[k] != ' ' && b[k] != '\t'))
-            return -1;
-        if (size == 0) { /* trailers up to an empty line */
-            for (size_t j = line_end;;) {
-                const char *t = find_crlf(b + j, n - j);
-                if (!t)
-                    return n - j > MAX_HEAD ? -1 : 0;
-                if (t == b + j)
-                    return (long)(j + 2);
-                j = (size_t)(t - b) + 2;
-            }
-        }
-        if (size > MAX_RESPONSE)
-            return -1;
-        if (n - line_end < size + 2)
-            return 0;
-        if (b[line_end + size] != '\r' || b[line_end + size + 1] != '\n')
-            return -1;
-        ds_buf_append(out, b + line_end, size);
-        i = line_end + size + 2;
-    }
-}
-
-/* One complete response at the start of b: the bytes it takes, with its
- * body in `body` (reset first); 0 when more bytes are needed (also for a
- * body that runs to the end of the connection); -1 when malformed. */
-static long http_parse(const char *b, size_t n, http_resp *r, ds_buf *body)
-{
-    ds_buf_reset(body);
-    int h = parse_head(b, n, r);
-    if (h <= 0)
-        return h;
-    if (r->until_eof)
-        return 0;
-    if (r->chunked) {
-        long c = parse_chunked(b + r->head_len, n - r->head_len, body);
-        return c <= 0 ? c : (long)r->head_len + c;
-    }
-    if (r->content_length > MAX_RESPONSE)
-        return -1;
-    size_t total = r->head_len + (size_t)r->content_length;
-    if (n < total)
-        return 0;
-    ds_buf_append(body, b + r->head_len, (size_t)r->content_length);
-    return (long)total;
-}
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -275,68 +94,6 @@ static uint64_t rng_next(uint64_t *s)
     return ds_mix64(*s);
 }
 
-/* host and port of http://host[:port][/...] (also ws://, [v6]). */
-static int parse_url(const char *url, char *host, size_t hsz, char *port, size_t psz)
-{
-    const char *p = url;
-    if (strncmp(p, "http://", 7) == 0)
-        p += 7;
-    else if (strncmp(p, "ws://", 5) == 0)
-        p += 5;
-    else if (strstr(p, "://"))
-        return -1; /* https and wss are not supported */
-    size_t len = strcspn(p, "/?#");
-    const char *hs = p, *he, *colon = NULL;
-    if (*p == '[') {
-        he = memchr(p, ']', len);
-        if (!he)
-            return -1;
-        hs = p + 1;
-        if (he + 1 < p + len && he[1] == ':')
-            colon = he + 1;
-    } else {
-        colon = memchr(p, ':', len);
-        he = colon ? colon : p + len;
-    }
-    size_t hn = (size_t)(he - hs), pn = colon ? (size_t)(p + len - colon - 1) : 2;
-    if (hn == 0 || hn >= hsz || pn == 0 || pn >= psz)
-        return -1;
-    memcpy(host, hs, hn);
-    host[hn] = '\0';
-    if (colon) {
-        memcpy(port, colon + 1, pn);
-        port[pn] = '\0';
-    } else {
-        snprintf(port, psz, "80");
-    }
-    return 0;
-}
-
-static void raise_fd_limit(int need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)need + 64) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted v, in ms. */
-static double pct_ms(const int64_t *v, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    size_t k = (size_t)(p * (double)n + 0.999999);
-    k = k ? k - 1 : 0;
-    return (double)v[k < n ? k : n - 1] / 1e6;
-}
-
 /* ---- the load generator ------------------------------------------------ */
 
 typedef enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY } conn_state;
@@ -346,6 +103,7 @@ typedef struct conn {
     conn_state state;
     bool measured, want_out;
     uint64_t n;                 /* requests sent by this client */
+    size_t sent_idx;            /* its request in load.sent */
     int64_t start_ns, retry_ns; /* start: due (open) or sent (closed) */
     ds_buf in, out;
     size_t out_off;
@@ -355,6 +113,7 @@ typedef struct sent_rec {
     uint32_t client;
     uint32_t n;
     int64_t ns;
+    int64_t seq; /* of its 200 answer; 0 without one */
 } sent_rec;
 
 typedef struct dim_keys {
@@ -522,7 +281,8 @@ static void conn_send(load *L, conn *c, int64_t start)
         L->asent = L->asent ? L->asent * 2 : 65536;
         L->sent = xrealloc(L->sent, L->asent * sizeof *L->sent);
     }
-    L->sent[L->nsent++] = (sent_rec){(uint32_t)c->id, (uint32_t)c->n, start};
+    c->sent_idx = L->nsent;
+    L->sent[L->nsent++] = (sent_rec){(uint32_t)c->id, (uint32_t)c->n, start, 0};
     c->n++;
     c->start_ns = start;
     c->measured = in_window(L, start);
@@ -533,9 +293,11 @@ static void conn_send(load *L, conn *c, int64_t start)
 
 static void record(load *L, conn *c, int status, const ds_buf *body)
 {
-    int64_t now = ds_now_ns();
+    int64_t now = ds_now_ns(), seq;
     if (status == 200 && in_window(L, now))
         L->window_ok++;
+    if (status == 200 && bench_json_int(body->data, body->len, "seq", &seq))
+        L->sent[c->sent_idx].seq = seq;
     if (status != 200 && status != 202 && L->shown < 3) {
         L->shown++;
         fprintf(stderr, "bench_load: status %d: %.300s\n", status, body->data);
@@ -569,8 +331,8 @@ static void conn_parse(load *L, conn *c, bool eof)
                 conn_reset(L, c, "closed", false);
             return;
         }
-        http_resp r;
-        long used = http_parse(c->in.data, c->in.len, &r, &L->body);
+        bench_http_resp r;
+        long used = bench_http_parse(c->in.data, c->in.len, &r, &L->body);
         if (used == 0 && eof && r.until_eof && r.head_len) {
             ds_buf_append(&L->body, c->in.data + r.head_len, c->in.len - r.head_len);
             used = (long)c->in.len;
@@ -773,7 +535,7 @@ static int http_get(load *L, const char *path, ds_buf *out)
     }
     ds_buf req, in;
     ds_buf_init(&req, 1 << 16);
-    ds_buf_init(&in, MAX_RESPONSE);
+    ds_buf_init(&in, BENCH_MAX_BODY);
     ds_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n", path, L->o.host,
                   L->o.port);
     if (L->o.api_key)
@@ -782,12 +544,12 @@ static int http_get(load *L, const char *path, ds_buf *out)
     int status = -1;
     if (send(fd, req.data, req.len, MSG_NOSIGNAL) == (ssize_t)req.len) {
         char buf[READ_CHUNK];
-        http_resp r;
+        bench_http_resp r;
         for (;;) {
             ssize_t n = recv(fd, buf, sizeof buf, 0);
             if (n > 0)
                 ds_buf_append(&in, buf, (size_t)n);
-            long used = http_parse(in.data, in.len, &r, out);
+            long used = bench_http_parse(in.data, in.len, &r, out);
             if (used == 0 && n == 0 && r.until_eof && r.head_len) {
                 ds_buf_append(out, in.data + r.head_len, in.len - r.head_len);
                 used = 1;
@@ -850,7 +612,7 @@ static void walk_dim(load *L, dim_keys *d)
     dim_keys parents = {0};
     ds_buf path, body;
     ds_buf_init(&path, 4096);
-    ds_buf_init(&body, MAX_RESPONSE);
+    ds_buf_init(&body, BENCH_MAX_BODY);
     for (size_t next = 0;; next++) {
         ds_buf_reset(&path);
         ds_buf_printf(&path, "/v1/models/%s/dimensions/%s/members", L->o.model, d->name);
@@ -922,20 +684,20 @@ static void write_sent_log(const load *L, const char *file)
         die("cannot write %s", tmp);
     for (size_t i = 0; i < L->nsent; i++)
         if (in_window(L, L->sent[i].ns)) /* the requests the figures cover */
-            fprintf(f, "%s-%" PRIu32 "-%" PRIu32 " %" PRId64 "\n", L->o.run_id, L->sent[i].client,
-                    L->sent[i].n, L->sent[i].ns);
+            fprintf(f, "%s-%" PRIu32 "-%" PRIu32 " %" PRId64 " %" PRId64 "\n", L->o.run_id,
+                    L->sent[i].client, L->sent[i].n, L->sent[i].ns, L->sent[i].seq);
     if (fclose(f) || rename(tmp, file))
         die("cannot write %s", file);
 }
 
 static void report(load *L)
 {
-    qsort(L->lat, L->nlat, sizeof *L->lat, cmp_i64);
+    qsort(L->lat, L->nlat, sizeof *L->lat, bench_cmp_i64);
     double secs = L->o.duration_s;
     printf("e2e edits: clients=%d edits_per_s=%.1f p50_ms=%.2f p99_ms=%.2f ok=%" PRId64
            " queued=%" PRId64 " errors=%" PRId64,
-           L->o.clients, (double)L->window_ok / secs, pct_ms(L->lat, L->nlat, 0.50),
-           pct_ms(L->lat, L->nlat, 0.99), L->ok, L->queued, L->errors);
+           L->o.clients, (double)L->window_ok / secs, bench_pct_ms(L->lat, L->nlat, 0.50),
+           bench_pct_ms(L->lat, L->nlat, 0.99), L->ok, L->queued, L->errors);
     if (L->o.rate > 0)
         printf(" rate=%.1f late=%" PRId64, L->o.rate, L->late);
     printf("\n");
@@ -945,8 +707,8 @@ static void report(load *L)
             "p999_ms=%.2f max_ms=%.2f conn_errors=%" PRId64 " reconnects=%" PRId64
             " timeouts=%" PRId64,
             L->o.rate > 0 ? "open" : "closed", L->o.run_id, L->o.duration_s, L->o.warmup_s,
-            L->nsent, pct_ms(L->lat, L->nlat, 0.90), pct_ms(L->lat, L->nlat, 0.999),
-            pct_ms(L->lat, L->nlat, 1.0), L->conn_errors, L->reconnects, L->timeouts);
+            L->nsent, bench_pct_ms(L->lat, L->nlat, 0.90), bench_pct_ms(L->lat, L->nlat, 0.999),
+            bench_pct_ms(L->lat, L->nlat, 1.0), L->conn_errors, L->reconnects, L->timeouts);
     for (int s = 1; s < MAX_STATUS; s++)
         if (L->by_status[s] && s != 200 && s != 202)
             fprintf(stderr, " status_%d=%" PRId64, s, L->by_status[s]);
@@ -974,17 +736,8 @@ static const char usage[] =
     "  --api-key KEY      Authorization: Bearer KEY\n"
     "  --run-id ID        request ids are ID-<client>-<n> (random)\n"
     "  --seed N           cell choice (random)\n"
-    "  --sent-log FILE    write \"request_id send_ns\" lines at the end\n"
+    "  --sent-log FILE    write \"request_id send_ns seq\" lines at the end\n"
     "  --verbose\n";
-
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end || d < lo || d > hi)
-        die("bad value for %s", name);
-    return d;
-}
 
 static void parse_args(opts *o, int argc, char **argv)
 {
@@ -1008,15 +761,15 @@ static void parse_args(opts *o, int argc, char **argv)
         if (strcmp(a, "--url") == 0)
             o->url = v;
         else if (strcmp(a, "--clients") == 0)
-            o->clients = (int)num_arg(a, v, 1, 100000);
+            o->clients = (int)bench_num_arg("bench_load", a, v, 1, 100000);
         else if (strcmp(a, "--duration-s") == 0)
-            o->duration_s = num_arg(a, v, 0.1, 1e6);
+            o->duration_s = bench_num_arg("bench_load", a, v, 0.1, 1e6);
         else if (strcmp(a, "--warmup-s") == 0)
-            o->warmup_s = num_arg(a, v, 0, 1e6);
+            o->warmup_s = bench_num_arg("bench_load", a, v, 0, 1e6);
         else if (strcmp(a, "--drain-s") == 0)
-            o->drain_s = num_arg(a, v, 0, 1e6);
+            o->drain_s = bench_num_arg("bench_load", a, v, 0, 1e6);
         else if (strcmp(a, "--rate") == 0)
-            o->rate = num_arg(a, v, 0, 1e8);
+            o->rate = bench_num_arg("bench_load", a, v, 0, 1e8);
         else if (strcmp(a, "--model") == 0)
             o->model = v;
         else if (strcmp(a, "--column") == 0)
@@ -1030,15 +783,15 @@ static void parse_args(opts *o, int argc, char **argv)
         else if (strcmp(a, "--cells") == 0)
             o->cells_file = v;
         else if (strcmp(a, "--products") == 0)
-            o->products = (int)num_arg(a, v, 1, 9999);
+            o->products = (int)bench_num_arg("bench_load", a, v, 1, 9999);
         else if (strcmp(a, "--customers") == 0)
-            o->customers = (int)num_arg(a, v, 1, 9999);
+            o->customers = (int)bench_num_arg("bench_load", a, v, 1, 9999);
         else if (strcmp(a, "--api-key") == 0)
             o->api_key = v;
         else if (strcmp(a, "--sent-log") == 0)
             o->sent_log = v;
         else if (strcmp(a, "--seed") == 0)
-            o->seed = (uint64_t)num_arg(a, v, 0, 1e18);
+            o->seed = (uint64_t)bench_num_arg("bench_load", a, v, 0, 1e18);
         else if (strcmp(a, "--run-id") == 0) {
             if (!*v || strlen(v) >= sizeof o->run_id ||
                 strspn(v, "abcdefghijklmnopqrstuvwxyz"
@@ -1050,7 +803,7 @@ static void parse_args(opts *o, int argc, char **argv)
     }
     if (strcmp(o->kind, "delta") != 0 && strcmp(o->kind, "value") != 0)
         die("--kind is delta or value, not %s", o->kind);
-    if (parse_url(o->url, o->host, sizeof o->host, o->port, sizeof o->port))
+    if (bench_parse_url(o->url, o->host, sizeof o->host, o->port, sizeof o->port))
         die("bad --url %s (http://host:port)", o->url);
 }
 
@@ -1083,7 +836,7 @@ static void setup(load *L)
         read_cells(L, L->o.cells_file);
     else
         find_leaves(L);
-    raise_fd_limit(L->o.clients);
+    bench_raise_fd_limit(L->o.clients);
     L->ep = epoll_create1(EPOLL_CLOEXEC);
     L->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (L->ep < 0 || L->tfd < 0)
@@ -1096,10 +849,10 @@ static void setup(load *L)
         conn *c = &L->conns[i];
         c->id = i;
         c->fd = -1;
-        ds_buf_init(&c->in, MAX_RESPONSE + MAX_HEAD);
+        ds_buf_init(&c->in, BENCH_MAX_BODY + BENCH_MAX_HEAD);
         ds_buf_init(&c->out, 1 << 20);
     }
-    ds_buf_init(&L->body, MAX_RESPONSE);
+    ds_buf_init(&L->body, BENCH_MAX_BODY);
 }
 
 int main(int argc, char **argv)

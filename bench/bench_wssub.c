@@ -18,8 +18,34 @@
  *
  *   e2e latency: p50_ms=3.20 p99_ms=8.10 n=200000
  *
+ * Grid mode (--grids FILE: one grid per line, the JSON body of POST
+ * /v1/models/{m}/grid): subscriber i sends {"op": "subscribe", "id": "gK",
+ * "grid": line K} (K = i mod the number of lines) after the upgrade and
+ * follows its grid: the snapshot (its values and seq), then patches, each
+ * of whose seq must be greater than the last (else counted as disorder),
+ * applied to its copy of the values. With --contiguous (every command
+ * changes each grid: they hold a total every write changes) a patch's seq
+ * must also be the last + 1. At the end (after --idle-s without a message)
+ * each subscriber subscribes its grid again as "check": the fresh
+ * snapshot's values must equal its copy (else mismatched), and with
+ * --contiguous its last seq must be the snapshot's (the model's final
+ * seq). It prints
+ *
+ *   e2e grid subscribers: subscribers=1000 grids=50 patches=.. missed=0 p50_ms=.. p99_ms=..
+ *     mismatched=0 unchecked=0 resnapshots=0 disorder=0 errors=0 closed=0 failed=0
+ *
+ * (one line) where missed counts, with --contiguous, the (subscriber, seq)
+ * patches that never came (gaps, seqs a fresh snapshot stood in for, and
+ * those short of the final seq); without it, the mismatched subscribers;
+ * unchecked, the subscribers whose check snapshot did not come in time.
+ * The latency is from the POST whose answer carried a patch's seq
+ * (bench_load's --sent-log) to the patch's arrival, over every
+ * (subscriber, patch) pair; patches of commands outside the log are
+ * unmatched.
+ *
  * Start it first; --ready-file FILE is created once every subscriber is
- * open, so a script can wait for it before starting the load. */
+ * open (in grid mode: has its snapshot), so a script can wait for it
+ * before starting the load. */
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -29,9 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,22 +63,25 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "bench_net.h"
 #include "util.h"
 
 enum {
-    MAX_HEAD = 64 * 1024,
     MAX_MSG = 64 * 1024 * 1024,
     READ_CHUNK = 64 * 1024,
+    MAX_GRID_LINE = 64 * 1024,
+    CHECK_WAIT_S = 20, /* for the check snapshots at the end */
 };
 
-#define NS_PER_S  1000000000LL
-#define NS_PER_MS 1000000LL
+#define NS_PER_S  BENCH_NS_PER_S
+#define NS_PER_MS BENCH_NS_PER_MS
 #define WS_GUID   "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct opts {
-    const char *url, *model, *path, *api_key, *sent_log, *ready_file;
+    const char *url, *model, *path, *api_key, *sent_log, *ready_file, *grids_file;
     char host[256], port[16], path_buf[512];
     int subscribers, verbose;
+    bool contiguous;
     int64_t since, expect;
     double duration_s, log_wait_s, connect_s, idle_s;
 } opts;
@@ -67,6 +94,7 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+static void die(const char *fmt, const char *arg) __attribute__((noreturn));
 static void die(const char *fmt, const char *arg)
 {
     fprintf(stderr, "bench_wssub: ");
@@ -76,43 +104,6 @@ static void die(const char *fmt, const char *arg)
 }
 
 /* ---- pure helpers: URL, handshake, frames, event scan -------------------- */
-
-/* host and port of ws://host[:port][/...] (also http://, [v6]). */
-static int parse_url(const char *url, char *host, size_t hsz, char *port, size_t psz)
-{
-    const char *p = url;
-    if (strncmp(p, "ws://", 5) == 0)
-        p += 5;
-    else if (strncmp(p, "http://", 7) == 0)
-        p += 7;
-    else if (strstr(p, "://"))
-        return -1; /* wss and https are not supported */
-    size_t len = strcspn(p, "/?#");
-    const char *hs = p, *he, *colon = NULL;
-    if (*p == '[') {
-        he = memchr(p, ']', len);
-        if (!he)
-            return -1;
-        hs = p + 1;
-        if (he + 1 < p + len && he[1] == ':')
-            colon = he + 1;
-    } else {
-        colon = memchr(p, ':', len);
-        he = colon ? colon : p + len;
-    }
-    size_t hn = (size_t)(he - hs), pn = colon ? (size_t)(p + len - colon - 1) : 2;
-    if (hn == 0 || hn >= hsz || pn == 0 || pn >= psz)
-        return -1;
-    memcpy(host, hs, hn);
-    host[hn] = '\0';
-    if (colon) {
-        memcpy(port, colon + 1, pn);
-        port[pn] = '\0';
-    } else {
-        snprintf(port, psz, "80");
-    }
-    return 0;
-}
 
 /* accept = base64(SHA-1(key + GUID)), RFC 6455 section 4.2.2. */
 static void ws_accept_for(const char *key, char out[32])
@@ -126,38 +117,6 @@ static void ws_accept_for(const char *key, char out[32])
     EVP_EncodeBlock((unsigned char *)out, md, 20); /* 28 chars + NUL */
 }
 
-static const char *find_crlf(const char *s, size_t n)
-{
-    for (size_t i = 0; i + 1 < n; i++)
-        if (s[i] == '\r' && s[i + 1] == '\n')
-            return s + i;
-    return NULL;
-}
-
-static bool has_token(const char *v, size_t n, const char *tok)
-{
-    size_t t = strlen(tok);
-    for (size_t i = 0; i + t <= n; i++)
-        if (strncasecmp(v + i, tok, t) == 0)
-            return true;
-    return false;
-}
-
-/* Value of header `name` in the line, trimmed; NULL when another header. */
-static const char *header_value(const char *line, size_t len, const char *name, size_t *vlen)
-{
-    size_t n = strlen(name);
-    if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0)
-        return NULL;
-    const char *v = line + n + 1, *e = line + len;
-    while (v < e && (*v == ' ' || *v == '\t'))
-        v++;
-    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    *vlen = (size_t)(e - v);
-    return v;
-}
-
 typedef struct upgrade_resp {
     int status;
     bool upgrade, connection, accept_ok;
@@ -169,9 +128,9 @@ typedef struct upgrade_resp {
 static int parse_upgrade(const char *b, size_t n, const char *want_accept, upgrade_resp *r)
 {
     memset(r, 0, sizeof *r);
-    const char *eol = find_crlf(b, n);
+    const char *eol = bench_find_crlf(b, n);
     if (!eol)
-        return n > MAX_HEAD ? -1 : 0;
+        return n > BENCH_MAX_HEAD ? -1 : 0;
     if (eol - b < 12 || strncmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
         return -1;
     for (int i = 9; i < 12; i++)
@@ -180,18 +139,18 @@ static int parse_upgrade(const char *b, size_t n, const char *want_accept, upgra
     r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
     const char *p = eol + 2, *end = b + n;
     for (;;) {
-        const char *e = find_crlf(p, (size_t)(end - p));
+        const char *e = bench_find_crlf(p, (size_t)(end - p));
         if (!e)
-            return n > MAX_HEAD ? -1 : 0;
+            return n > BENCH_MAX_HEAD ? -1 : 0;
         if (e == p)
             break;
         size_t len = (size_t)(e - p), vn;
         const char *v;
-        if ((v = header_value(p, len, "upgrade", &vn)))
-            r->upgrade = has_token(v, vn, "websocket");
-        else if ((v = header_value(p, len, "connection", &vn)))
-            r->connection = has_token(v, vn, "upgrade");
-        else if ((v = header_value(p, len, "sec-websocket-accept", &vn)))
+        if ((v = bench_header_value(p, len, "upgrade", &vn)))
+            r->upgrade = bench_has_token(v, vn, "websocket");
+        else if ((v = bench_header_value(p, len, "connection", &vn)))
+            r->connection = bench_has_token(v, vn, "upgrade");
+        else if ((v = bench_header_value(p, len, "sec-websocket-accept", &vn)))
             r->accept_ok = vn == strlen(want_accept) && memcmp(v, want_accept, vn) == 0;
         p = e + 2;
     }
@@ -241,80 +200,106 @@ static int ws_frame_head(const unsigned char *b, size_t n, ws_frame *f)
     return 1;
 }
 
-/* Index just past the JSON string starting at s[i] == '"', or n. */
-static size_t skip_string(const char *s, size_t n, size_t i)
-{
-    for (i++; i < n; i++) {
-        if (s[i] == '\\')
-            i++;
-        else if (s[i] == '"')
-            return i + 1;
-    }
-    return n;
-}
-
 /* The top-level "seq" (an integer) and "request_id" (a string: the raw
- * bytes between its quotes) of an event object, their first occurrences.
- * False without a seq. */
+ * bytes between its quotes) of an event object (the server writes both
+ * first, so the changes are not scanned). False without a seq. */
 static bool scan_event(const char *s, size_t n, int64_t *seq, const char **rid, size_t *rlen)
 {
-    int depth = 0;
-    bool have_seq = false;
-    *rid = NULL;
-    *rlen = 0;
-    for (size_t i = 0; i < n;) {
-        char c = s[i];
-        if (c != '"') {
-            depth += (c == '{' || c == '[') - (c == '}' || c == ']');
-            i++;
-            continue;
-        }
-        size_t j = skip_string(s, n, i), v = j;
-        while (v < n && (s[v] == ' ' || s[v] == '\t' || s[v] == '\r' || s[v] == '\n'))
-            v++;
-        if (depth != 1 || v >= n || s[v] != ':') {
-            i = j;
-            continue;
-        }
-        const char *key = s + i + 1;
-        size_t klen = j - i - 2;
-        for (v++; v < n && (s[v] == ' ' || s[v] == '\t' || s[v] == '\r' || s[v] == '\n'); v++)
-            ;
-        if (klen == 3 && memcmp(key, "seq", 3) == 0) {
-            int64_t x = 0;
-            size_t d = v;
-            for (; d < n && s[d] >= '0' && s[d] <= '9' && d - v < 18; d++)
-                x = x * 10 + (s[d] - '0');
-            if (d > v) {
-                *seq = x;
-                have_seq = true;
-            }
-        } else if (klen == 10 && memcmp(key, "request_id", 10) == 0 && v < n && s[v] == '"') {
-            size_t e = skip_string(s, n, v);
-            *rid = s + v + 1;
-            *rlen = e > v + 1 ? e - v - 2 : 0;
-        }
-        if (have_seq && *rid)
-            return true; /* the server writes both first: skip the changes */
-        i = v;
+    *rid = bench_json_field(s, n, "request_id", rlen);
+    if (*rid && *rlen >= 2 && (*rid)[0] == '"') {
+        (*rid)++;
+        *rlen -= 2;
+    } else {
+        *rid = NULL;
+        *rlen = 0;
     }
-    return have_seq;
+    return bench_json_int(s, n, "seq", seq);
 }
 
-static int cmp_i64(const void *a, const void *b)
+/* A JSON number's text as an integer at its own scale ("12.50" -> 1250):
+ * the values of one grid all have its measure's scale, so these compare
+ * exactly. */
+static bool parse_scaled(const char *p, size_t n, int64_t *v)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
+    bool neg = n > 0 && p[0] == '-';
+    int64_t x = 0;
+    int digits = 0;
+    for (size_t i = neg; i < n; i++) {
+        if (p[i] == '.')
+            continue;
+        if (p[i] < '0' || p[i] > '9' || ++digits > 18)
+            return false;
+        x = x * 10 + (p[i] - '0');
+    }
+    *v = neg ? -x : x;
+    return digits > 0;
 }
 
-/* Nearest-rank percentile of sorted v, in ms. */
-static double pct_ms(const int64_t *v, size_t n, double p)
+/* A read position in JSON array text. */
+typedef struct cursor {
+    const char *s;
+    size_t n, i;
+} cursor;
+
+static void cur_skip(cursor *c)
 {
-    if (!n)
-        return 0;
-    size_t k = (size_t)(p * (double)n + 0.999999);
-    k = k ? k - 1 : 0;
-    return (double)v[k < n ? k : n - 1] / 1e6;
+    while (c->i < c->n &&
+           (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\r' || c->s[c->i] == '\n'))
+        c->i++;
+}
+
+/* Skips blanks; true (and steps past it) when the next byte is ch. */
+static bool cur_take(cursor *c, char ch)
+{
+    cur_skip(c);
+    if (c->i < c->n && c->s[c->i] == ch) {
+        c->i++;
+        return true;
+    }
+    return false;
+}
+
+static bool cur_number(cursor *c, int64_t *v)
+{
+    cur_skip(c);
+    size_t b = c->i;
+    while (c->i < c->n && strchr("-.0123456789", c->s[c->i]))
+        c->i++;
+    return parse_scaled(c->s + b, c->i - b, v);
+}
+
+/* Grid values [[v, ...], ...] into *vals (grown as needed; *alloc is its
+ * size), *rows by *cols; false when malformed or ragged. */
+static bool read_values(const char *p, size_t n, int64_t **vals, size_t *alloc, int *rows,
+                        int *cols)
+{
+    cursor c = {p, n, 0};
+    size_t nv = 0;
+    *rows = 0;
+    *cols = -1;
+    if (!cur_take(&c, '['))
+        return false;
+    if (cur_take(&c, ']'))
+        return true;
+    do {
+        int k = 0;
+        if (!cur_take(&c, '['))
+            return false;
+        do {
+            if (nv == *alloc) {
+                *alloc = *alloc ? *alloc * 2 : 256;
+                *vals = xrealloc(*vals, *alloc * sizeof **vals);
+            }
+            if (!cur_number(&c, &(*vals)[nv++]))
+                return false;
+            k++;
+        } while (cur_take(&c, ','));
+        if (!cur_take(&c, ']') || (*cols >= 0 && k != *cols))
+            return false;
+        *cols = k;
+        (*rows)++;
+    } while (cur_take(&c, ','));
+    return cur_take(&c, ']');
 }
 
 /* ---- subscribers ----------------------------------------------------------- */
@@ -329,11 +314,18 @@ typedef struct sub {
     ds_buf in, out, msg;
     size_t out_off;
     int64_t last_seq, events, gaps, dups, bad;
+    /* grid mode: events are patches, dups patches out of order, gaps the
+     * seqs missed (--contiguous) */
+    int grid, rows, cols;
+    bool checked, mismatched;
+    int64_t check_seq, resnapshots, errors;
+    int64_t *vals; /* the copy: the snapshot with every patch applied */
+    size_t vals_alloc;
 } sub;
 
 typedef struct ev_pair {
     int64_t recv_ns;
-    uint32_t id; /* interned request id */
+    int64_t key; /* the interned request id; in grid mode the seq */
 } ev_pair;
 
 typedef struct wss {
@@ -348,6 +340,10 @@ typedef struct wss {
     uint32_t nids;
     ev_pair *pairs;
     size_t npairs, apairs;
+    char **grids; /* grid mode: the lines of --grids */
+    int ngrids, nsnap, nchecked;
+    int64_t *scratch; /* the check snapshot's values */
+    size_t scratch_alloc;
 } wss;
 
 static void ep_set(wss *W, sub *s, bool want_out)
@@ -440,11 +436,177 @@ static uint32_t intern_id(wss *W, const char *rid, size_t rlen)
     return W->nids++;
 }
 
+static void poll_once(wss *W, int timeout_ms);
+
+static void add_pair(wss *W, int64_t now, int64_t key)
+{
+    if (W->npairs == W->apairs) {
+        W->apairs = W->apairs ? W->apairs * 2 : 1 << 16;
+        W->pairs = xrealloc(W->pairs, W->apairs * sizeof *W->pairs);
+    }
+    W->pairs[W->npairs++] = (ev_pair){now, key};
+}
+
+/* ---- grid subscriptions ------------------------------------------------------ */
+
+static void grid_subscribe(wss *W, sub *s, const char *id)
+{
+    ds_buf m;
+    ds_buf_init(&m, MAX_GRID_LINE + 256);
+    ds_buf_printf(&m, "{\"op\":\"subscribe\",\"id\":\"%s\",\"grid\":%s}", id, W->grids[s->grid]);
+    send_frame(W, s, 1, m.data, m.len);
+    ds_buf_free(&m);
+}
+
+static void grid_bad(wss *W, sub *s, const char *what, const char *p, size_t n)
+{
+    if (s->bad++ == 0 && W->shown++ < 3)
+        fprintf(stderr, "bench_wssub: subscriber %d: %s: %.*s\n", s->id, what,
+                (int)(n < 300 ? n : 300), p);
+}
+
+/* The "check" snapshot at the end: equal to the copy? */
+static void grid_check(wss *W, sub *s, const char *v, size_t vn, int64_t seq)
+{
+    int rows, cols;
+    if (s->checked)
+        return; /* its patches, if the model moved on */
+    s->checked = true;
+    s->check_seq = seq;
+    W->nchecked++;
+    if (!v || !read_values(v, vn, &W->scratch, &W->scratch_alloc, &rows, &cols)) {
+        grid_bad(W, s, "check snapshot without values", v ? v : "", v ? vn : 0);
+        s->mismatched = true;
+        return;
+    }
+    s->mismatched = rows != s->rows || cols != s->cols ||
+                    memcmp(W->scratch, s->vals, (size_t)rows * (size_t)cols * sizeof *s->vals) != 0;
+}
+
+static void grid_snapshot(wss *W, sub *s, const char *p, size_t n, int64_t seq, int64_t now)
+{
+    size_t vn;
+    const char *v = bench_json_field(p, n, "values", &vn);
+    if (!v || !read_values(v, vn, &s->vals, &s->vals_alloc, &s->rows, &s->cols)) {
+        grid_bad(W, s, "snapshot without values", p, n);
+        return;
+    }
+    if (!s->got_first) {
+        W->nsnap++;
+    } else { /* it fell behind: its queued patches were dropped */
+        s->resnapshots++;
+        if (W->o.contiguous && seq > s->last_seq)
+            s->gaps += seq - s->last_seq;
+    }
+    s->got_first = true;
+    s->last_seq = seq;
+    W->last_event_ns = now;
+}
+
+/* [[row, col, value], ...] into the copy; false when malformed. */
+static bool grid_apply(sub *s, const char *p, size_t n)
+{
+    cursor c = {p, n, 0};
+    if (!cur_take(&c, '['))
+        return false;
+    if (cur_take(&c, ']'))
+        return true;
+    do {
+        int64_t r, k, v;
+        if (!cur_take(&c, '[') || !cur_number(&c, &r) || !cur_take(&c, ',') ||
+            !cur_number(&c, &k) || !cur_take(&c, ',') || !cur_number(&c, &v) ||
+            !cur_take(&c, ']') || r < 0 || r >= s->rows || k < 0 || k >= s->cols)
+            return false;
+        s->vals[r * s->cols + k] = v;
+    } while (cur_take(&c, ','));
+    return cur_take(&c, ']');
+}
+
+static void grid_patch(wss *W, sub *s, const char *p, size_t n, int64_t seq, int64_t now)
+{
+    size_t cn;
+    const char *cells = bench_json_field(p, n, "cells", &cn);
+    if (!s->got_first) {
+        grid_bad(W, s, "patch before the snapshot", p, n);
+        return;
+    }
+    if (seq <= s->last_seq) {
+        s->dups++;
+        return;
+    }
+    if (W->o.contiguous && seq > s->last_seq + 1)
+        s->gaps += seq - s->last_seq - 1;
+    if (!cells || !grid_apply(s, cells, cn))
+        grid_bad(W, s, "patch with bad cells", p, n);
+    s->last_seq = seq;
+    s->events++;
+    W->last_event_ns = now;
+    if (W->o.sent_log)
+        add_pair(W, now, seq);
+}
+
+/* A message on a grid subscriber's connection. Change-feed events sent
+ * before the subscription took effect have no "op" and are skipped. */
+static void grid_message(wss *W, sub *s, const char *p, size_t n, int64_t now)
+{
+    size_t on, in;
+    const char *op = bench_json_field(p, n, "op", &on), *id = bench_json_field(p, n, "id", &in);
+    int64_t seq = 0;
+    if (!op)
+        return;
+    bool check = id && in == 7 && memcmp(id, "\"check\"", 7) == 0;
+    if (on == 7 && memcmp(op, "\"error\"", 7) == 0) {
+        s->errors++;
+        grid_bad(W, s, "error", p, n);
+        return;
+    }
+    if (!bench_json_int(p, n, "seq", &seq)) {
+        grid_bad(W, s, "message without a seq", p, n);
+        return;
+    }
+    if (on == 10 && memcmp(op, "\"snapshot\"", 10) == 0) {
+        if (check) {
+            const char *v = bench_json_field(p, n, "values", &in);
+            grid_check(W, s, v, in, seq);
+        } else {
+            grid_snapshot(W, s, p, n, seq, now);
+        }
+    } else if (on == 7 && memcmp(op, "\"patch\"", 7) == 0) {
+        if (!check)
+            grid_patch(W, s, p, n, seq, now);
+    } else {
+        grid_bad(W, s, "unknown op", p, n);
+    }
+}
+
+/* The end: every subscriber with a snapshot asks for a fresh one of its
+ * grid ("check"), compared with its copy as it comes. */
+static void grid_check_all(wss *W)
+{
+    int want = 0;
+    for (int i = 0; i < W->o.subscribers; i++) {
+        sub *s = &W->subs[i];
+        if (s->state == S_OPEN && s->got_first) {
+            grid_subscribe(W, s, "check");
+            want++;
+        }
+    }
+    int64_t until = ds_now_ns() + CHECK_WAIT_S * NS_PER_S;
+    while (W->nchecked < want && W->nopen > 0 && ds_now_ns() < until && !stop_requested)
+        poll_once(W, 50);
+    if (W->nchecked < want)
+        fprintf(stderr, "bench_wssub: %d of %d check snapshots came\n", W->nchecked, want);
+}
+
 static void on_message(wss *W, sub *s, const char *p, size_t n, int64_t now)
 {
     int64_t seq = 0;
     const char *rid;
     size_t rlen;
+    if (W->grids) {
+        grid_message(W, s, p, n, now);
+        return;
+    }
     if (!scan_event(p, n, &seq, &rid, &rlen)) {
         if (s->bad++ == 0)
             fprintf(stderr, "bench_wssub: message without a seq: %.200s\n", p);
@@ -461,13 +623,8 @@ static void on_message(wss *W, sub *s, const char *p, size_t n, int64_t now)
     s->last_seq = seq;
     W->last_event_ns = now;
     s->events++;
-    if (W->o.sent_log && rid) {
-        if (W->npairs == W->apairs) {
-            W->apairs = W->apairs ? W->apairs * 2 : 1 << 16;
-            W->pairs = xrealloc(W->pairs, W->apairs * sizeof *W->pairs);
-        }
-        W->pairs[W->npairs++] = (ev_pair){now, intern_id(W, rid, rlen)};
-    }
+    if (W->o.sent_log && rid)
+        add_pair(W, now, intern_id(W, rid, rlen));
 }
 
 static void on_close_frame(wss *W, sub *s, const unsigned char *p, size_t n)
@@ -579,7 +736,13 @@ static void sub_handshake_reply(wss *W, sub *s, int64_t now)
     memmove(s->in.data, s->in.data + r.head_len, s->in.len - r.head_len);
     s->in.len -= r.head_len;
     s->in.data[s->in.len] = '\0';
-    sub_frames(W, s, now);
+    if (W->grids) {
+        char id[16];
+        snprintf(id, sizeof id, "g%d", s->grid);
+        grid_subscribe(W, s, id);
+    }
+    if (s->fd >= 0)
+        sub_frames(W, s, now);
 }
 
 static void sub_send_upgrade(wss *W, sub *s)
@@ -711,6 +874,12 @@ static void run(wss *W)
     }
     fprintf(stderr, "bench_wssub: %d of %d subscribers open (%.0f ms)\n", W->nopen,
             W->o.subscribers, (double)(ds_now_ns() - t0) / 1e6);
+    if (W->grids) { /* every open subscriber has its snapshot */
+        while (W->nsnap < W->nopen && ds_now_ns() < deadline && !stop_requested)
+            poll_once(W, 50);
+        fprintf(stderr, "bench_wssub: %d snapshots of %d grids (%.0f ms)\n", W->nsnap, W->ngrids,
+                (double)(ds_now_ns() - t0) / 1e6);
+    }
     if (W->o.ready_file) {
         FILE *f = fopen(W->o.ready_file, "w");
         if (!f || fclose(f))
@@ -724,14 +893,29 @@ static void run(wss *W)
             break;
         poll_once(W, 20);
     }
+    if (W->grids && !stop_requested)
+        grid_check_all(W);
     finish(W);
 }
 
 /* ---- POST -> event latency ------------------------------------------------- */
 
-/* Reads "request_id send_ns" lines (waiting for the file to appear) into
- * send times by interned id; ids no event carried are skipped. */
-static int64_t *read_sent_log(wss *W, const char *file)
+/* A sent-log line's request: its send time and the seq of its answer. */
+typedef struct sent_req {
+    int64_t seq, ns;
+} sent_req;
+
+static int cmp_seq(const void *a, const void *b)
+{
+    const sent_req *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Reads the "request_id send_ns seq" lines of the sent log (waiting for the
+ * file to appear): by interned request id into send_ns (ids no event
+ * carried are skipped), or in grid mode into *by_seq (sorted by seq; lines
+ * without a seq are skipped), *nseq of them. */
+static int64_t *read_sent_log(wss *W, const char *file, sent_req **by_seq, size_t *nseq)
 {
     int64_t until = ds_now_ns() + (int64_t)(W->o.log_wait_s * 1e9);
     struct stat st;
@@ -746,41 +930,106 @@ static int64_t *read_sent_log(wss *W, const char *file)
     int64_t *send_ns = xmalloc_array(W->nids ? W->nids : 1, sizeof *send_ns);
     for (uint32_t i = 0; i < W->nids; i++)
         send_ns[i] = INT64_MIN;
+    size_t alloc = 0;
+    *by_seq = NULL;
+    *nseq = 0;
     char line[512];
     while (fgets(line, sizeof line, f)) {
-        char *sp = strchr(line, ' ');
+        char *sp = strchr(line, ' '), *end;
         if (!sp)
             continue;
+        int64_t ns = strtoll(sp + 1, &end, 10), seq = strtoll(end, NULL, 10);
         int32_t idx;
-        if (ds_strmap_get(&W->ids, line, (size_t)(sp - line), &idx))
-            send_ns[idx] = strtoll(sp + 1, NULL, 10);
+        if (!W->grids && ds_strmap_get(&W->ids, line, (size_t)(sp - line), &idx))
+            send_ns[idx] = ns;
+        if (W->grids && seq > 0) {
+            if (*nseq == alloc) {
+                alloc = alloc ? alloc * 2 : 1 << 16;
+                *by_seq = xrealloc(*by_seq, alloc * sizeof **by_seq);
+            }
+            (*by_seq)[(*nseq)++] = (sent_req){seq, ns};
+        }
     }
     fclose(f);
+    qsort(*by_seq, *nseq, sizeof **by_seq, cmp_seq);
     return send_ns;
+}
+
+/* The POST -> event (or patch) latencies in ns, sorted; *n of them. */
+static int64_t *latencies(wss *W, size_t *n)
+{
+    sent_req *by_seq;
+    size_t nseq, unmatched = 0;
+    int64_t *send_ns = read_sent_log(W, W->o.sent_log, &by_seq, &nseq);
+    int64_t *lat = xmalloc_array(W->npairs ? W->npairs : 1, sizeof *lat);
+    *n = 0;
+    for (size_t i = 0; i < W->npairs; i++) {
+        int64_t s = INT64_MIN;
+        if (W->grids) {
+            sent_req key = {W->pairs[i].key, 0},
+                     *hit = bsearch(&key, by_seq, nseq, sizeof *by_seq, cmp_seq);
+            if (hit)
+                s = hit->ns;
+        } else {
+            s = send_ns[W->pairs[i].key];
+        }
+        if (s == INT64_MIN)
+            unmatched++;
+        else
+            lat[(*n)++] = W->pairs[i].recv_ns - s;
+    }
+    qsort(lat, *n, sizeof *lat, bench_cmp_i64);
+    fprintf(stderr,
+            "bench_wssub: latency p90_ms=%.2f p999_ms=%.2f max_ms=%.2f min_ms=%.2f "
+            "unmatched=%zu\n",
+            bench_pct_ms(lat, *n, 0.90), bench_pct_ms(lat, *n, 0.999), bench_pct_ms(lat, *n, 1.0),
+            *n ? (double)lat[0] / 1e6 : 0.0, unmatched);
+    free(send_ns);
+    free(by_seq);
+    return lat;
 }
 
 static void report_latency(wss *W)
 {
-    int64_t *send_ns = read_sent_log(W, W->o.sent_log);
-    int64_t *lat = xmalloc_array(W->npairs ? W->npairs : 1, sizeof *lat);
-    size_t n = 0, unmatched = 0;
-    for (size_t i = 0; i < W->npairs; i++) {
-        int64_t s = send_ns[W->pairs[i].id];
-        if (s == INT64_MIN)
-            unmatched++;
-        else
-            lat[n++] = W->pairs[i].recv_ns - s;
-    }
-    qsort(lat, n, sizeof *lat, cmp_i64);
-    printf("e2e latency: p50_ms=%.2f p99_ms=%.2f n=%zu\n", pct_ms(lat, n, 0.50),
-           pct_ms(lat, n, 0.99), n);
-    fprintf(stderr,
-            "bench_wssub: latency p90_ms=%.2f p999_ms=%.2f max_ms=%.2f min_ms=%.2f "
-            "unmatched=%zu\n",
-            pct_ms(lat, n, 0.90), pct_ms(lat, n, 0.999), pct_ms(lat, n, 1.0),
-            n ? (double)lat[0] / 1e6 : 0.0, unmatched);
+    size_t n;
+    int64_t *lat = latencies(W, &n);
+    printf("e2e latency: p50_ms=%.2f p99_ms=%.2f n=%zu\n", bench_pct_ms(lat, n, 0.50),
+           bench_pct_ms(lat, n, 0.99), n);
     free(lat);
-    free(send_ns);
+}
+
+static void report_grids(wss *W)
+{
+    int64_t patches = 0, missed = 0, resnaps = 0, disorder = 0, errors = 0, bad = 0;
+    int mismatched = 0, unchecked = 0;
+    for (int i = 0; i < W->o.subscribers; i++) {
+        const sub *s = &W->subs[i];
+        if (!s->ever_open)
+            continue;
+        patches += s->events;
+        resnaps += s->resnapshots;
+        disorder += s->dups;
+        errors += s->errors;
+        bad += s->bad;
+        mismatched += s->mismatched;
+        unchecked += s->got_first && !s->checked;
+        if (W->o.contiguous) /* gaps, and what it lacks of the final seq */
+            missed += s->gaps +
+                      (s->checked && s->check_seq > s->last_seq ? s->check_seq - s->last_seq : 0);
+    }
+    if (!W->o.contiguous)
+        missed = mismatched;
+    size_t n = 0;
+    int64_t *lat = W->o.sent_log ? latencies(W, &n) : NULL;
+    printf("e2e grid subscribers: subscribers=%d grids=%d patches=%" PRId64 " missed=%" PRId64
+           " p50_ms=%.2f p99_ms=%.2f mismatched=%d unchecked=%d resnapshots=%" PRId64
+           " disorder=%" PRId64 " errors=%" PRId64 " closed=%d failed=%d\n",
+           W->o.subscribers, W->ngrids < W->o.subscribers ? W->ngrids : W->o.subscribers, patches,
+           missed, bench_pct_ms(lat, n, 0.50), bench_pct_ms(lat, n, 0.99), mismatched, unchecked,
+           resnaps, disorder, errors, W->nclosed, W->nfailed);
+    fprintf(stderr, "bench_wssub: grid mode: latency n=%zu bad_messages=%" PRId64 "\n", n, bad);
+    fflush(stdout);
+    free(lat);
 }
 
 static void report(wss *W)
@@ -827,18 +1076,14 @@ static const char usage[] =
     "  --sent-log FILE     bench_load's log: report POST -> event latency\n"
     "  --log-wait-s S      wait this long for the log to appear (60)\n"
     "  --connect-s S       time allowed to open every subscriber (10)\n"
-    "  --ready-file FILE   created once the subscribers are open\n"
+    "  --ready-file FILE   created once the subscribers are open (grid mode: have\n"
+    "                      their snapshots)\n"
+    "  --grids FILE        grid mode: one grid (POST .../grid body) per line;\n"
+    "                      subscriber i takes line i mod their number\n"
+    "  --contiguous        grid mode: every command changes every grid, so each\n"
+    "                      patch's seq is the last + 1\n"
     "  --api-key KEY       Authorization: Bearer KEY\n"
     "  --verbose\n";
-
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end || d < lo || d > hi)
-        die("bad value for %s", name);
-    return d;
-}
 
 static void parse_args(opts *o, int argc, char **argv)
 {
@@ -852,6 +1097,10 @@ static void parse_args(opts *o, int argc, char **argv)
             o->verbose++;
             continue;
         }
+        if (strcmp(a, "--contiguous") == 0) {
+            o->contiguous = true;
+            continue;
+        }
         if (i + 1 >= argc)
             die("%s needs a value (see --help)", a);
         const char *v = argv[++i];
@@ -862,29 +1111,35 @@ static void parse_args(opts *o, int argc, char **argv)
         else if (strcmp(a, "--path") == 0)
             o->path = v;
         else if (strcmp(a, "--since") == 0)
-            o->since = (int64_t)num_arg(a, v, 0, 1e18);
+            o->since = (int64_t)bench_num_arg("bench_wssub", a, v, 0, 1e18);
         else if (strcmp(a, "--subscribers") == 0)
-            o->subscribers = (int)num_arg(a, v, 1, 100000);
+            o->subscribers = (int)bench_num_arg("bench_wssub", a, v, 1, 100000);
         else if (strcmp(a, "--duration-s") == 0)
-            o->duration_s = num_arg(a, v, 0, 1e7);
+            o->duration_s = bench_num_arg("bench_wssub", a, v, 0, 1e7);
         else if (strcmp(a, "--expect") == 0)
-            o->expect = (int64_t)num_arg(a, v, 0, 1e15);
+            o->expect = (int64_t)bench_num_arg("bench_wssub", a, v, 0, 1e15);
         else if (strcmp(a, "--idle-s") == 0)
-            o->idle_s = num_arg(a, v, 0, 1e6);
+            o->idle_s = bench_num_arg("bench_wssub", a, v, 0, 1e6);
         else if (strcmp(a, "--sent-log") == 0)
             o->sent_log = v;
         else if (strcmp(a, "--log-wait-s") == 0)
-            o->log_wait_s = num_arg(a, v, 0, 1e6);
+            o->log_wait_s = bench_num_arg("bench_wssub", a, v, 0, 1e6);
         else if (strcmp(a, "--connect-s") == 0)
-            o->connect_s = num_arg(a, v, 0.1, 1e6);
+            o->connect_s = bench_num_arg("bench_wssub", a, v, 0.1, 1e6);
         else if (strcmp(a, "--ready-file") == 0)
             o->ready_file = v;
         else if (strcmp(a, "--api-key") == 0)
             o->api_key = v;
+        else if (strcmp(a, "--grids") == 0)
+            o->grids_file = v;
         else
             die("unknown option %s (see --help)", a);
     }
-    if (parse_url(o->url, o->host, sizeof o->host, o->port, sizeof o->port))
+    if (o->grids_file && o->since >= 0)
+        die("%s", "--since is for the change feed, not --grids");
+    if (o->contiguous && !o->grids_file)
+        die("%s", "--contiguous needs --grids");
+    if (bench_parse_url(o->url, o->host, sizeof o->host, o->port, sizeof o->port))
         die("bad --url %s (ws://host:port)", o->url);
     if (!o->path) {
         int n = snprintf(o->path_buf, sizeof o->path_buf, "/v1/models/%s/ws", o->model);
@@ -894,13 +1149,30 @@ static void parse_args(opts *o, int argc, char **argv)
     }
 }
 
-static void raise_fd_limit(int need)
+/* The non-empty lines of FILE, each a JSON object (a grid). */
+static int read_grids(const char *file, char ***out)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)need + 64) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    FILE *f = fopen(file, "r");
+    if (!f)
+        die("cannot open %s", file);
+    char *line = xmalloc(MAX_GRID_LINE);
+    int n = 0;
+    *out = NULL;
+    while (fgets(line, MAX_GRID_LINE, f)) {
+        size_t len = strcspn(line, "\r\n");
+        line[len] = '\0';
+        if (len == 0)
+            continue;
+        if (line[0] != '{')
+            die("--grids: each line is a JSON object, not: %.200s", line);
+        *out = xrealloc(*out, (size_t)(n + 1) * sizeof **out);
+        (*out)[n++] = xstrdup(line);
     }
+    fclose(f);
+    free(line);
+    if (n == 0)
+        die("no grid in %s", file);
+    return n;
 }
 
 int main(int argc, char **argv)
@@ -914,6 +1186,8 @@ int main(int argc, char **argv)
                  .log_wait_s = 60,
                  .connect_s = 10};
     parse_args(&W.o, argc, argv);
+    if (W.o.grids_file)
+        W.ngrids = read_grids(W.o.grids_file, &W.grids);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -921,7 +1195,7 @@ int main(int argc, char **argv)
     int rc = getaddrinfo(W.o.host, W.o.port, &hints, &W.addr);
     if (rc)
         die("cannot resolve host: %s", gai_strerror(rc));
-    raise_fd_limit(W.o.subscribers);
+    bench_raise_fd_limit(W.o.subscribers);
     W.ep = epoll_create1(EPOLL_CLOEXEC);
     if (W.ep < 0)
         die("epoll: %s", strerror(errno));
@@ -932,16 +1206,22 @@ int main(int argc, char **argv)
         sub *s = &W.subs[i];
         s->id = i;
         s->fd = -1;
-        ds_buf_init(&s->in, MAX_MSG + MAX_HEAD);
+        ds_buf_init(&s->in, MAX_MSG + BENCH_MAX_HEAD);
+        s->grid = W.ngrids ? i % W.ngrids : 0;
         ds_buf_init(&s->out, 1 << 20);
         ds_buf_init(&s->msg, MAX_MSG);
     }
     run(&W);
-    report(&W);
-    if (W.o.sent_log)
-        report_latency(&W);
-    int64_t gaps = 0, dups = 0;
+    if (W.grids) {
+        report_grids(&W);
+    } else {
+        report(&W);
+        if (W.o.sent_log)
+            report_latency(&W);
+    }
+    int64_t gaps = 0, dups = 0, bad = 0;
     for (int i = 0; i < W.o.subscribers; i++)
-        gaps += W.subs[i].gaps, dups += W.subs[i].dups;
-    return gaps || dups || W.nclosed || W.nfailed ? 1 : 0;
+        gaps += W.subs[i].gaps, dups += W.subs[i].dups,
+            bad += W.subs[i].mismatched + W.subs[i].errors;
+    return gaps || dups || bad || W.nclosed || W.nfailed ? 1 : 0;
 }
