@@ -17,6 +17,7 @@ void engine_opts_default(engine_opts *o)
     o->cube_budget = (size_t)1 << 30;
     o->memory_budget = 0;
     o->retention_ms = INT64_C(7) * 24 * 3600 * 1000;
+    o->ledger_max = 1000000;
 }
 
 void engine__model_ref(const ds_model *m)
@@ -104,6 +105,7 @@ void engine_load_request(ds_engine *e, const char *user, const char *rid, const 
                          int64_t seq, int code, int64_t ts_ms)
 {
     ledger__put(&e->ledger, user, rid, hash, seq, code, ts_ms);
+    ledger__trim(&e->ledger, e->o.ledger_max); /* loaded oldest first: the newest stay */
 }
 
 int engine_load_done(ds_engine *e, ds_error *err)
@@ -311,6 +313,7 @@ int engine_submit(ds_engine *e, const engine_input *in, engine_result *res, ds_e
     res->delta.move_dim = res->delta.member_dim = -1;
     pthread_rwlock_wrlock(&e->lock);
     ledger__expire(&e->ledger, in->ts_ms - e->o.retention_ms);
+    ledger__trim(&e->ledger, e->o.ledger_max);
     const ledger_item *it = ledger__get(&e->ledger, in->user, in->rid);
     if (it) {
         char hex[65];
@@ -520,6 +523,7 @@ void engine_get_stats(ds_engine *e, engine_stats *s)
     size_t cells;
     s->cube_bytes = e->c.valid ? cube__bytes(e->model, &cells) : 0;
     s->ledger_entries = e->ledger.n;
+    s->ledger_evicted = e->ledger.evicted;
     s->bytes = facts__bytes(&e->f) + s->cube_bytes + ledger__bytes(&e->ledger);
     pthread_rwlock_unlock(&e->lock);
 }

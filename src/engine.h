@@ -48,6 +48,8 @@ typedef struct engine_opts {
                              it consolidated reads scan the facts */
     size_t memory_budget; /* bytes the model may take in all (0: no limit) */
     int64_t retention_ms; /* how long a request_id is remembered (7 days) */
+    size_t ledger_max;    /* and at most how many of them (1,000,000; 0: no
+                             limit): past either, a retry is applied again */
 } engine_opts;
 
 void engine_opts_default(engine_opts *o);
@@ -185,6 +187,7 @@ typedef struct engine_stats {
     size_t bytes;        /* memory held: facts, index, cube, ledger */
     size_t cube_bytes;   /* 0: no cube */
     size_t ledger_entries;
+    uint64_t ledger_evicted; /* forgotten for ledger_max before their time */
 } engine_stats;
 void engine_get_stats(ds_engine *e, engine_stats *s);
 

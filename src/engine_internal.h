@@ -114,6 +114,7 @@ typedef struct req_ledger {
     size_t nbuckets, n;
     ledger_item **fifo;          /* in the order they were recorded (time order) */
     size_t head, tail, fifo_cap; /* ring of fifo_cap */
+    uint64_t evicted;            /* forgotten for the count limit, not their age */
 } req_ledger;
 
 void ledger__init(req_ledger *l);
@@ -123,6 +124,8 @@ void ledger__put(req_ledger *l, const char *user, const char *rid, const char *h
                  int64_t seq, int code, int64_t ts_ms);
 /* Forgets requests recorded before ts_ms. */
 void ledger__expire(req_ledger *l, int64_t before_ms);
+/* Forgets the oldest requests while more than max are kept (0: no limit). */
+void ledger__trim(req_ledger *l, size_t max);
 size_t ledger__bytes(const req_ledger *l);
 /* Lowercase hex of the 32 bytes into out (65 bytes). */
 void ledger__hex(const uint8_t *hash, char *out);

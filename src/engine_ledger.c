@@ -112,17 +112,26 @@ void ledger__put(req_ledger *l, const char *user, const char *rid, const char *h
         rehash(l);
 }
 
+static void drop_oldest(req_ledger *l)
+{
+    ledger_item *it = l->fifo[l->head++ % l->fifo_cap];
+    ledger_item **p = find(l, it->key, it->ulen, it->key + it->ulen + 1, it->rlen);
+    *p = it->next;
+    free(it);
+    l->n--;
+}
+
 void ledger__expire(req_ledger *l, int64_t before_ms)
 {
-    while (l->head < l->tail) {
-        ledger_item *it = l->fifo[l->head % l->fifo_cap];
-        if (it->ts_ms >= before_ms)
-            break;
-        l->head++;
-        ledger_item **p = find(l, it->key, it->ulen, it->key + it->ulen + 1, it->rlen);
-        *p = it->next;
-        free(it);
-        l->n--;
+    while (l->head < l->tail && l->fifo[l->head % l->fifo_cap]->ts_ms < before_ms)
+        drop_oldest(l);
+}
+
+void ledger__trim(req_ledger *l, size_t max)
+{
+    while (max && l->n > max && l->head < l->tail) {
+        drop_oldest(l);
+        l->evicted++;
     }
 }
 

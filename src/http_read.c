@@ -123,35 +123,55 @@ static enum MHD_Result h_metrics(req *r)
         ws.persist.checkpoint_s, gs.grids, gs.subscribers, gs.patches);
     char **names;
     size_t n = models_names(srv->models, &names);
-    ds_buf_puts(&b, "# HELP duckspread_seq The last applied seq of each model.\n"
-                    "# TYPE duckspread_seq gauge\n"
-                    "# HELP duckspread_persisted_seq The seq of each model in DuckDB.\n"
-                    "# TYPE duckspread_persisted_seq gauge\n"
-                    "# HELP duckspread_engine_bytes Memory an engine holds (facts, cube, ledger).\n"
-                    "# TYPE duckspread_engine_bytes gauge\n");
+    engine_stats *st = xcalloc(n + 1, sizeof *st);
+    int64_t *persisted = xcalloc(n + 1, sizeof *persisted);
+    bool *have = xcalloc(n + 1, sizeof *have);
+    char **label = xcalloc(n + 1, sizeof *label);
     for (size_t i = 0; i < n; i++) {
-        ds_buf label;
-        ds_buf_init(&label, 4096);
+        ds_buf l;
+        ds_buf_init(&l, 4096);
         for (const char *p = names[i]; *p; p++) { /* label escaping */
             if (*p == '"' || *p == '\\')
-                ds_buf_putc(&label, '\\');
-            ds_buf_putc(&label, *p == '\n' ? ' ' : *p);
+                ds_buf_putc(&l, '\\');
+            ds_buf_putc(&l, *p == '\n' ? ' ' : *p);
         }
+        label[i] = l.data;
         model_ref *mr = models_get(srv->models, names[i], strlen(names[i]));
         if (mr) {
-            engine_stats st;
-            engine_get_stats(mr->engine, &st);
-            ds_buf_printf(&b,
-                          "duckspread_seq{model=\"%s\"} %" PRId64 "\n"
-                          "duckspread_persisted_seq{model=\"%s\"} %" PRId64 "\n"
-                          "duckspread_engine_bytes{model=\"%s\"} %zu\n",
-                          label.data, st.seq, label.data, models_persisted(srv->models, mr),
-                          label.data, st.bytes);
+            engine_get_stats(mr->engine, &st[i]);
+            persisted[i] = models_persisted(srv->models, mr);
+            have[i] = true;
         }
         models_put(srv->models, mr);
-        ds_buf_free(&label);
+    }
+    /* each family's samples together, as the text format wants */
+    static const char *const family[][3] = {
+        {"duckspread_seq", "gauge", "The last applied seq of each model."},
+        {"duckspread_persisted_seq", "gauge", "The seq of each model in DuckDB."},
+        {"duckspread_engine_bytes", "gauge", "Memory an engine holds (facts, cube, request ids)."},
+        {"duckspread_request_ids", "gauge", "Request ids a model remembers (retries answered)."},
+        {"duckspread_request_ids_evicted_total", "counter",
+         "Request ids forgotten for --request-id-max before --request-id-days."},
+    };
+    for (size_t k = 0; k < DS_ARRAY_LEN(family); k++) {
+        ds_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", family[k][0], family[k][2], family[k][0],
+                      family[k][1]);
+        for (size_t i = 0; i < n; i++) {
+            if (!have[i])
+                continue;
+            int64_t v[] = {st[i].seq, persisted[i], (int64_t)st[i].bytes,
+                           (int64_t)st[i].ledger_entries, (int64_t)st[i].ledger_evicted};
+            ds_buf_printf(&b, "%s{model=\"%s\"} %" PRId64 "\n", family[k][0], label[i], v[k]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(label[i]);
         free(names[i]);
     }
+    free(label);
+    free(have);
+    free(persisted);
+    free(st);
     free(names);
     enum MHD_Result ret = http__reply(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     ds_buf_free(&b);

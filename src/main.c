@@ -129,9 +129,19 @@ static const char usage_serve[] =
     "                      often (default 50): each costs an fsync that Redis's\n"
     "                      log waits behind on the same disk; a view waiting for\n"
     "                      the database hurries it (0: commit as soon as possible)\n"
-    "  --memory-mb N       memory the models may take (facts about 60 bytes each,\n"
-    "                      plus the cube of totals); a model beyond it is refused at\n"
-    "                      start with its size (default 0: no limit)\n"
+    "  --memory-mb N       memory the models may take (facts 60 to 100 bytes each,\n"
+    "                      plus the cube of totals and the request ids); a model\n"
+    "                      beyond it is refused at start with its size (default 0:\n"
+    "                      no limit)\n"
+    "  --request-id-days D how long a request_id is remembered, so that a retry\n"
+    "                      gets the first answer (default 7; counted in the\n"
+    "                      request stream's time)\n"
+    "  --request-id-max N  and at most how many per model, the newest kept (default\n"
+    "                      1000000, about 120 MB; 0: no limit); past either a\n"
+    "                      retry is applied again. /metrics shows how many were\n"
+    "                      forgotten early (duckspread_request_ids_evicted_total)\n"
+    "  --db-memory-mb N    memory DuckDB may use for its cache and SQL reads before\n"
+    "                      it spills to disk (default 2048)\n"
     "  --changes-max N     entries one write's \"changes\" lists at most (default\n"
     "                      1000; beyond, truncated: true)\n"
     "  --min-seq-wait-ms N how long a read waits for its min_seq, or for the\n"
@@ -236,7 +246,10 @@ enum {
     OPT_PERSIST_INTERVAL,
     OPT_MEMORY_MB,
     OPT_CHANGES_MAX,
-    OPT_MIN_SEQ_WAIT
+    OPT_MIN_SEQ_WAIT,
+    OPT_REQUEST_ID_DAYS,
+    OPT_REQUEST_ID_MAX,
+    OPT_DB_MEMORY
 };
 
 /* The variable's value, or NULL when unset or empty. */
@@ -283,6 +296,9 @@ static int cmd_serve(int argc, char **argv)
         {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
         {"changes-max", required_argument, NULL, OPT_CHANGES_MAX},
         {"min-seq-wait-ms", required_argument, NULL, OPT_MIN_SEQ_WAIT},
+        {"request-id-days", required_argument, NULL, OPT_REQUEST_ID_DAYS},
+        {"request-id-max", required_argument, NULL, OPT_REQUEST_ID_MAX},
+        {"db-memory-mb", required_argument, NULL, OPT_DB_MEMORY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     server_opts o;
@@ -397,6 +413,18 @@ static int cmd_serve(int argc, char **argv)
         case OPT_MIN_SEQ_WAIT:
             ok = parse_count(optarg, 0, 600000, &v);
             o.min_seq_wait_ms = v;
+            break;
+        case OPT_REQUEST_ID_DAYS:
+            ok = parse_count(optarg, 1, 3650, &v);
+            o.request_id_days = v;
+            break;
+        case OPT_REQUEST_ID_MAX:
+            ok = parse_count(optarg, 0, 1000000000, &v);
+            o.request_id_max = (size_t)v;
+            break;
+        case OPT_DB_MEMORY:
+            ok = parse_count(optarg, 64, 1LL << 24, &v);
+            o.db_memory_mb = v;
             break;
         case 'h':
             fputs(usage_serve, stdout);

@@ -54,6 +54,9 @@ void server_opts_default(server_opts *o)
     o->persist_interval_ms = 50;
     o->change_cap = 1000;
     o->min_seq_wait_ms = 10000;
+    o->request_id_days = 7;
+    o->request_id_max = 1000000;
+    o->db_memory_mb = 2048;
 }
 
 /* ---- the run --------------------------------------------------------------------------- */
@@ -66,6 +69,9 @@ static int open_data(ds_server *srv, ds_error *err)
     store_opts_default(&so);
     so.checkpoint_threshold = "1000GB"; /* never at a commit: the persister
                                            checkpoints between its groups */
+    char mem[32];
+    snprintf(mem, sizeof mem, "%" PRId64 "MB", srv->o.db_memory_mb);
+    so.memory_limit = mem;
     int rc = store_open(path, &so, &srv->store, err);
     if (rc || !srv->o.demo)
         return rc;
@@ -294,6 +300,8 @@ static int start_all(ds_server *srv, ds_error *err)
     srv->engine_opts.change_cap = srv->o.change_cap;
     srv->engine_opts.create_cap = srv->o.cells_max;
     srv->engine_opts.memory_budget = srv->o.memory_mb << 20;
+    srv->engine_opts.retention_ms = srv->o.request_id_days * 24 * 3600 * 1000;
+    srv->engine_opts.ledger_max = srv->o.request_id_max;
     srv->models = models_new();
     if (rc == 0)
         rc = server_load_models(srv, err);

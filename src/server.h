@@ -55,6 +55,9 @@ typedef struct server_opts {
     size_t change_cap;           /* entries one write's "changes" lists at most */
     size_t memory_mb;            /* what the models may take in memory (0: no limit) */
     int64_t min_seq_wait_ms;     /* how long a read waits for min_seq */
+    int64_t request_id_days;     /* how long a request_id is remembered */
+    size_t request_id_max;       /* and how many per model at most (0: no limit) */
+    int64_t db_memory_mb;        /* DuckDB's memory_limit */
 } server_opts;
 
 void server_opts_default(server_opts *o);

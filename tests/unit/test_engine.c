@@ -330,6 +330,76 @@ START_TEST(an_empty_row_is_reused)
 }
 END_TEST
 
+/* A request_id is remembered for the retention window and, at most, for
+ * the newest ledger_max of them: an older retry is applied again, a newer
+ * one gets its first answer; loading keeps the newest too. */
+START_TEST(request_ids_are_remembered_within_their_limits)
+{
+    ds_model *m = model_new(0, "t");
+    ds_error err;
+    ck_assert(model_add_dim(m, 0, "d", "All", "All", &err) == 0);
+    model_add_member(&m->dims[0], 0, "a", "a", 0, &err);
+    model_dim_index(&m->dims[0]);
+    ck_assert(model_add_measure(m, 0, "q", 0, &err) == 0);
+    engine_opts o;
+    engine_opts_default(&o);
+    o.ledger_max = 3;
+    o.retention_ms = 1000;
+    ds_engine *e = engine_new(m, 0, &o);
+    /* loading five keeps the newest three */
+    char hash[65];
+    memset(hash, 'a', 64);
+    hash[64] = 0;
+    for (int i = 0; i < 5; i++) {
+        char rid[8];
+        snprintf(rid, sizeof rid, "old%d", i);
+        engine_load_request(e, "u", rid, hash, -1, DS_HELD, i);
+    }
+    ck_assert(engine_load_done(e, &err) == 0);
+    engine_stats st;
+    engine_get_stats(e, &st);
+    ck_assert_uint_eq(st.ledger_entries, 3);
+    ck_assert_uint_eq(st.ledger_evicted, 2);
+    const char *body = "{\"column\":\"q\",\"cell\":{\"d\":\"a\"},\"delta\":1}";
+    ds_arena ar = {0};
+    req_decoded d;
+    ck_assert(fx_resolve(body, strlen(body), REQ_CELL, m, NULL, &ar, &d));
+    engine_input in = {
+        .cmd = d.canonical, .cmd_len = d.canonical_len, .user = "u", .hash = d.hash, .ts_ms = 10};
+    engine_result res;
+    /* r0..r4: the first two are forgotten for the count, r4 is known */
+    for (int i = 0; i < 5; i++) {
+        char rid[8];
+        snprintf(rid, sizeof rid, "r%d", i);
+        in.rid = rid;
+        ck_assert(engine_submit(e, &in, &res, &err) == 0);
+        ck_assert_int_eq(res.status, ENGINE_APPLIED);
+        engine_result_clear(&res);
+    }
+    in.rid = "r4";
+    ck_assert(engine_submit(e, &in, &res, &err) == 0);
+    ck_assert_int_eq(res.status, ENGINE_DUPLICATE);
+    ck_assert_int_eq(res.seq, 5);
+    engine_result_clear(&res);
+    in.rid = "r0";
+    ck_assert(engine_submit(e, &in, &res, &err) == 0);
+    ck_assert_int_eq(res.status, ENGINE_APPLIED); /* forgotten: applied again */
+    ck_assert_int_eq(res.seq, 6);
+    engine_result_clear(&res);
+    /* past the retention window (stream time), r4 is forgotten too */
+    in.rid = "r4";
+    in.ts_ms = 10 + 1001;
+    ck_assert(engine_submit(e, &in, &res, &err) == 0);
+    ck_assert_int_eq(res.status, ENGINE_APPLIED);
+    engine_result_clear(&res);
+    engine_get_stats(e, &st);
+    ck_assert_uint_le(st.ledger_entries, 3);
+    ds_arena_free(&ar);
+    engine_free(e);
+    model_free(m);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -338,6 +408,7 @@ Suite *engine_suite(void)
     tcase_add_loop_test(tc, engine_matches_the_file, 0, 4);
     tcase_add_test(tc, edges_match_the_file);
     tcase_add_test(tc, an_empty_row_is_reused);
+    tcase_add_test(tc, request_ids_are_remembered_within_their_limits);
     suite_add_tcase(s, tc);
     return s;
 }
