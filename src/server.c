@@ -50,7 +50,7 @@ void server_opts_default(server_opts *o)
     o->key_burst = 0;
     o->key_open = 1000;
     o->persist_lag_max = 50000;
-    o->persist_lag_ms = 1000;
+    o->persist_lag_ms = 10000;
     o->persist_interval_ms = 50;
     o->change_cap = 1000;
     o->min_seq_wait_ms = 10000;
