@@ -49,6 +49,7 @@ static shape demo_shape(int64_t facts)
 
 void demo_opts_default(demo_opts *o)
 {
+    memset(o, 0, sizeof *o);
     o->seed = 42;
     o->facts = DEMO_DEFAULT_FACTS;
 }

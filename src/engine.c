@@ -12,6 +12,7 @@
 
 void engine_opts_default(engine_opts *o)
 {
+    memset(o, 0, sizeof *o);
     o->change_cap = 1000;
     o->create_cap = 1000000;
     o->cube_budget = (size_t)1 << 30;

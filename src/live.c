@@ -86,6 +86,7 @@ struct ds_live {
 
 void live_opts_default(live_opts *o)
 {
+    memset(o, 0, sizeof *o);
     o->ring_events = 100000;
     o->ring_bytes = (size_t)256 << 20;
     o->max_lag = 50000;

@@ -164,6 +164,7 @@ store_item persist_store_item(const persist_item *it)
 
 void persist_opts_default(persist_opts *o)
 {
+    memset(o, 0, sizeof *o);
     o->group_max = 20000;
     o->checkpoint_bytes = INT64_C(64) << 20;
     o->idle_checkpoint_ms = 1000;
