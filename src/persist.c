@@ -333,10 +333,11 @@ static void *persist_main(void *arg)
         while (p->head && !p->jobs && !p->stop && !p->hurry && (size_t)p->queued < p->o.group_max &&
                ds_now_ns() < next_write)
             ds_cond_wait_until(&p->cond, &p->lock, next_write);
-        p->hurry = false;
         int64_t stop_by = p->stop ? ds_now_ns() + p->stop_limit_ms * 1000000 : 0;
         size_t n = 0;
         persist_item *group = take_group(p, &n);
+        if (group)
+            p->hurry = false;
         bool stop = p->stop && !group && !p->jobs;
         pthread_mutex_unlock(&p->lock);
         if (group) {
@@ -459,7 +460,7 @@ void persist_submit(ds_persist *p, persist_item *it)
 void persist_hurry(ds_persist *p)
 {
     pthread_mutex_lock(&p->lock);
-    if (p->head && !p->hurry) {
+    if (!p->hurry) { /* also for what is about to be queued: kept until a group goes */
         p->hurry = true;
         pthread_cond_signal(&p->cond);
     }
