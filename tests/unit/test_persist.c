@@ -248,6 +248,69 @@ START_TEST(everything_persisted_reloads_equal)
 }
 END_TEST
 
+/* One leaf write applied to e, queued for the persister. */
+static void submit_one(ds_engine *e, ds_persist *p, int i)
+{
+    static const char body[] = "{\"column\":\"quantity\",\"cell\":{\"product\":\"P-0001\","
+                               "\"customer\":\"C-0001\",\"time\":\"2025-01\"},\"delta\":1}";
+    const ds_model *m = engine_model_acquire(e);
+    ds_arena a = {0};
+    req_decoded d;
+    ck_assert(fx_resolve(body, strlen(body), REQ_CELL, m, NULL, &a, &d));
+    engine_model_release(e, m);
+    char rid[32];
+    snprintf(rid, sizeof rid, "pace-%d", i);
+    engine_input ei = {.cmd = d.canonical,
+                       .cmd_len = d.canonical_len,
+                       .user = "u",
+                       .rid = rid,
+                       .hash = d.hash,
+                       .ts_ms = 1000 + i};
+    engine_result res;
+    ds_error err;
+    ck_assert(engine_submit(e, &ei, &res, &err) == 0);
+    ck_assert_int_eq(res.status, ENGINE_APPLIED);
+    persist_submit(p, persist_item_from(DEMO_MODEL, &ei, &res, "{}", 2));
+    engine_result_clear(&res);
+    ds_arena_free(&a);
+}
+
+/* The persister's pace: the first group goes at once; the next waits its
+ * interval (here ten minutes) unless someone hurries it, and a hurry asked
+ * for before the command is queued still counts. */
+START_TEST(a_group_waits_its_interval_unless_hurried)
+{
+    ds_store *s = fx_open_demo(3000, 5);
+    engine_opts o = opts();
+    ds_engine *e = fx_engine_from(s, &o);
+    persist_opts po;
+    persist_opts_default(&po);
+    po.interval_ms = 600000;
+    ds_persist *p;
+    ds_error err;
+    ck_assert(persist_start(s, &po, NULL, NULL, &p, &err) == 0);
+    submit_one(e, p, 0);
+    ck_assert(persist_wait_lag(p, 0, 0, 60000));
+    submit_one(e, p, 1);
+    /* not within 300 ms of a ten-minute interval */
+    ck_assert(!persist_wait_lag(p, 0, 0, 300));
+    persist_hurry(p);
+    ck_assert(persist_wait_lag(p, 0, 0, 60000));
+    persist_hurry(p); /* nothing queued yet */
+    submit_one(e, p, 2);
+    ck_assert(persist_wait_lag(p, 0, 0, 60000));
+    persist_stats st;
+    persist_get_stats(p, &st);
+    ck_assert_int_eq(st.groups, 3);
+    ck_assert_int_eq(st.commands, 3);
+    persist_stop(p, 1000);
+    persist_free(p);
+    engine_free(e);
+    store_close(s);
+    fx_remove_dir();
+}
+END_TEST
+
 Suite *persist_suite(void)
 {
     Suite *s = suite_create("persist");
@@ -255,6 +318,7 @@ Suite *persist_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, everything_persisted_reloads_equal, 0, 3);
     tcase_add_loop_test(tc, persisted_equals_engine_and_replays_the_same, 0, 2);
+    tcase_add_test(tc, a_group_waits_its_interval_unless_hurried);
     suite_add_tcase(s, tc);
     return s;
 }
