@@ -351,7 +351,7 @@ START_TEST(request_ids_are_remembered_within_their_limits)
     memset(hash, 'a', 64);
     hash[64] = 0;
     for (int i = 0; i < 5; i++) {
-        char rid[8];
+        char rid[16];
         snprintf(rid, sizeof rid, "old%d", i);
         engine_load_request(e, "u", rid, hash, -1, DS_HELD, i);
     }
@@ -369,7 +369,7 @@ START_TEST(request_ids_are_remembered_within_their_limits)
     engine_result res;
     /* r0..r4: the first two are forgotten for the count, r4 is known */
     for (int i = 0; i < 5; i++) {
-        char rid[8];
+        char rid[16];
         snprintf(rid, sizeof rid, "r%d", i);
         in.rid = rid;
         ck_assert(engine_submit(e, &in, &res, &err) == 0);
