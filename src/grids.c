@@ -12,7 +12,8 @@ struct grid_sub {
     struct grid_sub *next; /* in its grid */
     struct grid *grid;
     void *conn;
-    char *id;     /* the client's, as a JSON string literal with quotes */
+    char *id; /* the client's, as a JSON string literal with quotes */
+    size_t id_len;
     char *raw_id; /* the client's bytes */
     size_t raw_len;
     int64_t since; /* patches with a seq above this go out */
@@ -39,6 +40,8 @@ struct ds_grids {
     void *send_ctx;
     grid *grids;
     grids_stats stats;
+    grid_to *to; /* the subscribers of the message being sent */
+    size_t to_alloc;
 };
 
 ds_grids *grids_new(grid_send_fn send, void *ctx)
@@ -77,6 +80,7 @@ void grids_free(ds_grids *g)
         grid_free(x);
     }
     pthread_mutex_destroy(&g->lock);
+    free(g->to);
     free(g);
 }
 
@@ -162,11 +166,15 @@ static void put_id(ds_buf *b, const char *id, size_t len)
     jw_strn(&w, id, len);
 }
 
-static void snapshot_text(ds_buf *b, const grid *x, const grid_sub *s, const ds_model *m)
+/* Each message is HEAD + the subscriber's id + a tail the same for all. */
+static const char SNAPSHOT_HEAD[] = "{\"op\":\"snapshot\",\"id\":";
+static const char PATCH_HEAD[] = "{\"op\":\"patch\",\"id\":";
+static const char ERROR_HEAD[] = "{\"op\":\"error\",\"id\":";
+
+/* The grid's values at its seq: what follows the id in a snapshot. */
+static void snapshot_tail(ds_buf *b, const grid *x, const ds_model *m)
 {
     int scale = m->measures[x->spec.measure].scale;
-    ds_buf_puts(b, "{\"op\":\"snapshot\",\"id\":");
-    ds_buf_puts(b, s->id);
     ds_buf_printf(b, ",\"seq\":%lld,\"measure\":", (long long)x->seq);
     json_w w;
     jw_init(&w, b);
@@ -196,10 +204,8 @@ static void snapshot_text(ds_buf *b, const grid *x, const grid_sub *s, const ds_
     ds_buf_puts(b, "}");
 }
 
-static void error_text(ds_buf *b, const grid_sub *s, const ds_error *e)
+static void error_tail(ds_buf *b, const ds_error *e)
 {
-    ds_buf_puts(b, "{\"op\":\"error\",\"id\":");
-    ds_buf_puts(b, s->id);
     ds_buf_puts(b, ",");
     ds_buf tmp;
     ds_buf_init(&tmp, 1 << 16);
@@ -210,12 +216,23 @@ static void error_text(ds_buf *b, const grid_sub *s, const ds_error *e)
     ds_buf_free(&tmp);
 }
 
+/* The lock is held. */
+static void add_to(ds_grids *g, size_t *n, grid_sub *s)
+{
+    if (*n == g->to_alloc) {
+        g->to_alloc = g->to_alloc ? 2 * g->to_alloc : 64;
+        g->to = xrealloc(g->to, g->to_alloc * sizeof *g->to);
+    }
+    g->to[(*n)++] = (grid_to){s->conn, s, s->id, s->id_len};
+}
+
 static void send_snapshot(ds_grids *g, grid *x, grid_sub *s, const ds_model *m)
 {
     ds_buf b;
     ds_buf_init(&b, (size_t)1 << 30);
-    snapshot_text(&b, x, s, m);
-    g->send(g->send_ctx, s->conn, s, b.data, b.len, x->seq);
+    snapshot_tail(&b, x, m);
+    grid_to to = {s->conn, s, s->id, s->id_len};
+    g->send(g->send_ctx, &to, 1, SNAPSHOT_HEAD, sizeof SNAPSHOT_HEAD - 1, b.data, b.len, x->seq);
     g->stats.snapshots++;
     s->since = x->seq;
     ds_buf_free(&b);
@@ -254,13 +271,14 @@ static int refresh(grid *x, ds_engine *e, const ds_model *m, ds_buf *changed, ds
 static void end_subs(ds_grids *g, grid *x, const ds_error *e)
 {
     x->dead = true;
-    for (grid_sub *s = x->subs; s; s = s->next) {
-        ds_buf b;
-        ds_buf_init(&b, 1 << 16);
-        error_text(&b, s, e);
-        g->send(g->send_ctx, s->conn, s, b.data, b.len, x->seq);
-        ds_buf_free(&b);
-    }
+    size_t n = 0;
+    for (grid_sub *s = x->subs; s; s = s->next)
+        add_to(g, &n, s);
+    ds_buf b;
+    ds_buf_init(&b, 1 << 16);
+    error_tail(&b, e);
+    g->send(g->send_ctx, g->to, n, ERROR_HEAD, sizeof ERROR_HEAD - 1, b.data, b.len, x->seq);
+    ds_buf_free(&b);
 }
 
 static void unlink_grid(ds_grids *g, grid *x)
@@ -307,6 +325,7 @@ int grids_subscribe(ds_grids *g, const char *model, ds_engine *e, const ds_grid_
     ds_buf ib;
     ds_buf_init(&ib, id_len * 6 + 16);
     put_id(&ib, id, id_len);
+    s->id_len = ib.len;
     s->id = ds_buf_steal(&ib);
     s->raw_id = xstrndup(id, id_len);
     s->raw_len = id_len;
@@ -398,9 +417,9 @@ void grids_applied(ds_grids *g, const char *model, ds_engine *e, const engine_de
         return;
     const ds_model *m = engine_model_acquire(e);
     pthread_mutex_lock(&g->lock);
-    ds_buf changed, msg;
+    ds_buf changed, tail;
     ds_buf_init(&changed, (size_t)1 << 30);
-    ds_buf_init(&msg, (size_t)1 << 30);
+    ds_buf_init(&tail, (size_t)1 << 30);
     for (grid *x = g->grids, *nx; x; x = nx) {
         nx = x->next;
         if (strcmp(x->model, model) != 0)
@@ -419,21 +438,23 @@ void grids_applied(ds_grids *g, const char *model, ds_engine *e, const engine_de
         if (changed.len == 0)
             continue; /* the leaves changed, the grid's totals did not */
         g->stats.patches++;
+        size_t n = 0;
         for (grid_sub *s = x->subs; s; s = s->next) {
             if (x->seq <= s->since)
                 continue;
-            ds_buf_reset(&msg);
-            ds_buf_puts(&msg, "{\"op\":\"patch\",\"id\":");
-            ds_buf_puts(&msg, s->id);
-            ds_buf_printf(&msg, ",\"seq\":%lld,\"cells\":[", (long long)x->seq);
-            ds_buf_append(&msg, changed.data, changed.len);
-            ds_buf_puts(&msg, "]}");
-            g->send(g->send_ctx, s->conn, s, msg.data, msg.len, x->seq);
+            add_to(g, &n, s);
             s->since = x->seq;
         }
+        ds_buf_reset(&tail);
+        ds_buf_printf(&tail, ",\"seq\":%lld,\"cells\":[", (long long)x->seq);
+        ds_buf_append(&tail, changed.data, changed.len);
+        ds_buf_puts(&tail, "]}");
+        if (n)
+            g->send(g->send_ctx, g->to, n, PATCH_HEAD, sizeof PATCH_HEAD - 1, tail.data, tail.len,
+                    x->seq);
     }
     ds_buf_free(&changed);
-    ds_buf_free(&msg);
+    ds_buf_free(&tail);
     pthread_mutex_unlock(&g->lock);
     engine_model_release(e, m);
 }

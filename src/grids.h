@@ -9,12 +9,14 @@
  * (at that very seq: the writer applies nothing else meanwhile) and sends
  * the cells that differ.
  *
- * Messages (JSON text, one per call of the send function):
+ * Messages (JSON text):
  *   {"op":"snapshot","id":ID,"seq":N,"measure":M,"rows":[keys],
  *    "cols":[keys],"values":[[v,...],...]}
  *   {"op":"patch","id":ID,"seq":N,"cells":[[row,col,v],...]}
  *   {"op":"error","id":ID,"error":{...}}   (nothing follows; the handle
  *                                           stays valid until unsubscribed)
+ * A message goes to every subscriber it is for in one call of the send
+ * function: its text is the same for all of them but for the ID.
  * rows and cols index into the keys of the snapshot. Threads: any. */
 #ifndef DS_GRIDS_H
 #define DS_GRIDS_H
@@ -30,11 +32,20 @@
 typedef struct ds_grids ds_grids;
 typedef struct grid_sub grid_sub;
 
-/* Delivers text (len bytes, borrowed for the call) to a subscriber's
- * connection; seq is the message's seq; ctx is grids_new's. Called with
- * the hub's lock held: it must only queue. */
-typedef void (*grid_send_fn)(void *ctx, void *conn, grid_sub *sub, const char *text, size_t len,
-                             int64_t seq);
+/* One subscriber a message goes to: its connection, its handle, and its
+ * ID as a JSON string literal (quotes included). */
+typedef struct grid_to {
+    void *conn;
+    grid_sub *sub;
+    const char *id;
+    size_t id_len;
+} grid_to;
+
+/* Delivers one message to n subscribers: each gets head + its id + tail
+ * (all borrowed for the call); seq is the message's seq; ctx is
+ * grids_new's. Called with the hub's lock held: it must only queue. */
+typedef void (*grid_send_fn)(void *ctx, const grid_to *to, size_t n, const char *head,
+                             size_t head_len, const char *tail, size_t tail_len, int64_t seq);
 
 ds_grids *grids_new(grid_send_fn send, void *ctx);
 /* Frees every grid and subscription (after the connections are gone). */

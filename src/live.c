@@ -14,12 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
+
+#include "ws_out.h"
 
 /* One event as it is told at each detail (req_detail order: leaves,
  * totals, none); events read back from the response stream at a start
@@ -75,6 +79,7 @@ struct ds_live {
     ws_conn *conns;
     int64_t nws;
     ws_conn *adopted; /* handed over, not yet in the loop */
+    ws_conn *dirty;   /* connections with queued messages (linked by dirty_next) */
     /* credentials: the WebSocket loop re-checks its connections' keys */
     bool (*alive)(void *ctx, const char *key_id);
     void *alive_ctx;
@@ -671,15 +676,66 @@ void live_get_stats(ds_live *l, live_stats *s)
     pthread_mutex_unlock(&l->lock);
 }
 
-/* ---- WebSocket ------------------------------------------------------------- */
+/* ---- WebSocket -------------------------------------------------------------
+ * The WebSocket thread owns the connections. Server -> client data frames
+ * are framed here into each connection's ws_out and flushed with one send()
+ * per connection and pass; wslay reads the client's frames and answers
+ * pings and closes, its control frames going through the same ws_out (its
+ * send callback only appends), so the stream stays in order. Other threads
+ * queue text under l->lock (live_ws_send_many: one block per call, one
+ * message in it per connection, a connection with queued messages on the
+ * dirty list); the thread takes every dirty connection's messages in one
+ * lock per pass. */
+
+typedef struct out_block out_block;
+
+/* One queued message: block->head + id + block->tail. */
+typedef struct out_msg {
+    struct out_msg *next;
+    out_block *block;
+    void *sub; /* the grid subscription it belongs to, or NULL */
+    const char *id;
+    size_t id_len;
+} out_msg;
+
+/* The text of one live_ws_send_many() call and its messages, in one
+ * allocation; freed when the last message is framed or dropped (by the
+ * WebSocket thread: refs is its own once the block is queued). */
+struct out_block {
+    size_t refs;
+    const char *head, *tail;
+    size_t head_len, tail_len;
+    out_msg msgs[];
+};
+
+static size_t out_msg_len(const out_msg *m)
+{
+    return m->block->head_len + m->id_len + m->block->tail_len;
+}
+
+static void out_release(out_msg *m)
+{
+    out_block *b = m->block;
+    if (--b->refs == 0)
+        free(b);
+}
+
+static void out_release_all(out_msg *m)
+{
+    for (out_msg *next; m; m = next) {
+        next = m->next;
+        out_release(m);
+    }
+}
 
 struct ws_conn {
-    ws_conn *next;
+    ws_conn *next; /* in l->conns */
     ds_live *l;
     int fd;
     char *model;
-    int64_t cursor; /* last seq queued */
+    int64_t cursor; /* last seq framed */
     int64_t last_ping_ns;
+    int64_t linger_ns; /* since when it is closing or its client stopped sending; 0: not */
     wslay_event_context_ptr ctx;
     void (*done)(void *);
     void *done_arg;
@@ -689,20 +745,19 @@ struct ws_conn {
     size_t early_len, early_off;
     int detail;     /* of the change feed's events */
     bool grid_mode; /* it subscribed to grids: grid messages only, no feed */
-    /* messages other threads queued (grid snapshots and patches), under
-       l->lock, moved into wslay's queue by the WebSocket thread */
-    struct out_msg *out_head, *out_tail;
-    size_t out_bytes;
+    uint32_t armed; /* the epoll events asked for */
+    ws_out out;     /* framed, not yet sent */
+    /* queued by other threads, under l->lock */
+    out_msg *q_head, *q_tail;
+    size_t q_bytes;
+    bool dirty;          /* on l->dirty */
+    ws_conn *dirty_next; /* in l->dirty */
+    /* the WebSocket thread's: taken from the queue for this pass */
+    out_msg *taken;
+    size_t taken_bytes;
     void **behind; /* grid subscriptions whose messages were dropped */
     size_t nbehind, behind_alloc;
 };
-
-typedef struct out_msg {
-    struct out_msg *next;
-    void *sub; /* the grid subscription it belongs to, or NULL */
-    size_t len;
-    char text[];
-} out_msg;
 
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -727,17 +782,16 @@ static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     return r;
 }
 
+/* wslay's frames (pongs, pings, the close) join the data frames in the
+ * connection's buffer; ws_serve sends them. */
 static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                        void *user)
 {
+    (void)ctx;
+    (void)flags;
     ws_conn *c = user;
-    ssize_t r = send(c->fd, data, len, MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0));
-    if (r < 0) {
-        wslay_event_set_error(ctx, errno == EAGAIN || errno == EINTR ? WSLAY_ERR_WOULDBLOCK
-                                                                     : WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return r;
+    ws_out_raw(&c->out, data, len);
+    return (ssize_t)len;
 }
 
 /* Text from the client: grid subscriptions (the grid ops decide); pings
@@ -768,60 +822,84 @@ static void ws_close(ws_conn *c, uint16_t code, const char *reason)
     wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, strlen(reason));
 }
 
-/* Moves the messages other threads queued into wslay's queue; when they
- * pile up beyond max_ws_bytes, drops the grid messages and notes their
- * subscriptions: each gets a fresh snapshot once the queue drains. */
+/* No data frame may follow: a close was queued (by us, or by wslay
+ * answering the client's) or sending failed. */
+static bool ws_sending_over(ws_conn *c)
+{
+    return c->closing || wslay_event_get_close_received(c->ctx) ||
+           !wslay_event_get_write_enabled(c->ctx);
+}
+
+static void ws_frame_msg(ws_conn *c, const out_msg *m)
+{
+    ws_part parts[3] = {{m->block->head, m->block->head_len},
+                        {m->id, m->id_len},
+                        {m->block->tail, m->block->tail_len}};
+    ws_out_text(&c->out, parts, 3);
+}
+
+static bool is_behind(const ws_conn *c, const void *sub)
+{
+    for (size_t i = 0; i < c->nbehind; i++)
+        if (c->behind[i] == sub)
+            return true;
+    return false;
+}
+
+static void note_behind(ws_conn *c, void *sub)
+{
+    if (is_behind(c, sub))
+        return;
+    if (c->nbehind == c->behind_alloc) {
+        c->behind_alloc = c->behind_alloc ? 2 * c->behind_alloc : 8;
+        c->behind = xrealloc(c->behind, c->behind_alloc * sizeof *c->behind);
+    }
+    c->behind[c->nbehind++] = sub;
+}
+
+/* Frames the messages taken from the queue; when they would pile up
+ * beyond max_ws_bytes, drops the grid messages and notes their
+ * subscriptions: each gets a fresh snapshot once the buffer drains, and
+ * until then none of its messages (a patch after a gap is no use). */
 static void ws_take_out(ds_live *l, ws_conn *c)
 {
-    pthread_mutex_lock(&l->lock);
-    out_msg *m = c->out_head;
-    bool over = c->out_bytes + wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes;
-    c->out_head = c->out_tail = NULL;
-    c->out_bytes = 0;
-    pthread_mutex_unlock(&l->lock);
-    while (m) {
-        out_msg *next = m->next;
-        if (over && m->sub) {
-            size_t i = 0;
-            while (i < c->nbehind && c->behind[i] != m->sub)
-                i++;
-            if (i == c->nbehind) {
-                if (c->nbehind == c->behind_alloc) {
-                    c->behind_alloc = c->behind_alloc ? 2 * c->behind_alloc : 8;
-                    c->behind = xrealloc(c->behind, c->behind_alloc * sizeof *c->behind);
-                }
-                c->behind[c->nbehind++] = m->sub;
-            }
-        } else {
-            struct wslay_event_msg wm = {WSLAY_TEXT_FRAME, (const uint8_t *)m->text, m->len};
-            wslay_event_queue_msg(c->ctx, &wm);
+    out_msg *m = c->taken;
+    bool over = m && c->taken_bytes + ws_out_pending(&c->out) > l->o.max_ws_bytes;
+    bool dropped = false, sending = !ws_sending_over(c);
+    c->taken = NULL;
+    c->taken_bytes = 0;
+    for (out_msg *next; m; m = next) {
+        next = m->next;
+        if (m->sub && (over || is_behind(c, m->sub))) {
+            note_behind(c, m->sub);
+            dropped = true;
+        } else if (sending) {
+            ws_frame_msg(c, m);
         }
-        free(m);
-        m = next;
+        out_release(m);
     }
-    if (over) {
+    if (dropped) {
         pthread_mutex_lock(&l->lock);
         l->cut_off++;
         pthread_mutex_unlock(&l->lock);
     }
-    /* the queue drained: a fresh snapshot for each one that fell behind */
-    if (c->nbehind && !over && wslay_event_get_queued_msg_length(c->ctx) == 0 &&
-        l->grid_ops.resnapshot) {
-        size_t n = c->nbehind;
-        c->nbehind = 0;
-        for (size_t i = 0; i < n; i++)
-            l->grid_ops.resnapshot(l->grid_ctx, (live_conn *)c, c->behind[i]);
-    }
 }
 
-/* Queues the events after the cursor; cuts off a subscriber that lags. */
+/* Once everything unsent went out: a fresh snapshot for each subscription
+ * that fell behind (its message is queued, and framed next pass). */
+static void ws_ask_snapshots(ds_live *l, ws_conn *c)
+{
+    if (c->nbehind == 0 || ws_out_pending(&c->out) || ws_sending_over(c) || !l->grid_ops.resnapshot)
+        return;
+    size_t n = c->nbehind;
+    c->nbehind = 0;
+    for (size_t i = 0; i < n; i++)
+        l->grid_ops.resnapshot(l->grid_ctx, (live_conn *)c, c->behind[i]);
+}
+
+/* Frames the events after the cursor; cuts off a subscriber that lags. */
 static void ws_feed(ds_live *l, ws_conn *c)
 {
-    if (c->closing)
-        return;
-    ws_take_out(l, c);
-    if (c->grid_mode)
-        return;
     pthread_mutex_lock(&l->lock);
     feed *f = find_feed(l, c->model, false);
     size_t lag = 0;
@@ -833,16 +911,15 @@ static void ws_feed(ds_live *l, ws_conn *c)
         lag = f->count - i;
         for (; i < f->count && !gone; i++) {
             event *e = event_at(f, i);
-            size_t len;
-            const char *json = event_json(e, c->detail, &len);
-            struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)json, len};
-            wslay_event_queue_msg(c->ctx, &m);
+            ws_part p;
+            p.p = event_json(e, c->detail, &p.len);
+            ws_out_text(&c->out, &p, 1);
             c->cursor = e->seq;
-            if (wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes)
+            if (ws_out_pending(&c->out) > l->o.max_ws_bytes)
                 break;
         }
     }
-    bool slow = wslay_event_get_queued_msg_length(c->ctx) > l->o.max_ws_bytes || lag > l->o.max_lag;
+    bool slow = ws_out_pending(&c->out) > l->o.max_ws_bytes || lag > l->o.max_lag;
     if (slow || gone)
         l->cut_off++;
     pthread_mutex_unlock(&l->lock);
@@ -852,22 +929,34 @@ static void ws_feed(ds_live *l, ws_conn *c)
         ws_close(c, 1008, "too slow: the subscriber fell behind the change feed");
 }
 
-static void ws_arm(ds_live *l, ws_conn *c, int op)
+/* Asks epoll for what the connection waits for, when that changed. */
+static void ws_arm(ds_live *l, ws_conn *c, bool in, bool out)
 {
-    struct epoll_event ev = {.data.ptr = c, .events = EPOLLIN | EPOLLRDHUP};
-    if (wslay_event_want_write(c->ctx))
-        ev.events |= EPOLLOUT;
-    epoll_ctl(l->epfd, op, c->fd, &ev);
+    uint32_t want = (in ? EPOLLIN | EPOLLRDHUP : 0) | (out ? EPOLLOUT : 0);
+    if (want == c->armed)
+        return;
+    struct epoll_event ev = {.data.ptr = c, .events = want};
+    epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->armed = want;
 }
 
 static void ws_free(ds_live *l, ws_conn *c)
 {
     if (l->grid_ops.closed) /* no grid message is queued for it after this */
         l->grid_ops.closed(l->grid_ctx, (live_conn *)c);
-    for (out_msg *m = c->out_head, *n; m; m = n) {
-        n = m->next;
-        free(m);
-    }
+    pthread_mutex_lock(&l->lock);
+    out_msg *q = c->q_head;
+    c->q_head = c->q_tail = NULL;
+    if (c->dirty)
+        for (ws_conn **p = &l->dirty; *p; p = &(*p)->dirty_next)
+            if (*p == c) {
+                *p = c->dirty_next;
+                break;
+            }
+    pthread_mutex_unlock(&l->lock);
+    out_release_all(q);
+    out_release_all(c->taken);
+    ws_out_free(&c->out);
     free(c->behind);
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     wslay_event_context_free(c->ctx);
@@ -891,7 +980,9 @@ static void ws_take_adopted(ds_live *l)
         ws_conn *next = a->next;
         a->next = l->conns;
         l->conns = a;
-        ws_arm(l, a, EPOLL_CTL_ADD);
+        a->armed = EPOLLIN | EPOLLRDHUP;
+        struct epoll_event ev = {.data.ptr = a, .events = a->armed};
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, a->fd, &ev);
         /* bytes that came with the handshake: no epoll event announces them */
         if (a->early_len && wslay_event_recv(a->ctx) != 0)
             wslay_event_shutdown_read(a->ctx);
@@ -902,32 +993,88 @@ static void ws_take_adopted(ds_live *l)
     }
 }
 
-/* One pass over every connection: queue new events, send, drop the dead. */
+/* One connection's turn in a pass: frame what is new, send it, ask epoll
+ * for what it waits for. False when the connection is over. */
+static bool ws_serve(ds_live *l, ws_conn *c, int64_t now, bool check)
+{
+    if (check && !l->alive(l->alive_ctx, c->key_id))
+        ws_close(c, 1008, "the API key was revoked");
+    ws_take_out(l, c);
+    if (!c->grid_mode && !ws_sending_over(c))
+        ws_feed(l, c);
+    if (now - c->last_ping_ns > (int64_t)l->o.ping_ms * 1000000) {
+        struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+        wslay_event_queue_msg(c->ctx, &ping);
+        c->last_ping_ns = now;
+    }
+    if (wslay_event_send(c->ctx) != 0)
+        return false;
+    if (ws_out_pending(&c->out) && ws_out_flush(&c->out, c->fd) < 0)
+        return false;
+    ws_ask_snapshots(l, c);
+    size_t left = ws_out_pending(&c->out);
+    if (left > 2 * l->o.max_ws_bytes) {
+        /* grid messages beyond max_ws_bytes are dropped and the feed's cut
+           off: only a client that sends (pings, messages) and reads none of
+           the answers gets here */
+        pthread_mutex_lock(&l->lock);
+        l->cut_off++;
+        pthread_mutex_unlock(&l->lock);
+        return false;
+    }
+    bool reading = wslay_event_want_read(c->ctx);
+    if (!reading && !wslay_event_want_write(c->ctx) && left == 0)
+        return false;
+    if ((c->closing || !reading) && c->linger_ns == 0)
+        c->linger_ns = now;
+    if (c->linger_ns && now - c->linger_ns > (int64_t)LIVE_WS_LINGER_MS * 1000000)
+        return false;
+    ws_arm(l, c, reading, left > 0);
+    return true;
+}
+
+/* One pass over every connection: take what other threads queued (one
+ * lock), frame, send, drop the dead. */
 static void ws_service(ds_live *l, int64_t now)
 {
     pthread_mutex_lock(&l->lock);
     bool check = l->auth_check && l->alive;
     l->auth_check = false;
+    for (ws_conn *c = l->dirty; c; c = c->dirty_next) {
+        c->dirty = false;
+        c->taken = c->q_head; /* ws_take_out consumed the last pass's */
+        c->taken_bytes = c->q_bytes;
+        c->q_head = c->q_tail = NULL;
+        c->q_bytes = 0;
+    }
+    l->dirty = NULL;
     pthread_mutex_unlock(&l->lock);
     for (ws_conn **pp = &l->conns; *pp;) {
         ws_conn *c = *pp;
-        if (check && !l->alive(l->alive_ctx, c->key_id))
-            ws_close(c, 1008, "the API key was revoked");
-        ws_feed(l, c);
-        if (now - c->last_ping_ns > (int64_t)l->o.ping_ms * 1000000) {
-            struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
-            wslay_event_queue_msg(c->ctx, &ping);
-            c->last_ping_ns = now;
-        }
-        if (wslay_event_send(c->ctx) != 0 ||
-            (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx))) {
+        if (!ws_serve(l, c, now, check)) {
             *pp = c->next;
             ws_free(l, c);
             continue;
         }
-        ws_arm(l, c, EPOLL_CTL_MOD);
         pp = &c->next;
     }
+}
+
+/* Pacing: after a pass the loop rests LIVE_WS_PACE times as long as the
+ * pass took (at most LIVE_WS_PACE_MAX_MS) before the next one. Under load,
+ * what is queued meanwhile leaves in fewer, larger writes (a pass over
+ * 1,000 grid subscribers is a send() each, whether it carries one patch or
+ * five), and the loop spends at most 1 / (LIVE_WS_PACE + 1) of its time in
+ * passes; after a quiet spell a message goes at once. */
+enum { LIVE_WS_PACE = 4, LIVE_WS_PACE_MAX_MS = 20 };
+
+static void ws_rest_until(int64_t until_ns)
+{
+    int64_t left = until_ns - ds_now_ns();
+    if (left <= 0)
+        return;
+    struct timespec t = {left / 1000000000, left % 1000000000};
+    nanosleep(&t, NULL);
 }
 
 static void *ws_main(void *arg)
@@ -935,6 +1082,7 @@ static void *ws_main(void *arg)
     ds_thread_name("ds-websocket");
     ds_live *l = arg;
     struct epoll_event evs[64];
+    int64_t rest_until = 0;
     for (;;) {
         int n = epoll_wait(l->epfd, evs, 64, 1000);
         pthread_mutex_lock(&l->lock);
@@ -953,15 +1101,16 @@ static void *ws_main(void *arg)
             }
             ws_conn *c = evs[i].data.ptr;
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                if (wslay_event_recv(c->ctx) != 0)
+                if (wslay_event_want_read(c->ctx) && wslay_event_recv(c->ctx) != 0)
                     wslay_event_shutdown_read(c->ctx);
         }
         ws_take_adopted(l);
         if (stop) {
-            for (ws_conn *c = l->conns; c; c = c->next)
+            for (ws_conn *c = l->conns; c; c = c->next) {
                 ws_close(c, 1001, "the server is shutting down");
-            for (ws_conn *c = l->conns; c; c = c->next)
                 wslay_event_send(c->ctx);
+                ws_out_flush(&c->out, c->fd);
+            }
             while (l->conns) {
                 ws_conn *c = l->conns;
                 l->conns = c->next;
@@ -969,7 +1118,12 @@ static void *ws_main(void *arg)
             }
             return NULL;
         }
-        ws_service(l, ds_now_ns());
+        ws_rest_until(rest_until);
+        int64_t start = ds_now_ns();
+        ws_service(l, start);
+        int64_t took = ds_now_ns() - start;
+        int64_t most = (int64_t)LIVE_WS_PACE_MAX_MS * 1000000;
+        rest_until = start + took + (LIVE_WS_PACE * took < most ? LIVE_WS_PACE * took : most);
     }
 }
 
@@ -982,6 +1136,10 @@ void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, cons
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0)
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    /* each pass sends a connection's frames in one write: no delay for
+       them (fails harmlessly on a socket that is not TCP) */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->l = l;
     c->fd = fd;
     c->model = xstrdup(model);
@@ -1014,23 +1172,92 @@ void live_set_grid_ops(ds_live *l, const live_grid_ops *ops, void *ctx)
     pthread_mutex_unlock(&l->lock);
 }
 
-void live_ws_send(ds_live *l, live_conn *conn, void *sub, const char *text, size_t len)
+void live_ws_send_many(ds_live *l, const live_ws_to *to, size_t n, const char *head,
+                       size_t head_len, const char *tail, size_t tail_len)
 {
-    ws_conn *c = (ws_conn *)conn;
-    out_msg *m = xmalloc(sizeof *m + len);
-    m->next = NULL;
-    m->sub = sub;
-    m->len = len;
-    memcpy(m->text, text, len);
+    if (n == 0)
+        return;
+    size_t ids = 0;
+    for (size_t i = 0; i < n; i++)
+        ids += to[i].id_len;
+    out_block *b = xmalloc(sizeof *b + n * sizeof *b->msgs + head_len + tail_len + ids);
+    char *p = (char *)&b->msgs[n];
+    b->refs = n;
+    b->head = p;
+    b->head_len = head_len;
+    if (head_len)
+        memcpy(p, head, head_len);
+    p += head_len;
+    b->tail = p;
+    b->tail_len = tail_len;
+    if (tail_len)
+        memcpy(p, tail, tail_len);
+    p += tail_len;
+    for (size_t i = 0; i < n; i++) {
+        out_msg *m = &b->msgs[i];
+        m->next = NULL;
+        m->block = b;
+        m->sub = to[i].sub;
+        m->id = p;
+        m->id_len = to[i].id_len;
+        if (m->id_len)
+            memcpy(p, to[i].id, m->id_len);
+        p += to[i].id_len;
+    }
     pthread_mutex_lock(&l->lock);
-    if (c->out_tail)
-        c->out_tail->next = m;
-    else
-        c->out_head = m;
-    c->out_tail = m;
-    c->out_bytes += len;
+    for (size_t i = 0; i < n; i++) {
+        ws_conn *c = (ws_conn *)to[i].conn;
+        out_msg *m = &b->msgs[i];
+        if (c->q_tail)
+            c->q_tail->next = m;
+        else
+            c->q_head = m;
+        c->q_tail = m;
+        c->q_bytes += out_msg_len(m);
+        if (!c->dirty) {
+            c->dirty = true;
+            c->dirty_next = l->dirty;
+            l->dirty = c;
+        }
+    }
     pthread_mutex_unlock(&l->lock);
     wake_ws_loop(l);
+}
+
+void live_ws_send(ds_live *l, live_conn *conn, void *sub, const char *text, size_t len)
+{
+    live_ws_to to = {conn, sub, NULL, 0};
+    live_ws_send_many(l, &to, 1, text, len, NULL, 0);
+}
+
+void live_ws_forget(ds_live *l, live_conn *conn, void *sub)
+{
+    ws_conn *c = (ws_conn *)conn;
+    for (size_t i = 0; i < c->nbehind; i++)
+        if (c->behind[i] == sub) {
+            c->behind[i] = c->behind[--c->nbehind];
+            break;
+        }
+    out_msg *gone = NULL;
+    pthread_mutex_lock(&l->lock);
+    out_msg *keep = NULL, **tail = &keep;
+    c->q_tail = NULL;
+    for (out_msg *m = c->q_head, *next; m; m = next) {
+        next = m->next;
+        if (m->sub == sub) {
+            c->q_bytes -= out_msg_len(m);
+            m->next = gone;
+            gone = m;
+        } else {
+            *tail = m;
+            tail = &m->next;
+            c->q_tail = m;
+        }
+    }
+    *tail = NULL;
+    c->q_head = keep;
+    pthread_mutex_unlock(&l->lock);
+    out_release_all(gone);
 }
 
 void live_ws_grid_mode(live_conn *conn)

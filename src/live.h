@@ -137,14 +137,26 @@ void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, cons
 /* ---- grid subscriptions on a WebSocket ---------------------------------------
  * A client sends text messages ({"op": "subscribe", ...}); the grid ops
  * (the HTTP layer, which knows the models) handle them and answer through
- * live_ws_send(), from any thread. A connection that subscribes to a grid
- * is put in grid mode (live_ws_grid_mode): from then on it gets its grid
- * messages only, not the change feed. When a connection's queue passes
- * max_ws_bytes, its queued grid messages are dropped and, once it has
- * drained, resnapshot() is asked for each subscription that lost some. */
+ * live_ws_send() or live_ws_send_many(), from any thread. A connection that
+ * subscribes to a grid is put in grid mode (live_ws_grid_mode): from then on
+ * it gets its grid messages only, not the change feed.
+ *
+ * Messages queued for a connection are framed and sent by the WebSocket
+ * thread, in the order queued, everything a connection has at once in one
+ * write. When what is queued and unsent for a connection would pass
+ * max_ws_bytes, its queued grid messages are dropped and, once its unsent
+ * bytes are all out, resnapshot() is asked for each subscription that lost
+ * some (a change-feed connection that far behind is closed with 1008
+ * instead). A connection with more than twice max_ws_bytes unsent (a
+ * client that keeps sending and reads none of the answers) is dropped, as
+ * is one that has not finished closing LIVE_WS_LINGER_MS after it began
+ * (or after its client stopped sending). */
 
 /* Bytes in one message a client may send. */
 #define LIVE_WS_MSG_MAX 65536
+/* How long a connection may take to finish closing (a client that reads
+ * no more cannot hold it open). */
+enum { LIVE_WS_LINGER_MS = 10000 };
 
 typedef struct live_conn live_conn; /* a WebSocket connection (opaque) */
 
@@ -156,8 +168,27 @@ typedef struct live_grid_ops {
 
 /* Sets the ops (before any WebSocket is adopted). */
 void live_set_grid_ops(ds_live *l, const live_grid_ops *ops, void *ctx);
-/* Queues text for c (copied); sub names the grid subscription it is for. */
+/* Queues text for c (copied); sub names the grid subscription it is for
+ * (NULL: none; such a message is never dropped). */
 void live_ws_send(ds_live *l, live_conn *c, void *sub, const char *text, size_t len);
+
+/* One destination of live_ws_send_many: a connection, the subscription
+ * the message is for, and the part of the text that is its own. */
+typedef struct live_ws_to {
+    live_conn *conn;
+    void *sub;
+    const char *id;
+    size_t id_len;
+} live_ws_to;
+/* Queues head + to[i].id + tail for each of the n destinations (all
+ * copied, the shared text once), with one lock and one wake-up of the
+ * WebSocket thread for all of them. */
+void live_ws_send_many(ds_live *l, const live_ws_to *to, size_t n, const char *head,
+                       size_t head_len, const char *tail, size_t tail_len);
+/* Only on the WebSocket thread, once sub has ended (no message for it is
+ * queued after this call began): drops its queued messages and any fresh
+ * snapshot owed to it, so sub is never handed to resnapshot() again. */
+void live_ws_forget(ds_live *l, live_conn *c, void *sub);
 /* Only on the WebSocket thread (from the message op). */
 void live_ws_grid_mode(live_conn *c);
 /* The API key id c was opened with. */

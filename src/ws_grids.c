@@ -14,11 +14,19 @@
 /* The longest id a client may give a subscription. */
 #define GRID_ID_MAX 128
 
-void ws_grids_send(void *ctx, void *conn, grid_sub *sub, const char *text, size_t len, int64_t seq)
+void ws_grids_send(void *ctx, const grid_to *to, size_t n, const char *head, size_t head_len,
+                   const char *tail, size_t tail_len, int64_t seq)
 {
     (void)seq;
     ds_server *srv = ctx;
-    live_ws_send(srv->live, conn, sub, text, len);
+    enum { CHUNK = 64 };
+    live_ws_to lt[CHUNK];
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t k = n - i < CHUNK ? n - i : CHUNK;
+        for (size_t j = 0; j < k; j++)
+            lt[j] = (live_ws_to){to[i + j].conn, to[i + j].sub, to[i + j].id, to[i + j].id_len};
+        live_ws_send_many(srv->live, lt, k, head, head_len, tail, tail_len);
+    }
 }
 
 static void send_error(ds_server *srv, live_conn *c, const char *id, size_t id_len,
@@ -122,9 +130,10 @@ static void on_message(void *ctx, live_conn *c, const char *model, const char *t
         rc = subscribe(srv, c, model, root, id, id_len, &err);
     } else if (rc == 0 && op_len == 11 && memcmp(op, "unsubscribe", 11) == 0) {
         grid_sub *sub = grids_find(srv->grids, c, id, id_len);
-        if (sub)
+        if (sub) {
             grids_unsubscribe(srv->grids, sub);
-        else
+            live_ws_forget(srv->live, c, sub); /* compares the pointer only */
+        } else
             rc = ds_fail(&err, DS_NOT_FOUND, "id", "this connection has no subscription '%.*s'",
                          (int)(id_len > 128 ? 128 : id_len), id);
     } else if (rc == 0) {

@@ -19,6 +19,7 @@
 /* Sets the live feed's grid ops (after srv->live and srv->grids exist). */
 void ws_grids_attach(ds_server *srv);
 /* The hub's send function (ctx: the ds_server). */
-void ws_grids_send(void *ctx, void *conn, grid_sub *sub, const char *text, size_t len, int64_t seq);
+void ws_grids_send(void *ctx, const grid_to *to, size_t n, const char *head, size_t head_len,
+                   const char *tail, size_t tail_len, int64_t seq);
 
 #endif

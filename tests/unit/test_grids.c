@@ -23,6 +23,7 @@ typedef struct sub_state {
     bool ended;
     grid_sub *h;
     int scale;
+    char id[16];
 } sub_state;
 
 static ds_i128 number(json_val *v, int scale)
@@ -36,16 +37,15 @@ static ds_i128 number(json_val *v, int scale)
 }
 
 /* Applies one message to the subscriber's copy. */
-static void on_send(void *ctx, void *conn, grid_sub *sub, const char *text, size_t len, int64_t seq)
+static void on_message(sub_state *st, const char *text, size_t len, int64_t seq)
 {
-    (void)ctx;
-    (void)sub;
-    sub_state *st = conn;
     json_val *root;
     ds_error e;
     ck_assert_msg(json_parse(text, len, NULL, &root, &e) == 0, "%.*s", (int)len, text);
     size_t n;
     const char *op = json_str(json_get(root, "op"), &n);
+    const char *id = json_str(json_get(root, "id"), &n);
+    ck_assert_msg(id && n == strlen(st->id) && memcmp(id, st->id, n) == 0, "%.*s", (int)len, text);
     if (strcmp(op, "error") == 0) {
         st->ended = true;
         json_free(root);
@@ -76,6 +76,25 @@ static void on_send(void *ctx, void *conn, grid_sub *sub, const char *text, size
     }
     st->seq = mseq;
     json_free(root);
+}
+
+/* A message to several subscribers: each gets head + its id + tail. */
+static void on_send(void *ctx, const grid_to *to, size_t n, const char *head, size_t head_len,
+                    const char *tail, size_t tail_len, int64_t seq)
+{
+    (void)ctx;
+    ds_buf b;
+    ds_buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < n; i++) {
+        ds_buf_reset(&b);
+        ds_buf_append(&b, head, head_len);
+        ds_buf_append(&b, to[i].id, to[i].id_len);
+        ds_buf_append(&b, tail, tail_len);
+        sub_state *st = to[i].conn;
+        ck_assert(to[i].sub == st->h || st->h == NULL); /* NULL: still subscribing */
+        on_message(st, b.data, b.len, seq);
+    }
+    ds_buf_free(&b);
 }
 
 static void pick_members(const ds_dim *d, fx_rng *r, int32_t *out, size_t n)
@@ -122,9 +141,9 @@ START_TEST(patches_equal_fresh_reads)
         x->scale = m->measures[x->spec.measure].scale;
         x->seq = -1;
         ds_error err;
-        char id[16];
-        snprintf(id, sizeof id, "g%d", i);
-        ck_assert(grids_subscribe(g, DEMO_MODEL, e, &x->spec, x, id, strlen(id), &x->h, &err) == 0);
+        snprintf(x->id, sizeof x->id, "g%d", i);
+        ck_assert(
+            grids_subscribe(g, DEMO_MODEL, e, &x->spec, x, x->id, strlen(x->id), &x->h, &err) == 0);
         ck_assert_int_eq(x->snapshots, 1);
     }
     engine_model_release(e, m);

@@ -1,10 +1,17 @@
 /* Unit tests for live.c's waiters and the clients that hang up: a waiter
  * that names its client's socket is woken (hung_up) once the peer closes
  * or shuts down its sending side, and only then; waiters without a socket,
- * or whose peer stays, wait for their event or deadline as before. Sockets
- * are socketpairs; every wait is for a condition, with a deadline. */
+ * or whose peer stays, wait for their event or deadline as before. And the
+ * WebSocket output of grid subscriptions: a subscriber that stops reading
+ * loses its queued messages past max_ws_bytes, gets none until it has read
+ * what was sent, then a fresh snapshot (asked of the grid ops), while one
+ * that reads gets every message in order. Sockets are socketpairs; every
+ * wait is for a condition, with a deadline. */
 #include <check.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -149,6 +156,212 @@ START_TEST(a_cancelled_waiter_is_not_woken_by_its_socket)
 }
 END_TEST
 
+/* ---- WebSocket grid output ---------------------------------------------- */
+
+typedef struct ws_state {
+    ds_live *l;
+    live_conn *conn[2]; /* by the letter the client sent: 'a', 'b' */
+    int resnapshots[2];
+    void *resnapshot_sub;
+    int done[2];
+} ws_state;
+
+static int sub_a, sub_b; /* stand for two grid subscriptions */
+
+static int conn_index(ws_state *st, live_conn *c)
+{
+    return c == st->conn[0] ? 0 : c == st->conn[1] ? 1 : -1;
+}
+
+static void on_ws_message(void *ctx, live_conn *c, const char *model, const char *text, size_t len)
+{
+    (void)model;
+    ws_state *st = ctx;
+    ck_assert_uint_eq(len, 1);
+    live_ws_grid_mode(c);
+    pthread_mutex_lock(&P.lock);
+    st->conn[text[0] == 'a' ? 0 : 1] = c;
+    P.woken++;
+    pthread_cond_broadcast(&P.cond);
+    pthread_mutex_unlock(&P.lock);
+}
+
+static void on_ws_closed(void *ctx, live_conn *c)
+{
+    (void)ctx;
+    (void)c;
+}
+
+/* As the grid hub does: a fresh snapshot for the subscription. */
+static void on_resnapshot(void *ctx, live_conn *c, void *sub)
+{
+    ws_state *st = ctx;
+    pthread_mutex_lock(&P.lock);
+    int i = conn_index(st, c);
+    ck_assert_int_ge(i, 0);
+    st->resnapshots[i]++;
+    st->resnapshot_sub = sub;
+    pthread_mutex_unlock(&P.lock);
+    live_ws_send(st->l, c, sub, "snapshot", 8);
+}
+
+static void on_ws_done(void *arg)
+{
+    int *flag = arg;
+    pthread_mutex_lock(&P.lock);
+    (*flag)++;
+    pthread_mutex_unlock(&P.lock);
+}
+
+/* The client's side of a WebSocket: bytes read, not yet parsed. */
+typedef struct ws_client {
+    int fd;
+    uint8_t buf[1 << 16];
+    size_t len;
+} ws_client;
+
+/* The next text frame's payload (NUL-terminated, at most cap - 1 bytes),
+ * waiting at most 10 s; false when none came. */
+static bool next_text(ws_client *cl, char *out, size_t cap)
+{
+    int64_t end = ds_now_ns() + 10 * 1000000000LL;
+    for (;;) {
+        if (cl->len >= 2) {
+            ck_assert_int_eq(cl->buf[1] & 0x80, 0); /* a server's frames are unmasked */
+            size_t h = 2, n = cl->buf[1] & 0x7f;
+            ck_assert_uint_lt(n, 127);
+            if (n == 126 && cl->len >= 4) {
+                n = (size_t)cl->buf[2] << 8 | cl->buf[3];
+                h = 4;
+            }
+            if ((h == 4 || cl->buf[1] < 126) && cl->len >= h + n) {
+                ck_assert_int_eq(cl->buf[0], 0x81); /* a whole text frame */
+                ck_assert_uint_lt(n, cap);
+                memcpy(out, cl->buf + h, n);
+                out[n] = 0;
+                memmove(cl->buf, cl->buf + h + n, cl->len - h - n);
+                cl->len -= h + n;
+                return true;
+            }
+        }
+        int left_ms = (int)((end - ds_now_ns()) / 1000000);
+        if (left_ms <= 0)
+            return false;
+        struct pollfd pf = {cl->fd, POLLIN, 0};
+        if (poll(&pf, 1, left_ms) <= 0)
+            continue;
+        ssize_t r = read(cl->fd, cl->buf + cl->len, sizeof cl->buf - cl->len);
+        ck_assert_int_gt(r, 0);
+        cl->len += (size_t)r;
+    }
+}
+
+/* A masked (with key 0) text frame from the client. */
+static void client_send(int fd, char letter)
+{
+    uint8_t f[7] = {0x81, 0x81, 0, 0, 0, 0, (uint8_t)letter};
+    ck_assert_int_eq(write(fd, f, sizeof f), (ssize_t)sizeof f);
+}
+
+START_TEST(a_grid_subscriber_that_stops_reading_gets_a_fresh_snapshot_others_every_patch)
+{
+    enum { N = 600, MSG = 1000 };
+    live_opts o;
+    live_opts_default(&o);
+    o.max_ws_bytes = 64 << 10;
+    o.ping_ms = 600000;
+    ds_live *l = live_new(&o);
+    live_set_seq(l, "m", 0);
+    static ws_state st; /* the WebSocket thread uses it until live_free */
+    memset(&st, 0, sizeof st);
+    st.l = l;
+    live_grid_ops ops = {on_ws_message, on_ws_closed, on_resnapshot};
+    live_set_grid_ops(l, &ops, &st);
+    static ws_client cl[2];
+    for (int i = 0; i < 2; i++) {
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        int small = 4096;
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].fd = sv[1];
+        int64_t count;
+        ck_assert(live_subscribe(l, "m", &count));
+        live_ws_adopt(l, sv[0], NULL, 0, "m", 0, 0, "", on_ws_done, &st.done[i]);
+        client_send(sv[1], i == 0 ? 'a' : 'b');
+    }
+    int64_t end = ds_now_ns() + 10 * 1000000000LL;
+    pthread_mutex_lock(&P.lock);
+    while ((!st.conn[0] || !st.conn[1]) && ds_now_ns() < end) {
+        pthread_mutex_unlock(&P.lock);
+        usleep(1000);
+        pthread_mutex_lock(&P.lock);
+    }
+    pthread_mutex_unlock(&P.lock);
+    ck_assert(st.conn[0] && st.conn[1]);
+
+    /* N messages of MSG bytes to both; b reads as they come, a reads nothing */
+    char *text = malloc(MSG + 1), *got = malloc(MSG + 1);
+    memset(text, '.', MSG);
+    text[MSG] = 0;
+    int b_next = 0;
+    for (int i = 0; i < N; i++) {
+        char head[8];
+        snprintf(head, sizeof head, "m%05d", i);
+        memcpy(text, head, 6);
+        live_ws_send(l, st.conn[0], &sub_a, text, MSG);
+        live_ws_send(l, st.conn[1], &sub_b, text, MSG);
+        if (i % 10 == 9)
+            for (; b_next <= i; b_next++) {
+                ck_assert(next_text(&cl[1], got, MSG + 1));
+                ck_assert_int_eq(atoi(got + 1), b_next);
+                ck_assert_uint_eq(strlen(got), MSG);
+            }
+    }
+    live_stats ls;
+    live_get_stats(l, &ls);
+    ck_assert_int_ge(ls.cut_off, 1);
+    pthread_mutex_lock(&P.lock);
+    ck_assert_int_eq(st.resnapshots[0], 0); /* a has not read what was sent */
+    pthread_mutex_unlock(&P.lock);
+
+    /* a reads: the messages that fit, in order, with a gap; then the snapshot */
+    int a_got = 0, last = -1;
+    for (;;) {
+        ck_assert(next_text(&cl[0], got, MSG + 1));
+        if (strcmp(got, "snapshot") == 0)
+            break;
+        int k = atoi(got + 1);
+        ck_assert_int_eq(k, last + 1); /* a prefix: nothing after the gap */
+        last = k;
+        a_got++;
+    }
+    ck_assert_int_lt(a_got, N);
+    ck_assert_int_gt(a_got, 0);
+    pthread_mutex_lock(&P.lock);
+    ck_assert_int_eq(st.resnapshots[0], 1);
+    ck_assert_int_eq(st.resnapshots[1], 0);
+    ck_assert_ptr_eq(st.resnapshot_sub, &sub_a);
+    pthread_mutex_unlock(&P.lock);
+    /* caught up: its messages flow again, and b's never stopped */
+    memcpy(text, "m99999", 6);
+    live_ws_send(l, st.conn[0], &sub_a, text, MSG);
+    live_ws_send(l, st.conn[1], &sub_b, text, MSG);
+    for (int i = 0; i < 2; i++) {
+        ck_assert(next_text(&cl[i], got, MSG + 1));
+        ck_assert_int_eq(atoi(got + 1), 99999);
+    }
+    live_free(l);
+    ck_assert_int_eq(st.done[0], 1);
+    ck_assert_int_eq(st.done[1], 1);
+    for (int i = 0; i < 2; i++)
+        close(cl[i].fd);
+    free(text);
+    free(got);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("live");
@@ -156,6 +369,8 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, a_waiter_whose_client_closes_is_woken_hung_up);
     tcase_add_test(tc, a_cancelled_waiter_is_not_woken_by_its_socket);
+    tcase_add_test(tc,
+                   a_grid_subscriber_that_stops_reading_gets_a_fresh_snapshot_others_every_patch);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
