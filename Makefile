@@ -38,6 +38,14 @@ CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Isrc -isystem $(DUCKDB_
 CFLAGS += $(WARN) $(OPT) -MMD -MP
 LDFLAGS += $(OPT) -L$(DUCKDB_DIR) -Wl,-rpath,$(DUCKDB_DIR)
 LDLIBS += -lduckdb $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lpthread -lm
+# The server's allocator is jemalloc (Debian's libjemalloc-dev): with
+# glibc's, malloc was a quarter of the writer thread's time (its per-thread
+# heaps grown and trimmed again with every batch), and the server spent
+# 25% more CPU per edit. Not in the sanitizer builds: their runtimes bring
+# their own allocator.
+ifeq ($(SANITIZE),)
+BIN_LIBS := -ljemalloc
+endif
 
 SRC := $(wildcard src/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC)))
@@ -123,7 +131,7 @@ $(BUILD)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 
 $(BIN): $(MAIN_OBJ) $(LIB_OBJ)
 	$(say) "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(BIN_LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(UNIT_LIB_OBJ) $(LIB_OBJ)
 	$(say) "  LD      $@"

@@ -94,7 +94,10 @@ size_t ds_utf8_len(const unsigned char *s, size_t n);
 
 /* Keeps large freed blocks in the process instead of returning them to the
  * kernel, so per-command arrays of millions of cells do not pay page
- * faults every time (they dominated a 1M-leaf spread). Call once at start. */
+ * faults every time (they dominated a 1M-leaf spread). Call once at start.
+ * For glibc's malloc (tests, benchmarks, the sanitizer builds); the server
+ * links jemalloc, which keeps freed pages a while by itself and ignores
+ * this. */
 void ds_tune_malloc(void);
 
 /* Milliseconds from a monotonic clock. */
