@@ -232,7 +232,8 @@ static void send_snapshot(ds_grids *g, grid *x, grid_sub *s, const ds_model *m)
     ds_buf_init(&b, (size_t)1 << 30);
     snapshot_tail(&b, x, m);
     grid_to to = {s->conn, s, s->id, s->id_len};
-    g->send(g->send_ctx, &to, 1, SNAPSHOT_HEAD, sizeof SNAPSHOT_HEAD - 1, b.data, b.len, x->seq);
+    g->send(g->send_ctx, &to, 1, SNAPSHOT_HEAD, sizeof SNAPSHOT_HEAD - 1, b.data, b.len, x->seq,
+            true);
     g->stats.snapshots++;
     s->since = x->seq;
     ds_buf_free(&b);
@@ -277,7 +278,7 @@ static void end_subs(ds_grids *g, grid *x, const ds_error *e)
     ds_buf b;
     ds_buf_init(&b, 1 << 16);
     error_tail(&b, e);
-    g->send(g->send_ctx, g->to, n, ERROR_HEAD, sizeof ERROR_HEAD - 1, b.data, b.len, x->seq);
+    g->send(g->send_ctx, g->to, n, ERROR_HEAD, sizeof ERROR_HEAD - 1, b.data, b.len, x->seq, true);
     ds_buf_free(&b);
 }
 
@@ -451,7 +452,7 @@ void grids_applied(ds_grids *g, const char *model, ds_engine *e, const engine_de
         ds_buf_puts(&tail, "]}");
         if (n)
             g->send(g->send_ctx, g->to, n, PATCH_HEAD, sizeof PATCH_HEAD - 1, tail.data, tail.len,
-                    x->seq);
+                    x->seq, false);
     }
     ds_buf_free(&changed);
     ds_buf_free(&tail);

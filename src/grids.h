@@ -42,10 +42,14 @@ typedef struct grid_to {
 } grid_to;
 
 /* Delivers one message to n subscribers: each gets head + its id + tail
- * (all borrowed for the call); seq is the message's seq; ctx is
+ * (all borrowed for the call); seq is the message's seq; fresh: it
+ * replaces the subscription's earlier messages (a snapshot, or the error
+ * that ends it), so it must not be dropped, while a patch may be (its
+ * subscriber then needs a fresh snapshot: grids_resnapshot); ctx is
  * grids_new's. Called with the hub's lock held: it must only queue. */
 typedef void (*grid_send_fn)(void *ctx, const grid_to *to, size_t n, const char *head,
-                             size_t head_len, const char *tail, size_t tail_len, int64_t seq);
+                             size_t head_len, const char *tail, size_t tail_len, int64_t seq,
+                             bool fresh);
 
 ds_grids *grids_new(grid_send_fn send, void *ctx);
 /* Frees every grid and subscription (after the connections are gone). */

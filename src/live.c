@@ -693,7 +693,8 @@ typedef struct out_block out_block;
 typedef struct out_msg {
     struct out_msg *next;
     out_block *block;
-    void *sub; /* the grid subscription it belongs to, or NULL */
+    void *sub;  /* the grid subscription it belongs to, or NULL */
+    bool fresh; /* it replaces the subscription's earlier messages (a snapshot) */
     const char *id;
     size_t id_len;
 } out_msg;
@@ -755,8 +756,14 @@ struct ws_conn {
     /* the WebSocket thread's: taken from the queue for this pass */
     out_msg *taken;
     size_t taken_bytes;
-    void **behind; /* grid subscriptions whose messages were dropped */
+    /* grid subscriptions whose messages were dropped, each waiting for a
+       fresh snapshot (asked: resnapshot() was called for it) */
+    struct behind {
+        void *sub;
+        bool asked;
+    } * behind;
     size_t nbehind, behind_alloc;
+    int64_t progress_ns; /* when the last byte went out or nothing was left to send */
 };
 
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
@@ -838,63 +845,80 @@ static void ws_frame_msg(ws_conn *c, const out_msg *m)
     ws_out_text(&c->out, parts, 3);
 }
 
-static bool is_behind(const ws_conn *c, const void *sub)
+/* Its index in c->behind, or -1. */
+static ptrdiff_t behind_index(const ws_conn *c, const void *sub)
 {
     for (size_t i = 0; i < c->nbehind; i++)
-        if (c->behind[i] == sub)
-            return true;
-    return false;
+        if (c->behind[i].sub == sub)
+            return (ptrdiff_t)i;
+    return -1;
+}
+
+static void behind_remove(ws_conn *c, ptrdiff_t i)
+{
+    c->behind[i] = c->behind[--c->nbehind];
 }
 
 static void note_behind(ws_conn *c, void *sub)
 {
-    if (is_behind(c, sub))
-        return;
     if (c->nbehind == c->behind_alloc) {
         c->behind_alloc = c->behind_alloc ? 2 * c->behind_alloc : 8;
         c->behind = xrealloc(c->behind, c->behind_alloc * sizeof *c->behind);
     }
-    c->behind[c->nbehind++] = sub;
+    c->behind[c->nbehind++] = (struct behind){sub, false};
 }
 
-/* Frames the messages taken from the queue; when they would pile up
- * beyond max_ws_bytes, drops the grid messages and notes their
- * subscriptions: each gets a fresh snapshot once the buffer drains, and
- * until then none of its messages (a patch after a gap is no use). */
+/* Frames the messages taken from the queue, in order, while the unsent
+ * bytes stay within max_ws_bytes. A grid message that does not fit is
+ * dropped and its subscription falls behind: none of its messages go out
+ * (a patch after a gap is no use) until a fresh one, its snapshot, which
+ * goes out whatever its size (so a snapshot larger than max_ws_bytes is
+ * not dropped and asked for again forever). */
 static void ws_take_out(ds_live *l, ws_conn *c)
 {
     out_msg *m = c->taken;
-    bool over = m && c->taken_bytes + ws_out_pending(&c->out) > l->o.max_ws_bytes;
-    bool dropped = false, sending = !ws_sending_over(c);
+    bool sending = !ws_sending_over(c);
+    int64_t fell = 0;
     c->taken = NULL;
     c->taken_bytes = 0;
     for (out_msg *next; m; m = next) {
         next = m->next;
-        if (m->sub && (over || is_behind(c, m->sub))) {
-            note_behind(c, m->sub);
-            dropped = true;
+        if (sending && m->sub) {
+            ptrdiff_t i = behind_index(c, m->sub);
+            if (m->fresh) {
+                if (i >= 0)
+                    behind_remove(c, i);
+                ws_frame_msg(c, m);
+            } else if (i < 0 && ws_out_pending(&c->out) + out_msg_len(m) > l->o.max_ws_bytes) {
+                note_behind(c, m->sub);
+                fell++;
+            } else if (i < 0) {
+                ws_frame_msg(c, m);
+            }
         } else if (sending) {
             ws_frame_msg(c, m);
         }
         out_release(m);
     }
-    if (dropped) {
+    if (fell) {
         pthread_mutex_lock(&l->lock);
-        l->cut_off++;
+        l->cut_off += fell;
         pthread_mutex_unlock(&l->lock);
     }
 }
 
 /* Once everything unsent went out: a fresh snapshot for each subscription
- * that fell behind (its message is queued, and framed next pass). */
+ * that fell behind and has not asked yet (its message is queued, and
+ * framed next pass). */
 static void ws_ask_snapshots(ds_live *l, ws_conn *c)
 {
     if (c->nbehind == 0 || ws_out_pending(&c->out) || ws_sending_over(c) || !l->grid_ops.resnapshot)
         return;
-    size_t n = c->nbehind;
-    c->nbehind = 0;
-    for (size_t i = 0; i < n; i++)
-        l->grid_ops.resnapshot(l->grid_ctx, (live_conn *)c, c->behind[i]);
+    for (size_t i = 0; i < c->nbehind; i++)
+        if (!c->behind[i].asked) {
+            c->behind[i].asked = true;
+            l->grid_ops.resnapshot(l->grid_ctx, (live_conn *)c, c->behind[i].sub);
+        }
 }
 
 /* Frames the events after the cursor; cuts off a subscriber that lags. */
@@ -1009,14 +1033,19 @@ static bool ws_serve(ds_live *l, ws_conn *c, int64_t now, bool check)
     }
     if (wslay_event_send(c->ctx) != 0)
         return false;
-    if (ws_out_pending(&c->out) && ws_out_flush(&c->out, c->fd) < 0)
+    size_t before = ws_out_pending(&c->out);
+    if (before && ws_out_flush(&c->out, c->fd) < 0)
         return false;
     ws_ask_snapshots(l, c);
     size_t left = ws_out_pending(&c->out);
-    if (left > 2 * l->o.max_ws_bytes) {
-        /* grid messages beyond max_ws_bytes are dropped and the feed's cut
-           off: only a client that sends (pings, messages) and reads none of
-           the answers gets here */
+    if (left == 0 || left < before)
+        c->progress_ns = now;
+    /* grid messages beyond max_ws_bytes are dropped and the feed's cut off:
+       only a client that sends (pings, messages) and reads none of the
+       answers passes twice that; one that reads nothing for
+       LIVE_WS_STALL_MS holds its buffer and place no longer */
+    if (left > 2 * l->o.max_ws_bytes ||
+        now - c->progress_ns > (int64_t)LIVE_WS_STALL_MS * 1000000) {
         pthread_mutex_lock(&l->lock);
         l->cut_off++;
         pthread_mutex_unlock(&l->lock);
@@ -1118,7 +1147,8 @@ static void *ws_main(void *arg)
             }
             return NULL;
         }
-        ws_rest_until(rest_until);
+        if (n < (int)(sizeof evs / sizeof evs[0]))
+            ws_rest_until(rest_until); /* not when more may be ready to read */
         int64_t start = ds_now_ns();
         ws_service(l, start);
         int64_t took = ds_now_ns() - start;
@@ -1142,6 +1172,7 @@ void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, cons
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->l = l;
     c->fd = fd;
+    c->progress_ns = ds_now_ns();
     c->model = xstrdup(model);
     c->cursor = since;
     c->detail = detail;
@@ -1173,7 +1204,7 @@ void live_set_grid_ops(ds_live *l, const live_grid_ops *ops, void *ctx)
 }
 
 void live_ws_send_many(ds_live *l, const live_ws_to *to, size_t n, const char *head,
-                       size_t head_len, const char *tail, size_t tail_len)
+                       size_t head_len, const char *tail, size_t tail_len, bool fresh)
 {
     if (n == 0)
         return;
@@ -1198,6 +1229,7 @@ void live_ws_send_many(ds_live *l, const live_ws_to *to, size_t n, const char *h
         m->next = NULL;
         m->block = b;
         m->sub = to[i].sub;
+        m->fresh = fresh;
         m->id = p;
         m->id_len = to[i].id_len;
         if (m->id_len)
@@ -1227,17 +1259,15 @@ void live_ws_send_many(ds_live *l, const live_ws_to *to, size_t n, const char *h
 void live_ws_send(ds_live *l, live_conn *conn, void *sub, const char *text, size_t len)
 {
     live_ws_to to = {conn, sub, NULL, 0};
-    live_ws_send_many(l, &to, 1, text, len, NULL, 0);
+    live_ws_send_many(l, &to, 1, text, len, NULL, 0, false);
 }
 
 void live_ws_forget(ds_live *l, live_conn *conn, void *sub)
 {
     ws_conn *c = (ws_conn *)conn;
-    for (size_t i = 0; i < c->nbehind; i++)
-        if (c->behind[i] == sub) {
-            c->behind[i] = c->behind[--c->nbehind];
-            break;
-        }
+    ptrdiff_t i = behind_index(c, sub);
+    if (i >= 0)
+        behind_remove(c, i);
     out_msg *gone = NULL;
     pthread_mutex_lock(&l->lock);
     out_msg *keep = NULL, **tail = &keep;

@@ -2,8 +2,9 @@
  * recent change events of every model in seq order (the retained history
  * that /get_updates, SSE and WebSocket subscribers read), wakes whoever
  * waits for newer events or for a queued command's outcome, and runs the
- * WebSocket connections handed over by the HTTP layer (framing by wslay)
- * on a thread of its own. Nothing here blocks on a client: a subscriber
+ * WebSocket connections handed over by the HTTP layer on a thread of its
+ * own (wslay reads the clients' frames; what is sent is framed by
+ * ws_out.c). Nothing here blocks on a client: a subscriber
  * that falls too far behind is cut off with a reason.
  *
  * Waiters are owned by their callers (embedded in a request's context);
@@ -143,20 +144,24 @@ void live_ws_adopt(ds_live *l, int fd, const char *extra, size_t extra_len, cons
  *
  * Messages queued for a connection are framed and sent by the WebSocket
  * thread, in the order queued, everything a connection has at once in one
- * write. When what is queued and unsent for a connection would pass
- * max_ws_bytes, its queued grid messages are dropped and, once its unsent
- * bytes are all out, resnapshot() is asked for each subscription that lost
- * some (a change-feed connection that far behind is closed with 1008
- * instead). A connection with more than twice max_ws_bytes unsent (a
- * client that keeps sending and reads none of the answers) is dropped, as
- * is one that has not finished closing LIVE_WS_LINGER_MS after it began
- * (or after its client stopped sending). */
+ * write. A grid message that would take a connection's unsent bytes past
+ * max_ws_bytes is dropped; its subscription gets none of its messages
+ * from then on until, once the connection's unsent bytes are all out,
+ * resnapshot() was asked for it and its fresh snapshot came (a change-feed
+ * connection that far behind is closed with 1008 instead). A connection is
+ * dropped when it has more than twice max_ws_bytes unsent (a client that
+ * keeps sending and reads none of the answers), when it has sent nothing
+ * of what is waiting for LIVE_WS_STALL_MS, or when it has not finished
+ * closing LIVE_WS_LINGER_MS after it began (or after its client stopped
+ * sending). */
 
 /* Bytes in one message a client may send. */
 #define LIVE_WS_MSG_MAX 65536
 /* How long a connection may take to finish closing (a client that reads
  * no more cannot hold it open). */
 enum { LIVE_WS_LINGER_MS = 10000 };
+/* How long a connection may read none of what waits for it. */
+enum { LIVE_WS_STALL_MS = 60000 };
 
 typedef struct live_conn live_conn; /* a WebSocket connection (opaque) */
 
@@ -169,7 +174,7 @@ typedef struct live_grid_ops {
 /* Sets the ops (before any WebSocket is adopted). */
 void live_set_grid_ops(ds_live *l, const live_grid_ops *ops, void *ctx);
 /* Queues text for c (copied); sub names the grid subscription it is for
- * (NULL: none; such a message is never dropped). */
+ * (NULL: none; such a message is dropped only with the connection). */
 void live_ws_send(ds_live *l, live_conn *c, void *sub, const char *text, size_t len);
 
 /* One destination of live_ws_send_many: a connection, the subscription
@@ -182,9 +187,12 @@ typedef struct live_ws_to {
 } live_ws_to;
 /* Queues head + to[i].id + tail for each of the n destinations (all
  * copied, the shared text once), with one lock and one wake-up of the
- * WebSocket thread for all of them. */
+ * WebSocket thread for all of them. fresh: the message replaces the
+ * subscription's earlier ones (a snapshot, or the error that ends it): it
+ * is never dropped, and a subscription that fell behind gets its messages
+ * again from it on. */
 void live_ws_send_many(ds_live *l, const live_ws_to *to, size_t n, const char *head,
-                       size_t head_len, const char *tail, size_t tail_len);
+                       size_t head_len, const char *tail, size_t tail_len, bool fresh);
 /* Only on the WebSocket thread, once sub has ended (no message for it is
  * queued after this call began): drops its queued messages and any fresh
  * snapshot owed to it, so sub is never handed to resnapshot() again. */

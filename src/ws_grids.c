@@ -15,7 +15,7 @@
 #define GRID_ID_MAX 128
 
 void ws_grids_send(void *ctx, const grid_to *to, size_t n, const char *head, size_t head_len,
-                   const char *tail, size_t tail_len, int64_t seq)
+                   const char *tail, size_t tail_len, int64_t seq, bool fresh)
 {
     (void)seq;
     ds_server *srv = ctx;
@@ -25,7 +25,7 @@ void ws_grids_send(void *ctx, const grid_to *to, size_t n, const char *head, siz
         size_t k = n - i < CHUNK ? n - i : CHUNK;
         for (size_t j = 0; j < k; j++)
             lt[j] = (live_ws_to){to[i + j].conn, to[i + j].sub, to[i + j].id, to[i + j].id_len};
-        live_ws_send_many(srv->live, lt, k, head, head_len, tail, tail_len);
+        live_ws_send_many(srv->live, lt, k, head, head_len, tail, tail_len, fresh);
     }
 }
 

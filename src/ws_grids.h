@@ -20,6 +20,6 @@
 void ws_grids_attach(ds_server *srv);
 /* The hub's send function (ctx: the ds_server). */
 void ws_grids_send(void *ctx, const grid_to *to, size_t n, const char *head, size_t head_len,
-                   const char *tail, size_t tail_len, int64_t seq);
+                   const char *tail, size_t tail_len, int64_t seq, bool fresh);
 
 #endif

@@ -80,9 +80,10 @@ static void on_message(sub_state *st, const char *text, size_t len, int64_t seq)
 
 /* A message to several subscribers: each gets head + its id + tail. */
 static void on_send(void *ctx, const grid_to *to, size_t n, const char *head, size_t head_len,
-                    const char *tail, size_t tail_len, int64_t seq)
+                    const char *tail, size_t tail_len, int64_t seq, bool fresh)
 {
     (void)ctx;
+    ck_assert(fresh == (memcmp(head, "{\"op\":\"patch\"", 13) != 0));
     ds_buf b;
     ds_buf_init(&b, 1 << 20);
     for (size_t i = 0; i < n; i++) {

@@ -192,7 +192,10 @@ static void on_ws_closed(void *ctx, live_conn *c)
     (void)c;
 }
 
-/* As the grid hub does: a fresh snapshot for the subscription. */
+/* As the grid hub does: a fresh snapshot for the subscription, larger
+ * than max_ws_bytes (it must go out all the same, once). */
+enum { SNAPSHOT_LEN = 100000 };
+
 static void on_resnapshot(void *ctx, live_conn *c, void *sub)
 {
     ws_state *st = ctx;
@@ -202,7 +205,11 @@ static void on_resnapshot(void *ctx, live_conn *c, void *sub)
     st->resnapshots[i]++;
     st->resnapshot_sub = sub;
     pthread_mutex_unlock(&P.lock);
-    live_ws_send(st->l, c, sub, "snapshot", 8);
+    static char snap[SNAPSHOT_LEN];
+    memset(snap, '#', sizeof snap);
+    memcpy(snap, "snapshot", 8);
+    live_ws_to to = {c, sub, NULL, 0};
+    live_ws_send_many(st->l, &to, 1, snap, sizeof snap, NULL, 0, true);
 }
 
 static void on_ws_done(void *arg)
@@ -216,7 +223,7 @@ static void on_ws_done(void *arg)
 /* The client's side of a WebSocket: bytes read, not yet parsed. */
 typedef struct ws_client {
     int fd;
-    uint8_t buf[1 << 16];
+    uint8_t buf[1 << 18];
     size_t len;
 } ws_client;
 
@@ -229,12 +236,16 @@ static bool next_text(ws_client *cl, char *out, size_t cap)
         if (cl->len >= 2) {
             ck_assert_int_eq(cl->buf[1] & 0x80, 0); /* a server's frames are unmasked */
             size_t h = 2, n = cl->buf[1] & 0x7f;
-            ck_assert_uint_lt(n, 127);
-            if (n == 126 && cl->len >= 4) {
-                n = (size_t)cl->buf[2] << 8 | cl->buf[3];
+            if (n == 126) {
                 h = 4;
+                n = cl->len >= h ? (size_t)cl->buf[2] << 8 | cl->buf[3] : SIZE_MAX / 2;
+            } else if (n == 127) {
+                h = 10;
+                n = 0;
+                for (size_t i = 0; i < 8; i++)
+                    n = cl->len >= h ? n << 8 | cl->buf[2 + i] : SIZE_MAX / 2;
             }
-            if ((h == 4 || cl->buf[1] < 126) && cl->len >= h + n) {
+            if (cl->len >= h + n) {
                 ck_assert_int_eq(cl->buf[0], 0x81); /* a whole text frame */
                 ck_assert_uint_lt(n, cap);
                 memcpy(out, cl->buf + h, n);
@@ -302,7 +313,7 @@ START_TEST(a_grid_subscriber_that_stops_reading_gets_a_fresh_snapshot_others_eve
     ck_assert(st.conn[0] && st.conn[1]);
 
     /* N messages of MSG bytes to both; b reads as they come, a reads nothing */
-    char *text = malloc(MSG + 1), *got = malloc(MSG + 1);
+    char *text = malloc(MSG + 1), *got = malloc(SNAPSHOT_LEN + 1);
     memset(text, '.', MSG);
     text[MSG] = 0;
     int b_next = 0;
@@ -326,12 +337,15 @@ START_TEST(a_grid_subscriber_that_stops_reading_gets_a_fresh_snapshot_others_eve
     ck_assert_int_eq(st.resnapshots[0], 0); /* a has not read what was sent */
     pthread_mutex_unlock(&P.lock);
 
-    /* a reads: the messages that fit, in order, with a gap; then the snapshot */
+    /* a reads: the messages that fit, in order; then, after the gap, the
+       snapshot */
     int a_got = 0, last = -1;
     for (;;) {
-        ck_assert(next_text(&cl[0], got, MSG + 1));
-        if (strcmp(got, "snapshot") == 0)
+        ck_assert(next_text(&cl[0], got, SNAPSHOT_LEN + 1));
+        if (memcmp(got, "snapshot", 8) == 0) {
+            ck_assert_uint_eq(strlen(got), SNAPSHOT_LEN);
             break;
+        }
         int k = atoi(got + 1);
         ck_assert_int_eq(k, last + 1); /* a prefix: nothing after the gap */
         last = k;
@@ -352,6 +366,9 @@ START_TEST(a_grid_subscriber_that_stops_reading_gets_a_fresh_snapshot_others_eve
         ck_assert(next_text(&cl[i], got, MSG + 1));
         ck_assert_int_eq(atoi(got + 1), 99999);
     }
+    pthread_mutex_lock(&P.lock);
+    ck_assert_int_eq(st.resnapshots[0], 1); /* its snapshot, larger than the cap, went once */
+    pthread_mutex_unlock(&P.lock);
     live_free(l);
     ck_assert_int_eq(st.done[0], 1);
     ck_assert_int_eq(st.done[1], 1);
