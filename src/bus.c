@@ -293,7 +293,10 @@ static const char renew_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n
                                 "return 0\n";
 
 /* Events at or below the stream's last seq are skipped: a retry of a call
- * whose reply was lost publishes nothing twice. */
+ * whose reply was lost publishes nothing twice. The ids are acknowledged a
+ * thousand at a time: unpack() of more than about 8,000 fails ("too many
+ * results to unpack"), and a group the persister committed late can cover
+ * more (the writer then retried the same call forever). */
 static const char publish_lua[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED the lease is no longer ours')\n"
@@ -318,7 +321,9 @@ static const char publish_lua[] =
     "  i = i + 4\n"
     "end\n"
     "if i <= #ARGV then\n"
-    "  redis.call('XACK', KEYS[3], 'writers', unpack(ARGV, i))\n"
+    "  for j = i, #ARGV, 1000 do\n"
+    "    redis.call('XACK', KEYS[3], 'writers', unpack(ARGV, j, math.min(j + 999, #ARGV)))\n"
+    "  end\n"
     "  local p = redis.call('XPENDING', KEYS[3], 'writers')\n"
     "  redis.call('XTRIM', KEYS[3], 'MINID', '~', p[2] or ARGV[#ARGV])\n"
     "end\n"

@@ -120,7 +120,7 @@ START_TEST(acked_requests_are_trimmed)
 {
     ck_assert_int_eq(bus_group_ensure(B, "sales", &E), 0);
     char id[32];
-    enum { N = 1000 };
+    enum { N = 21000, DONE = N - 100 };
     for (int i = 0; i < N; i++) {
         bus_field f[] = {{"cmd", "x", 1}};
         ck_assert_int_eq(bus_enqueue(B, "sales", f, 1, id, NULL, &E), 0);
@@ -132,18 +132,23 @@ START_TEST(acked_requests_are_trimmed)
     ck_assert_int_eq(bus_read(B, "w1", models, 1, NULL, N, 100, on_id, ids, &E), N);
     int64_t epoch;
     ck_assert_int_eq(bus_lease_acquire(B, "sales", "w1", 5000, &epoch, &E), 0);
-    /* the first 900 done, the last 100 still pending */
-    const char *acks[900];
-    for (int i = 0; i < 900; i++)
+    /* all but the last 100 done, in one call: more ids than Lua's
+       unpack() takes at once */
+    static const char *acks[DONE];
+    for (int i = 0; i < DONE; i++)
         acks[i] = ids[i];
-    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, 900, 1000, &E), 0);
+    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, DONE, 1000, &E), 0);
+    /* an approximate XTRIM removes at most 10,000 entries (Redis's default
+       LIMIT): the next calls that acknowledge something carry on */
+    for (int k = 0; k < 3 && xlen("{sales}:request_duck") >= 300; k++)
+        ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, 1, 1000, &E), 0);
     long long left = xlen("{sales}:request_duck");
     ck_assert_msg(left >= 100 && left < 300, "%lld entries left", left);
     /* the pending ones are still there to be re-read */
     static char again[N + 1][32];
     memset(again, 0, sizeof again);
     ck_assert_int_eq(bus_read(B, "w1", models, 1, "0", N, 0, on_id, again, &E), 100);
-    ck_assert_str_eq(again[0], ids[900]);
+    ck_assert_str_eq(again[0], ids[DONE]);
 }
 END_TEST
 
