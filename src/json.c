@@ -568,7 +568,9 @@ void jw_str(json_w *w, const char *s)
 void jw_int(json_w *w, int64_t v)
 {
     value_sep(w);
-    ds_buf_printf(w->b, "%lld", (long long)v);
+    char t[24];
+    int n = snprintf(t, sizeof t, "%lld", (long long)v);
+    ds_buf_append(w->b, t, (size_t)n);
 }
 
 void jw_bool(json_w *w, bool v)

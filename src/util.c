@@ -114,15 +114,31 @@ void ds_buf_puts(ds_buf *b, const char *s)
 
 void ds_buf_putc(ds_buf *b, char c)
 {
+    /* the common case, a character at a time when rendering JSON: room
+       for it and its NUL, within the cap */
+    if (!b->overflow && b->len < b->cap && b->len + 2 <= b->alloc) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return;
+    }
     ds_buf_append(b, &c, 1);
 }
 
 void ds_buf_vprintf(ds_buf *b, const char *fmt, va_list ap)
 {
+    if (b->overflow)
+        return;
+    /* formatted once into the room there is; again only when it did not fit */
+    size_t room = b->alloc - b->len;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(b->data + b->len, room, fmt, ap2);
     va_end(ap2);
+    if (n >= 0 && (size_t)n < room && (size_t)n <= b->cap - b->len) {
+        b->len += (size_t)n;
+        return;
+    }
+    b->data[b->len] = '\0'; /* what did not fit, or passes the cap, is not there */
     if (n < 0 || !reserve(b, (size_t)n))
         return;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

@@ -282,6 +282,51 @@ START_TEST(writer_round_trips)
 }
 END_TEST
 
+/* A ds_buf grows as text is added a character, a format or a block at a
+ * time, and stops at its cap: it holds the longest run of whole pieces
+ * that fits, says it overflowed, and stays NUL-terminated (putc and printf
+ * take a fast path when there is room; the slow one must agree). */
+START_TEST(buffers_grow_and_stop_at_their_cap)
+{
+    static const size_t caps[] = {0, 1, 5, 510, 511, 512, 513, 1023, 1024, 1025, 5000};
+    for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+        for (int how = 0; how < 3; how++) {
+            ds_buf b;
+            ds_buf_init(&b, caps[ci]);
+            char want[8192];
+            size_t wlen = 0;
+            bool over = false;
+            for (int i = 0; i < 700; i++) {
+                char piece[32];
+                int n;
+                if (how == 0) {
+                    piece[0] = (char)('a' + i % 26);
+                    n = 1;
+                    ds_buf_putc(&b, piece[0]);
+                } else if (how == 1) {
+                    n = snprintf(piece, sizeof piece, "<%d:%s>", i, i % 3 ? "x" : "");
+                    ds_buf_printf(&b, "<%d:%s>", i, i % 3 ? "x" : "");
+                } else {
+                    n = snprintf(piece, sizeof piece, "%.*s", 1 + i % 13, "abcdefghijklm");
+                    ds_buf_append(&b, piece, (size_t)n);
+                }
+                if (!over && wlen + (size_t)n <= caps[ci]) {
+                    memcpy(want + wlen, piece, (size_t)n);
+                    wlen += (size_t)n;
+                } else {
+                    over = true;
+                }
+            }
+            ck_assert_msg(b.len == wlen && memcmp(b.data, want, wlen) == 0,
+                          "cap %zu, way %d: %zu bytes, want %zu", caps[ci], how, b.len, wlen);
+            ck_assert_int_eq(b.data[b.len], 0);
+            ck_assert(b.overflow == over);
+            ds_buf_free(&b);
+        }
+    }
+}
+END_TEST
+
 /* Bytes that are not UTF-8 (an identifier a client sent, echoed in a
  * message; a message cut inside a character) are written as U+FFFD, so
  * every answer stays valid JSON text; valid sequences pass unchanged. */
@@ -323,6 +368,7 @@ int main(void)
     tcase_add_test(tc, objects_arrays_strings);
     tcase_add_test(tc, keys_never_hold_a_control_character);
     tcase_add_test(tc, writer_round_trips);
+    tcase_add_test(tc, buffers_grow_and_stop_at_their_cap);
     tcase_add_test(tc, writer_replaces_invalid_utf8);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
