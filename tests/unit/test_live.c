@@ -318,7 +318,7 @@ START_TEST(a_grid_subscriber_that_stops_reading_gets_a_fresh_snapshot_others_eve
     text[MSG] = 0;
     int b_next = 0;
     for (int i = 0; i < N; i++) {
-        char head[8];
+        char head[16];
         snprintf(head, sizeof head, "m%05d", i);
         memcpy(text, head, 6);
         live_ws_send(l, st.conn[0], &sub_a, text, MSG);
