@@ -7,7 +7,9 @@
  *   spread 1M: spread_ms=.. update_ms=.. ratio=.. ratio_with_log=..
  *   spread 1M engine: engine_ms=.. update_ms=.. ratio=..
  * (spread_ms is the engine and the store together; engine_ms the engine
- * alone) and checks the gates at 1M (ratio <= 3, ratio_with_log <= 5).
+ * alone) and judges the gates at 1M (ratio <= 3, ratio_with_log <= 5): a
+ * missed gate is a line (bench/gates.sh judges it again), not a failure,
+ * so that make bench goes on to its other parts.
  * DS_BENCH_ONLY_1M=1: only 1M; --quick: only 10k and 100k.
  * It reaches into the store's internals (through bench/lib.c) only to run
  * the plain UPDATE on the same connection, and switches the leaf log with
@@ -125,5 +127,7 @@ int main(int argc, char **argv)
     }
     if (!quick)
         fail |= bench_size("1M", 1000000, true);
-    return fail;
+    if (fail)
+        printf("gate: spread: missed (reported, not a failure)\n");
+    return 0;
 }
