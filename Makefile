@@ -89,7 +89,7 @@ endif
 
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
-        bench-spread bench-group bench-e2e bench-engine bench-floor bench-soak bench-gates clean \
+        bench-spread bench-group bench-e2e bench-replica bench-engine bench-floor bench-soak bench-gates clean \
         format format-check fuzz fuzz-build fuzz-bins \
         sanitize-test tsan-test tsan-run valgrind-unit
 all: $(BIN)
@@ -239,7 +239,7 @@ run: $(BIN) $(NODE_STAMP)
 # BENCH_RESULTS holds (the last line of each kind).
 BENCH_RESULTS ?= $(BUILD)/bench/results.txt
 export BENCH_RESULTS
-BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-soak
+BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-replica bench-soak
 
 bench: $(BIN) $(BENCH_BIN)
 	@rm -f $(BENCH_RESULTS)
@@ -273,6 +273,12 @@ bench-floor: $(BIN) $(BUILD)/bench/bench_floor $(BUILD)/bench/bench_fsync
 E2E_BIN := $(addprefix $(BUILD)/bench/,bench_load bench_wssub bench_fsync)
 bench-e2e: $(BIN) $(E2E_BIN)
 	@./bench/e2e.sh $(BUILD)
+
+# A backup of a running writer, a read replica from it: the replica's lag
+# at 2,000 writes/s, a backup's effect on the writer's answers
+# (bench/replica.sh).
+bench-replica: $(BIN) $(addprefix $(BUILD)/bench/,bench_load bench_wssub)
+	@./bench/replica.sh $(BUILD)
 
 # The persister's lag at 5,000 writes/s for 10 minutes (bench/soak.sh;
 # SOAK_S shortens it).

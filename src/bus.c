@@ -316,9 +316,10 @@ static const char publish_lua[] =
     "for k = 1, n do\n"
     "  if tonumber(ARGV[i]) > last then\n"
     "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'seq', ARGV[i], 'rid', "
-    "ARGV[i + 1], 'event', ARGV[i + 2], 'cmd', ARGV[i + 3])\n"
+    "ARGV[i + 1], 'user', ARGV[i + 2], 'ts', ARGV[i + 3], 'event', ARGV[i + 4], 'cmd', "
+    "ARGV[i + 5])\n"
     "  end\n"
-    "  i = i + 4\n"
+    "  i = i + 6\n"
     "end\n"
     "if i <= #ARGV then\n"
     "  for j = i, #ARGV, 1000 do\n"
@@ -411,10 +412,11 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
     snprintf(holder, sizeof holder, "%" PRId64 ":%s", epoch, owner);
     snprintf(keepbuf, sizeof keepbuf, "%ld", keep);
     snprintf(nbuf, sizeof nbuf, "%d", nev);
-    int nargs = 3 + 4 * nev + nack;
+    int nargs = 3 + 6 * nev + nack;
     const char **args = xmalloc_array((size_t)nargs, sizeof *args);
     size_t *lens = xmalloc_array((size_t)nargs, sizeof *lens);
     char(*seqs)[24] = xmalloc_array((size_t)(nev ? nev : 1), sizeof *seqs);
+    char(*tss)[24] = xmalloc_array((size_t)(nev ? nev : 1), sizeof *tss);
     int a = 0;
     args[a] = holder;
     lens[a++] = strlen(holder);
@@ -429,6 +431,12 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
         args[a] = ev[i].request_id ? ev[i].request_id : "";
         lens[a] = strlen(args[a]);
         a++;
+        args[a] = ev[i].user ? ev[i].user : "";
+        lens[a] = strlen(args[a]);
+        a++;
+        snprintf(tss[i], sizeof tss[i], "%" PRId64, ev[i].ts_ms);
+        args[a] = tss[i];
+        lens[a++] = strlen(tss[i]);
         args[a] = ev[i].json;
         lens[a++] = ev[i].len;
         args[a] = ev[i].cmd ? ev[i].cmd : "";
@@ -443,6 +451,7 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
     free(args);
     free(lens);
     free(seqs);
+    free(tss);
     if (!r)
         return -DS_UNAVAILABLE;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED", 6) == 0) {
@@ -618,4 +627,139 @@ int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error
         rc = -DS_FORBIDDEN;
     }
     return rc;
+}
+
+/* ---- replicas ------------------------------------------------------------------------- */
+
+int bus_follow(ds_bus *b, const char *const *models, const char *const *after_ids, int nmodels,
+               int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err)
+{
+    enum { MAXM = 64 };
+    if (nmodels < 1 || nmodels > MAXM)
+        return ds_fail(err, DS_INTERNAL, NULL, "bus_follow takes 1 to %d models", MAXM);
+    char keys[MAXM][300], countbuf[16], blockbuf[16];
+    const char *argv[6 + 2 * MAXM];
+    size_t lens[6 + 2 * MAXM];
+    int argc = 0;
+    snprintf(countbuf, sizeof countbuf, "%d", count);
+    snprintf(blockbuf, sizeof blockbuf, "%d", block_ms);
+    argv[argc++] = "XREAD";
+    argv[argc++] = "COUNT";
+    argv[argc++] = countbuf;
+    if (block_ms > 0) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = blockbuf;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < nmodels; i++) {
+        stream_key(keys[i], sizeof keys[i], models[i], "response_duck");
+        argv[argc++] = keys[i];
+    }
+    for (int i = 0; i < nmodels; i++)
+        argv[argc++] = after_ids[i];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = bus__roundtrip(b, argc, argv, lens, block_ms, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return reply_error(r, "XREAD", err);
+    int total = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *s = r->element[i];
+        const char *model = NULL;
+        for (int k = 0; k < nmodels && s->type == REDIS_REPLY_ARRAY && s->elements == 2; k++)
+            if (strcmp(keys[k], s->element[0]->str) == 0)
+                model = models[k];
+        if (model)
+            total += each_entry(s, model, fn, ctx);
+    }
+    freeReplyObject(r);
+    return total;
+}
+
+/* One entry of {model}:response_duck by range: XRANGE key start + COUNT 1
+ * (rev: XREVRANGE key + - COUNT 1). found false when there is none. */
+static int probe_entry(ds_bus *b, const char *key, const char *start, bool rev, bool *found,
+                       char *id, size_t cap, int64_t *seq, ds_error *err)
+{
+    const char *argv[] = {
+        rev ? "XREVRANGE" : "XRANGE", key, rev ? "+" : start, rev ? "-" : "+", "COUNT", "1"};
+    redisReply *r = commandv(b, 6, argv, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    if (r->type != REDIS_REPLY_ARRAY)
+        return reply_error(r, argv[0], err);
+    *found = false;
+    if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+        r->element[0]->elements == 2) {
+        size_t len;
+        const char *s = field_of(r->element[0]->element[1], "seq", &len);
+        *found = true;
+        *seq = s ? strtoll(s, NULL, 10) : -1;
+        snprintf(id, cap, "%s", r->element[0]->element[0]->str);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int bus_seek(ds_bus *b, const char *model, int64_t seq, char *id, size_t cap, int64_t *first,
+             int64_t *last, ds_error *err)
+{
+    char key[300], lo[48], hi[48], at[48], start[32];
+    stream_key(key, sizeof key, model, "response_duck");
+    bool found;
+    *first = *last = -1;
+    snprintf(id, cap, "0-0");
+    int rc = probe_entry(b, key, "-", false, &found, lo, sizeof lo, first, err);
+    if (rc || !found)
+        return rc;
+    if ((rc = probe_entry(b, key, NULL, true, &found, hi, sizeof hi, last, err)) || !found)
+        return rc;
+    if (*first > seq)
+        return 0;
+    if (*last <= seq) {
+        snprintf(id, cap, "%s", hi);
+        return 0;
+    }
+    /* lo: an entry at or below seq, so at or before the entry of seq + 1
+       (ids are times, ms, and the stream's seqs grow with them); what a
+       probe at mid finds above seq moves hi_ms down to mid. The reader
+       skips the entries between lo and seq + 1. */
+    int64_t lo_ms = strtoll(lo, NULL, 10), hi_ms = strtoll(hi, NULL, 10);
+    while (hi_ms - lo_ms > 1) {
+        int64_t mid = lo_ms + (hi_ms - lo_ms) / 2, s;
+        snprintf(start, sizeof start, "%" PRId64, mid);
+        if ((rc = probe_entry(b, key, start, false, &found, at, sizeof at, &s, err)))
+            return rc;
+        if (found && s >= 0 && s <= seq) {
+            snprintf(lo, sizeof lo, "%s", at);
+            lo_ms = strtoll(lo, NULL, 10);
+            if (lo_ms < mid) /* cannot be: the entry is at or after mid */
+                break;
+        } else {
+            hi_ms = mid;
+        }
+    }
+    snprintf(id, cap, "%s", lo);
+    return 0;
+}
+
+int bus_lease_owner(ds_bus *b, const char *model, char *owner, size_t cap, ds_error *err)
+{
+    char key[300];
+    stream_key(key, sizeof key, model, "lease");
+    const char *argv[] = {"GET", key};
+    redisReply *r = commandv(b, 2, argv, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    owner[0] = '\0';
+    if (r->type == REDIS_REPLY_STRING) {
+        const char *colon = strchr(r->str, ':');
+        snprintf(owner, cap, "%s", colon ? colon + 1 : r->str);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        return reply_error(r, "GET", err);
+    }
+    freeReplyObject(r);
+    return 0;
 }

@@ -137,6 +137,8 @@ int bus_lease_renew(ds_bus *b, const char *model, const char *owner, int64_t epo
 typedef struct bus_event {
     int64_t seq;
     const char *request_id; /* may be NULL */
+    const char *user;       /* who sent it (may be NULL) */
+    int64_t ts_ms;          /* its request stream entry's time (the engine's clock) */
     const char *json;       /* the event (at detail "leaves") */
     size_t len;
     const char *cmd; /* the applied command in canonical form (may be NULL) */
@@ -144,7 +146,8 @@ typedef struct bus_event {
 } bus_event;
 
 /* One script, fenced by the lease: if {model}:lease still holds our epoch,
- * XADD every event to {model}:response_duck (fields seq, rid, event, cmd;
+ * XADD every event to {model}:response_duck (fields seq, rid, user, ts,
+ * event, cmd: what a replica needs to apply the command again;
  * trimmed to about keep entries), XACK the request entries and trim {model}:request_duck below
  * the oldest entry still pending (the ledger in DuckDB remembers what was
  * done). Returns 0, or -DS_FORBIDDEN when the lease is no longer ours
@@ -160,5 +163,24 @@ int bus_last_seq(ds_bus *b, const char *model, int64_t *seq, ds_error *err);
 typedef void (*bus_event_fn)(void *ctx, int64_t seq, const char *json, size_t len);
 int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void *ctx,
                       ds_error *err);
+
+/* ---- replicas ------------------------------------------------------------- */
+
+/* XREAD COUNT count [BLOCK ms] STREAMS {m}:response_duck... after_ids...:
+ * the entries after each model's id (a replica follows the writer's
+ * applied commands). Calls fn for every entry; returns how many, or -code. */
+int bus_follow(ds_bus *b, const char *const *models, const char *const *after_ids, int nmodels,
+               int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err);
+
+/* Where a replica at seq starts reading {model}:response_duck: an entry id
+ * at or before the entry of seq + 1 (a binary search over the stream's
+ * times; the reader skips what it has), "0-0" when the stream starts
+ * after seq or is empty. *first and *last: the seqs of the stream's oldest
+ * and newest entries (-1 when empty). */
+int bus_seek(ds_bus *b, const char *model, int64_t seq, char *id, size_t cap, int64_t *first,
+             int64_t *last, ds_error *err);
+
+/* The writer's name in {model}:lease ("" when nobody holds it). */
+int bus_lease_owner(ds_bus *b, const char *model, char *owner, size_t cap, ds_error *err);
 
 #endif

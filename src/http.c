@@ -691,8 +691,29 @@ static const ds_model *write_model(req *r, const json_val *root, req_kind kind, 
     return engine_model_acquire((*mr)->engine); /* what the writer will resolve against */
 }
 
+enum MHD_Result http__replica_refuse(req *r)
+{
+    ds_server *srv = r->h->srv;
+    char name[256];
+    writer_writer_name(srv->writer, name, sizeof name);
+    const char *to = srv->o.writer_url ? srv->o.writer_url : name[0] ? name : NULL;
+    ds_error e;
+    if (to)
+        ds_fail(&e, DS_UNAVAILABLE, "writer",
+                "this server is a read replica and answers reads only; send writes to the "
+                "writer: %s",
+                to);
+    else
+        ds_fail(&e, DS_UNAVAILABLE, "writer",
+                "this server is a read replica and answers reads only; send writes to the "
+                "writer (no writer holds the lease now)");
+    return http__error(r, &e);
+}
+
 enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
 {
+    if (r->h->srv->o.replica)
+        return http__replica_refuse(r);
     if (r->queued_only)
         return reply_queued(r);
     if (r->waiting) { /* resumed */

@@ -187,6 +187,8 @@ bool http__int(const char *s, int64_t lo, int64_t hi, int64_t *out);
 enum MHD_Result http__reply(req *r, int status, const char *type, const char *body, size_t len);
 enum MHD_Result http__json(req *r, int status, const ds_buf *b);
 enum MHD_Result http__error(req *r, const ds_error *e);
+/* A replica's answer to a write: 503 unavailable naming the writer. */
+enum MHD_Result http__replica_refuse(req *r);
 enum MHD_Result http__error_raw(req *r, int status, const char *code, const char *msg, int64_t seq,
                                 int64_t oldest);
 enum MHD_Result http__fail(req *r, ds_code code, const char *target, const char *msg);

@@ -30,7 +30,12 @@ static enum MHD_Result h_ready(req *r)
     writer_stats ws = {0};
     if (srv->writer)
         writer_get_stats(srv->writer, &ws);
-    bool ready = redis && writer && srv->redis_up && !ws.persist_failing;
+    replica_stats rs[64];
+    int nrs = writer_replica_stats(srv->writer, rs, 64);
+    bool stalled = false;
+    for (int i = 0; i < nrs; i++)
+        stalled |= rs[i].stalled;
+    bool ready = redis && writer && srv->redis_up && !ws.persist_failing && !stalled;
     ds_buf b;
     json_w w;
     ds_buf_init(&b, 4096);
@@ -56,10 +61,50 @@ static enum MHD_Result h_ready(req *r)
         jw_key(&w, "persist_error");
         jw_str(&w, ws.persist_why.message);
     }
+    jw_key(&w, "role");
+    jw_str(&w, srv->o.replica ? "replica" : "writer");
+    if (srv->o.replica) {
+        jw_key(&w, "replica");
+        jw_arr(&w);
+        for (int i = 0; i < nrs; i++) {
+            jw_obj(&w);
+            jw_key(&w, "model");
+            jw_str(&w, rs[i].model);
+            jw_key(&w, "seq");
+            jw_int(&w, rs[i].applied);
+            jw_key(&w, "writer_seq");
+            jw_int(&w, rs[i].stream);
+            jw_key(&w, "lag");
+            jw_int(&w, rs[i].stream - rs[i].applied);
+            jw_key(&w, "lag_ms");
+            jw_int(&w, rs[i].lag_ms);
+            jw_key(&w, "stalled");
+            jw_bool(&w, rs[i].stalled);
+            char why[600];
+            model_ref *mr = models_get(srv->models, rs[i].model, strlen(rs[i].model));
+            if (mr && models_stalled(srv->models, mr, why, sizeof why)) {
+                jw_key(&w, "error");
+                jw_str(&w, why);
+            }
+            models_put(srv->models, mr);
+            jw_obj_end(&w);
+        }
+        jw_arr_end(&w);
+    }
     jw_obj_end(&w);
     enum MHD_Result ret = http__json(r, ready ? 200 : 503, &b);
     ds_buf_free(&b);
     return ret;
+}
+
+/* A Prometheus label value: quotes and backslashes escaped, no newline. */
+static void metrics_label(ds_buf *b, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            ds_buf_putc(b, '\\');
+        ds_buf_putc(b, *p == '\n' ? ' ' : *p);
+    }
 }
 
 static enum MHD_Result h_metrics(req *r)
@@ -121,6 +166,29 @@ static enum MHD_Result h_metrics(req *r)
         ws.persist.groups, ws.persist.commands, ws.persist.failures, ws.persist.checkpoints,
         ws.persist.times.update_s, ws.persist.times.append_s, ws.persist.times.commit_s,
         ws.persist.checkpoint_s, gs.grids, gs.subscribers, gs.patches);
+    replica_stats rs[64];
+    int nrs = writer_replica_stats(srv->writer, rs, 64);
+    static const char *const rfamily[][2] = {
+        {"duckspread_replica_lag", "A replica: seqs the writer's stream holds beyond its own."},
+        {"duckspread_replica_lag_last_seconds",
+         "A replica: the last command applied, from the writer's publish to here."},
+        {"duckspread_replica_stalled",
+         "A replica: 1 when it cannot follow the model (/ready says why)."},
+    };
+    for (size_t k = 0; nrs && k < DS_ARRAY_LEN(rfamily); k++) {
+        ds_buf_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n", rfamily[k][0], rfamily[k][1],
+                      rfamily[k][0]);
+        for (int i = 0; i < nrs; i++) {
+            ds_buf_printf(&b, "%s{model=\"", rfamily[k][0]);
+            metrics_label(&b, rs[i].model);
+            if (k == 0)
+                ds_buf_printf(&b, "\"} %" PRId64 "\n", rs[i].stream - rs[i].applied);
+            else if (k == 1)
+                ds_buf_printf(&b, "\"} %.3f\n", (double)rs[i].lag_ms / 1000);
+            else
+                ds_buf_printf(&b, "\"} %d\n", rs[i].stalled);
+        }
+    }
     char **names;
     size_t n = models_names(srv->models, &names);
     engine_stats *st = xcalloc(n + 1, sizeof *st);
@@ -130,11 +198,7 @@ static enum MHD_Result h_metrics(req *r)
     for (size_t i = 0; i < n; i++) {
         ds_buf l;
         ds_buf_init(&l, 4096);
-        for (const char *p = names[i]; *p; p++) { /* label escaping */
-            if (*p == '"' || *p == '\\')
-                ds_buf_putc(&l, '\\');
-            ds_buf_putc(&l, *p == '\n' ? ' ' : *p);
-        }
+        metrics_label(&l, names[i]);
         label[i] = l.data;
         model_ref *mr = models_get(srv->models, names[i], strlen(names[i]));
         if (mr) {
@@ -233,7 +297,10 @@ static const ds_model *read_begin(req *r, reading *rd)
     }
     const char *ms = http__arg(r, "min_seq");
     int64_t min = 0;
-    if (ms && !http__int(ms, 0, INT64_MAX / 2, &min)) {
+    char why[600];
+    if (models_stalled(srv->models, rd->mr, why, sizeof why)) {
+        ds_fail(&e, DS_UNAVAILABLE, "table", "%s", why);
+    } else if (ms && !http__int(ms, 0, INT64_MAX / 2, &min)) {
         ds_fail(&e, DS_MALFORMED, "min_seq", "'min_seq' must be a seq (0 or more)");
     } else if (ms && !models_wait_applied(srv->models, rd->mr, min,
                                           ds_now_ns() + srv->o.min_seq_wait_ms * 1000000)) {
@@ -377,6 +444,8 @@ static enum MHD_Result h_model(req *r)
 
 static enum MHD_Result h_model_drop(req *r)
 {
+    if (r->h->srv->o.replica)
+        return http__replica_refuse(r);
     ds_error e;
     if (writer_drop_model(r->h->srv->writer, r->model, &e))
         return http__error(r, &e);
@@ -395,6 +464,8 @@ static enum MHD_Result h_model_drop(req *r)
 
 static enum MHD_Result h_model_create(req *r)
 {
+    if (r->h->srv->o.replica)
+        return http__replica_refuse(r);
     ds_error e;
     json_val *root;
     if (http__body(r, (req_kind)-1, &root, &e))

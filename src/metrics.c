@@ -21,6 +21,9 @@ void metrics_init(ds_metrics *m)
     hist_init(&m->apply_seconds, secs, (int)DS_ARRAY_LEN(secs));
     hist_init(&m->publish_seconds, secs, (int)DS_ARRAY_LEN(secs));
     hist_init(&m->request_seconds, secs, (int)DS_ARRAY_LEN(secs));
+    static const double lag[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  10,    60};
+    hist_init(&m->replica_lag_seconds, lag, (int)DS_ARRAY_LEN(lag));
 }
 
 int metrics_route(ds_metrics *m, const char *name)
@@ -97,6 +100,11 @@ void metrics_render(ds_metrics *m, ds_buf *b)
                         &m->publish_seconds);
     metrics_render_hist(b, "duckspread_http_request_seconds", "Time to answer an HTTP request.",
                         &m->request_seconds);
+    if (__atomic_load_n(&m->replica_lag_seconds.n, __ATOMIC_RELAXED))
+        metrics_render_hist(b, "duckspread_replica_lag_seconds",
+                            "A replica: time from the writer's publish of a command to its "
+                            "apply here.",
+                            &m->replica_lag_seconds);
     ds_buf_printf(b,
                   "# TYPE duckspread_commands_applied_total counter\n"
                   "duckspread_commands_applied_total %" PRIu64 "\n"

@@ -27,6 +27,7 @@ typedef struct ds_metrics {
     metrics_hist apply_seconds;   /* batch apply time, COMMIT included */
     metrics_hist publish_seconds; /* events to Redis and XACK of one batch */
     metrics_hist request_seconds;
+    metrics_hist replica_lag_seconds; /* a replica: published by the writer -> applied here */
     uint64_t commands_applied, commands_refused, batches, replays;
 } ds_metrics;
 

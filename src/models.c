@@ -2,6 +2,7 @@
 #include "models.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,7 @@ typedef struct entry {
     size_t len;
     int refs; /* the table's, plus one per models_get */
     int64_t persisted;
+    char *stalled; /* a replica that cannot follow this model: why */
     struct entry *next;
 } entry;
 
@@ -33,6 +35,7 @@ static void entry_free(entry *e)
 {
     engine_free(e->ref.engine);
     free(e->name);
+    free(e->stalled);
     free(e);
 }
 
@@ -160,6 +163,27 @@ void models_notify_applied(ds_models *ms)
     pthread_mutex_lock(&ms->lock);
     pthread_cond_broadcast(&ms->persisted);
     pthread_mutex_unlock(&ms->lock);
+}
+
+void models_set_stalled(ds_models *ms, model_ref *r, const char *why)
+{
+    pthread_mutex_lock(&ms->lock);
+    entry *e = (entry *)r;
+    free(e->stalled);
+    e->stalled = why ? xstrdup(why) : NULL;
+    pthread_cond_broadcast(&ms->persisted); /* waiters for a seq give up */
+    pthread_mutex_unlock(&ms->lock);
+}
+
+bool models_stalled(ds_models *ms, model_ref *r, char *why, size_t cap)
+{
+    pthread_mutex_lock(&ms->lock);
+    entry *e = (entry *)r;
+    bool st = e->stalled != NULL;
+    if (st && why)
+        snprintf(why, cap, "%s", e->stalled);
+    pthread_mutex_unlock(&ms->lock);
+    return st;
 }
 
 bool models_wait_applied(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns)

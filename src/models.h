@@ -46,6 +46,13 @@ bool models_wait_persisted(ds_models *ms, model_ref *r, int64_t seq, int64_t dea
 
 /* The writer applied commands: wakes readers waiting for a seq. */
 void models_notify_applied(ds_models *ms);
+/* A replica that cannot follow the model (behind the writer's retention,
+ * or its engine diverged) says why here; reads of the model then answer
+ * 503 with it rather than a state that will never move. NULL clears it. */
+void models_set_stalled(ds_models *ms, model_ref *r, const char *why);
+/* True when stalled (why, when not NULL, gets the reason). */
+bool models_stalled(ds_models *ms, model_ref *r, char *why, size_t cap);
+
 /* Waits until the model's engine reaches seq, or until deadline_ns; false
  * at the deadline. */
 bool models_wait_applied(ds_models *ms, model_ref *r, int64_t seq, int64_t deadline_ns);

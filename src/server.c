@@ -57,6 +57,7 @@ void server_opts_default(server_opts *o)
     o->request_id_days = 7;
     o->request_id_max = 1000000;
     o->db_memory_mb = 2048;
+    o->response_keep = 100000;
 }
 
 /* ---- the run --------------------------------------------------------------------------- */
@@ -282,6 +283,11 @@ static int start_all(ds_server *srv, ds_error *err)
     if ((rc = keyring_open(&ko, &srv->keys, err)))
         return rc;
     log_info("keys: %zu active in %s/keys", keyring_count(srv->keys), srv->data_dir);
+    if (!srv->o.redis_url && srv->o.replica)
+        return ds_fail(err, DS_INVALID_VALUE, "redis",
+                       "a replica follows the writer's Redis: give --redis URL (or REDIS_URL); "
+                       "a writer with its private redis-server listens on "
+                       "unix://WRITER_DIR/redis/redis.sock");
     if (!srv->o.redis_url)
         rc = redis_child_start(&srv->redis, srv->data_dir, srv->o.redis_fsync, srv->lock_fd,
                                &srv->bus, err);
@@ -292,9 +298,11 @@ static int start_all(ds_server *srv, ds_error *err)
     }
     if (rc == 0)
         rc = open_data(srv, err);
-    if (rc == 0 && srv->o.redis_url)
+    /* a replica only reads the writer's streams: no ACL for writing asked,
+       and it answers no write */
+    if (rc == 0 && srv->o.redis_url && !srv->o.replica)
         rc = check_redis(srv, true, err);
-    if (rc == 0)
+    if (rc == 0 && !srv->o.replica)
         rc = choose_ack(srv, err);
     engine_opts_default(&srv->engine_opts);
     srv->engine_opts.change_cap = srv->o.change_cap;
@@ -314,7 +322,8 @@ static int start_all(ds_server *srv, ds_error *err)
     srv->grids = grids_new(ws_grids_send, srv);
     ws_grids_attach(srv);
     metrics_init(&srv->metrics);
-    log_info("writer: recovering");
+    log_info(srv->o.replica ? "replica: following the writer's response streams"
+                            : "writer: recovering");
     if ((rc = writer_start(srv, &srv->writer, err)))
         return rc;
     if ((rc = http_start(srv, &srv->http, err)))

@@ -58,6 +58,10 @@ typedef struct server_opts {
     int64_t request_id_days;     /* how long a request_id is remembered */
     size_t request_id_max;       /* and how many per model at most (0: no limit) */
     int64_t db_memory_mb;        /* DuckDB's memory_limit */
+    long response_keep;          /* commands kept on each response stream (what
+                                    replicas can catch up from) */
+    bool replica;                /* duckspread replica: follow the writer, refuse writes */
+    const char *writer_url;      /* a replica: where writes go, named in its refusals */
 } server_opts;
 
 void server_opts_default(server_opts *o);

@@ -159,8 +159,9 @@ int store_request_get(ds_reader *r, const char *model, const char *user, const c
                       int64_t *seq, char **body, ds_error *err);
 /* The events of a model's applied commands with seq > after, oldest first
  * (to publish what was committed but not yet published). */
-typedef void (*store_event_fn)(void *ctx, int64_t seq, const char *rid, const char *event,
-                               size_t len, const char *cmd, size_t cmd_len);
+typedef void (*store_event_fn)(void *ctx, int64_t seq, const char *rid, const char *user,
+                               int64_t ts_ms, const char *event, size_t len, const char *cmd,
+                               size_t cmd_len);
 int store_events_after(ds_store *s, const char *model, int64_t after, store_event_fn fn, void *ctx,
                        ds_error *err);
 

@@ -571,10 +571,12 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
     if (!slot)
         return ds_fail(err, DS_NOT_FOUND, "table", "no model named '%s'", model);
     duckdb_prepared_statement st = NULL;
-    int rc = store__prepare(s->con,
-                            "SELECT seq, request_id, body, zbody, zcmd FROM ds_request WHERE "
-                            "model_id = ? AND seq > ? ORDER BY seq",
-                            &st, err);
+    int rc = store__prepare(
+        s->con,
+        "SELECT seq, request_id, body, zbody, zcmd, user_name, epoch_ms(ts) FROM ds_request "
+        "WHERE "
+        "model_id = ? AND seq > ? ORDER BY seq",
+        &st, err);
     duckdb_result res;
     if (rc == 0) {
         duckdb_bind_int32(st, 1, slot->model->id);
@@ -595,13 +597,18 @@ int store_events_after(ds_store *s, const char *model, int64_t after, store_even
                 const char *z = store__rows_str(&it, 4, &zl);
                 cmd = store__unpack_body(z, zl, &lc);
             }
+            uint32_t lu;
+            const char *user = store__rows_str(&it, 5, &lu);
+            char *u = xstrndup(user ? user : "", user ? lu : 0);
+            int64_t ts = store__rows_null(&it, 6) ? 0 : store__rows_i64(&it, 6);
             if (body)
-                fn(ctx, store__rows_i64(&it, 0), r, body, lb, cmd, lc);
+                fn(ctx, store__rows_i64(&it, 0), r, u, ts, body, lb, cmd, lc);
             else
                 rc = ds_fail(err, DS_INTERNAL, NULL,
                              "the stored event of seq %" PRId64 " is damaged",
                              store__rows_i64(&it, 0));
             free(r);
+            free(u);
             free(body);
             free(cmd);
         }

@@ -4,6 +4,7 @@
  * callback, on_persisted, hands the entries it committed to the publisher
  * for XACK and answers --ack persisted writes). */
 #include "writer.h"
+#include "writer_internal.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,105 +20,6 @@
 #include "log.h"
 #include "models.h"
 #include "request.h"
-
-/* events kept on {model}:response_duck and re-read into the live feed at
- * start; publisher items queued at most before the writer waits */
-enum { KEEP_EVENTS = 100000, RECENT_EVENTS = 100000, MAX_MODELS = 64, PUB_QUEUE = 64 };
-
-/* A model's lease and what the writer and the publisher tell each other
- * about it. Each field has one owner thread, except the epoch: both threads
- * fence their Redis calls with it, and both may take the lease (the
- * publisher when its publish was fenced), so it is atomic by type and only
- * take_lease() (under lease_lock) sets it, or a fenced publish drops it to
- * 0 with a compare-and-swap. The messages between the threads are the two
- * flags, atomic by type, and the publisher's queue. */
-typedef struct lease {
-    char *model;           /* set before nleases counts it, then never written */
-    _Atomic int64_t epoch; /* 0: not held */
-    /* flags: set by either thread, taken (exchanged back) by the writer */
-    atomic_bool reread;    /* re-read our pending entries before new ones */
-    atomic_bool republish; /* the publisher left events unpublished */
-    /* the writer's own */
-    int64_t renewed_ns; /* when it last took or renewed the lease */
-    /* the publisher's own (set once by lease_of() before nleases counts it) */
-    int64_t published; /* last seq published on the response stream */
-    bool abandoned;    /* publish nothing more until the writer has re-published
-                          from the database (its seq comes through the queue) */
-} lease;
-
-typedef enum lease_take { LEASE_HELD, LEASE_FOREIGN, LEASE_UNREACHABLE } lease_take;
-
-/* One request stream entry. Its fields are whole (each within its limit,
- * else the entry is refused as malformed). */
-typedef struct entry {
-    char model[DS_IDENT_MAX + 1];
-    char id[48];
-    char user[DS_IDENT_MAX + 1];
-    char rid[REQ_ID_MAX + 1];
-    char hash[65];
-    char scope_dim[DS_IDENT_MAX + 1];
-    char scope_member[DS_IDENT_MAX + 1];
-    char *cmd;
-    size_t cmd_len;
-    req_detail detail;
-    int64_t ts_ms;
-    bool bad; /* a field over its limit, or missing */
-} entry;
-
-typedef struct batch {
-    entry *e;
-    size_t n, alloc;
-} batch;
-
-/* For the publisher: a model's events and/or request entries to
- * acknowledge, or (mark) the writer's word that the model's events are on
- * the stream up to mark_seq after it re-published them. */
-typedef struct pub_item {
-    lease *l;
-    bus_event *ev;
-    int nev;
-    char **ids;
-    int nid;
-    bool mark;
-    int64_t mark_seq;
-    ds_arena arena; /* the strings */
-    struct pub_item *next;
-} pub_item;
-
-typedef enum deliver_kind {
-    DELIVER_NONE = 0, /* answered already (or nobody to answer) */
-    DELIVER_BODY,     /* --ack persisted: its answer after the COMMIT */
-    DELIVER_STORED,   /* a retry: the first one's answer from the database */
-} deliver_kind;
-
-struct ds_writer {
-    ds_server *srv;
-    pthread_t thread;
-    ds_bus *bus;
-    char owner[256];
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop, alive;
-    atomic_bool started;        /* recovery is done (leases taken later re-read) */
-    pthread_mutex_t lease_lock; /* one thread at a time takes a lease */
-    lease leases[MAX_MODELS];
-    atomic_int nleases;          /* grown by the writer; the publisher reads below it */
-    _Atomic int64_t reading_lag; /* entries read, not yet applied */
-    atomic_bool backpressure;    /* waiting for the persister */
-    bool ack_persisted;
-    /* the persister and what its done callback uses (on its thread) */
-    ds_persist *persist;
-    ds_reader *stored; /* stored answers of retries */
-    /* the publisher */
-    pthread_t pub_thread;
-    ds_bus *pub_bus;
-    pub_item *pub_head, *pub_tail;
-    int pub_n;
-    bool pub_stop, pub_started;
-    int64_t pub_deadline_ns; /* stopping: when the publisher gives up on Redis */
-    pthread_cond_t pub_cond; /* an item or the stop for the publisher */
-    pthread_cond_t pub_room; /* room in the queue for the writer */
-};
 
 /* ---- leases ------------------------------------------------------------------ */
 
@@ -266,7 +168,8 @@ static void publish_model(ds_writer *w, ds_bus *bus, lease *l, const bus_event *
             }
             rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held", l->model);
         } else {
-            rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid, KEEP_EVENTS, &err);
+            rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid,
+                             w->srv->o.response_keep, &err);
             if (rc == 0) {
                 if (nev) {
                     l->published = ev[nev - 1].seq;
@@ -409,7 +312,7 @@ static pub_item *ack_item(ds_writer *w, const char *model)
 /* persist_done_fn: the group is in DuckDB. Its models' persisted seqs move
  * (SQL reads waiting for them go on), --ack persisted writes and retries
  * are answered, and the entries go to the publisher for XACK. */
-static void on_persisted(void *ctx, const persist_item *group)
+void writer__on_persisted(void *ctx, const persist_item *group)
 {
     ds_writer *w = ctx;
     crash_point("after_commit");
@@ -454,7 +357,7 @@ static void on_persisted(void *ctx, const persist_item *group)
 
 /* ---- one entry --------------------------------------------------------------------- */
 
-static const char *field(const bus_entry *e, const char *name, size_t *len)
+const char *writer__field(const bus_entry *e, const char *name, size_t *len)
 {
     for (int i = 0; i < e->nfields; i++)
         if (strcmp(e->fields[i].name, name) == 0) {
@@ -467,10 +370,10 @@ static const char *field(const bus_entry *e, const char *name, size_t *len)
 
 /* Copies a field whole: false when it is longer than cap - 1 or holds a
  * NUL (the HTTP layer never sends such; it is refused, never cut). */
-static bool copy_field(const bus_entry *e, const char *name, char *out, size_t cap)
+bool writer__copy_field(const bus_entry *e, const char *name, char *out, size_t cap)
 {
     size_t len;
-    const char *v = field(e, name, &len);
+    const char *v = writer__field(e, name, &len);
     out[0] = '\0';
     if (!v)
         return true;
@@ -493,23 +396,23 @@ static void collect(void *ctx, const bus_entry *be)
     bool ok = strlen(be->model) < sizeof e->model && strlen(be->id) < sizeof e->id;
     snprintf(e->model, sizeof e->model, "%s", ok ? be->model : "");
     snprintf(e->id, sizeof e->id, "%s", ok ? be->id : "");
-    ok &= copy_field(be, "user", e->user, sizeof e->user);
-    ok &= copy_field(be, "rid", e->rid, sizeof e->rid);
-    ok &= copy_field(be, "hash", e->hash, sizeof e->hash);
-    ok &= copy_field(be, "scope_dim", e->scope_dim, sizeof e->scope_dim);
-    ok &= copy_field(be, "scope_member", e->scope_member, sizeof e->scope_member);
+    ok &= writer__copy_field(be, "user", e->user, sizeof e->user);
+    ok &= writer__copy_field(be, "rid", e->rid, sizeof e->rid);
+    ok &= writer__copy_field(be, "hash", e->hash, sizeof e->hash);
+    ok &= writer__copy_field(be, "scope_dim", e->scope_dim, sizeof e->scope_dim);
+    ok &= writer__copy_field(be, "scope_member", e->scope_member, sizeof e->scope_member);
     size_t len;
-    const char *d = field(be, "detail", &len);
+    const char *d = writer__field(be, "detail", &len);
     if (d && request_detail(d, len, &e->detail, NULL) != 0)
         ok = false;
-    const char *cmd = field(be, "cmd", &len);
+    const char *cmd = writer__field(be, "cmd", &len);
     e->cmd = cmd ? xstrndup(cmd, len) : NULL;
     e->cmd_len = cmd ? len : 0;
     e->ts_ms = strtoll(e->id, NULL, 10); /* ms-seq: Redis's clock, the same for everyone */
     e->bad = !ok || !cmd || !e->rid[0] || strlen(e->hash) != 64;
 }
 
-static void batch_clear(batch *b)
+void writer__batch_clear(batch *b)
 {
     for (size_t i = 0; i < b->n; i++)
         free(b->e[i].cmd);
@@ -544,6 +447,8 @@ typedef struct batch_pub {
 
 static void pub_event(ds_writer *w, batch_pub *bp, const entry *e, int64_t seq, const ds_buf *ev)
 {
+    if (w->follow) /* a replica publishes nothing */
+        return;
     lease *l = lease_of(w, e->model);
     if (!l)
         return;
@@ -566,6 +471,8 @@ static void pub_event(ds_writer *w, batch_pub *bp, const entry *e, int64_t seq, 
     it->ev[it->nev++] =
         (bus_event){.seq = seq,
                     .request_id = ds_arena_strndup(&it->arena, e->rid, strlen(e->rid)),
+                    .user = ds_arena_strndup(&it->arena, e->user, strlen(e->user)),
+                    .ts_ms = e->ts_ms,
                     .json = ds_arena_strndup(&it->arena, ev->data, ev->len),
                     .len = ev->len,
                     .cmd = ds_arena_strndup(&it->arena, e->cmd, e->cmd_len),
@@ -678,7 +585,8 @@ static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
         it->answer_len = answer.len;
     }
     it->deliver = (int)later;
-    snprintf(it->stream_id, sizeof it->stream_id, "%s", e->id);
+    /* a replica's entries are the writer's to acknowledge */
+    snprintf(it->stream_id, sizeof it->stream_id, "%s", w->follow ? "" : e->id);
     persist_submit(w->persist, it);
     if (later != DELIVER_NONE) /* an answer waits for the COMMIT */
         persist_hurry(w->persist);
@@ -687,7 +595,7 @@ static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
     ds_buf_free(&stored);
 }
 
-static void process(ds_writer *w, batch *b)
+void writer__process(ds_writer *w, batch *b)
 {
     if (b->n == 0)
         return;
@@ -710,7 +618,7 @@ typedef struct republish {
     ds_bus *bus;
     lease *l;
     bus_event ev[256];
-    char *json[256], *rid[256], *cmd[256];
+    char *json[256], *rid[256], *user[256], *cmd[256];
     int n;
     int rc;
     int64_t published; /* the last seq on the stream */
@@ -722,7 +630,7 @@ static void flush_republish(republish *r)
     if (r->n && r->rc == 0) {
         int64_t epoch = atomic_load(&r->l->epoch); /* 0: the publisher was fenced meanwhile */
         r->rc = epoch ? bus_publish(r->bus, r->l->model, r->w->owner, epoch, r->ev, r->n, NULL, 0,
-                                    KEEP_EVENTS, &err)
+                                    r->w->srv->o.response_keep, &err)
                       : ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease is not held");
         if (r->rc == 0)
             r->published = r->ev[r->n - 1].seq;
@@ -732,20 +640,24 @@ static void flush_republish(republish *r)
     for (int i = 0; i < r->n; i++) {
         free(r->json[i]);
         free(r->rid[i]);
+        free(r->user[i]);
         free(r->cmd[i]);
     }
     r->n = 0;
 }
 
-static void on_unpublished(void *ctx, int64_t seq, const char *rid, const char *event, size_t len,
-                           const char *cmd, size_t cmd_len)
+static void on_unpublished(void *ctx, int64_t seq, const char *rid, const char *user, int64_t ts_ms,
+                           const char *event, size_t len, const char *cmd, size_t cmd_len)
 {
     republish *r = ctx;
     r->json[r->n] = xstrndup(event, len);
     r->rid[r->n] = xstrdup(rid);
+    r->user[r->n] = xstrdup(user);
     r->cmd[r->n] = cmd ? xstrndup(cmd, cmd_len) : NULL;
     r->ev[r->n] = (bus_event){.seq = seq,
                               .request_id = r->rid[r->n],
+                              .user = r->user[r->n],
+                              .ts_ms = ts_ms,
                               .json = r->json[r->n],
                               .len = len,
                               .cmd = r->cmd[r->n],
@@ -816,9 +728,9 @@ static int recover_pending(ds_writer *w, const char *const *models, int n, ds_er
             if (got > 0) {
                 log_info("writer: re-reading %d pending commands of '%s'", got, models[i]);
                 snprintf(after, sizeof after, "%s", b.e[b.n - 1].id);
-                process(w, &b);
+                writer__process(w, &b);
             }
-            batch_clear(&b);
+            writer__batch_clear(&b);
             free(b.e);
             if (got < 0)
                 return got;
@@ -909,7 +821,7 @@ static int recover(ds_writer *w, ds_error *err)
 
 /* Backpressure: the persister is beyond its bounds; waits a moment for it
  * (true: do not read now). */
-static bool held_back(ds_writer *w)
+bool writer__held_back(ds_writer *w)
 {
     int64_t n, age;
     persist_lag(w->persist, &n, &age);
@@ -945,7 +857,7 @@ static void *writer_main(void *arg)
         int n = held_models(w, models);
         for (int i = 0; i < n; i++)
             recover_lease(w, lease_of(w, models[i]));
-        if (n && held_back(w))
+        if (n && writer__held_back(w))
             continue;
         ds_error err;
         int got = n ? bus_read(w->bus, w->owner, models, n, NULL, w->srv->o.batch_max, 50, collect,
@@ -967,8 +879,8 @@ static void *writer_main(void *arg)
             log_info("writer: Redis is back");
         w->srv->redis_up = 1;
         atomic_store(&w->reading_lag, (int64_t)b.n);
-        process(w, &b);
-        batch_clear(&b);
+        writer__process(w, &b);
+        writer__batch_clear(&b);
         atomic_store(&w->reading_lag, 0);
     }
     pthread_mutex_lock(&w->lock);
@@ -999,11 +911,12 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         gethostname(host, sizeof host - 1);
         snprintf(w->owner, sizeof w->owner, "%s:%s", host, srv->o.data_dir);
     }
+    w->follow = srv->o.replica;
     int rc = bus_open(&srv->bus, &w->bus, err);
-    if (rc == 0)
+    if (rc == 0 && !w->follow)
         rc = bus_open(&srv->bus, &w->pub_bus, err);
-    if (rc == 0)
-        rc = recover(w, err); /* events, before the publisher and the persister run */
+    if (rc == 0) /* events, before the publisher and the persister run */
+        rc = w->follow ? follow__start(w, err) : recover(w, err);
     if (rc == 0 && !(w->stored = store_reader_new(srv->store)))
         rc = ds_fail(err, DS_INTERNAL, NULL, "cannot open a database connection");
     if (rc == 0) {
@@ -1016,14 +929,14 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         /* answers waiting for the COMMIT do not wait for an interval too */
         po.interval_ms = w->ack_persisted ? 0 : srv->o.persist_interval_ms;
         po.retention_ms = srv->engine_opts.retention_ms;
-        rc = persist_start(srv->store, &po, on_persisted, w, &w->persist, err);
+        rc = persist_start(srv->store, &po, writer__on_persisted, w, &w->persist, err);
     }
-    if (rc == 0) {
+    if (rc == 0 && !w->follow) {
         if (pthread_create(&w->pub_thread, NULL, publisher_main, w) != 0)
             rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the publisher thread");
         w->pub_started = rc == 0;
     }
-    if (rc == 0) {
+    if (rc == 0 && !w->follow) {
         const char *models[MAX_MODELS];
         int n = held_models(w, models);
         rc = recover_pending(w, models, n, err);
@@ -1032,7 +945,7 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         atomic_store(&w->started, true);
         w->alive = true;
         srv->redis_up = 1;
-        if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+        if (pthread_create(&w->thread, NULL, w->follow ? follow__main : writer_main, w) != 0)
             rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the writer thread");
     }
     if (rc) {
@@ -1041,6 +954,7 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         store_reader_free(w->stored);
         bus_close(w->bus);
         bus_close(w->pub_bus);
+        follow__free(w);
         free(w);
         return rc;
     }
@@ -1080,6 +994,7 @@ void writer_free(ds_writer *w)
     store_reader_free(w->stored);
     bus_close(w->bus);
     bus_close(w->pub_bus);
+    follow__free(w);
     pthread_cond_destroy(&w->pub_cond);
     pthread_cond_destroy(&w->pub_room);
     pthread_cond_destroy(&w->cond);

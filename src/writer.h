@@ -45,6 +45,19 @@ typedef struct writer_stats {
 } writer_stats;
 void writer_get_stats(ds_writer *w, writer_stats *s); /* w NULL: all zero */
 
+/* A replica (server_opts.replica): per model followed, its applied seq,
+ * the newest seq seen on the writer's stream, the last command's lag
+ * (the writer's publish -> applied here) and whether it is stalled (see
+ * models_stalled). Returns how many (0 when not a replica). */
+typedef struct replica_stats {
+    char model[DS_IDENT_MAX + 1];
+    int64_t applied, stream, lag_ms;
+    bool stalled;
+} replica_stats;
+int writer_replica_stats(ds_writer *w, replica_stats *out, int max);
+/* A replica: the writer's name in the lease ("" when unknown). */
+void writer_writer_name(ds_writer *w, char *out, size_t cap);
+
 /* A read waits for DuckDB to catch up: the persister's next group goes
  * now rather than at its interval. */
 void writer_hurry(ds_writer *w); /* w NULL: nothing */

@@ -367,9 +367,12 @@ export function makeClient(base, extraHeaders = {}) {
 export class Server {
     // opts: {name, redis (Redis; null: the server's own private redis-server),
     //        dataDir?, demo=true, scale, extraArgs, env,
-    //        headers (sent with every request of server.http, e.g. a key)}
+    //        headers (sent with every request of server.http, e.g. a key),
+    //        command ('serve', or 'replica' with from: a backup file)}
     constructor(opts) {
         this.headers = opts.headers || {};
+        this.command = opts.command || 'serve';
+        this.from = opts.from || null;
         this.name = opts.name;
         this.redis = opts.redis;
         this.dataDir = opts.dataDir || mkTmp(`data-${opts.name}`);
@@ -399,9 +402,11 @@ export class Server {
     async start({ env = {}, waitReady = true, timeoutMs = 60000 } = {}) {
         assert.ok(!this.alive(), 'server already running');
         if (this.port === null) this.port = await sparePort();
-        const args = ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`,
-            ...(this.redis ? ['--redis', this.redis.url] : []), ...(this.demo ? ['--demo', '--scale', String(this.scale)] : []),
-            ...this.extraArgs];
+        const serve = this.command === 'serve';
+        const args = [this.command, '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`,
+            ...(this.redis ? ['--redis', this.redis.url] : []),
+            ...(serve && this.demo ? ['--demo', '--scale', String(this.scale)] : []),
+            ...(this.from ? ['--from', this.from] : []), ...this.extraArgs];
         fs.appendFileSync(this.log, `\n==== start #${++this.starts} ${new Date().toISOString()} env=${JSON.stringify(env)} ${BIN} ${args.join(' ')}\n`);
         const out = fs.openSync(this.log, 'a');
         const childEnv = { ...process.env, ...this.env, ...env };

@@ -83,7 +83,8 @@ START_TEST(streams_group_and_pending)
     int64_t epoch;
     ck_assert_int_eq(bus_lease_acquire(B, "sales", "w1", 5000, &epoch, &E), 0);
     ck_assert_int_gt(epoch, 0);
-    bus_event ev[] = {{1, "r", "{\"seq\":1}", 9}, {2, NULL, "{\"seq\":2}", 9}};
+    bus_event ev[] = {{.seq = 1, .request_id = "r", .json = "{\"seq\":1}", .len = 9},
+                      {.seq = 2, .json = "{\"seq\":2}", .len = 9}};
     const char *acks[] = {s.ids[0], s.ids[1], s.ids[2]};
     ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, ev, 2, acks, 3, 1000, &E), 0);
     seen after = {0};
@@ -166,7 +167,7 @@ START_TEST(lease_and_fencing)
     ck_assert_int_gt(e2, e1);
     ck_assert_int_eq(bus_lease_renew(B, "m", "alpha", e1, 300, &E), 0);
     /* a stale writer cannot publish */
-    bus_event ev = {7, "r", "{}", 2};
+    bus_event ev = {.seq = 7, .request_id = "r", .json = "{}", .len = 2};
     ck_assert_int_eq(bus_publish(B, "m", "alpha", e1, &ev, 1, NULL, 0, 100, &E), -DS_FORBIDDEN);
     int64_t last;
     ck_assert_int_eq(bus_last_seq(B, "m", &last, &E), 0);
@@ -190,11 +191,100 @@ START_TEST(recent_events_oldest_first)
     int64_t epoch, next = 3;
     ck_assert_int_eq(bus_lease_acquire(B, "m", "w", 5000, &epoch, &E), 0);
     for (int64_t s = 1; s <= 5; s++) {
-        bus_event ev = {s, NULL, "{}", 2};
+        bus_event ev = {.seq = s, .json = "{}", .len = 2};
         ck_assert_int_eq(bus_publish(B, "m", "w", epoch, &ev, 1, NULL, 0, 1000, &E), 0);
     }
     ck_assert_int_eq(bus_recent_events(B, "m", 3, on_event, &next, &E), 0);
     ck_assert_int_eq(next, 6);
+}
+END_TEST
+
+/* What a replica reads: every published event with its seq, request id,
+ * user, time and command; where a replica at a seq starts; the writer's
+ * name in the lease. */
+typedef struct followed {
+    int n;
+    int64_t seq[600];
+    char last_id[48];
+    bool fields_ok;
+} followed;
+
+static void on_followed(void *ctx, const bus_entry *e)
+{
+    followed *f = ctx;
+    int64_t seq = -1, ts = -1;
+    bool user = false, cmd = false;
+    for (int i = 0; i < e->nfields; i++) {
+        if (!strcmp(e->fields[i].name, "seq"))
+            seq = strtoll(e->fields[i].value, NULL, 10);
+        if (!strcmp(e->fields[i].name, "ts"))
+            ts = strtoll(e->fields[i].value, NULL, 10);
+        if (!strcmp(e->fields[i].name, "user"))
+            user = !strcmp(e->fields[i].value, "ann");
+        if (!strcmp(e->fields[i].name, "cmd"))
+            cmd = !strcmp(e->fields[i].value, "{\"c\":1}");
+    }
+    f->fields_ok &= ts == 1700000000000 + seq && user && cmd;
+    if (f->n < 600)
+        f->seq[f->n++] = seq;
+    snprintf(f->last_id, sizeof f->last_id, "%s", e->id);
+}
+
+START_TEST(replica_reads_and_seeks)
+{
+    int64_t epoch, first, last;
+    char id[48], owner[256];
+    ck_assert_int_eq(bus_lease_owner(B, "m", owner, sizeof owner, &E), 0);
+    ck_assert_str_eq(owner, "");
+    ck_assert_int_eq(bus_seek(B, "m", 5, id, sizeof id, &first, &last, &E), 0);
+    ck_assert_str_eq(id, "0-0"); /* an empty stream */
+    ck_assert_int_eq(first, -1);
+    ck_assert_int_eq(bus_lease_acquire(B, "m", "host:/data", 5000, &epoch, &E), 0);
+    ck_assert_int_eq(bus_lease_owner(B, "m", owner, sizeof owner, &E), 0);
+    ck_assert_str_eq(owner, "host:/data");
+    /* 500 events over several milliseconds, several per millisecond */
+    for (int64_t s = 1; s <= 500;) {
+        bus_event ev[25];
+        for (int k = 0; k < 25; k++, s++)
+            ev[k] = (bus_event){.seq = s,
+                                .request_id = "r",
+                                .user = "ann",
+                                .ts_ms = 1700000000000 + s,
+                                .json = "{}",
+                                .len = 2,
+                                .cmd = "{\"c\":1}",
+                                .cmd_len = 7};
+        ck_assert_int_eq(bus_publish(B, "m", "host:/data", epoch, ev, 25, NULL, 0, 100000, &E), 0);
+        struct timespec t = {0, 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    const char *models[] = {"m"};
+    for (int64_t at = 0; at <= 500; at += 37) {
+        ck_assert_int_eq(bus_seek(B, "m", at, id, sizeof id, &first, &last, &E), 0);
+        ck_assert_int_eq(first, 1);
+        ck_assert_int_eq(last, 500);
+        /* reading from there: everything after at comes, in order, and at
+           most what one millisecond held before it */
+        followed f = {.fields_ok = true};
+        const char *after[] = {id};
+        int got;
+        while ((got = bus_follow(B, models, after, 1, 100, 0, on_followed, &f, &E)) > 0)
+            after[0] = f.last_id;
+        ck_assert_int_eq(got, 0);
+        ck_assert(f.fields_ok);
+        int k = 0;
+        while (k < f.n && f.seq[k] <= at)
+            k++;
+        ck_assert_int_lt(k, 60);
+        ck_assert_int_eq(f.n - k, 500 - at);
+        for (int j = k; j < f.n; j++)
+            ck_assert_int_eq(f.seq[j], at + 1 + (j - k));
+    }
+    /* a replica at or past the end starts after the last entry */
+    ck_assert_int_eq(bus_seek(B, "m", 900, id, sizeof id, &first, &last, &E), 0);
+    followed f = {.fields_ok = true};
+    const char *after[] = {id};
+    ck_assert_int_eq(bus_follow(B, models, after, 1, 100, 20, on_followed, &f, &E), 0);
 }
 END_TEST
 
@@ -442,6 +532,7 @@ int main(void)
     tcase_add_test(tc, lease_and_fencing);
     tcase_add_test(tc, acked_requests_are_trimmed);
     tcase_add_test(tc, recent_events_oldest_first);
+    tcase_add_test(tc, replica_reads_and_seeks);
     tcase_add_test(tc, redis_down_then_back);
     tcase_add_test(tc, bad_urls);
     tcase_add_test(tc, url_forms);
