@@ -443,6 +443,8 @@ typedef struct batch_pub {
     pub_item *items[MAX_MODELS];
     size_t alloc[MAX_MODELS];
     int n;
+    persist_item *persist, **tail; /* the persister's items, in order */
+    bool hurry;                    /* an answer waits for the COMMIT */
 } batch_pub;
 
 static void pub_event(ds_writer *w, batch_pub *bp, const entry *e, int64_t seq, const ds_buf *ev)
@@ -587,9 +589,10 @@ static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
     it->deliver = (int)later;
     /* a replica's entries are the writer's to acknowledge */
     snprintf(it->stream_id, sizeof it->stream_id, "%s", w->follow ? "" : e->id);
-    persist_submit(w->persist, it);
     if (later != DELIVER_NONE) /* an answer waits for the COMMIT */
-        persist_hurry(w->persist);
+        bp->hurry = true;
+    *bp->tail = it; /* to the persister after the events go to the publisher */
+    bp->tail = &it->next;
     models_put(srv->models, mr);
     ds_buf_free(&answer);
     ds_buf_free(&stored);
@@ -601,6 +604,7 @@ void writer__process(ds_writer *w, batch *b)
         return;
     int64_t t0 = ds_now_ns();
     batch_pub bp = {.n = 0};
+    bp.tail = &bp.persist;
     for (size_t i = 0; i < b->n; i++)
         process_entry(w, &b->e[i], &bp);
     metrics_observe(&w->srv->metrics.apply_seconds, (double)(ds_now_ns() - t0) / 1e9);
@@ -609,6 +613,18 @@ void writer__process(ds_writer *w, batch *b)
     models_notify_applied(w->srv->models); /* reads waiting for a min_seq */
     for (int j = 0; j < bp.n; j++)
         pub_enqueue(w, bp.items[j], true);
+    /* The persister's acknowledgements go through the publisher's queue
+       too, behind these events: an entry is never acknowledged (XACK)
+       before its event is on the response stream, so a standby that takes
+       over finds every applied command either there or among the pending
+       entries it claims. */
+    for (persist_item *it = bp.persist, *next; it; it = next) {
+        next = it->next;
+        it->next = NULL;
+        persist_submit(w->persist, it);
+    }
+    if (bp.hurry)
+        persist_hurry(w->persist);
 }
 
 /* ---- recovery ------------------------------------------------------------------------ */
