@@ -763,3 +763,36 @@ int bus_lease_owner(ds_bus *b, const char *model, char *owner, size_t cap, ds_er
     freeReplyObject(r);
     return 0;
 }
+
+int bus_claim(ds_bus *b, const char *model, const char *consumer, int64_t min_idle_ms,
+              int64_t *claimed, ds_error *err)
+{
+    char key[300], idle[24], cursor[48] = "0-0";
+    stream_key(key, sizeof key, model, "request_duck");
+    snprintf(idle, sizeof idle, "%" PRId64, min_idle_ms);
+    *claimed = 0;
+    for (int round = 0; round < 100000; round++) {
+        const char *argv[] = {"XAUTOCLAIM", key,     "writers", consumer, idle,
+                              cursor,       "COUNT", "1000",    "JUSTID"};
+        size_t lens[9];
+        for (int i = 0; i < 9; i++)
+            lens[i] = strlen(argv[i]);
+        redisReply *r = bus__command(b, 9, argv, lens, err);
+        if (!r)
+            return -DS_UNAVAILABLE;
+        if (r->type == REDIS_REPLY_ERROR)
+            return reply_error(r, "XAUTOCLAIM", err);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            return ds_fail(err, DS_UNAVAILABLE, "redis", "XAUTOCLAIM answered an unknown shape");
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_ARRAY)
+            *claimed += (int64_t)r->element[1]->elements;
+        freeReplyObject(r);
+        if (strcmp(cursor, "0-0") == 0)
+            return 0;
+    }
+    return ds_fail(err, DS_INTERNAL, NULL, "XAUTOCLAIM did not finish");
+}

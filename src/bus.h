@@ -180,6 +180,13 @@ int bus_follow(ds_bus *b, const char *const *models, const char *const *after_id
 int bus_seek(ds_bus *b, const char *model, int64_t seq, char *id, size_t cap, int64_t *first,
              int64_t *last, ds_error *err);
 
+/* A writer taking over (a standby whose writer's lease lapsed): XAUTOCLAIM
+ * every entry of {model}:request_duck pending in the group for at least
+ * min_idle_ms, whichever consumer read it, for consumer; they are then its
+ * own pending entries (bus_read with pending_after "0"). *claimed: how many. */
+int bus_claim(ds_bus *b, const char *model, const char *consumer, int64_t min_idle_ms,
+              int64_t *claimed, ds_error *err);
+
 /* The writer's name in {model}:lease ("" when nobody holds it). */
 int bus_lease_owner(ds_bus *b, const char *model, char *owner, size_t cap, ds_error *err);
 

@@ -26,17 +26,6 @@
 #include "writer.h"
 #include "writer_internal.h"
 
-struct follow_model {
-    char model[DS_IDENT_MAX + 1];
-    char after[48];  /* the response stream id read up to */
-    bool positioned; /* after is known */
-    atomic_bool stalled;
-    _Atomic int64_t stream_seq; /* the newest seq seen on the writer's stream */
-    _Atomic int64_t lag_ms;     /* the last command applied: published -> applied */
-    int64_t next;               /* during a batch: the seq expected next */
-    bool touched;               /* during a batch: commands were accepted */
-};
-
 static int64_t wall_ms(void)
 {
     struct timespec t;
@@ -245,60 +234,109 @@ static void refresh_writer(ds_writer *w, int64_t *next_ns)
     }
 }
 
+/* One read of the writer's streams and what it brings, applied (block_ms
+ * 0: no wait). Returns the entries read, or -code when Redis did not
+ * answer. */
+static int step(ds_writer *w, int block_ms, batch *in, batch *out)
+{
+    ds_error err;
+    const char *models[MAX_MODELS], *after[MAX_MODELS];
+    int n = 0;
+    int rc = position(w, &err);
+    for (int i = 0; rc == 0 && i < w->nfm; i++)
+        if (w->fm[i].positioned && !atomic_load(&w->fm[i].stalled)) {
+            models[n] = w->fm[i].model;
+            after[n++] = w->fm[i].after;
+        }
+    if (rc == 0 && n == 0) { /* nothing to follow: stalled, or no model */
+        if (block_ms)
+            idle(100);
+        return 0;
+    }
+    int got = rc ? rc
+                 : bus_follow(w->bus, models, after, n, w->srv->o.batch_max, block_ms,
+                              collect_applied, in, &err);
+    if (got < 0) {
+        if (w->srv->redis_up)
+            log_warn("replica: Redis unavailable: %s", err.message);
+        w->srv->redis_up = 0;
+        writer__batch_clear(in);
+        return got;
+    }
+    if (!w->srv->redis_up)
+        log_info("replica: Redis is back");
+    w->srv->redis_up = 1;
+    if (got == 0) /* caught up */
+        for (int i = 0; i < w->nfm; i++)
+            if (!atomic_load(&w->fm[i].stalled))
+                atomic_store(&w->fm[i].stream_seq, applied_seq(w, w->fm[i].model));
+    filter(w, in, out);
+    atomic_store(&w->reading_lag, (int64_t)out->n);
+    writer__process(w, out);
+    check_applied(w, out);
+    atomic_store(&w->reading_lag, 0);
+    writer__batch_clear(in);
+    writer__batch_clear(out);
+    return got;
+}
+
+/* A standby: true when some model's lease has lapsed (nobody holds it). */
+static bool lease_lapsed(ds_writer *w, int64_t *next_ns)
+{
+    if (!w->standby || ds_now_ns() < *next_ns)
+        return false;
+    *next_ns = ds_now_ns() + (int64_t)w->srv->o.lease_ms * 1000000 / 5;
+    for (int i = 0; i < w->nfm; i++) {
+        char owner[256];
+        ds_error err;
+        if (bus_lease_owner(w->bus, w->fm[i].model, owner, sizeof owner, &err) == 0 && !owner[0]) {
+            log_warn("standby: the writer's lease of '%s' lapsed; taking over", w->fm[i].model);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A standby about to take over: everything the old writer published is
+ * applied here first. False when it cannot be (Redis, a stalled model). */
+static bool catch_up(ds_writer *w, batch *in, batch *out)
+{
+    int got;
+    while ((got = step(w, 0, in, out)) > 0)
+        ;
+    if (got < 0)
+        return false;
+    for (int i = 0; i < w->nfm; i++)
+        if (atomic_load(&w->fm[i].stalled)) {
+            log_error("standby: cannot take over: '%s' is stalled (see /ready)", w->fm[i].model);
+            return false;
+        }
+    return true;
+}
+
 void *follow__main(void *arg)
 {
     ds_thread_name("ds-follower");
     ds_writer *w = arg;
     batch in = {0}, out = {0};
-    int64_t next_name = 0;
+    int64_t next_name = 0, next_lease = 0;
+    bool promoted = false;
     while (!stopping(w)) {
-        ds_error err;
         refresh_writer(w, &next_name);
-        const char *models[MAX_MODELS], *after[MAX_MODELS];
-        int n = 0;
-        int rc = position(w, &err);
-        for (int i = 0; rc == 0 && i < w->nfm; i++)
-            if (w->fm[i].positioned && !atomic_load(&w->fm[i].stalled)) {
-                models[n] = w->fm[i].model;
-                after[n++] = w->fm[i].after;
-            }
-        if (rc == 0 && n == 0) { /* nothing to follow: stalled, or no model */
-            idle(100);
-            continue;
+        if (lease_lapsed(w, &next_lease) && catch_up(w, &in, &out) && writer__promote(w)) {
+            promoted = true;
+            break;
         }
-        if (rc == 0 && writer__held_back(w))
-            continue;
-        int got = rc ? rc
-                     : bus_follow(w->bus, models, after, n, w->srv->o.batch_max, 50,
-                                  collect_applied, &in, &err);
-        if (got < 0) {
-            if (w->srv->redis_up)
-                log_warn("replica: Redis unavailable: %s", err.message);
-            w->srv->redis_up = 0;
-            writer__batch_clear(&in);
+        if (step(w, 50, &in, &out) < 0)
             idle(100);
-            continue;
-        }
-        if (!w->srv->redis_up)
-            log_info("replica: Redis is back");
-        w->srv->redis_up = 1;
-        if (got == 0) /* caught up */
-            for (int i = 0; i < w->nfm; i++)
-                if (!atomic_load(&w->fm[i].stalled))
-                    atomic_store(&w->fm[i].stream_seq, applied_seq(w, w->fm[i].model));
-        filter(w, &in, &out);
-        atomic_store(&w->reading_lag, (int64_t)out.n);
-        writer__process(w, &out);
-        check_applied(w, &out);
-        atomic_store(&w->reading_lag, 0);
-        writer__batch_clear(&in);
-        writer__batch_clear(&out);
     }
+    free(in.e);
+    free(out.e);
+    if (promoted)
+        return writer__main(w);
     pthread_mutex_lock(&w->lock);
     w->alive = false;
     pthread_mutex_unlock(&w->lock);
-    free(in.e);
-    free(out.e);
     return NULL;
 }
 
@@ -367,6 +405,11 @@ int writer_replica_stats(ds_writer *w, replica_stats *out, int max)
         s->stalled = atomic_load(&w->fm[i].stalled);
     }
     return k;
+}
+
+bool writer_follows(ds_writer *w)
+{
+    return w && w->follow;
 }
 
 void writer_writer_name(ds_writer *w, char *out, size_t cap)

@@ -712,7 +712,7 @@ enum MHD_Result http__replica_refuse(req *r)
 
 enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
 {
-    if (r->h->srv->o.replica)
+    if (writer_follows(r->h->srv->writer))
         return http__replica_refuse(r);
     if (r->queued_only)
         return reply_queued(r);

@@ -62,8 +62,9 @@ static enum MHD_Result h_ready(req *r)
         jw_str(&w, ws.persist_why.message);
     }
     jw_key(&w, "role");
-    jw_str(&w, srv->o.replica ? "replica" : "writer");
-    if (srv->o.replica) {
+    bool follows = writer_follows(srv->writer);
+    jw_str(&w, !follows ? "writer" : srv->o.replica ? "replica" : "standby");
+    if (follows) {
         jw_key(&w, "replica");
         jw_arr(&w);
         for (int i = 0; i < nrs; i++) {
@@ -444,7 +445,7 @@ static enum MHD_Result h_model(req *r)
 
 static enum MHD_Result h_model_drop(req *r)
 {
-    if (r->h->srv->o.replica)
+    if (writer_follows(r->h->srv->writer))
         return http__replica_refuse(r);
     ds_error e;
     if (writer_drop_model(r->h->srv->writer, r->model, &e))
@@ -464,7 +465,7 @@ static enum MHD_Result h_model_drop(req *r)
 
 static enum MHD_Result h_model_create(req *r)
 {
-    if (r->h->srv->o.replica)
+    if (writer_follows(r->h->srv->writer))
         return http__replica_refuse(r);
     ds_error e;
     json_val *root;

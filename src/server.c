@@ -283,9 +283,10 @@ static int start_all(ds_server *srv, ds_error *err)
     if ((rc = keyring_open(&ko, &srv->keys, err)))
         return rc;
     log_info("keys: %zu active in %s/keys", keyring_count(srv->keys), srv->data_dir);
-    if (!srv->o.redis_url && srv->o.replica)
+    if (!srv->o.redis_url && (srv->o.replica || srv->o.standby))
         return ds_fail(err, DS_INVALID_VALUE, "redis",
-                       "a replica follows the writer's Redis: give --redis URL (or REDIS_URL); "
+                       "a replica or standby follows the writer's Redis: give --redis URL (or "
+                       "REDIS_URL); "
                        "a writer with its private redis-server listens on "
                        "unix://WRITER_DIR/redis/redis.sock");
     if (!srv->o.redis_url)

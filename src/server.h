@@ -61,6 +61,8 @@ typedef struct server_opts {
     long response_keep;          /* commands kept on each response stream (what
                                     replicas can catch up from) */
     bool replica;                /* duckspread replica: follow the writer, refuse writes */
+    bool standby;                /* serve --standby: a replica that takes over when the
+                                    writer's lease lapses */
     const char *writer_url;      /* a replica: where writes go, named in its refusals */
 } server_opts;
 

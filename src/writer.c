@@ -906,6 +906,96 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* ---- a standby takes over ----------------------------------------------------------- */
+
+/* A writer (re)starting while another process holds a model's lease (it
+ * took over when this one died or stalled): this one starts as its
+ * standby. Redis out of reach is no answer: recovery retries then. */
+static bool foreign_lease(ds_writer *w)
+{
+    char **names;
+    size_t n = models_names(w->srv->models, &names);
+    bool foreign = false;
+    for (size_t i = 0; i < n; i++) {
+        char owner[256];
+        ds_error err;
+        if (!foreign && bus_lease_owner(w->bus, names[i], owner, sizeof owner, &err) == 0 &&
+            owner[0] && strcmp(owner, w->owner) != 0) {
+            log_warn("writer: %s holds the lease of '%s': starting as its standby (following "
+                     "it, and taking over when its lease lapses)",
+                     owner, names[i]);
+            foreign = true;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return foreign;
+}
+
+bool writer__promote(ds_writer *w)
+{
+    ds_error err;
+    const char *models[MAX_MODELS];
+    int n = 0;
+    /* the leases first: whoever else takes one meanwhile (the old writer
+       back, another standby) keeps it, and this process stays a standby */
+    for (int i = 0; i < w->nfm; i++) {
+        lease *l = lease_of(w, w->fm[i].model);
+        if (!l || take_lease(w, w->bus, l, atomic_load(&l->epoch)) != LEASE_HELD) {
+            log_warn("standby: could not take the lease of '%s'; staying a standby",
+                     w->fm[i].model);
+            for (int k = 0; k < n; k++) { /* let go of what was taken */
+                lease *t = lease_of(w, models[k]);
+                atomic_store(&t->epoch, 0);
+            }
+            return false;
+        }
+        l->renewed_ns = ds_now_ns();
+        models[n++] = l->model;
+    }
+    if (!w->pub_bus && bus_open(&w->srv->bus, &w->pub_bus, &err) != 0) {
+        log_error("standby: %s", err.message);
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        lease *l = lease_of(w, models[i]);
+        int64_t claimed = 0, last = -1;
+        /* what the old writer read and did not acknowledge: applied and
+           published (the ledger answers them), applied and not published,
+           or not applied; all are applied here in stream order */
+        if (bus_claim(w->bus, l->model, w->owner, 0, &claimed, &err) != 0 ||
+            bus_last_seq(w->bus, l->model, &last, &err) != 0) {
+            log_error("standby: taking over '%s': %s", l->model, err.message);
+            return false;
+        }
+        l->published = last;
+        log_info("standby: holds the lease of '%s' (epoch %" PRId64 "); %" PRId64
+                 " pending commands claimed; the stream is at seq %" PRId64,
+                 l->model, atomic_load(&l->epoch), claimed, last);
+    }
+    w->follow = false;
+    if (pthread_create(&w->pub_thread, NULL, publisher_main, w) != 0) {
+        log_error("standby: cannot start the publisher thread");
+        w->follow = true;
+        return false;
+    }
+    w->pub_started = true;
+    atomic_store(&w->started, true);
+    if (recover_pending(w, models, n, &err) != 0) {
+        log_warn("standby: re-reading the pending commands: %s (again once Redis answers)",
+                 err.message);
+        for (int i = 0; i < n; i++)
+            atomic_store(&lease_of(w, models[i])->reread, true);
+    }
+    log_info("standby: now the writer of %d model%s", n, n == 1 ? "" : "s");
+    return true;
+}
+
+void *writer__main(void *arg)
+{
+    return writer_main(arg);
+}
+
 int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
 {
     ds_writer *w = xcalloc(1, sizeof *w);
@@ -927,8 +1017,13 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         gethostname(host, sizeof host - 1);
         snprintf(w->owner, sizeof w->owner, "%s:%s", host, srv->o.data_dir);
     }
-    w->follow = srv->o.replica;
+    w->follow = srv->o.replica || srv->o.standby;
+    w->standby = srv->o.standby;
     int rc = bus_open(&srv->bus, &w->bus, err);
+    if (rc == 0 && !w->follow && foreign_lease(w)) { /* fenced: the writer is another */
+        w->follow = true;
+        w->standby = true;
+    }
     if (rc == 0 && !w->follow)
         rc = bus_open(&srv->bus, &w->pub_bus, err);
     if (rc == 0) /* events, before the publisher and the persister run */

@@ -55,6 +55,9 @@ typedef struct replica_stats {
     bool stalled;
 } replica_stats;
 int writer_replica_stats(ds_writer *w, replica_stats *out, int max);
+/* True while this process follows another writer (a replica, or a
+ * standby not yet promoted): it answers no write. */
+bool writer_follows(ds_writer *w);
 /* A replica: the writer's name in the lease ("" when unknown). */
 void writer_writer_name(ds_writer *w, char *out, size_t cap);
 

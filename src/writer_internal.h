@@ -19,6 +19,19 @@
  * before the writer waits */
 enum { RECENT_EVENTS = 100000, MAX_MODELS = 64, PUB_QUEUE = 64 };
 
+/* A model a replica follows (the follower's own, but for the atomics,
+ * which /ready and /metrics read). */
+struct follow_model {
+    char model[DS_IDENT_MAX + 1];
+    char after[48];  /* the response stream id read up to */
+    bool positioned; /* after is known */
+    atomic_bool stalled;
+    _Atomic int64_t stream_seq; /* the newest seq seen on the writer's stream */
+    _Atomic int64_t lag_ms;     /* the last command applied: published -> applied */
+    int64_t next;               /* during a batch: the seq expected next */
+    bool touched;               /* during a batch: commands were accepted */
+};
+
 /* A model's lease and what the writer and the publisher tell each other
  * about it. Each field has one owner thread, except the epoch: both threads
  * fence their Redis calls with it, and both may take the lease (the
@@ -114,7 +127,8 @@ struct ds_writer {
     pthread_cond_t pub_cond; /* an item or the stop for the publisher */
     pthread_cond_t pub_room; /* room in the queue for the writer */
     /* a replica (follow.c): no lease, no publisher; the response stream */
-    bool follow;
+    atomic_bool follow;      /* read by the HTTP threads (writer_follows) */
+    bool standby;            /* a replica that takes over when the writer's lease lapses */
     struct follow_model *fm; /* the models followed (the follower's own) */
     int nfm;
     char writer_name[256]; /* the lease holder's name (under lock) */
@@ -134,6 +148,12 @@ const char *writer__field(const bus_entry *e, const char *name, size_t *len);
 bool writer__copy_field(const bus_entry *e, const char *name, char *out, size_t cap);
 /* The persister's done callback (XACK, --ack persisted answers). */
 void writer__on_persisted(void *ctx, const persist_item *group);
+
+/* A standby whose writer's lease lapsed: takes every lease, claims the
+ * old writer's pending entries and applies them, starts the publisher;
+ * true when this process is the writer now (run writer__main next). */
+bool writer__promote(ds_writer *w);
+void *writer__main(void *arg);
 
 /* follow.c: a replica's start (the engines at the database's seqs; the
  * live feed seeded) and its thread. */
