@@ -58,6 +58,10 @@ typedef struct server_opts {
     int64_t request_id_days;     /* how long a request_id is remembered */
     size_t request_id_max;       /* and how many per model at most (0: no limit) */
     int64_t db_memory_mb;        /* DuckDB's memory_limit */
+    /* backups (backup.h) */
+    const char *backup_dir;  /* NULL: DIR/backups */
+    int64_t backup_every_ms; /* an auto-<time> backup this often (0: none) */
+    int backup_keep;         /* auto-* backups kept */
 } server_opts;
 
 void server_opts_default(server_opts *o);
@@ -67,6 +71,7 @@ typedef struct ds_models ds_models;
 typedef struct ds_grids ds_grids;
 typedef struct ds_keyring ds_keyring;
 typedef struct http_server http_server;
+typedef struct ds_backups ds_backups;
 
 typedef struct ds_server {
     server_opts o;
@@ -86,6 +91,7 @@ typedef struct ds_server {
     int lock_fd;         /* DIR/duckspread.lock, held while running */
     atomic_int redis_up; /* last known state, for /ready: set by the writer, the
                             publisher and the enqueuer (atomic by type) */
+    ds_backups *backups; /* POST /v1/backups, --backup-every (backup.h) */
 } ds_server;
 
 /* Runs until SIGTERM or SIGINT; returns the process exit code. */
