@@ -437,7 +437,7 @@ int backup_restore(const char *from, const char *data_dir, bool force, ds_error 
 
 struct ds_backups {
     backups_opts o;
-    char dir[BACKUP_PATH_MAX];
+    char dir[BACKUP_PATH_MAX], db_path[BACKUP_PATH_MAX], source[BACKUP_PATH_MAX];
     pthread_mutex_t lock;
     pthread_cond_t cond; /* a backup ended; the scheduler's clock */
     backup_info cur;     /* the last one started (under lock) */
@@ -456,11 +456,15 @@ static void *backup_main(void *arg)
 {
     ds_thread_name("ds-backup-copy");
     ds_backups *b = arg;
+    char name[BACKUP_NAME_MAX + 1];
+    pthread_mutex_lock(&b->lock);
+    snprintf(name, sizeof name, "%s", b->cur.name);
+    pthread_mutex_unlock(&b->lock);
     backup_take_opts to = {.persist = b->o.persist,
                            .db_path = b->o.db_path,
                            .dir = b->dir,
                            .source = b->o.source,
-                           .name = b->cur.name,
+                           .name = name,
                            .checkpoint_wait_ms = b->o.checkpoint_wait_ms,
                            .cancel = &b->cancel};
     int rc = backup_take(&to, &b->cur, &b->lock, NULL);
@@ -751,6 +755,10 @@ int backups_new(const backups_opts *o, ds_backups **out, ds_error *err)
     else
         snprintf(b->dir + strlen(b->dir), sizeof b->dir - strlen(b->dir), "/%s", o->dir);
     b->o.dir = b->dir;
+    snprintf(b->db_path, sizeof b->db_path, "%s", o->db_path);
+    snprintf(b->source, sizeof b->source, "%s", o->source ? o->source : "");
+    b->o.db_path = b->db_path;
+    b->o.source = b->source;
     pthread_mutex_init(&b->lock, NULL);
     ds_cond_init(&b->cond);
     atomic_init(&b->cancel, false);
