@@ -48,8 +48,13 @@ BIN_LIBS := -ljemalloc
 endif
 
 SRC := $(wildcard src/*.c)
-LIB_OBJ := $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC)))
-MAIN_OBJ := $(BUILD)/src/main.o
+# The command line's own files (main.c; cli_backup.c, the one libcurl user)
+# are the binary's only: the tests link the rest.
+CLI_SRC := src/main.c src/cli_backup.c
+LIB_OBJ := $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out $(CLI_SRC),$(SRC)))
+MAIN_OBJ := $(patsubst src/%.c,$(BUILD)/src/%.o,$(CLI_SRC))
+# duckspread backup asks the server over HTTP (Debian's libcurl4-openssl-dev).
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
 BIN := $(BUILD)/duckspread
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -131,7 +136,7 @@ $(BUILD)/bench/%.o: bench/%.c | $(DEPS_STAMP)
 
 $(BIN): $(MAIN_OBJ) $(LIB_OBJ)
 	$(say) "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(BIN_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CURL_LIBS) $(BIN_LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(UNIT_LIB_OBJ) $(LIB_OBJ)
 	$(say) "  LD      $@"

@@ -16,7 +16,8 @@ duckdb_version=1.4.4
 # (libFuzzer and the sanitizer runtimes of clang 14) for make fuzz;
 # clang-format for make format-check.
 packages="build-essential pkg-config libjson-c-dev libhiredis-dev
-libmicrohttpd-dev libwslay-dev libjemalloc-dev libssl-dev libzstd-dev libgmp-dev check redis-server
+libmicrohttpd-dev libwslay-dev libjemalloc-dev libssl-dev libzstd-dev libgmp-dev libcurl4-openssl-dev
+check redis-server
 openssl valgrind clang libclang-rt-14-dev clang-format"
 
 missing=""

@@ -6,4 +6,9 @@
 /* duckspread keys create|list|revoke ... (argv[0] is "keys"). */
 int cli_keys(int argc, char **argv);
 
+/* duckspread backup ... and duckspread restore ... (cli_backup.c; argv[0]
+ * is the command's name). */
+int cli_backup(int argc, char **argv);
+int cli_restore(int argc, char **argv);
+
 #endif

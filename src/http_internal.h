@@ -209,6 +209,12 @@ enum MHD_Result http__changes(req *r, bool legacy);
 enum MHD_Result http__events(req *r);
 enum MHD_Result http__ws(req *r);
 
+/* The backup routes (http_backup.c) and their /metrics lines. */
+enum MHD_Result http__backup_create(req *r);
+enum MHD_Result http__backup_list(req *r);
+enum MHD_Result http__backup_get(req *r);
+void http__backup_metrics(http_server *h, ds_buf *b);
+
 /* Slow clients: a reaper closes connections that do not deliver a whole
  * request within the request timeout (http_guard.c). */
 http_guard *http__guard_new(int timeout_s, ds_metrics *metrics);

@@ -233,6 +233,7 @@ static enum MHD_Result h_metrics(req *r)
         free(label[i]);
         free(names[i]);
     }
+    http__backup_metrics(r->h, &b);
     free(label);
     free(have);
     free(persisted);
@@ -889,6 +890,13 @@ static const route routes[] = {
      q_stream, false},
     {"GET", "/v1/models/{m}/ws", http__ws, "ws", false, true, ROLE_VIEWER, false, q_stream, false},
     {"POST", "/v1/tickets", h_ticket, "tickets", false, false, ROLE_VIEWER, false, NULL, false},
+    /* backups (http_backup.c) */
+    {"POST", "/v1/backups", http__backup_create, "backups_create", false, false, ROLE_ADMIN, true,
+     NULL, false},
+    {"GET", "/v1/backups", http__backup_list, "backups", false, false, ROLE_ADMIN, false, NULL,
+     false},
+    {"GET", "/v1/backups/*", http__backup_get, "backup", false, false, ROLE_ADMIN, false, NULL,
+     false},
 };
 
 /* Matches url against a pattern; the captures, undecoded, go to r (decoded

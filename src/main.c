@@ -27,6 +27,8 @@ static const char usage_main[] =
     "commands:\n"
     "  serve     run the server: HTTP API, Redis queue, single writer, live feed\n"
     "  keys      create, list and revoke API keys (roles viewer, editor, admin)\n"
+    "  backup    take an online backup of a running server's database\n"
+    "  restore   put a backup back as a data directory's database\n"
     "  demo      load the demo model 'sales' into a data directory and print totals\n"
     "  version   print the version\n"
     "  help      print this help\n"
@@ -147,6 +149,13 @@ static const char usage_serve[] =
     "  --min-seq-wait-ms N how long a read waits for its min_seq, or for the\n"
     "                      database to catch up (SQL views), before 503 with\n"
     "                      Retry-After (default 10000)\n"
+    "  --backup-dir DIR    where backups go (POST /v1/backups, duckspread backup,\n"
+    "                      --backup-every): NAME.duckdb files (default DATA/backups,\n"
+    "                      created at the first backup)\n"
+    "  --backup-every T    take a backup named auto-YYYYMMDDTHHMMSSZ every T (90s,\n"
+    "                      30m, 1h; default 0 = never); writes go on meanwhile\n"
+    "  --backup-keep N     auto-* backups kept: after each, the oldest beyond N are\n"
+    "                      deleted, never a backup of another name (default 24)\n"
     "  --bench-baseline    for benchmarks only: the original design's write path,\n"
     "                      one transaction per command and every view recomputed\n"
     "                      into a table after it (make bench-e2e compares)\n"
@@ -154,7 +163,8 @@ static const char usage_serve[] =
     "\n"
     "Environment: DS_LOG=debug for debug logs; DS_CRASH_AT=after_apply|\n"
     "before_commit|after_commit|after_publish|before_xack|mid_checkpoint|\n"
-    "mid_persist kills the process there (tests).\n";
+    "mid_persist kills the process there (tests). DS_BACKUP_SLOW_MS=N (tests):\n"
+    "a backup waits N ms between its checkpoint and its copy.\n";
 
 /* The source tree the binary was built in (its build/ directory's parent). */
 static void default_web_dir(char *out, size_t n)
@@ -252,6 +262,48 @@ enum {
     OPT_DB_MEMORY
 };
 
+/* getopt values of the backup options of serve */
+enum { OPT_BACKUP_DIR = 768, OPT_BACKUP_EVERY, OPT_BACKUP_KEEP };
+
+/* A duration: N followed by s, m or h (90s, 30m, 1h); "0" is none. */
+static bool parse_duration_ms(const char *s, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    long long unit = *end == 's' ? 1000 : *end == 'm' ? 60000 : *end == 'h' ? 3600000 : 0;
+    if (!*s || *s == '-' || *s == '+' || v < 0 || v > 10000000)
+        return false;
+    if (v == 0 && (!*end || unit)) {
+        *out = 0;
+        return !*end || !end[1];
+    }
+    if (!unit || end[1])
+        return false;
+    *out = v * unit;
+    return true;
+}
+
+/* The backup options of serve: false when c is none of them. */
+static bool serve_backup(server_opts *o, int c, const char *arg, bool *ok)
+{
+    long long v = 0;
+    switch (c) {
+    case OPT_BACKUP_DIR:
+        o->backup_dir = arg;
+        *ok = *arg != '\0';
+        return true;
+    case OPT_BACKUP_EVERY:
+        *ok = parse_duration_ms(arg, &o->backup_every_ms);
+        return true;
+    case OPT_BACKUP_KEEP:
+        *ok = parse_count(arg, 1, 1000000, &v);
+        o->backup_keep = (int)v;
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* The variable's value, or NULL when unset or empty. */
 static const char *env_value(const char *name)
 {
@@ -299,6 +351,9 @@ static int cmd_serve(int argc, char **argv)
         {"request-id-days", required_argument, NULL, OPT_REQUEST_ID_DAYS},
         {"request-id-max", required_argument, NULL, OPT_REQUEST_ID_MAX},
         {"db-memory-mb", required_argument, NULL, OPT_DB_MEMORY},
+        {"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
+        {"backup-every", required_argument, NULL, OPT_BACKUP_EVERY},
+        {"backup-keep", required_argument, NULL, OPT_BACKUP_KEEP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     server_opts o;
@@ -430,7 +485,7 @@ static int cmd_serve(int argc, char **argv)
             fputs(usage_serve, stdout);
             return 0;
         default:
-            if (serve_limit(&o, c, optarg, &ok))
+            if (serve_limit(&o, c, optarg, &ok) || serve_backup(&o, c, optarg, &ok))
                 break;
             fputs(usage_serve, stderr);
             return 2;
@@ -592,6 +647,10 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "keys"))
         return cli_keys(argc - 1, argv + 1);
+    if (!strcmp(cmd, "backup"))
+        return cli_backup(argc - 1, argv + 1);
+    if (!strcmp(cmd, "restore"))
+        return cli_restore(argc - 1, argv + 1);
     fprintf(stderr, "duckspread: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

@@ -36,6 +36,8 @@ struct ds_persist {
     int64_t oldest_ns; /* queued_ns of the oldest item not yet committed, 0: none */
     job *jobs;
     bool stop, failing, joined;
+    bool exited;           /* the thread is gone: persist_run refuses */
+    int holds;             /* persist_hold_checkpoints: no CHECKPOINT of ours */
     bool hurry;            /* write the next group without waiting for its interval */
     int64_t stop_limit_ms; /* stopping: how long to keep trying a failing group */
     ds_error why;
@@ -294,9 +296,21 @@ static void *kill_soon(void *arg)
     return NULL;
 }
 
+static bool held(ds_persist *p)
+{
+    pthread_mutex_lock(&p->lock);
+    bool h = p->holds > 0;
+    pthread_mutex_unlock(&p->lock);
+    return h;
+}
+
 static void checkpoint(ds_persist *p)
 {
     ds_error err;
+    if (held(p)) { /* a backup copies the file: the next one after it */
+        log_debug("persister: checkpoint held (a backup is copying the database file)");
+        return;
+    }
     double t0 = ds_now_ms();
     pthread_t killer;
     if (crash_armed("mid_checkpoint"))
@@ -369,7 +383,8 @@ static void *persist_main(void *arg)
             if (store_wal_bytes(p->store) > p->o.checkpoint_bytes)
                 checkpoint(p);
             expire_requests(p, newest_ts, &last_expire);
-        } else if (dirty && ds_now_ns() - last_write > p->o.idle_checkpoint_ms * 1000000) {
+        } else if (dirty && ds_now_ns() - last_write > p->o.idle_checkpoint_ms * 1000000 &&
+                   !held(p)) {
             checkpoint(p);
             dirty = false;
         }
@@ -378,6 +393,15 @@ static void *persist_main(void *arg)
     }
     if (dirty)
         checkpoint(p);
+    pthread_mutex_lock(&p->lock);
+    p->exited = true;
+    for (job *j = p->jobs; j; j = j->next) { /* queued after the last pass */
+        j->rc = ds_fail(&j->err, DS_UNAVAILABLE, NULL, "the persister has stopped");
+        j->done = true;
+    }
+    p->jobs = NULL;
+    pthread_cond_broadcast(&p->drained);
+    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -514,6 +538,10 @@ int persist_run(ds_persist *p, int (*fn)(ds_store *s, void *arg, ds_error *err),
 {
     job j = {.fn = fn, .arg = arg};
     pthread_mutex_lock(&p->lock);
+    if (p->exited) {
+        pthread_mutex_unlock(&p->lock);
+        return ds_fail(err, DS_UNAVAILABLE, NULL, "the persister has stopped");
+    }
     j.next = p->jobs;
     p->jobs = &j;
     pthread_cond_signal(&p->cond);
@@ -523,6 +551,16 @@ int persist_run(ds_persist *p, int (*fn)(ds_store *s, void *arg, ds_error *err),
     if (j.rc && err)
         *err = j.err;
     return j.rc;
+}
+
+void persist_hold_checkpoints(ds_persist *p, bool hold)
+{
+    pthread_mutex_lock(&p->lock);
+    p->holds += hold ? 1 : -1;
+    if (p->holds < 0)
+        p->holds = 0;
+    pthread_cond_signal(&p->cond); /* an idle checkpoint may be due now */
+    pthread_mutex_unlock(&p->lock);
 }
 
 void persist_get_stats(ds_persist *p, persist_stats *s)

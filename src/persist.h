@@ -120,9 +120,19 @@ bool persist_wait_lag(ds_persist *p, int64_t max_commands, int64_t max_ms, int64
 bool persist_failed(ds_persist *p, ds_error *why);
 
 /* Runs fn on the persister's thread between groups and waits for it
- * (model creation and removal, checkpoints on demand). Returns fn's. */
+ * (model creation and removal, checkpoints on demand). Returns fn's, or
+ * -DS_UNAVAILABLE once the thread has stopped. */
 int persist_run(ds_persist *p, int (*fn)(ds_store *s, void *arg, ds_error *err), void *arg,
                 ds_error *err);
+
+/* Checkpoint hold (backups, backup.h): while held (hold true, then
+ * false, counted), the persister runs no CHECKPOINT of its own (neither
+ * for the write-ahead log's size, nor when idle, nor at stop); groups go
+ * on (to the write-ahead log and blocks that were free at the last
+ * checkpoint), so the database file's bytes up to its size at the last
+ * checkpoint stay that checkpoint's database. A job (persist_run) may
+ * still checkpoint: the backup's own does, under its hold. */
+void persist_hold_checkpoints(ds_persist *p, bool hold);
 
 typedef struct persist_stats {
     int64_t groups, commands, checkpoints, failures;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup.h"
 #include "demo.h"
 #include "grids.h"
 #include "http.h"
@@ -58,6 +59,7 @@ void server_opts_default(server_opts *o)
     o->request_id_max = 1000000;
     o->db_memory_mb = 2048;
     o->response_keep = 100000;
+    o->backup_keep = 24;
 }
 
 /* ---- the run --------------------------------------------------------------------------- */
@@ -261,6 +263,52 @@ static int lock_data_dir(ds_server *srv, ds_error *err)
     return 0;
 }
 
+/* ---- backups and DIR/duckspread.url ------------------------------------------------------ */
+
+static int start_backups(ds_server *srv, ds_error *err)
+{
+    char dir[4200], db[4200];
+    if (srv->o.backup_dir)
+        snprintf(dir, sizeof dir, "%s", srv->o.backup_dir);
+    else
+        snprintf(dir, sizeof dir, "%s/backups", srv->data_dir);
+    snprintf(db, sizeof db, "%s/duckspread.db", srv->data_dir);
+    backups_opts bo = {.persist = writer_persister(srv->writer),
+                       .db_path = db,
+                       .dir = dir,
+                       .source = srv->data_dir,
+                       .every_ms = srv->o.backup_every_ms,
+                       .keep = srv->o.backup_keep};
+    return backups_new(&bo, &srv->backups, err);
+}
+
+static void url_file(const ds_server *srv, char *path, size_t n)
+{
+    snprintf(path, n, "%s/duckspread.url", srv->data_dir);
+}
+
+/* DIR/duckspread.url: where this server answers (for `duckspread backup
+ * --data DIR`), written once the port is open, removed at the drain. */
+static void write_url_file(const ds_server *srv)
+{
+    char path[4200], tmp[4300];
+    url_file(srv, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    const char *listen = srv->o.listen;
+    bool any = strncmp(listen, "0.0.0.0:", 8) == 0;
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "http://%s%s\n", any ? "127.0.0.1" : "", any ? listen + 7 : listen) < 0 ||
+        fclose(f) != 0 || rename(tmp, path) != 0)
+        log_warn("start: cannot write %s: %s", path, strerror(errno));
+}
+
+static void remove_url_file(const ds_server *srv)
+{
+    char path[4200];
+    url_file(srv, path, sizeof path);
+    unlink(path);
+}
+
 static int start_all(ds_server *srv, ds_error *err)
 {
     int rc = 0;
@@ -327,20 +375,27 @@ static int start_all(ds_server *srv, ds_error *err)
                             : "writer: recovering");
     if ((rc = writer_start(srv, &srv->writer, err)))
         return rc;
+    if ((rc = start_backups(srv, err)))
+        return rc;
     if ((rc = http_start(srv, &srv->http, err)))
         return rc;
+    write_url_file(srv);
     log_info("http: serving on http://%s (docs at /docs)", srv->o.listen);
     return 0;
 }
 
 static void stop_all(ds_server *srv)
 {
+    remove_url_file(srv);
+    backups_stop(srv->backups); /* a running one stops, its hold released */
     http_quiesce(srv->http);
     writer_stop(srv->writer); /* finishes the batch in flight */
     live_stop(srv->live);     /* wakes every waiter, closes WebSockets */
     struct timespec t = {0, 200 * 1000 * 1000};
     nanosleep(&t, NULL);  /* lets woken requests answer */
     http_stop(srv->http); /* no request runs after this */
+    backups_free(srv->backups);
+    srv->backups = NULL;
     writer_free(srv->writer);
     srv->writer = NULL;
     live_free(srv->live);
@@ -398,6 +453,7 @@ int server_run(const server_opts *o)
         log_error("start: %s", err.message);
         if (srv.http)
             http_stop(srv.http);
+        backups_free(srv.backups);
         writer_free(srv.writer);
         live_free(srv.live);
         grids_free(srv.grids);

@@ -64,6 +64,10 @@ typedef struct server_opts {
     bool standby;                /* serve --standby: a replica that takes over when the
                                     writer's lease lapses */
     const char *writer_url;      /* a replica: where writes go, named in its refusals */
+    /* backups (backup.h) */
+    const char *backup_dir;  /* NULL: DIR/backups */
+    int64_t backup_every_ms; /* an auto-<time> backup this often (0: none) */
+    int backup_keep;         /* auto-* backups kept */
 } server_opts;
 
 void server_opts_default(server_opts *o);
@@ -73,6 +77,7 @@ typedef struct ds_models ds_models;
 typedef struct ds_grids ds_grids;
 typedef struct ds_keyring ds_keyring;
 typedef struct http_server http_server;
+typedef struct ds_backups ds_backups;
 
 typedef struct ds_server {
     server_opts o;
@@ -92,6 +97,7 @@ typedef struct ds_server {
     int lock_fd;         /* DIR/duckspread.lock, held while running */
     atomic_int redis_up; /* last known state, for /ready: set by the writer, the
                             publisher and the enqueuer (atomic by type) */
+    ds_backups *backups; /* POST /v1/backups, --backup-every (backup.h) */
 } ds_server;
 
 /* Runs until SIGTERM or SIGINT; returns the process exit code. */

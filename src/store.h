@@ -143,6 +143,42 @@ int64_t store_wal_bytes(ds_store *s);
  * while another connection has a transaction open. */
 int store_checkpoint(ds_store *s, ds_error *err);
 
+/* ---- backups (store_backup.c; backup.h takes them) ------------------------- */
+
+/* The database file's path (borrowed) and its size in bytes now (-1 when
+ * it cannot be stat'ed). */
+const char *store_path(const ds_store *s);
+int64_t store_file_bytes(const ds_store *s);
+
+/* What ds_meta says of a backup, and each model's seq in the file. */
+typedef struct store_backup_meta {
+    char name[128];
+    char taken[40];    /* ISO 8601, UTC */
+    char source[4096]; /* the data directory it was taken from */
+    int64_t ms;        /* how long taking it took, up to the mark */
+    size_t nmodels;
+    char **models; /* by name; malloc'd: store_backup_meta_free() */
+    int64_t *seqs;
+} store_backup_meta;
+void store_backup_meta_free(store_backup_meta *m);
+
+/* Opens the database file at path with a DuckDB instance of its own (a
+ * copy without its write-ahead log: the state of its last checkpoint),
+ * writes name, taken, source and ms into ds_meta (bound values), reads
+ * each model's seq into m, checkpoints (so the rows are in the file, no
+ * log beside it) and closes. */
+int store_backup_mark(const char *path, store_backup_meta *m, ds_error *err);
+/* Reads a backup's ds_meta rows and its models' seqs, opening path
+ * read-only. invalid_value (target "file") when it is no DuckDB file, no
+ * duckspread database, or not a backup. Free m with
+ * store_backup_meta_free(). */
+int store_backup_read(const char *path, store_backup_meta *m, ds_error *err);
+/* The alternative the benchmark measures: ATTACH path (a new file; the
+ * caller built the path itself, never from user input) and COPY FROM
+ * DATABASE into it on the reader's connection (one snapshot; the
+ * persister is not held), DETACH. */
+int store_copy_database(ds_reader *r, const char *path, ds_error *err);
+
 /* ---- the request ledger (ds_request) ------------------------------------ */
 
 typedef void (*store_request_fn)(void *ctx, const char *model, const char *user, const char *rid,

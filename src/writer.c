@@ -1184,3 +1184,8 @@ int writer_drop_model(ds_writer *w, const char *name, ds_error *err)
     /* what is queued for it is skipped by the persister once it is gone */
     return persist_run(w->persist, drop_job, (void *)name, err);
 }
+
+ds_persist *writer_persister(ds_writer *w)
+{
+    return w ? w->persist : NULL;
+}

@@ -70,4 +70,8 @@ void writer_hurry(ds_writer *w); /* w NULL: nothing */
 int writer_create_model(ds_writer *w, const ds_model *def, ds_error *err);
 int writer_drop_model(ds_writer *w, const char *name, ds_error *err);
 
+/* The persister the writer feeds (backups run their checkpoint on its
+ * thread; backup.h). Borrowed: valid until writer_stop(). */
+ds_persist *writer_persister(ds_writer *w);
+
 #endif
