@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "decimal.h"
 #include "demo.h"
+#include "backup.h"
 #include "server.h"
 #include "store.h"
 
@@ -27,6 +28,7 @@ static const char usage_main[] =
     "commands:\n"
     "  serve     run the server: HTTP API, Redis queue, single writer, live feed\n"
     "  keys      create, list and revoke API keys (roles viewer, editor, admin)\n"
+    "  replica   run a read replica of a writer, from a backup (its own port)\n"
     "  backup    take an online backup of a running server's database\n"
     "  restore   put a backup back as a data directory's database\n"
     "  demo      load the demo model 'sales' into a data directory and print totals\n"
@@ -144,6 +146,9 @@ static const char usage_serve[] =
     "                      forgotten early (duckspread_request_ids_evicted_total)\n"
     "  --db-memory-mb N    memory DuckDB may use for its cache and SQL reads before\n"
     "                      it spills to disk (default 2048)\n"
+    "  --response-keep N   commands kept on each model's response stream in Redis\n"
+    "                      (default 100000, about 800 bytes each for a leaf write):\n"
+    "                      how far behind a replica may fall and catch up\n"
     "  --changes-max N     entries one write's \"changes\" lists at most (default\n"
     "                      1000; beyond, truncated: true)\n"
     "  --min-seq-wait-ms N how long a read waits for its min_seq, or for the\n"
@@ -156,6 +161,18 @@ static const char usage_serve[] =
     "                      30m, 1h; default 0 = never); writes go on meanwhile\n"
     "  --backup-keep N     auto-* backups kept: after each, the oldest beyond N are\n"
     "                      deleted, never a backup of another name (default 24)\n"
+    "  --standby           a standby writer: starts as a replica of the writer\n"
+    "                      (from its own database, or --from BACKUP into an empty\n"
+    "                      DIR; --redis is the writer's Redis), answers reads and\n"
+    "                      refuses writes naming the writer, and when the writer's\n"
+    "                      lease lapses (--lease-ms) takes it, claims the commands\n"
+    "                      the writer read and did not finish, and carries on as\n"
+    "                      the writer. A writer restarted while another holds its\n"
+    "                      lease starts as that one's standby by itself.\n"
+    "  --from BACKUP       with --standby: the backup an empty DIR starts from\n"
+    "  --lease-ms MS       the writer's lease in Redis lasts MS without renewal\n"
+    "                      (default 5000; renewed every third of it): a standby\n"
+    "                      takes over within about MS of the writer's death\n"
     "  --bench-baseline    for benchmarks only: the original design's write path,\n"
     "                      one transaction per command and every view recomputed\n"
     "                      into a table after it (make bench-e2e compares)\n"
@@ -259,7 +276,12 @@ enum {
     OPT_MIN_SEQ_WAIT,
     OPT_REQUEST_ID_DAYS,
     OPT_REQUEST_ID_MAX,
-    OPT_DB_MEMORY
+    OPT_DB_MEMORY,
+    OPT_RESPONSE_KEEP,
+    OPT_FROM,
+    OPT_WRITER_URL,
+    OPT_STANDBY,
+    OPT_LEASE_MS
 };
 
 /* getopt values of the backup options of serve */
@@ -311,7 +333,69 @@ static const char *env_value(const char *name)
     return v && *v ? v : NULL;
 }
 
-static int cmd_serve(int argc, char **argv)
+static const char usage_replica[] =
+    "usage: duckspread replica --data DIR --from BACKUP --redis URL\n"
+    "                          [--listen HOST:PORT] [--writer-url URL] [options]\n"
+    "\n"
+    "Runs a read replica: it starts from a backup of the writer's data (duckspread\n"
+    "backup), restored into DIR when DIR holds no database yet, then follows the\n"
+    "writer: every command the writer applied is read from the writer's Redis\n"
+    "(the response stream {model}:response_duck) and applied again, in seq order,\n"
+    "through the same engine, and written into DIR/duckspread.db by its own\n"
+    "persister. It serves every read the writer serves (cells, grids, members,\n"
+    "views, the change feed, SSE, WebSocket and grid subscriptions) at its own\n"
+    "seq; a read with min_seq waits until the replica has reached it. Writes\n"
+    "are answered 503 unavailable, naming the writer. Restarted, it resumes\n"
+    "from its own database. A replica further behind than the writer's\n"
+    "--response-keep commands cannot catch up: /ready and reads of that model\n"
+    "answer 503 saying so, and it needs a newer backup.\n"
+    "\n"
+    "  --data DIR          the replica's own data directory (required)\n"
+    "  --from BACKUP       the backup file to start from (required when DIR holds\n"
+    "                      no database; ignored otherwise)\n"
+    "  --redis URL         the writer's Redis (required; also REDIS_URL): for a\n"
+    "                      writer with its private redis-server,\n"
+    "                      unix://WRITER_DIR/redis/redis.sock. Only read commands\n"
+    "                      are sent (XREAD, XRANGE, XREVRANGE, GET).\n"
+    "  --writer-url URL    where clients send writes, named in the 503 a write\n"
+    "                      gets here (default: the writer's name in its lease)\n"
+    "  --listen, --api-key, --threads, --key-*, --request-timeout, --idle-timeout,\n"
+    "  --min-seq-wait-ms, --memory-mb, --db-memory-mb, --redis-ca, --redis-cert,\n"
+    "  --redis-key, --redis-server-name, --web-dir: as for serve (duckspread\n"
+    "                      serve --help); keys are the replica's own (DIR/keys)\n"
+    "  --help              this help\n";
+
+/* A replica's data directory: its own database when it has one (a restart
+ * resumes from it), else the backup restored into it. */
+static int replica_data(const char *dir, const char *from, const char *name)
+{
+    char db[4200];
+    struct stat st;
+    snprintf(db, sizeof db, "%s/" DB_FILE, dir);
+    if (stat(db, &st) == 0) {
+        if (from)
+            fprintf(stderr,
+                    "duckspread %s: %s holds a database: resuming from it (--from is used "
+                    "only for a directory without one)\n",
+                    name, dir);
+        return 0;
+    }
+    if (!from) {
+        fprintf(stderr,
+                "duckspread %s: %s holds no database: give --from BACKUP (a file made by "
+                "duckspread backup on the writer)\n",
+                name, dir);
+        return -1;
+    }
+    ds_error err;
+    if (backup_restore(from, dir, false, &err) != 0) {
+        fprintf(stderr, "duckspread %s: %s\n", name, err.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv, bool replica)
 {
     static const struct option opts[] = {
         {"data", required_argument, NULL, 'd'},
@@ -354,6 +438,11 @@ static int cmd_serve(int argc, char **argv)
         {"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
         {"backup-every", required_argument, NULL, OPT_BACKUP_EVERY},
         {"backup-keep", required_argument, NULL, OPT_BACKUP_KEEP},
+        {"response-keep", required_argument, NULL, OPT_RESPONSE_KEEP},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"writer-url", required_argument, NULL, OPT_WRITER_URL},
+        {"standby", no_argument, NULL, OPT_STANDBY},
+        {"lease-ms", required_argument, NULL, OPT_LEASE_MS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     server_opts o;
@@ -367,6 +456,9 @@ static int cmd_serve(int argc, char **argv)
     char web[4096];
     default_web_dir(web, sizeof web);
     o.web_dir = web;
+    o.replica = replica;
+    const char *from = NULL, *name = replica ? "replica" : "serve";
+    const char *usage = replica ? usage_replica : usage_serve;
     int c;
     long long v;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -481,24 +573,63 @@ static int cmd_serve(int argc, char **argv)
             ok = parse_count(optarg, 64, 1LL << 24, &v);
             o.db_memory_mb = v;
             break;
+        case OPT_RESPONSE_KEEP:
+            ok = !replica && parse_count(optarg, 1000, 100000000, &v);
+            o.response_keep = (long)v;
+            break;
+        case OPT_FROM:
+            from = optarg;
+            break;
+        case OPT_STANDBY:
+            ok = !replica;
+            o.standby = true;
+            break;
+        case OPT_LEASE_MS:
+            ok = parse_count(optarg, 300, 600000, &v);
+            o.lease_ms = (int)v;
+            break;
+        case OPT_WRITER_URL:
+            ok = replica && *optarg;
+            o.writer_url = optarg;
+            break;
         case 'h':
-            fputs(usage_serve, stdout);
+            fputs(usage, stdout);
             return 0;
         default:
             if (serve_limit(&o, c, optarg, &ok) || serve_backup(&o, c, optarg, &ok))
                 break;
-            fputs(usage_serve, stderr);
+            fputs(usage, stderr);
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "duckspread serve: bad value '%s' (see --help)\n", optarg);
+            fprintf(stderr, "duckspread %s: bad value '%s' (see --help)\n", name, optarg);
             return 2;
         }
     }
     if (!o.data_dir) {
-        fputs("duckspread serve: --data DIR is required\n", stderr);
+        fprintf(stderr, "duckspread %s: --data DIR is required\n", name);
         return 2;
     }
+    if (replica && (o.demo || o.bench_baseline || o.ack)) {
+        fputs("duckspread replica: --demo, --bench-baseline and --ack are the writer's "
+              "(duckspread serve)\n",
+              stderr);
+        return 2;
+    }
+    if (from && !replica && !o.standby) {
+        fputs("duckspread serve: --from is for --standby (duckspread restore makes a data "
+              "directory from a backup)\n",
+              stderr);
+        return 2;
+    }
+    if (o.standby && (o.demo || o.bench_baseline)) {
+        fputs("duckspread serve: --standby starts from the writer's data (--from BACKUP), "
+              "not --demo or --bench-baseline\n",
+              stderr);
+        return 2;
+    }
+    if ((replica || o.standby) && replica_data(o.data_dir, from, name) != 0)
+        return 1;
     if (o.bench_baseline) {
         o.batch_max = 1; /* the original design had no batches */
         o.ack = "persisted";
@@ -644,7 +775,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
-        return cmd_serve(argc - 1, argv + 1);
+        return cmd_serve(argc - 1, argv + 1, false);
+    if (!strcmp(cmd, "replica"))
+        return cmd_serve(argc - 1, argv + 1, true);
     if (!strcmp(cmd, "keys"))
         return cli_keys(argc - 1, argv + 1);
     if (!strcmp(cmd, "backup"))
