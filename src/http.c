@@ -707,6 +707,7 @@ enum MHD_Result http__replica_refuse(req *r)
         ds_fail(&e, DS_UNAVAILABLE, "writer",
                 "this server is a read replica and answers reads only; send writes to the "
                 "writer (no writer holds the lease now)");
+    r->retry_after = "1"; /* a standby may be the writer a moment later */
     return http__error(r, &e);
 }
 
