@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# make bench-replica: a writer over the 1M-fact demo (its private
-# redis-server), a backup of it taken online, and a read replica started
-# from that backup. Lines:
+# make bench-replica: a writer over the 1M-fact demo, a backup of it taken
+# online, a read replica and a standby started from backups. Lines:
 #
 #   replica lag 2000: post_to_replica_event_p50_ms=.. p99_ms=.. lag_seqs_p50=..
 #       lag_seqs_p99=.. lag_seqs_max=.. achieved=.. events=..
@@ -11,9 +10,14 @@
 #   backup under load: ms=.. mb=.. answer_p99_ms_without=.. answer_p99_ms_with=..
 #     (open loop at 1,000 writes/s, one window without a backup, one with a
 #     backup taken during it; the writers' answer latency)
+#   failover: runs=10 lease_ms=5000 kill_to_first_200_ms_p50=.. min=.. max=..
+#     (a standby: kill -9 of the writer -> the first 200 the standby gives a
+#     write tried every 10 ms; the killed one comes back as the standby)
 #
 # Environment: REPLICA_FACTS (1000000), REPLICA_SECONDS (20), REPLICA_RATE
-# (2000), BENCH_RESULTS (a file the lines are appended to).
+# (2000), REPLICA_FAILOVERS (10), REPLICA_LEASE_MS (5000), BENCH_RESULTS (a
+# file the lines are appended to). One external redis-server (appendfsync
+# always) under the scratch directory serves them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -30,29 +34,51 @@ wssub=./$build/bench/bench_wssub
 bench_work replica
 
 echo "replica: $(nproc) cores, demo of $facts facts, ${secs}s windows"
-server_start writer
+# one external redis-server (appendfsync always) for everyone: a writer's
+# private one dies with it, and a standby needs it to live on
+redis-server --port 0 --unixsocket "$work/redis.sock" --dir "$work" --save "" \
+    --appendonly yes --appendfsync always --daemonize yes --pidfile "$work/redis.pid" >/dev/null
+for _ in $(seq 1 50); do [[ -S $work/redis.sock ]] && break; sleep 0.1; done
+trap 'kill "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null; bench_cleanup' EXIT
+redis=unix://$work/redis.sock
+lease=${REPLICA_LEASE_MS:-5000}
+server_start writer --redis "$redis" --lease-ms "$lease"
 wurl=$url wpid=$pid
 echo "replica: writer ready (pid $wpid)"
 
-# a backup of the running writer, and a replica from it
+# backup BODY: POST /v1/backups to the writer; prints the file
+backup() {
+    curl -sf -XPOST -H 'Content-Type: application/json' -d "$1" "$wurl/v1/backups" \
+        >"$work/backup.json"
+    node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).backup.file)' \
+        "$work/backup.json"
+}
+
+# process NAME PORT ARGS...: duckspread ARGS on DIR $work/NAME, 127.0.0.1:PORT
+# and the Redis; waits for /ready; sets furl and fpid
+process() {
+    local name=$1 port=$2
+    shift 2
+    "$bin" "$@" --data "$work/$name" --listen "127.0.0.1:$port" --redis "$redis" \
+        >>"$work/$name.log" 2>&1 &
+    fpid=$!
+    bench_pids+=("$fpid")
+    furl=http://127.0.0.1:$port
+    for _ in $(seq 1 3000); do
+        curl -sf "$furl/ready" >/dev/null 2>&1 && return 0
+        kill -0 "$fpid" 2>/dev/null || { cat "$work/$name.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "bench: $name did not become ready in 300 s" >&2
+    exit 1
+}
+
 t0=$(date +%s%N)
-curl -sf -XPOST -H 'Content-Type: application/json' -d '{"name":"bench"}' "$wurl/v1/backups" \
-    >"$work/backup.json"
-file=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).backup.file)' \
-    "$work/backup.json")
+file=$(backup '{"name":"bench"}')
 echo "replica: backup $file in $((($(date +%s%N) - t0) / 1000000)) ms"
-rport=$(free_port)
-"$bin" replica --data "$work/replica" --from "$file" --listen "127.0.0.1:$rport" \
-    --redis "unix://$work/writer/redis/redis.sock" >"$work/replica.log" 2>&1 &
-rpid=$!
-bench_pids+=("$rpid")
-rurl=http://127.0.0.1:$rport
-for _ in $(seq 1 3000); do
-    curl -sf "$rurl/ready" >/dev/null 2>&1 && break
-    kill -0 "$rpid" 2>/dev/null || { cat "$work/replica.log" >&2; exit 1; }
-    sleep 0.1
-done
-echo "replica: replica ready (pid $rpid)"
+process replica "$(free_port)" replica --from "$file"
+rurl=$furl
+echo "replica: replica ready ($rurl)"
 
 # lag: POST to the writer -> event at a subscriber of the replica
 o=$work/lag
@@ -64,7 +90,7 @@ bench_pids+=("$sub")
 for _ in $(seq 1 100); do [[ -f $o.ready ]] && break; sleep 0.1; done
 (
     while kill -0 "$sub" 2>/dev/null; do
-        curl -s "$rurl/ready" | sed -n 's/.*"lag":\([0-9]*\),"lag_ms".*/\1/p'
+        { curl -s "$rurl/ready"; echo; } | sed -n 's/.*"lag":\([0-9]*\),"lag_ms".*/\1/p'
         sleep 0.1
     done
 ) >"$o.seqs" &
@@ -78,8 +104,9 @@ emit "replica lag $rate: post_to_replica_event_p50_ms=$(val p50_ms "$o.sub")" \
     "p99_ms=$(val p99_ms "$o.sub")" \
     "$(sort -n "$o.seqs" | awk '{ v[NR] = $1 } END {
         if (NR == 0) { print "lag_seqs_p50=? lag_seqs_p99=? lag_seqs_max=?"; exit }
-        printf "lag_seqs_p50=%d lag_seqs_p99=%d lag_seqs_max=%d", v[int((NR + 1) / 2)],
-            v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1], v[NR] }')" \
+        p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+        printf "lag_seqs_p50=%d lag_seqs_p99=%d lag_seqs_max=%d", v[int((NR + 1) / 2)], v[p99],
+            v[NR] }')" \
     "achieved=$(val edits_per_s "$o.load") events=$(val n "$o.sub")"
 
 # a backup's effect on the writer's answers
@@ -99,3 +126,34 @@ bytes=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[
 emit "backup under load: ms=$ms mb=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')" \
     "answer_p99_ms_without=$(val p99_ms "$work/nob.load")" \
     "answer_p99_ms_with=$(val p99_ms "$work/b.load") facts=$facts rate=1000"
+
+# failover: a standby from a fresh backup; ten times, kill -9 the writer and
+# time the first 200 the standby answers to a write tried every 10 ms; the
+# killed one is started again on its directory and becomes the standby
+sfile=$(backup '{"name":"standby"}')
+sport=$(free_port)
+process standby "$sport" serve --standby --from "$sfile" --lease-ms "$lease"
+wport=${wurl##*:}
+names=(writer standby) ports=("$wport" "$sport") pids=("$wpid" "$fpid")
+body='{"table":"sales","column":"quantity","cell":{"product":"P-0001","customer":"C-0001","time":"2025-01"},"delta":1}'
+cur=0
+: >"$work/failover.ms"
+for run in $(seq 1 "${REPLICA_FAILOVERS:-10}"); do
+    other=$((1 - cur))
+    kill -9 "${pids[$cur]}"
+    t0=$(date +%s%N)
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
+        -d "$body" "http://127.0.0.1:${ports[$other]}/update_cell") == 200 ]]; do
+        sleep 0.01
+        (($(date +%s%N) - t0 < 120000000000)) || { echo "bench: no takeover in 120 s" >&2; exit 1; }
+    done
+    echo $((($(date +%s%N) - t0) / 1000000)) >>"$work/failover.ms"
+    wait "${pids[$cur]}" 2>/dev/null || true
+    process "${names[$cur]}" "${ports[$cur]}" serve --lease-ms "$lease"
+    pids[cur]=$fpid
+    echo "replica: failover $run: $(tail -1 "$work/failover.ms") ms"
+    cur=$other
+done
+emit "failover: runs=$(wc -l <"$work/failover.ms") lease_ms=$lease $(sort -n "$work/failover.ms" |
+    awk '{ v[NR] = $1 } END { printf "kill_to_first_200_ms_p50=%d min=%d max=%d",
+        v[int((NR + 1) / 2)], v[1], v[NR] }')"
