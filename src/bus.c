@@ -796,3 +796,27 @@ int bus_claim(ds_bus *b, const char *model, const char *consumer, int64_t min_id
     }
     return ds_fail(err, DS_INTERNAL, NULL, "XAUTOCLAIM did not finish");
 }
+
+int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64_t *others,
+                       ds_error *err)
+{
+    char key[300];
+    stream_key(key, sizeof key, model, "request_duck");
+    const char *argv[] = {"XPENDING", key, "writers"};
+    redisReply *r = commandv(b, 3, argv, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return reply_error(r, "XPENDING", err);
+    *others = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[3]->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->element[3]->elements; i++) {
+            redisReply *c = r->element[3]->element[i];
+            if (c->type == REDIS_REPLY_ARRAY && c->elements == 2 &&
+                strcmp(c->element[0]->str, consumer) != 0)
+                *others += strtoll(c->element[1]->str, NULL, 10);
+        }
+    freeReplyObject(r);
+    return 0;
+}

@@ -698,7 +698,12 @@ enum MHD_Result http__replica_refuse(req *r)
     writer_writer_name(srv->writer, name, sizeof name);
     const char *to = srv->o.writer_url ? srv->o.writer_url : name[0] ? name : NULL;
     ds_error e;
-    if (to)
+    if (!writer_follows(srv->writer))
+        ds_fail(&e, DS_UNAVAILABLE, "writer",
+                "another process took over as the writer of '%s' (this one lost its lease): "
+                "send writes to it",
+                r->model);
+    else if (to)
         ds_fail(&e, DS_UNAVAILABLE, "writer",
                 "this server is a read replica and answers reads only; send writes to the "
                 "writer: %s",
@@ -738,6 +743,12 @@ enum MHD_Result http__write(req *r, req_kind kind, const char *path_dim)
         return http__error(r, &e);
     model_ref *mr;
     const ds_model *m = write_model(r, root, kind, &mr, &e);
+    if (m && writer_lease_foreign(r->h->srv->writer, r->model)) {
+        engine_model_release(mr->engine, m);
+        models_put(r->h->srv->models, mr);
+        json_free(root);
+        return http__replica_refuse(r);
+    }
     ds_arena arena = {0};
     req_decoded d;
     int rc = m ? request_resolve(root, kind, m, path_dim, &arena, &d, &e) : -1;

@@ -35,7 +35,15 @@ static enum MHD_Result h_ready(req *r)
     bool stalled = false;
     for (int i = 0; i < nrs; i++)
         stalled |= rs[i].stalled;
-    bool ready = redis && writer && srv->redis_up && !ws.persist_failing && !stalled;
+    char **names;
+    size_t nn = models_names(srv->models, &names);
+    bool lost = false;
+    for (size_t i = 0; i < nn; i++) {
+        lost |= writer_lease_foreign(srv->writer, names[i]);
+        free(names[i]);
+    }
+    free(names);
+    bool ready = redis && writer && srv->redis_up && !ws.persist_failing && !stalled && !lost;
     ds_buf b;
     json_w w;
     ds_buf_init(&b, 4096);
@@ -60,6 +68,10 @@ static enum MHD_Result h_ready(req *r)
     if (ws.persist_failing) {
         jw_key(&w, "persist_error");
         jw_str(&w, ws.persist_why.message);
+    }
+    if (lost) {
+        jw_key(&w, "lease_lost");
+        jw_bool(&w, true);
     }
     jw_key(&w, "role");
     bool follows = writer_follows(srv->writer);

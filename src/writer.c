@@ -37,6 +37,7 @@ static lease *lease_of(ds_writer *w, const char *model)
     atomic_init(&l->epoch, 0);
     atomic_init(&l->reread, false);
     atomic_init(&l->republish, false);
+    atomic_init(&l->foreign, false);
     l->renewed_ns = 0;
     l->published = -1;
     l->abandoned = false;
@@ -61,6 +62,13 @@ static lease_take take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_e
     if (bus_group_ensure(bus, l->model, &err) == 0 &&
         bus_lease_acquire(bus, l->model, w->owner, w->srv->o.lease_ms, &epoch, &err) == 0) {
         got = epoch < 0 ? LEASE_FOREIGN : LEASE_HELD; /* < 0: another writer holds it */
+        if (got == LEASE_FOREIGN && !atomic_exchange(&l->foreign, true))
+            log_error("writer: another process holds the lease of '%s' (it took over as the "
+                      "writer); this one applies nothing of it and answers its writes 503. "
+                      "Restart this process: it starts as the other one's standby",
+                      l->model);
+        if (got == LEASE_HELD)
+            atomic_store(&l->foreign, false);
         if (got == LEASE_HELD) {
             atomic_store(&l->epoch, epoch);
             log_info("writer: holds the lease of '%s' (epoch %" PRId64 ")", l->model, epoch);
@@ -858,11 +866,36 @@ bool writer__held_back(ds_writer *w)
     return behind;
 }
 
+/* Entries another consumer read and left pending while this writer holds
+ * the lease (a writer that stalled past its lease and read one more batch
+ * before it noticed) are claimed and applied here, once they have been
+ * idle a lease's length: looked at every lease. */
+static void claim_orphans(ds_writer *w, const char *const *models, int n, int64_t *next_ns)
+{
+    if (ds_now_ns() < *next_ns)
+        return;
+    *next_ns = ds_now_ns() + (int64_t)w->srv->o.lease_ms * 1000000;
+    for (int i = 0; i < n; i++) {
+        int64_t others = 0, claimed = 0;
+        ds_error err;
+        if (bus_pending_others(w->bus, models[i], w->owner, &others, &err) != 0 || others == 0)
+            continue;
+        if (bus_claim(w->bus, models[i], w->owner, w->srv->o.lease_ms, &claimed, &err) != 0 ||
+            claimed == 0)
+            continue;
+        log_warn("writer: claimed %" PRId64 " commands of '%s' another writer read and left "
+                 "pending; applying them",
+                 claimed, models[i]);
+        atomic_store(&lease_of(w, models[i])->reread, true);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     ds_thread_name("ds-writer");
     ds_writer *w = arg;
     batch b = {0};
+    int64_t next_claim = 0;
     for (;;) {
         pthread_mutex_lock(&w->lock);
         bool stop = w->stop;
@@ -871,6 +904,7 @@ static void *writer_main(void *arg)
             break;
         const char *models[MAX_MODELS];
         int n = held_models(w, models);
+        claim_orphans(w, models, n, &next_claim);
         for (int i = 0; i < n; i++)
             recover_lease(w, lease_of(w, models[i]));
         if (n && writer__held_back(w))
@@ -1132,6 +1166,17 @@ void writer_get_stats(ds_writer *w, writer_stats *s)
     persist_lag(w->persist, &s->persist_lag, &s->persist_lag_ms);
     s->persist_failing = persist_failed(w->persist, &s->persist_why);
     persist_get_stats(w->persist, &s->persist);
+}
+
+bool writer_lease_foreign(ds_writer *w, const char *model)
+{
+    if (!w || w->follow)
+        return false;
+    int n = atomic_load(&w->nleases);
+    for (int i = 0; i < n; i++)
+        if (strcmp(w->leases[i].model, model) == 0)
+            return atomic_load(&w->leases[i].foreign);
+    return false;
 }
 
 void writer_hurry(ds_writer *w)

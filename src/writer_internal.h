@@ -45,6 +45,7 @@ typedef struct lease {
     /* flags: set by either thread, taken (exchanged back) by the writer */
     atomic_bool reread;    /* re-read our pending entries before new ones */
     atomic_bool republish; /* the publisher left events unpublished */
+    atomic_bool foreign;   /* another process holds it (read by HTTP threads) */
     /* the writer's own */
     int64_t renewed_ns; /* when it last took or renewed the lease */
     /* the publisher's own (set once by lease_of() before nleases counts it) */
