@@ -12,7 +12,8 @@ deps="$top/.deps"
 duckdb_version=1.4.4
 
 # Debian 12 package names. redis-server is for the tests and the embedded
-# default; nginx-light for the balancer test (scripts/nginx.conf.template); chromium for the browser test; clang with libclang-rt-14-dev
+# default; nginx-light for the balancer test (scripts/nginx.conf.template);
+# chromium for the browser test; clang with libclang-rt-14-dev
 # (libFuzzer and the sanitizer runtimes of clang 14) for make fuzz;
 # clang-format for make format-check.
 packages="build-essential pkg-config libjson-c-dev libhiredis-dev

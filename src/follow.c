@@ -135,6 +135,24 @@ static int position(ds_writer *w, ds_error *err)
     return 0;
 }
 
+/* Whether this engine applied the writer's command of e->seq: its
+ * ledger has the request at that seq. A request it does not remember is
+ * a command it never applied, unless the ledger forgot some early (its
+ * --request-id-max), which proves nothing. */
+static bool same_command(ds_writer *w, const entry *e)
+{
+    model_ref *mr = models_get(w->srv->models, e->model, strlen(e->model));
+    if (!mr)
+        return true;
+    engine_request q;
+    bool known = engine_request_get(mr->engine, e->user, e->rid, &q);
+    engine_stats st = {0};
+    if (!known)
+        engine_get_stats(mr->engine, &st);
+    models_put(w->srv->models, mr);
+    return known ? q.seq == e->seq : st.ledger_evicted > 0;
+}
+
 /* Keeps the entries that come next for their model, in order: those the
  * replica has are skipped; a gap stalls the model. */
 static void filter(ds_writer *w, batch *in, batch *out)
@@ -158,8 +176,17 @@ static void filter(ds_writer *w, batch *in, batch *out)
                   e->id, e->model);
             continue;
         }
-        if (e->seq < fm->next)
+        if (e->seq < fm->next) { /* one this engine has: it must be the same command */
+            if (!same_command(w, e)) {
+                stall(w, fm,
+                      "the replica of '%s' holds another command at seq %" PRId64
+                      " than the writer's (request %s of %s): this database diverged from "
+                      "the writer's (a writer that went on after its lease was taken?); "
+                      "start it again from a new backup",
+                      e->model, e->seq, e->rid, e->user);
+            }
             continue;
+        }
         if (e->seq > fm->next) {
             too_far(w, fm, fm->next - 1, e->seq);
             continue;
