@@ -341,10 +341,9 @@ static bool catch_up(ds_writer *w, batch *in, batch *out)
     return true;
 }
 
-void *follow__main(void *arg)
+bool follow__loop(ds_writer *w)
 {
     ds_thread_name("ds-follower");
-    ds_writer *w = arg;
     batch in = {0}, out = {0};
     int64_t next_name = 0, next_lease = 0;
     bool promoted = false;
@@ -359,29 +358,24 @@ void *follow__main(void *arg)
     }
     free(in.e);
     free(out.e);
-    if (promoted)
-        return writer__main(w);
-    pthread_mutex_lock(&w->lock);
-    w->alive = false;
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
+    return promoted;
 }
 
 /* Seeds a model's live feed with the stream's events up to its seq. */
-typedef struct seed {
+typedef struct seeding {
     ds_writer *w;
     const char *model;
     int64_t upto;
-} seed;
+} seeding;
 
 static void on_recent(void *ctx, int64_t seq, const char *json, size_t len)
 {
-    seed *s = ctx;
+    seeding *s = ctx;
     if (seq <= s->upto)
         live_publish(s->w->srv->live, s->model, seq, json, len);
 }
 
-int follow__start(ds_writer *w, ds_error *err)
+void follow__start(ds_writer *w, bool seed)
 {
     char **names;
     size_t n = models_names(w->srv->models, &names);
@@ -393,11 +387,12 @@ int follow__start(ds_writer *w, ds_error *err)
             atomic_init(&fm->stalled, false);
             atomic_init(&fm->stream_seq, -1);
             atomic_init(&fm->lag_ms, 0);
-            seed s = {.w = w, .model = fm->model, .upto = applied_seq(w, fm->model)};
+            seeding s = {.w = w, .model = fm->model, .upto = applied_seq(w, fm->model)};
             ds_error e;
-            if (bus_recent_events(w->bus, fm->model, RECENT_EVENTS, on_recent, &s, &e) != 0)
+            if (seed && bus_recent_events(w->bus, fm->model, RECENT_EVENTS, on_recent, &s, &e))
                 log_warn("replica: the live feed of '%s' starts empty: %s", fm->model, e.message);
-            live_set_seq(w->srv->live, fm->model, s.upto);
+            if (seed)
+                live_set_seq(w->srv->live, fm->model, s.upto);
         } else {
             log_error("replica: follows at most %d models; '%s' is not followed", MAX_MODELS,
                       names[i]);
@@ -405,8 +400,6 @@ int follow__start(ds_writer *w, ds_error *err)
         free(names[i]);
     }
     free(names);
-    (void)err;
-    return 0;
 }
 
 void follow__free(ds_writer *w)

@@ -64,8 +64,8 @@ static lease_take take_lease(ds_writer *w, ds_bus *bus, lease *l, int64_t seen_e
         got = epoch < 0 ? LEASE_FOREIGN : LEASE_HELD; /* < 0: another writer holds it */
         if (got == LEASE_FOREIGN && !atomic_exchange(&l->foreign, true))
             log_error("writer: another process holds the lease of '%s' (it took over as the "
-                      "writer); this one applies nothing of it and answers its writes 503. "
-                      "Restart this process: it starts as the other one's standby",
+                      "writer while this one stalled); this one applies nothing of it and "
+                      "answers its writes 503",
                       l->model);
         if (got == LEASE_HELD)
             atomic_store(&l->foreign, false);
@@ -890,12 +890,46 @@ static void claim_orphans(ds_writer *w, const char *const *models, int n, int64_
     }
 }
 
-static void *writer_main(void *arg)
+/* Every model's lease is another process's (it took over while this one
+ * stalled): this one becomes its standby. What the publisher still holds
+ * is dropped: the other writer has those commands (claimed, or on the
+ * stream). */
+static bool all_foreign(ds_writer *w)
+{
+    int n = atomic_load(&w->nleases);
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&w->leases[i].foreign))
+            return false;
+    return n > 0;
+}
+
+static void demote(ds_writer *w)
+{
+    log_warn("writer: another process is the writer now; following it as its standby "
+             "(taking over again when its lease lapses)");
+    publisher_stop(w);
+    pthread_mutex_lock(&w->lock);
+    pub_item *it = w->pub_head;
+    w->pub_head = w->pub_tail = NULL;
+    w->pub_n = 0;
+    pthread_mutex_unlock(&w->lock);
+    for (pub_item *next; it; it = next) {
+        next = it->next;
+        pub_free(it);
+    }
+    follow__free(w);
+    follow__start(w, false);
+    w->standby = true;
+    w->follow = true;
+}
+
+/* The writer's loop: true when it became a standby, false when stopping. */
+static bool writer_loop(ds_writer *w)
 {
     ds_thread_name("ds-writer");
-    ds_writer *w = arg;
     batch b = {0};
     int64_t next_claim = 0;
+    bool demoted = false;
     for (;;) {
         pthread_mutex_lock(&w->lock);
         bool stop = w->stop;
@@ -904,6 +938,11 @@ static void *writer_main(void *arg)
             break;
         const char *models[MAX_MODELS];
         int n = held_models(w, models);
+        if (n == 0 && all_foreign(w)) {
+            demote(w);
+            demoted = true;
+            break;
+        }
         claim_orphans(w, models, n, &next_claim);
         for (int i = 0; i < n; i++)
             recover_lease(w, lease_of(w, models[i]));
@@ -933,10 +972,20 @@ static void *writer_main(void *arg)
         writer__batch_clear(&b);
         atomic_store(&w->reading_lag, 0);
     }
+    free(b.e);
+    return demoted;
+}
+
+/* The thread: the writer's loop, or the follower's (a replica, a standby);
+ * a standby that takes over and a writer fenced by another switch. */
+static void *writer_main(void *arg)
+{
+    ds_writer *w = arg;
+    while (w->follow ? follow__loop(w) : writer_loop(w))
+        ;
     pthread_mutex_lock(&w->lock);
     w->alive = false;
     pthread_mutex_unlock(&w->lock);
-    free(b.e);
     return NULL;
 }
 
@@ -1008,6 +1057,9 @@ bool writer__promote(ds_writer *w)
                  l->model, atomic_load(&l->epoch), claimed, last);
     }
     w->follow = false;
+    pthread_mutex_lock(&w->lock);
+    w->pub_stop = false;
+    pthread_mutex_unlock(&w->lock);
     if (pthread_create(&w->pub_thread, NULL, publisher_main, w) != 0) {
         log_error("standby: cannot start the publisher thread");
         w->follow = true;
@@ -1023,11 +1075,6 @@ bool writer__promote(ds_writer *w)
     }
     log_info("standby: now the writer of %d model%s", n, n == 1 ? "" : "s");
     return true;
-}
-
-void *writer__main(void *arg)
-{
-    return writer_main(arg);
 }
 
 int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
@@ -1060,8 +1107,10 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
     }
     if (rc == 0 && !w->follow)
         rc = bus_open(&srv->bus, &w->pub_bus, err);
-    if (rc == 0) /* events, before the publisher and the persister run */
-        rc = w->follow ? follow__start(w, err) : recover(w, err);
+    if (rc == 0 && w->follow)
+        follow__start(w, true);
+    else if (rc == 0) /* events, before the publisher and the persister run */
+        rc = recover(w, err);
     if (rc == 0 && !(w->stored = store_reader_new(srv->store)))
         rc = ds_fail(err, DS_INTERNAL, NULL, "cannot open a database connection");
     if (rc == 0) {
@@ -1090,7 +1139,7 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
         atomic_store(&w->started, true);
         w->alive = true;
         srv->redis_up = 1;
-        if (pthread_create(&w->thread, NULL, w->follow ? follow__main : writer_main, w) != 0)
+        if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
             rc = ds_fail(err, DS_INTERNAL, NULL, "cannot start the writer thread");
     }
     if (rc) {

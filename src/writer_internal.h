@@ -154,12 +154,13 @@ void writer__on_persisted(void *ctx, const persist_item *group);
  * old writer's pending entries and applies them, starts the publisher;
  * true when this process is the writer now (run writer__main next). */
 bool writer__promote(ds_writer *w);
-void *writer__main(void *arg);
 
-/* follow.c: a replica's start (the engines at the database's seqs; the
- * live feed seeded) and its thread. */
-int follow__start(ds_writer *w, ds_error *err);
-void *follow__main(void *arg);
+/* follow.c: a replica's start (the models followed from their engines'
+ * seqs; with seed, the live feed filled from the stream up to them), and
+ * its loop on the writer's thread: true when it took over as the writer
+ * (a standby), false when stopping. */
+void follow__start(ds_writer *w, bool seed);
+bool follow__loop(ds_writer *w);
 void follow__free(ds_writer *w);
 
 #endif

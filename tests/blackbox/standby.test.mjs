@@ -128,4 +128,52 @@ test('kill -9 of the writer under load: the standby takes over; nothing lost or 
     assert.equal((await a.stop()).code, 0);
     const da = dump(a.dataDir), db = dump(b.dataDir);
     for (const k of Object.keys(da)) assert.ok(da[k] === db[k], `${k}: the two databases are equal`);
+    await a.start(); // the writer again (nobody holds the leases after a clean stop)
+    await b.start(); // and b its standby, by itself
+});
+
+test('a writer stopped (SIGSTOP) past its lease is fenced when it wakes and becomes the standby', async () => {
+    // after the first test: a is the writer, b its standby (both running)
+    const [w, s] = (await role(a)) === 'writer' ? [a, b] : [b, a];
+    assert.equal(await role(s), 'standby');
+    const st = await deltaStart(w);
+    const acked = new Map();
+    const write = async (srv, i) => {
+        const id = `stop-${i}-${rid('k')}`;
+        const body = writeBody(st.cells[i % st.cells.length], { delta: 1 }, { request_id: id });
+        for (;;) {
+            for (const x of [srv, srv === w ? s : w]) {
+                try {
+                    const r = await x.post('/update_cell', body, { timeout: 5000 });
+                    if (r.status === 200) {
+                        acked.set(id, r.body.seq);
+                        return;
+                    }
+                } catch (e) {
+                    if (e instanceof assert.AssertionError) throw e;
+                }
+            }
+            await sleep(20);
+        }
+    };
+    for (let i = 0; i < 20; i++) await write(w, i);
+    w.proc.kill('SIGSTOP');
+    try {
+        await waitFor(async () => (await role(s)) === 'writer', 'the standby took over', { timeoutMs: 60000, intervalMs: 100 });
+        for (let i = 20; i < 40; i++) await write(s, i);
+    } finally {
+        w.proc.kill('SIGCONT');
+    }
+    await waitFor(async () => (await role(w)) === 'standby', 'the stopped writer, woken, follows the new one', { timeoutMs: 60000, intervalMs: 100 });
+    const refused = await w.post('/update_cell', writeBody(st.cells[0], { delta: 1 }));
+    assert.equal(refused.status, 503);
+    for (let i = 40; i < 60; i++) await write(s, i);
+    await checkDeltaOracle(s, st, acked, () => redis.xrange(`{${MODEL}}:response_duck`));
+    const end = await modelSeq(s);
+    await waitFor(async () => (await modelSeq(w)) === end, 'the old writer caught up');
+    assert.deepEqual(await feed(w, st.seq0, end), await feed(s, st.seq0, end));
+    assert.equal((await w.stop()).code, 0);
+    assert.equal((await s.stop()).code, 0);
+    const dw = dump(w.dataDir), ds = dump(s.dataDir);
+    for (const k of Object.keys(dw)) assert.ok(dw[k] === ds[k], `${k}: the two databases are equal`);
 });
