@@ -293,7 +293,7 @@ static bool parse_duration_ms(const char *s, int64_t *out)
     char *end;
     long long v = strtoll(s, &end, 10);
     long long unit = *end == 's' ? 1000 : *end == 'm' ? 60000 : *end == 'h' ? 3600000 : 0;
-    if (!*s || *s == '-' || *s == '+' || v < 0 || v > 10000000)
+    if (*s < '0' || *s > '9' || v < 0 || v > 10000000)
         return false;
     if (v == 0 && (!*end || unit)) {
         *out = 0;

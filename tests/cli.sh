@@ -82,6 +82,20 @@ for limit in --body-max --json-depth --string-max --writes-max --cells-max --sub
     check "serve $limit 0 is refused" 2 "$bin" serve --data "$tmp/never" "$limit" 0
 done
 check "serve without --data" 2 "$bin" serve
+check "backup --help" 0 "$bin" backup --help
+grep_out "backup help names --data" "--data DIR"
+check "restore --help" 0 "$bin" restore --help
+grep_out "restore help names --force" "--force"
+check "backup without --url or --data" 2 "$bin" backup
+check "backup with a bad name" 2 "$bin" backup --url http://127.0.0.1:1 --name .x
+check "restore without --data" 2 "$bin" restore --from x.duckdb
+for v in 0 90s 30m 1h; do
+    check "serve --backup-every $v is taken" 0 "$bin" serve --backup-every "$v" --help
+done
+for v in 10 1d -1s 1h2 s; do
+    check "serve --backup-every $v is refused" 2 "$bin" serve --data "$tmp/never" --backup-every "$v"
+done
+check "serve --backup-keep 0 is refused" 2 "$bin" serve --data "$tmp/never" --backup-keep 0
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})' 2>/dev/null || echo 28231)
 case $bin in /*) abs=$bin ;; *) abs=$(pwd)/$bin ;; esac
 mkdir -p "$tmp/run"
