@@ -118,6 +118,10 @@ function routeTable(seq) {
         'GET /v1/models/{model}/events': { need: 'viewer', path: `/v1/models/${MODEL}/events`, model: true, stream: 'sse' },
         'GET /v1/models/{model}/ws': { need: 'viewer', path: `/v1/models/${MODEL}/ws`, model: true, stream: 'ws' },
         'POST /v1/tickets': { need: 'viewer', path: '/v1/tickets' },
+        // a backup holds every model: admin keys for all models only
+        'POST /v1/backups': { need: 'admin', path: '/v1/backups', model: true, body: (who) => ({ name: `authz-${who}` }) },
+        'GET /v1/backups': { need: 'admin', path: '/v1/backups', model: true },
+        'GET /v1/backups/{name}': { need: 'admin', path: '/v1/backups/no-such-backup', model: true, admitted: 404 },
     };
 }
 
