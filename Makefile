@@ -205,7 +205,7 @@ sanitize-test:
 # and why); fails on a failing test or any TSan report. The other unit
 # tests are single-threaded: TSan has nothing to find in them, and the
 # engine's run 10 times slower under it.
-TSAN_UNIT_BIN := $(addprefix $(BUILD)/tests/,test_live test_log test_persist)
+TSAN_UNIT_BIN := $(addprefix $(BUILD)/tests/,test_live test_log test_persist test_backup)
 
 tsan-test:
 	@$(MAKE) --no-print-directory SANITIZE=thread tsan-run

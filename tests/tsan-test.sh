@@ -16,9 +16,12 @@
 # batches), crash (crash points and kill -9: recovery while the publisher
 # runs), live (WebSocket and SSE fan-out), logfirst (grid subscriptions:
 # the writer's patches to the WebSocket thread; the persister trailing),
-# publish (the lease lapsing, another writer's lease, Redis killed) and
-# redis (Redis stopped under load) cover every thread and every
-# hand-over between them. Left out:
+# publish (the lease lapsing, another writer's lease, Redis killed),
+# redis (Redis stopped under load), standby (a replica's follower, its
+# takeover, a writer fenced into a standby) and backup (the backup thread
+# beside the persister) cover every thread and every hand-over between
+# them. Left out: replica and balancer (the follower's paths are the
+# standby's),
 # cases (one request at a time), hostile and redis-security (parsers,
 # slow clients and start checks: under ASan in make sanitize-test, and
 # make fuzz).
@@ -43,7 +46,7 @@ started=$(date +%s)
 echo "tsan-test: unit tests in $(( $(date +%s) - started ))s"
 
 set --
-for f in api auth concurrency crash live logfirst publish redis; do
+for f in api auth concurrency crash live logfirst publish redis standby backup; do
     set -- "$@" "tests/blackbox/$f.test.mjs"
 done
 # logfirst's big spread at the smallest size that still crosses the
