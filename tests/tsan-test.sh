@@ -21,10 +21,9 @@
 # takeover, a writer fenced into a standby) and backup (the backup thread
 # beside the persister) cover every thread and every hand-over between
 # them. Left out: replica and balancer (the follower's paths are the
-# standby's),
-# cases (one request at a time), hostile and redis-security (parsers,
-# slow clients and start checks: under ASan in make sanitize-test, and
-# make fuzz).
+# standby's), cases (one request at a time), hostile and redis-security
+# (parsers, slow clients and start checks: under ASan in make
+# sanitize-test, and make fuzz).
 set -u
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 BUILD UNIT_BIN..." >&2; exit 2; }
