@@ -222,17 +222,46 @@ static int each_entry(redisReply *s, const char *model, bus_entry_fn fn, void *c
     return count;
 }
 
+enum { MAX_READ_MODELS = 64 };
+
+/* XREADGROUP or XREAD (argv[0]) of the streams keys[i] (of models[i]),
+ * waiting up to block_ms: fn for every entry, model by model. Returns how
+ * many, or -code. */
+static int read_streams(ds_bus *b, int argc, const char **argv, int block_ms,
+                        char (*keys)[300], const char *const *models, int nmodels, bus_entry_fn fn,
+                        void *ctx, ds_error *err)
+{
+    size_t lens[8 + 2 * MAX_READ_MODELS];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = bus__roundtrip(b, argc, argv, lens, block_ms, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return reply_error(r, argv[0], err);
+    int total = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *s = r->element[i];
+        const char *model = NULL;
+        for (int k = 0; k < nmodels && s->type == REDIS_REPLY_ARRAY && s->elements == 2; k++)
+            if (strcmp(keys[k], s->element[0]->str) == 0)
+                model = models[k];
+        if (model)
+            total += each_entry(s, model, fn, ctx);
+    }
+    freeReplyObject(r);
+    return total;
+}
+
 int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels,
              const char *pending_after, int count, int block_ms, bus_entry_fn fn, void *ctx,
              ds_error *err)
 {
     bool pending = pending_after != NULL;
-    enum { MAXM = 64 };
-    if (nmodels < 1 || nmodels > MAXM)
-        return ds_fail(err, DS_INTERNAL, NULL, "bus_read takes 1 to %d models", MAXM);
-    char keys[MAXM][300], countbuf[16], blockbuf[16];
-    const char *argv[8 + 2 * MAXM];
-    size_t lens[8 + 2 * MAXM];
+    if (nmodels < 1 || nmodels > MAX_READ_MODELS)
+        return ds_fail(err, DS_INTERNAL, NULL, "bus_read takes 1 to %d models", MAX_READ_MODELS);
+    char keys[MAX_READ_MODELS][300], countbuf[16], blockbuf[16];
+    const char *argv[8 + 2 * MAX_READ_MODELS];
     int argc = 0;
     snprintf(countbuf, sizeof countbuf, "%d", count);
     snprintf(blockbuf, sizeof blockbuf, "%d", block_ms);
@@ -253,25 +282,8 @@ int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmo
     }
     for (int i = 0; i < nmodels; i++)
         argv[argc++] = pending ? pending_after : ">";
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = bus__roundtrip(b, argc, argv, lens, pending ? 0 : block_ms, err);
-    if (!r)
-        return -DS_UNAVAILABLE;
-    if (r->type == REDIS_REPLY_ERROR)
-        return reply_error(r, "XREADGROUP", err);
-    int total = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        redisReply *s = r->element[i];
-        const char *model = NULL;
-        for (int k = 0; k < nmodels && s->type == REDIS_REPLY_ARRAY && s->elements == 2; k++)
-            if (strcmp(keys[k], s->element[0]->str) == 0)
-                model = models[k];
-        if (model)
-            total += each_entry(s, model, fn, ctx);
-    }
-    freeReplyObject(r);
-    return total;
+    return read_streams(b, argc, argv, pending ? 0 : block_ms, keys, models, nmodels, fn, ctx,
+                        err);
 }
 
 /* ---- scripts -------------------------------------------------------------- */
@@ -634,12 +646,10 @@ int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error
 int bus_follow(ds_bus *b, const char *const *models, const char *const *after_ids, int nmodels,
                int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err)
 {
-    enum { MAXM = 64 };
-    if (nmodels < 1 || nmodels > MAXM)
-        return ds_fail(err, DS_INTERNAL, NULL, "bus_follow takes 1 to %d models", MAXM);
-    char keys[MAXM][300], countbuf[16], blockbuf[16];
-    const char *argv[6 + 2 * MAXM];
-    size_t lens[6 + 2 * MAXM];
+    if (nmodels < 1 || nmodels > MAX_READ_MODELS)
+        return ds_fail(err, DS_INTERNAL, NULL, "bus_follow takes 1 to %d models", MAX_READ_MODELS);
+    char keys[MAX_READ_MODELS][300], countbuf[16], blockbuf[16];
+    const char *argv[6 + 2 * MAX_READ_MODELS];
     int argc = 0;
     snprintf(countbuf, sizeof countbuf, "%d", count);
     snprintf(blockbuf, sizeof blockbuf, "%d", block_ms);
@@ -657,25 +667,7 @@ int bus_follow(ds_bus *b, const char *const *models, const char *const *after_id
     }
     for (int i = 0; i < nmodels; i++)
         argv[argc++] = after_ids[i];
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = bus__roundtrip(b, argc, argv, lens, block_ms, err);
-    if (!r)
-        return -DS_UNAVAILABLE;
-    if (r->type == REDIS_REPLY_ERROR)
-        return reply_error(r, "XREAD", err);
-    int total = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        redisReply *s = r->element[i];
-        const char *model = NULL;
-        for (int k = 0; k < nmodels && s->type == REDIS_REPLY_ARRAY && s->elements == 2; k++)
-            if (strcmp(keys[k], s->element[0]->str) == 0)
-                model = models[k];
-        if (model)
-            total += each_entry(s, model, fn, ctx);
-    }
-    freeReplyObject(r);
-    return total;
+    return read_streams(b, argc, argv, block_ms, keys, models, nmodels, fn, ctx, err);
 }
 
 /* One entry of {model}:response_duck by range: XRANGE key start + COUNT 1

@@ -81,18 +81,8 @@ static void too_far(ds_writer *w, struct follow_model *fm, int64_t at, int64_t f
  * who sent it and when, and the seq the writer applied it at. */
 static void collect_applied(void *ctx, const bus_entry *be)
 {
-    batch *b = ctx;
-    if (b->n == b->alloc) {
-        b->alloc = b->alloc ? 2 * b->alloc : 64;
-        b->e = xrealloc(b->e, b->alloc * sizeof *b->e);
-    }
-    entry *e = &b->e[b->n++];
-    memset(e, 0, sizeof *e);
-    bool ok = strlen(be->model) < sizeof e->model && strlen(be->id) < sizeof e->id;
-    snprintf(e->model, sizeof e->model, "%s", ok ? be->model : "");
-    snprintf(e->id, sizeof e->id, "%s", ok ? be->id : "");
-    ok &= writer__copy_field(be, "user", e->user, sizeof e->user);
-    ok &= writer__copy_field(be, "rid", e->rid, sizeof e->rid);
+    entry *e = writer__batch_push(ctx);
+    bool ok = writer__entry_from(e, be);
     size_t len, slen, tlen;
     const char *seq = writer__field(be, "seq", &slen), *ts = writer__field(be, "ts", &tlen);
     const char *cmd = writer__field(be, "cmd", &len);
@@ -193,11 +183,7 @@ static void filter(ds_writer *w, batch *in, batch *out)
         }
         fm->next++;
         fm->touched = true;
-        if (out->n == out->alloc) {
-            out->alloc = out->alloc ? 2 * out->alloc : 64;
-            out->e = xrealloc(out->e, out->alloc * sizeof *out->e);
-        }
-        out->e[out->n++] = *e;
+        *writer__batch_push(out) = *e;
         e->cmd = NULL; /* moved */
     }
 }

@@ -392,20 +392,31 @@ bool writer__copy_field(const bus_entry *e, const char *name, char *out, size_t 
     return true;
 }
 
-static void collect(void *ctx, const bus_entry *be)
+entry *writer__batch_push(batch *b)
 {
-    batch *b = ctx;
     if (b->n == b->alloc) {
         b->alloc = b->alloc ? 2 * b->alloc : 64;
         b->e = xrealloc(b->e, b->alloc * sizeof *b->e);
     }
     entry *e = &b->e[b->n++];
     memset(e, 0, sizeof *e);
+    return e;
+}
+
+bool writer__entry_from(entry *e, const bus_entry *be)
+{
     bool ok = strlen(be->model) < sizeof e->model && strlen(be->id) < sizeof e->id;
     snprintf(e->model, sizeof e->model, "%s", ok ? be->model : "");
     snprintf(e->id, sizeof e->id, "%s", ok ? be->id : "");
     ok &= writer__copy_field(be, "user", e->user, sizeof e->user);
     ok &= writer__copy_field(be, "rid", e->rid, sizeof e->rid);
+    return ok;
+}
+
+static void collect(void *ctx, const bus_entry *be)
+{
+    entry *e = writer__batch_push(ctx);
+    bool ok = writer__entry_from(e, be);
     ok &= writer__copy_field(be, "hash", e->hash, sizeof e->hash);
     ok &= writer__copy_field(be, "scope_dim", e->scope_dim, sizeof e->scope_dim);
     ok &= writer__copy_field(be, "scope_member", e->scope_member, sizeof e->scope_member);

@@ -140,6 +140,11 @@ struct ds_writer {
  * the persister. */
 void writer__process(ds_writer *w, batch *b);
 void writer__batch_clear(batch *b);
+/* A new entry at the end of the batch, zeroed. */
+entry *writer__batch_push(batch *b);
+/* The fields every stream entry has: model, id, user, rid (false when one
+ * is over its limit). */
+bool writer__entry_from(entry *e, const bus_entry *be);
 /* Backpressure: true when the persister is beyond its bounds (after
  * waiting a moment for it); read nothing now. */
 bool writer__held_back(ds_writer *w);

@@ -831,3 +831,32 @@ export async function checkDeltaOracle(server, st, acked, responses) {
     assert.equal(sum, st.startTotal + acked.size, 'final = start + number of distinct acknowledged requests');
     assert.equal(await readCell(server, st.total), st.startTotal + acked.size);
 }
+
+// What a model is in a stopped server's database file, table by table, as
+// text to compare between processes (replicas, standbys): facts in row
+// order, members, closure, the command and leaf logs, the model row and
+// the demo's view. Not the request ledger: a writer's holds its refusals.
+export function dumpModel(dataDir) {
+    const q = (sql) => {
+        const r = spawnSync(DBQUERY, [path.join(dataDir, 'duckspread.db'), sql], { encoding: 'utf8', maxBuffer: 1 << 28 });
+        assert.equal(r.status, 0, `dbquery: ${r.stderr}`);
+        return r.stdout;
+    };
+    return {
+        facts: q('SELECT * FROM f_1 ORDER BY rowid'),
+        members: q('SELECT * FROM ds_member ORDER BY ALL'),
+        closure: q('SELECT * FROM ds_closure ORDER BY ALL'),
+        commands: q('SELECT * FROM ds_command ORDER BY ALL'),
+        leaflog: q('SELECT * FROM l_1 ORDER BY ALL'),
+        model: q('SELECT name, seq, struct_seq FROM ds_model ORDER BY ALL'),
+        view: q('SELECT * FROM sales_summary_by_product_family ORDER BY ALL'),
+    };
+}
+
+// Two dumps (dumpModel) are equal, table by table.
+export function assertSameModel(a, b, what) {
+    for (const k of Object.keys(a)) {
+        assert.ok(a[k].length > 0 || k === 'leaflog', `${what}: ${k} is not empty`);
+        assert.ok(a[k] === b[k], `${what}: ${k} differs (${a[k].length} vs ${b[k].length} bytes)`);
+    }
+}

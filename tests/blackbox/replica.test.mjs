@@ -5,10 +5,8 @@
 // replicas; the database files are compared after both stopped.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import {
-    DBQUERY, MODEL, Server, setup, teardown, modelSeq, readCell, feed, rid, writeBody, waitFor,
+    MODEL, dumpModel, assertSameModel, Server, setup, teardown, modelSeq, readCell, feed, rid, writeBody, waitFor,
     waitUntil, pool, mkTmp,
 } from './lib.mjs';
 
@@ -97,33 +95,6 @@ async function caughtUp(replica, seq, what = 'the replica') {
     await waitFor(async () => (await modelSeq(replica)) >= seq, `${what} at seq ${seq}`, { timeoutMs: 60000 });
 }
 
-// Everything a model is, from its database file: facts, members, closure,
-// the command and leaf logs, the model row and the demo's view (the request
-// ledger differs by design: it holds the writer's refusals).
-function dump(dataDir) {
-    const q = (sql) => {
-        const r = spawnSync(DBQUERY, [path.join(dataDir, 'duckspread.db'), sql], { encoding: 'utf8', maxBuffer: 1 << 28 });
-        assert.equal(r.status, 0, `dbquery: ${r.stderr}`);
-        return r.stdout;
-    };
-    return {
-        facts: q('SELECT * FROM f_1 ORDER BY rowid'),
-        members: q('SELECT * FROM ds_member ORDER BY ALL'),
-        closure: q('SELECT * FROM ds_closure ORDER BY ALL'),
-        commands: q('SELECT * FROM ds_command ORDER BY ALL'),
-        leaflog: q('SELECT * FROM l_1 ORDER BY ALL'),
-        model: q('SELECT name, seq, struct_seq FROM ds_model ORDER BY ALL'),
-        view: q('SELECT * FROM sales_summary_by_product_family ORDER BY ALL'),
-    };
-}
-
-function assertSameData(a, b, what) {
-    for (const k of Object.keys(a)) {
-        assert.ok(a[k].length > 0 || k === 'leaflog', `${what}: ${k} is not empty`);
-        assert.ok(a[k] === b[k], `${what}: ${k} differs (${a[k].length} vs ${b[k].length} bytes)`);
-    }
-}
-
 test('a replica from a backup taken under load follows a mixed load and equals the writer', async () => {
     await mixedLoad(writer, 1);
     // the backup is taken while writes go on
@@ -176,7 +147,7 @@ test('a replica from a backup taken under load follows a mixed load and equals t
     // the files, after both stopped at the same seq
     assert.equal((await rep.stop()).code, 0);
     assert.equal((await writer.stop()).code, 0);
-    assertSameData(dump(writer.dataDir), dump(rep.dataDir), 'replica vs writer');
+    assertSameModel(dumpModel(writer.dataDir), dumpModel(rep.dataDir), 'replica vs writer');
     await writer.start();
 });
 
@@ -196,7 +167,7 @@ test('a replica stopped or killed mid-stream resumes from its own database', asy
     assert.deepEqual(await feed(rep, bk.seqs[MODEL], end), await feed(writer, bk.seqs[MODEL], end));
     assert.equal((await rep.stop()).code, 0);
     assert.equal((await writer.stop()).code, 0);
-    assertSameData(dump(writer.dataDir), dump(rep.dataDir), 'resumed replica vs writer');
+    assertSameModel(dumpModel(writer.dataDir), dumpModel(rep.dataDir), 'resumed replica vs writer');
     await writer.start();
 });
 

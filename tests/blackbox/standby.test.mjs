@@ -7,10 +7,8 @@
 // becomes a standby of the new one and equals it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import {
-    DBQUERY, MODEL, Server, Redis, teardown, modelSeq, feed, rid, writeBody, waitFor, sleep,
+    MODEL, dumpModel, assertSameModel, Server, Redis, teardown, modelSeq, feed, rid, writeBody, waitFor, sleep,
     deltaStart, checkDeltaOracle, mkTmp,
 } from './lib.mjs';
 
@@ -26,21 +24,6 @@ before(async () => {
 after(async () => {
     await teardown(a, b, redis);
 });
-
-function dump(dataDir) {
-    const q = (sql) => {
-        const r = spawnSync(DBQUERY, [path.join(dataDir, 'duckspread.db'), sql], { encoding: 'utf8', maxBuffer: 1 << 28 });
-        assert.equal(r.status, 0, `dbquery: ${r.stderr}`);
-        return r.stdout;
-    };
-    return {
-        facts: q('SELECT * FROM f_1 ORDER BY rowid'),
-        members: q('SELECT * FROM ds_member ORDER BY ALL'),
-        commands: q('SELECT * FROM ds_command ORDER BY ALL'),
-        leaflog: q('SELECT * FROM l_1 ORDER BY ALL'),
-        model: q('SELECT name, seq, struct_seq FROM ds_model ORDER BY ALL'),
-    };
-}
 
 const role = async (s) => (await s.get('/ready')).body.role;
 
@@ -126,8 +109,7 @@ test('kill -9 of the writer under load: the standby takes over; nothing lost or 
     await waitFor(async () => (await modelSeq(b)) === end2, 'b caught up');
     assert.equal((await b.stop()).code, 0);
     assert.equal((await a.stop()).code, 0);
-    const da = dump(a.dataDir), db = dump(b.dataDir);
-    for (const k of Object.keys(da)) assert.ok(da[k] === db[k], `${k}: the two databases are equal`);
+    assertSameModel(dumpModel(a.dataDir), dumpModel(b.dataDir), 'the old writer vs the new');
     await a.start(); // the writer again (nobody holds the leases after a clean stop)
     await b.start(); // and b its standby, by itself
 });
@@ -174,6 +156,5 @@ test('a writer stopped (SIGSTOP) past its lease is fenced when it wakes and beco
     assert.deepEqual(await feed(w, st.seq0, end), await feed(s, st.seq0, end));
     assert.equal((await w.stop()).code, 0);
     assert.equal((await s.stop()).code, 0);
-    const dw = dump(w.dataDir), ds = dump(s.dataDir);
-    for (const k of Object.keys(dw)) assert.ok(dw[k] === ds[k], `${k}: the two databases are equal`);
+    assertSameModel(dumpModel(w.dataDir), dumpModel(s.dataDir), 'the fenced writer vs the new');
 });
