@@ -95,6 +95,7 @@ endif
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
         bench-spread bench-group bench-e2e bench-engine bench-floor bench-soak bench-gates clean \
+        bench-backup \
         format format-check fuzz fuzz-build fuzz-bins \
         sanitize-test tsan-test tsan-run valgrind-unit
 all: $(BIN)
@@ -205,7 +206,7 @@ sanitize-test:
 # and why); fails on a failing test or any TSan report. The other unit
 # tests are single-threaded: TSan has nothing to find in them, and the
 # engine's run 10 times slower under it.
-TSAN_UNIT_BIN := $(addprefix $(BUILD)/tests/,test_live test_log test_persist)
+TSAN_UNIT_BIN := $(addprefix $(BUILD)/tests/,test_live test_log test_persist test_backup)
 
 tsan-test:
 	@$(MAKE) --no-print-directory SANITIZE=thread tsan-run
@@ -244,7 +245,7 @@ run: $(BIN) $(NODE_STAMP)
 # BENCH_RESULTS holds (the last line of each kind).
 BENCH_RESULTS ?= $(BUILD)/bench/results.txt
 export BENCH_RESULTS
-BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-soak
+BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-soak bench-backup
 
 bench: $(BIN) $(BENCH_BIN)
 	@rm -f $(BENCH_RESULTS)
@@ -278,6 +279,13 @@ bench-floor: $(BIN) $(BUILD)/bench/bench_floor $(BUILD)/bench/bench_fsync
 E2E_BIN := $(addprefix $(BUILD)/bench/,bench_load bench_wssub bench_fsync)
 bench-e2e: $(BIN) $(E2E_BIN)
 	@./bench/e2e.sh $(BUILD)
+
+# An online backup of the 10M-fact demo: checkpoint + copy (what the
+# server does) against ATTACH + COPY FROM DATABASE, medians of 3
+# (BACKUP_FACTS, BACKUP_RUNS).
+bench-backup: $(BUILD)/bench/bench_backup
+	@bash -o pipefail -c './$(BUILD)/bench/bench_backup $${BACKUP_FACTS:-10000000} \
+	    $${BACKUP_RUNS:-3} | tee -a $(BENCH_RESULTS)'
 
 # The persister's lag at 5,000 writes/s for 10 minutes (bench/soak.sh;
 # SOAK_S shortens it).
