@@ -95,6 +95,7 @@ endif
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
         bench-spread bench-group bench-e2e bench-replica bench-engine bench-floor bench-soak bench-gates clean \
+        bench-backup \
         format format-check fuzz fuzz-build fuzz-bins \
         sanitize-test tsan-test tsan-run valgrind-unit
 all: $(BIN)
@@ -244,7 +245,7 @@ run: $(BIN) $(NODE_STAMP)
 # BENCH_RESULTS holds (the last line of each kind).
 BENCH_RESULTS ?= $(BUILD)/bench/results.txt
 export BENCH_RESULTS
-BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-replica bench-soak
+BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-replica bench-soak bench-backup
 
 bench: $(BIN) $(BENCH_BIN)
 	@rm -f $(BENCH_RESULTS)
@@ -284,6 +285,13 @@ bench-e2e: $(BIN) $(E2E_BIN)
 # (bench/replica.sh).
 bench-replica: $(BIN) $(addprefix $(BUILD)/bench/,bench_load bench_wssub)
 	@./bench/replica.sh $(BUILD)
+
+# An online backup of the 10M-fact demo: checkpoint + copy (what the
+# server does) against ATTACH + COPY FROM DATABASE, medians of 3
+# (BACKUP_FACTS, BACKUP_RUNS).
+bench-backup: $(BUILD)/bench/bench_backup
+	@bash -o pipefail -c './$(BUILD)/bench/bench_backup $${BACKUP_FACTS:-10000000} \
+	    $${BACKUP_RUNS:-3} | tee -a $(BENCH_RESULTS)'
 
 # The persister's lag at 5,000 writes/s for 10 minutes (bench/soak.sh;
 # SOAK_S shortens it).

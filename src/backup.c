@@ -159,7 +159,7 @@ static int copy_file(const char *from, const char *to, int64_t limit, int64_t *c
 
 static void remove_tmp(const char *tmp)
 {
-    char wal[BACKUP_PATH_MAX + 64];
+    char wal[sizeof((backup_info *)0)->file + 16];
     unlink(tmp);
     snprintf(wal, sizeof wal, "%s.wal", tmp);
     unlink(wal);
@@ -332,7 +332,7 @@ static int take_steps(const backup_take_opts *o, const char *tmp, backup_info *i
 int backup_take(const backup_take_opts *o, backup_info *info, pthread_mutex_t *lock, ds_error *err)
 {
     double t0 = ds_now_ms();
-    char tmp[BACKUP_PATH_MAX + 32];
+    char tmp[sizeof info->file + 8];
     locked(lock, true);
     snprintf(info->name, sizeof info->name, "%s", o->name);
     snprintf(info->file, sizeof info->file, "%s/%s.duckdb", o->dir, o->name);
@@ -410,6 +410,8 @@ static int restore_copy(const char *from, const char *data_dir, ds_error *err)
 
 int backup_restore(const char *from, const char *data_dir, bool force, ds_error *err)
 {
+    if (strlen(data_dir) >= BACKUP_PATH_MAX)
+        return ds_fail(err, DS_INVALID_VALUE, "data", "the data directory's path is too long");
     store_backup_meta m;
     int rc = store_backup_read(from, &m, err);
     if (rc)
@@ -692,7 +694,7 @@ static void prune(ds_backups *b)
     if (n)
         qsort(names, n, sizeof *names, by_name);
     for (size_t i = 0; i < n; i++) {
-        char path[BACKUP_PATH_MAX + 128];
+        char path[BACKUP_PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", b->dir, names[i]);
         if (i + (size_t)b->o.keep < n) {
             if (unlink(path) == 0)

@@ -53,7 +53,7 @@ const char *backup_state_name(backup_state s);
  * backup_info_free(); backup_info_copy() makes a deep copy. */
 typedef struct backup_info {
     char name[BACKUP_NAME_MAX + 1];
-    char file[BACKUP_PATH_MAX + 16]; /* absolute */
+    char file[BACKUP_PATH_MAX + BACKUP_NAME_MAX + 16]; /* absolute */
     backup_state state;
     int64_t bytes, bytes_total; /* copied so far, of the database file's */
     size_t nmodels;
