@@ -227,9 +227,9 @@ enum { MAX_READ_MODELS = 64 };
 /* XREADGROUP or XREAD (argv[0]) of the streams keys[i] (of models[i]),
  * waiting up to block_ms: fn for every entry, model by model. Returns how
  * many, or -code. */
-static int read_streams(ds_bus *b, int argc, const char **argv, int block_ms,
-                        char (*keys)[300], const char *const *models, int nmodels, bus_entry_fn fn,
-                        void *ctx, ds_error *err)
+static int read_streams(ds_bus *b, int argc, const char **argv, int block_ms, char (*keys)[300],
+                        const char *const *models, int nmodels, bus_entry_fn fn, void *ctx,
+                        ds_error *err)
 {
     size_t lens[8 + 2 * MAX_READ_MODELS];
     for (int i = 0; i < argc; i++)
@@ -282,8 +282,7 @@ int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmo
     }
     for (int i = 0; i < nmodels; i++)
         argv[argc++] = pending ? pending_after : ">";
-    return read_streams(b, argc, argv, pending ? 0 : block_ms, keys, models, nmodels, fn, ctx,
-                        err);
+    return read_streams(b, argc, argv, pending ? 0 : block_ms, keys, models, nmodels, fn, ctx, err);
 }
 
 /* ---- scripts -------------------------------------------------------------- */

@@ -121,6 +121,11 @@ enum MHD_Result http__backup_create(req *r)
         backup_info_free(&info);
         if (backups_wait(b, name, &done, &e))
             return backup_error(r, &e);
+        if (done.state == BACKUP_FAILED) { /* no file was left; nothing changed */
+            ds_fail(&e, DS_UNAVAILABLE, "backup", "backup %s failed: %s", done.name, done.error);
+            backup_info_free(&done);
+            return backup_error(r, &e);
+        }
         info = done;
     }
     enum MHD_Result ret = reply_backup(r, wait ? 200 : 202, &info);
