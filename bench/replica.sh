@@ -29,6 +29,8 @@ bench_need "$bin" "$build"/bench/bench_load "$build"/bench/bench_wssub
 facts=${REPLICA_FACTS:-1000000}
 secs=${REPLICA_SECONDS:-20}
 rate=${REPLICA_RATE:-2000}
+parts=" ${REPLICA_PARTS:-lag backup failover} "
+has_part() { [[ $parts == *" $1 "* ]]; }
 load=./$build/bench/bench_load
 wssub=./$build/bench/bench_wssub
 bench_work replica
@@ -73,87 +75,96 @@ process() {
     exit 1
 }
 
-t0=$(date +%s%N)
-file=$(backup '{"name":"bench"}')
-echo "replica: backup $file in $((($(date +%s%N) - t0) / 1000000)) ms"
-process replica "$(free_port)" replica --from "$file"
-rurl=$furl
-echo "replica: replica ready ($rurl)"
-
 # lag: POST to the writer -> event at a subscriber of the replica
-o=$work/lag
-rm -f "$o.ready" "$o.sent"
-"$wssub" --url "$rurl" --subscribers 1 --duration-s $((secs + 60)) --idle-s 10 \
-    --sent-log "$o.sent" --ready-file "$o.ready" >"$o.sub" 2>"$o.suberr" &
-sub=$!
-bench_pids+=("$sub")
-for _ in $(seq 1 100); do [[ -f $o.ready ]] && break; sleep 0.1; done
-(
-    while kill -0 "$sub" 2>/dev/null; do
-        { curl -s "$rurl/ready"; echo; } | sed -n 's/.*"lag":\([0-9]*\),"lag_ms".*/\1/p'
-        sleep 0.1
-    done
-) >"$o.seqs" &
-sampler=$!
-"$load" --url "$wurl" --clients 256 --rate "$rate" --duration-s "$secs" --warmup-s 2 \
-    --sent-log "$o.sent" >"$o.load" 2>"$o.loaderr" || true
-wait "$sub" || true
-kill "$sampler" 2>/dev/null || true
-wait "$sampler" 2>/dev/null || true
-emit "replica lag $rate: post_to_replica_event_p50_ms=$(val p50_ms "$o.sub")" \
-    "p99_ms=$(val p99_ms "$o.sub")" \
-    "$(sort -n "$o.seqs" | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print "lag_seqs_p50=? lag_seqs_p99=? lag_seqs_max=?"; exit }
-        p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
-        printf "lag_seqs_p50=%d lag_seqs_p99=%d lag_seqs_max=%d", v[int((NR + 1) / 2)], v[p99],
-            v[NR] }')" \
-    "achieved=$(val edits_per_s "$o.load") events=$(val n "$o.sub")"
+lag() {
+    t0=$(date +%s%N)
+    file=$(backup '{"name":"bench"}')
+    echo "replica: backup $file in $((($(date +%s%N) - t0) / 1000000)) ms"
+    process replica "$(free_port)" replica --from "$file"
+    rurl=$furl
+    echo "replica: replica ready ($rurl)"
+    o=$work/lag
+    rm -f "$o.ready" "$o.sent"
+    "$wssub" --url "$rurl" --subscribers 1 --duration-s $((secs + 60)) --idle-s 10 \
+        --sent-log "$o.sent" --ready-file "$o.ready" >"$o.sub" 2>"$o.suberr" &
+    sub=$!
+    bench_pids+=("$sub")
+    for _ in $(seq 1 100); do [[ -f $o.ready ]] && break; sleep 0.1; done
+    (
+        while kill -0 "$sub" 2>/dev/null; do
+            { curl -s "$rurl/ready"; echo; } | sed -n 's/.*"lag":\([0-9]*\),"lag_ms".*/\1/p'
+            sleep 0.1
+        done
+    ) >"$o.seqs" &
+    sampler=$!
+    "$load" --url "$wurl" --clients 256 --rate "$rate" --duration-s "$secs" --warmup-s 2 \
+        --sent-log "$o.sent" >"$o.load" 2>"$o.loaderr" || true
+    wait "$sub" || true
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    emit "replica lag $rate: post_to_replica_event_p50_ms=$(val p50_ms "$o.sub")" \
+        "p99_ms=$(val p99_ms "$o.sub")" \
+        "$(sort -n "$o.seqs" | awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "lag_seqs_p50=? lag_seqs_p99=? lag_seqs_max=?"; exit }
+            p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+            printf "lag_seqs_p50=%d lag_seqs_p99=%d lag_seqs_max=%d", v[int((NR + 1) / 2)], v[p99],
+                v[NR] }')" \
+        "achieved=$(val edits_per_s "$o.load") events=$(val n "$o.sub")"
+}
 
 # a backup's effect on the writer's answers
-"$load" --url "$wurl" --clients 64 --rate 1000 --duration-s "$secs" --warmup-s 2 \
-    >"$work/nob.load" 2>"$work/nob.err" || true
-"$load" --url "$wurl" --clients 64 --rate 1000 --duration-s "$secs" --warmup-s 2 \
-    >"$work/b.load" 2>"$work/b.err" &
-lp=$!
-sleep $((secs / 3 + 2))
-t0=$(date +%s%N)
-curl -sf -XPOST -H 'Content-Type: application/json' -d '{"name":"under-load"}' \
-    "$wurl/v1/backups" >"$work/b.json"
-ms=$((($(date +%s%N) - t0) / 1000000))
-wait "$lp" || true
-bytes=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).backup.bytes)' \
-    "$work/b.json")
-emit "backup under load: ms=$ms mb=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')" \
-    "answer_p99_ms_without=$(val p99_ms "$work/nob.load")" \
-    "answer_p99_ms_with=$(val p99_ms "$work/b.load") facts=$facts rate=1000"
+backup_under_load() {
+    "$load" --url "$wurl" --clients 64 --rate 1000 --duration-s "$secs" --warmup-s 2 \
+        >"$work/nob.load" 2>"$work/nob.err" || true
+    "$load" --url "$wurl" --clients 64 --rate 1000 --duration-s "$secs" --warmup-s 2 \
+        >"$work/b.load" 2>"$work/b.err" &
+    lp=$!
+    sleep $((secs / 3 + 2))
+    t0=$(date +%s%N)
+    curl -sf -XPOST -H 'Content-Type: application/json' -d '{"name":"under-load"}' \
+        "$wurl/v1/backups" >"$work/b.json"
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    wait "$lp" || true
+    bytes=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).backup.bytes)' \
+        "$work/b.json")
+    emit "backup under load: ms=$ms mb=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')" \
+        "answer_p99_ms_without=$(val p99_ms "$work/nob.load")" \
+        "answer_p99_ms_with=$(val p99_ms "$work/b.load") facts=$facts rate=1000"
+}
 
 # failover: a standby from a fresh backup; ten times, kill -9 the writer and
 # time the first 200 the standby answers to a write tried every 10 ms; the
 # killed one is started again on its directory and becomes the standby
-sfile=$(backup '{"name":"standby"}')
-sport=$(free_port)
-process standby "$sport" serve --standby --from "$sfile" --lease-ms "$lease"
-wport=${wurl##*:}
-names=(writer standby) ports=("$wport" "$sport") pids=("$wpid" "$fpid")
-body='{"table":"sales","column":"quantity","cell":{"product":"P-0001","customer":"C-0001","time":"2025-01"},"delta":1}'
-cur=0
-: >"$work/failover.ms"
-for run in $(seq 1 "${REPLICA_FAILOVERS:-10}"); do
-    other=$((1 - cur))
-    kill -9 "${pids[$cur]}"
-    t0=$(date +%s%N)
-    until [[ $(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
-        -d "$body" "http://127.0.0.1:${ports[$other]}/update_cell") == 200 ]]; do
-        sleep 0.01
-        (($(date +%s%N) - t0 < 120000000000)) || { echo "bench: no takeover in 120 s" >&2; exit 1; }
+failover() {
+    sfile=$(backup '{"name":"standby"}')
+    sport=$(free_port)
+    process standby "$sport" serve --standby --from "$sfile" --lease-ms "$lease"
+    wport=${wurl##*:}
+    names=(writer standby) ports=("$wport" "$sport") pids=("$wpid" "$fpid")
+    body='{"table":"sales","column":"quantity","cell":{"product":"P-0001","customer":"C-0001","time":"2025-01"},"delta":1}'
+    cur=0
+    : >"$work/failover.ms"
+    for run in $(seq 1 "${REPLICA_FAILOVERS:-10}"); do
+        other=$((1 - cur))
+        kill -9 "${pids[$cur]}"
+        t0=$(date +%s%N)
+        until [[ $(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
+            -d "$body" "http://127.0.0.1:${ports[$other]}/update_cell") == 200 ]]; do
+            sleep 0.01
+            (($(date +%s%N) - t0 < 120000000000)) || { echo "bench: no takeover in 120 s" >&2; exit 1; }
+        done
+        echo $((($(date +%s%N) - t0) / 1000000)) >>"$work/failover.ms"
+        wait "${pids[$cur]}" 2>/dev/null || true
+        process "${names[$cur]}" "${ports[$cur]}" serve --lease-ms "$lease"
+        pids[cur]=$fpid
+        echo "replica: failover $run: $(tail -1 "$work/failover.ms") ms"
+        cur=$other
     done
-    echo $((($(date +%s%N) - t0) / 1000000)) >>"$work/failover.ms"
-    wait "${pids[$cur]}" 2>/dev/null || true
-    process "${names[$cur]}" "${ports[$cur]}" serve --lease-ms "$lease"
-    pids[cur]=$fpid
-    echo "replica: failover $run: $(tail -1 "$work/failover.ms") ms"
-    cur=$other
-done
-emit "failover: runs=$(wc -l <"$work/failover.ms") lease_ms=$lease $(sort -n "$work/failover.ms" |
-    awk '{ v[NR] = $1 } END { printf "kill_to_first_200_ms_p50=%d min=%d max=%d",
-        v[int((NR + 1) / 2)], v[1], v[NR] }')"
+    emit "failover: runs=$(wc -l <"$work/failover.ms") lease_ms=$lease $(sort -n "$work/failover.ms" |
+        awk '{ v[NR] = $1 } END { printf "kill_to_first_200_ms_p50=%d min=%d max=%d",
+            v[int((NR + 1) / 2)], v[1], v[NR] }')"
+}
+
+if has_part lag; then lag; fi
+if has_part backup; then backup_under_load; fi
+if has_part failover; then failover; fi
