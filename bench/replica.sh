@@ -4,9 +4,12 @@
 #
 #   replica lag 2000: post_to_replica_event_p50_ms=.. p99_ms=.. lag_seqs_p50=..
 #       lag_seqs_p99=.. lag_seqs_max=.. achieved=.. events=..
+#       publish_to_apply_mean_ms=.. writer_publish_ms_per_batch=..
 #     (open loop at 2,000 writes/s to the writer; a WebSocket subscriber of
 #     the replica's change feed times POST -> event there; the replica's
-#     /ready lag in seqs sampled every 100 ms)
+#     /ready lag in seqs sampled every 100 ms; where the time goes: the
+#     replica's mean from the writer's publish to its apply, and the
+#     writer's publish script per batch)
 #   backup under load: ms=.. mb=.. answer_p99_ms_without=.. answer_p99_ms_with=..
 #     (open loop at 1,000 writes/s, one window without a backup, one with a
 #     backup taken during it; the writers' answer latency)
@@ -109,7 +112,15 @@ lag() {
             p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
             printf "lag_seqs_p50=%d lag_seqs_p99=%d lag_seqs_max=%d", v[int((NR + 1) / 2)], v[p99],
                 v[NR] }')" \
-        "achieved=$(val edits_per_s "$o.load") events=$(val n "$o.sub")"
+        "achieved=$(val edits_per_s "$o.load") events=$(val n "$o.sub")" \
+        "$(curl -s "$rurl/metrics" | awk '
+            $1 == "duckspread_replica_lag_seconds_sum" { s = $2 }
+            $1 == "duckspread_replica_lag_seconds_count" { n = $2 }
+            END { if (n) printf "publish_to_apply_mean_ms=%.2f", 1000 * s / n }')" \
+        "$(curl -s "$wurl/metrics" | awk '
+            $1 == "duckspread_publish_seconds_sum" { s = $2 }
+            $1 == "duckspread_publish_seconds_count" { n = $2 }
+            END { if (n) printf "writer_publish_ms_per_batch=%.2f", 1000 * s / n }')"
 }
 
 # a backup's effect on the writer's answers
