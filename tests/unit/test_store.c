@@ -1157,11 +1157,14 @@ typedef struct cmds_seen {
     char *cmd[4];
 } cmds_seen;
 
-static void collect_cmd(void *ctx, int64_t seq, const char *rid, const char *event, size_t len,
-                        const char *cmd, size_t cmd_len)
+static void collect_cmd(void *ctx, int64_t seq, const char *rid, const char *user, int64_t ts_ms,
+                        const char *event, size_t len, const char *cmd, size_t cmd_len)
 {
     (void)seq, (void)rid, (void)event, (void)len;
     cmds_seen *c = ctx;
+    /* what a replica needs to apply the command again comes with it */
+    ck_assert(user && user[0]);
+    ck_assert_int_gt(ts_ms, 0);
     if (c->n < 4)
         c->cmd[c->n++] = cmd ? xstrndup(cmd, cmd_len) : NULL;
 }
