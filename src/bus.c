@@ -139,6 +139,7 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
             x[i].maybe_sent = x[i].formatted; /* some bytes may have gone out */
         rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not take the commands");
     }
+    bool readonly = false;
     for (int i = 0; rc == 0 && i < n; i++) {
         if (!x[i].formatted)
             continue; /* no reply comes for it */
@@ -155,11 +156,14 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
         } else if (r->type == REDIS_REPLY_ERROR) { /* refused: not queued */
             x[i].refused = true;
             snprintf(x[i].error, sizeof x[i].error, "Redis refused XADD: %s", r->str);
+            readonly |= !strncmp(r->str, "READONLY", 8);
         }
         freeReplyObject(r);
     }
     if (rc)
         bus__disconnect(b);
+    else if (readonly) /* every reply is read: the next write looks for the primary */
+        bus__next_host(b);
     ds_buf_free(&out);
     return rc;
 }
@@ -304,8 +308,10 @@ static const char renew_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n
                                 "return 0\n";
 
 /* Events at or below the stream's last seq are skipped: a retry of a call
- * whose reply was lost publishes nothing twice. The ids are acknowledged a
- * thousand at a time: unpack() of more than about 8,000 fails ("too many
+ * whose reply was lost publishes nothing twice. A stream whose last seq is
+ * below what this writer published before (expect) lost events (a Redis
+ * failover or restart without them): nothing is published, LOST last. The
+ * ids are acknowledged a thousand at a time: unpack() of more than about 8,000 fails ("too many
  * results to unpack"), and a group the persister committed late can cover
  * more (the writer then retried the same call forever). */
 static const char publish_lua[] =
@@ -313,7 +319,8 @@ static const char publish_lua[] =
     "  return redis.error_reply('FENCED the lease is no longer ours')\n"
     "end\n"
     "local n = tonumber(ARGV[3])\n"
-    "local i = 4\n"
+    "local expect = tonumber(ARGV[4])\n"
+    "local i = 5\n"
     "local last = -1\n"
     "if n > 0 then\n"
     "  local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
@@ -322,6 +329,9 @@ static const char publish_lua[] =
     "    for j = 1, #f, 2 do\n"
     "      if f[j] == 'seq' then last = tonumber(f[j + 1]) end\n"
     "    end\n"
+    "  end\n"
+    "  if last < expect then\n"
+    "    return redis.error_reply('LOST ' .. last)\n"
     "  end\n"
     "end\n"
     "for k = 1, n do\n"
@@ -414,16 +424,18 @@ int bus_lease_renew(ds_bus *b, const char *model, const char *owner, int64_t epo
 }
 
 int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, const bus_event *ev,
-                int nev, const char *const *ack_ids, int nack, long keep, ds_error *err)
+                int nev, const char *const *ack_ids, int nack, long keep, int64_t *expect,
+                ds_error *err)
 {
-    char lease[300], resp[300], req[300], holder[300], keepbuf[24], nbuf[16];
+    char lease[300], resp[300], req[300], holder[300], keepbuf[24], nbuf[16], expbuf[24];
     stream_key(lease, sizeof lease, model, "lease");
     stream_key(resp, sizeof resp, model, "response_duck");
     stream_key(req, sizeof req, model, "request_duck");
     snprintf(holder, sizeof holder, "%" PRId64 ":%s", epoch, owner);
     snprintf(keepbuf, sizeof keepbuf, "%ld", keep);
     snprintf(nbuf, sizeof nbuf, "%d", nev);
-    int nargs = 3 + 6 * nev + nack;
+    snprintf(expbuf, sizeof expbuf, "%" PRId64, expect ? *expect : INT64_C(-1));
+    int nargs = 4 + 6 * nev + nack;
     const char **args = xmalloc_array((size_t)nargs, sizeof *args);
     size_t *lens = xmalloc_array((size_t)nargs, sizeof *lens);
     char(*seqs)[24] = xmalloc_array((size_t)(nev ? nev : 1), sizeof *seqs);
@@ -435,6 +447,8 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
     lens[a++] = strlen(keepbuf);
     args[a] = nbuf;
     lens[a++] = strlen(nbuf);
+    args[a] = expbuf;
+    lens[a++] = strlen(expbuf);
     for (int i = 0; i < nev; i++) {
         snprintf(seqs[i], sizeof seqs[i], "%" PRId64, ev[i].seq);
         args[a] = seqs[i];
@@ -467,6 +481,16 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
         return -DS_UNAVAILABLE;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED", 6) == 0) {
         int rc = ds_fail(err, DS_FORBIDDEN, "lease", "the writer lease of '%s' is lost", model);
+        freeReplyObject(r);
+        return rc;
+    }
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOST ", 5) == 0) {
+        int64_t last = strtoll(r->str + 5, NULL, 10);
+        int rc = ds_fail(err, DS_NOT_FOUND, "redis",
+                         "the response stream of '%s' ends at seq %" PRId64
+                         " but this writer published up to %" PRId64 ": Redis lost events",
+                         model, last, *expect);
+        *expect = last;
         freeReplyObject(r);
         return rc;
     }
@@ -808,6 +832,23 @@ int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64
                 strcmp(c->element[0]->str, consumer) != 0)
                 *others += strtoll(c->element[1]->str, NULL, 10);
         }
+    freeReplyObject(r);
+    return 0;
+}
+
+int bus_wait(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_error *err)
+{
+    char n[16], t[16];
+    snprintf(n, sizeof n, "%d", replicas);
+    snprintf(t, sizeof t, "%d", timeout_ms);
+    const char *argv[] = {"WAIT", n, t};
+    size_t lens[] = {4, strlen(n), strlen(t)};
+    redisReply *r = bus__roundtrip(b, 3, argv, lens, timeout_ms, err);
+    if (!r)
+        return -DS_UNAVAILABLE;
+    if (r->type != REDIS_REPLY_INTEGER)
+        return reply_error(r, "WAIT", err);
+    *acked = (int)r->integer;
     freeReplyObject(r);
     return 0;
 }

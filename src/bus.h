@@ -150,10 +150,14 @@ typedef struct bus_event {
  * event, cmd: what a replica needs to apply the command again;
  * trimmed to about keep entries), XACK the request entries and trim {model}:request_duck below
  * the oldest entry still pending (the ledger in DuckDB remembers what was
- * done). Returns 0, or -DS_FORBIDDEN when the lease is no longer ours
- * (nothing published). */
+ * done). expect (may be NULL): the stream's last seq as this writer left
+ * it; when the stream ends below it, Redis lost events: nothing is
+ * published, -DS_NOT_FOUND, and *expect is where the stream ends. Returns
+ * 0, or -DS_FORBIDDEN when the lease is no longer ours (nothing
+ * published). */
 int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, const bus_event *ev,
-                int nev, const char *const *ack_ids, int nack, long keep, ds_error *err);
+                int nev, const char *const *ack_ids, int nack, long keep, int64_t *expect,
+                ds_error *err);
 
 /* The seq of the newest event on {model}:response_duck, or -1 if none. */
 int bus_last_seq(ds_bus *b, const char *model, int64_t *seq, ds_error *err);
@@ -163,6 +167,12 @@ int bus_last_seq(ds_bus *b, const char *model, int64_t *seq, ds_error *err);
 typedef void (*bus_event_fn)(void *ctx, int64_t seq, const char *json, size_t len);
 int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void *ctx,
                       ds_error *err);
+
+/* WAIT replicas timeout_ms: how many of Redis's replicas have every write
+ * this connection made so far (*acked). A writer's XREADGROUP that
+ * delivered entries is such a write (Redis replicates the delivery), and
+ * it came after their XADD: when it is acknowledged, so are they. */
+int bus_wait(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_error *err);
 
 /* ---- replicas ------------------------------------------------------------- */
 

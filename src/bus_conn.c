@@ -117,6 +117,20 @@ static int parse_unix(ds_bus *b, const char *p, ds_error *err)
     return 0;
 }
 
+/* Makes host i the one in use (its address for messages, its name for TLS
+ * unless --redis-server-name gave one). */
+static void use_host(ds_bus *b, int i)
+{
+    b->cur = i;
+    b->host = b->hosts[i];
+    b->port = b->ports[i];
+    bool v6 = strchr(b->host, ':') != NULL;
+    snprintf(b->where, sizeof b->where, "%s%.200s%s:%s", v6 ? "[" : "", b->host, v6 ? "]" : "",
+             b->port);
+    if (!(b->o.tls_name && *b->o.tls_name))
+        b->tls_name = b->host;
+}
+
 /* host[:port] or [v6]:port of s[0..n) */
 static int parse_hostport(ds_bus *b, const char *p, const char *end, ds_error *err)
 {
@@ -145,9 +159,9 @@ static int parse_hostport(ds_bus *b, const char *p, const char *end, ds_error *e
     if (!b->port[0] || *e || port < 1 || port > 65535 || b->port[0] == '+' || b->port[0] == '-')
         return ds_fail(err, DS_INVALID_VALUE, "redis",
                        "the Redis URL's port '%.20s' is not a number from 1 to 65535", b->port);
-    bool v6 = strchr(b->host, ':') != NULL;
-    snprintf(b->where, sizeof b->where, "%s%.200s%s:%s", v6 ? "[" : "", b->host, v6 ? "]" : "",
-             b->port);
+    b->hosts[b->nhosts] = b->host;
+    b->ports[b->nhosts] = b->port;
+    use_host(b, b->nhosts++);
     return 0;
 }
 
@@ -175,9 +189,21 @@ static int parse_url(ds_bus *b, const char *url, ds_error *err)
             return rc;
         p = at + 1;
     }
-    int rc = parse_hostport(b, p, end, err);
-    if (rc)
-        return rc;
+    /* h1:p1,h2:p2,...: a primary and its replicas, in any order */
+    for (const char *q = p; q <= end;) {
+        const char *comma = memchr(q, ',', (size_t)(end - q));
+        const char *hend = comma ? comma : end;
+        if (b->nhosts == BUS_HOSTS_MAX)
+            return ds_fail(err, DS_INVALID_VALUE, "redis", "the Redis URL names more than %d hosts",
+                           BUS_HOSTS_MAX);
+        int rc = parse_hostport(b, q, hend, err);
+        if (rc)
+            return rc;
+        q = hend + 1;
+        if (!comma)
+            break;
+    }
+    use_host(b, 0);
     if (*end == '?' || *end == '#')
         return ds_fail(err, DS_INVALID_VALUE, "redis",
                        "the Redis URL takes no ?options; TLS is set with --redis-ca, "
@@ -393,8 +419,10 @@ void bus_close(ds_bus *b)
         return;
     bus__disconnect(b);
     SSL_CTX_free(b->ctx);
-    free(b->host);
-    free(b->port);
+    for (int i = 0; i < b->nhosts; i++) {
+        free(b->hosts[i]);
+        free(b->ports[i]);
+    }
     free(b->path);
     free(b->user);
     if (b->password)
@@ -643,6 +671,27 @@ static int hello(ds_bus *b, ds_error *err)
 
 /* Makes sure there is a live, authenticated connection; *fresh tells
  * whether it is new. */
+/* With several hosts: whether the one connected is the primary (ROLE). */
+static bool is_primary(ds_bus *b, ds_error *err)
+{
+    const char *argv[] = {"ROLE"};
+    size_t lens[] = {4};
+    redisReply *r = exchange(b, 1, argv, lens, 0, err);
+    bool primary = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                   r->element[0]->type == REDIS_REPLY_STRING &&
+                   !strcmp(r->element[0]->str, "master");
+    if (!primary)
+        ds_fail(err, DS_UNAVAILABLE, "redis", "Redis at %s is %s", b->where,
+                !r                             ? "not answering"
+                : r->type == REDIS_REPLY_ERROR ? r->str
+                : r->type == REDIS_REPLY_ARRAY && r->elements && r->element[0]->str
+                    ? r->element[0]->str
+                    : "not a primary");
+    if (r)
+        freeReplyObject(r);
+    return primary;
+}
+
 int bus__connect(ds_bus *b, bool *fresh, ds_error *err)
 {
     *fresh = false;
@@ -651,9 +700,39 @@ int bus__connect(ds_bus *b, bool *fresh, ds_error *err)
     if (b->fd >= 0)
         return 0;
     *fresh = true;
-    if (connect_socket(b, err) || hello(b, err))
-        return -DS_UNAVAILABLE;
-    return 0;
+    if (b->nhosts <= 1)
+        return connect_socket(b, err) || hello(b, err) ? -DS_UNAVAILABLE : 0;
+    /* the primary among them: the one in use first, then the others in turn */
+    char why[BUS_HOSTS_MAX][160];
+    ds_error e;
+    for (int k = 0; k < b->nhosts; k++) {
+        use_host(b, (b->cur + (k ? 1 : 0)) % b->nhosts);
+        if (connect_socket(b, &e) == 0 && hello(b, &e) == 0 && is_primary(b, &e))
+            return 0;
+        bus__disconnect(b);
+        snprintf(why[k], sizeof why[k], "%.150s", e.message);
+    }
+    char all[700] = "";
+    for (int k = 0; k < b->nhosts; k++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", k ? "; " : "", why[k]);
+    return ds_fail(err, DS_UNAVAILABLE, "redis", "no Redis primary among the %d hosts: %s",
+                   b->nhosts, all);
+}
+
+/* A primary demoted to a replica (a failover while it was away) refuses
+ * writes: the next command looks for the primary among the hosts. */
+void bus__next_host(ds_bus *b)
+{
+    if (b->nhosts > 1) {
+        bus__disconnect(b);
+        use_host(b, (b->cur + 1) % b->nhosts);
+    }
+}
+
+void bus__readonly_reply(ds_bus *b, const redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "READONLY", 8))
+        bus__next_host(b);
 }
 
 /* One round trip, connecting first if needed. NULL (with err: unavailable)
@@ -669,6 +748,7 @@ redisReply *bus__roundtrip(ds_bus *b, int argc, const char **argv, const size_t 
         return NULL;
     }
     redisReply *r = exchange(b, argc, argv, lens, extra_ms, err);
+    bus__readonly_reply(b, r);
     if (!r) {
         bus__disconnect(b);
         ds_fail(err, DS_UNAVAILABLE, "redis", "Redis %s%s%s%s",

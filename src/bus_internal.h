@@ -9,15 +9,22 @@
 
 #include "bus.h"
 
+enum { BUS_HOSTS_MAX = 8 };
+
 struct ds_bus {
     bus_opts o;
     bool unix_socket, tls;
-    char *host, *port, *path, *user, *password; /* user, password may be NULL */
-    char where[300];                            /* host:port or the socket path, for messages */
-    const char *tls_name;                       /* the name the certificate must carry */
-    SSL_CTX *ctx;                               /* rediss:// only */
-    SSL *ssl;                                   /* the connection's TLS session (NULL: plain) */
-    int fd;                                     /* -1 while disconnected */
+    char *host, *port, *path, *user, *password; /* user, password may be NULL;
+                                                   host, port: the one in use */
+    /* redis://h1:p1,h2:p2: a primary and its replicas; the bus uses the one
+       that says it is the primary (ROLE), and moves on when it is not */
+    char *hosts[BUS_HOSTS_MAX], *ports[BUS_HOSTS_MAX];
+    int nhosts, cur;
+    char where[300];      /* host:port or the socket path, for messages */
+    const char *tls_name; /* the name the certificate must carry */
+    SSL_CTX *ctx;         /* rediss:// only */
+    SSL *ssl;             /* the connection's TLS session (NULL: plain) */
+    int fd;               /* -1 while disconnected */
     redisReader *reader;
     bool sent;           /* the last round trip wrote its whole command */
     bool refused;        /* the last connection failed because Redis (or its
@@ -32,6 +39,11 @@ int64_t bus__deadline(int ms);
  * -DS_UNAVAILABLE (err says why; b->refused when Redis said no). */
 int bus__connect(ds_bus *b, bool *fresh, ds_error *err);
 void bus__disconnect(ds_bus *b);
+/* A reply READONLY from a host that is no longer the primary: the next
+ * command looks for the primary among the URL's hosts. */
+void bus__readonly_reply(ds_bus *b, const redisReply *r);
+/* With several hosts: drop the connection and try the next host first. */
+void bus__next_host(ds_bus *b);
 /* Writes all of buf, or -1 (failure or deadline). */
 int bus__send_all(ds_bus *b, const char *buf, size_t n, int64_t deadline);
 /* The next reply, or NULL (failure or deadline). Caller frees with

@@ -43,7 +43,11 @@ static enum MHD_Result h_ready(req *r)
         free(names[i]);
     }
     free(names);
-    bool ready = redis && writer && srv->redis_up && !ws.persist_failing && !stalled && !lost;
+    int acked;
+    bool repl_short;
+    writer_replicas(srv->writer, &acked, &repl_short);
+    bool ready =
+        redis && writer && srv->redis_up && !ws.persist_failing && !stalled && !lost && !repl_short;
     ds_buf b;
     json_w w;
     ds_buf_init(&b, 4096);
@@ -72,6 +76,15 @@ static enum MHD_Result h_ready(req *r)
     if (lost) {
         jw_key(&w, "lease_lost");
         jw_bool(&w, true);
+    }
+    if (srv->o.redis_replicas > 0) {
+        jw_key(&w, "redis_replicas");
+        jw_obj(&w);
+        jw_key(&w, "want");
+        jw_int(&w, srv->o.redis_replicas);
+        jw_key(&w, "acked");
+        jw_int(&w, acked);
+        jw_obj_end(&w);
     }
     jw_key(&w, "role");
     bool follows = writer_follows(srv->writer);

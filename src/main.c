@@ -68,12 +68,14 @@ static const char usage_serve[] =
     "                      but loopback needs an API key (duckspread keys create)\n"
     "  --redis URL         redis://[user:password@]host[:port], rediss://... (TLS)\n"
     "                      or unix:///path; also REDIS_URL (keeps a password out of\n"
-    "                      the process list). Without either a private redis-server\n"
-    "                      is started on a unix socket under DIR/redis, restarted\n"
-    "                      (with a backoff, logged) if it dies, and stopped with\n"
-    "                      the server. At start an external Redis is checked:\n"
-    "                      credentials, certificate, and the ACL for every command\n"
-    "                      on every model's keys.\n"
+    "                      the process list). redis://h1:p1,h2:p2 names a primary\n"
+    "                      and its replicas: the one whose ROLE is master is used,\n"
+    "                      and the new one after a failover. Without either, a\n"
+    "                      private redis-server is started on a unix socket under\n"
+    "                      DIR/redis, restarted (with a backoff, logged) if it\n"
+    "                      dies, and stopped with the server. At start an\n"
+    "                      external Redis is checked: credentials, certificate,\n"
+    "                      and the ACL for every command on every model's keys.\n"
     "  --redis-ca FILE     rediss://: the CA certificate(s) to trust for Redis (PEM\n"
     "                      file or hashed directory; default the system's); also\n"
     "                      DS_REDIS_CA\n"
@@ -83,6 +85,10 @@ static const char usage_serve[] =
     "  --redis-server-name NAME\n"
     "                      the name Redis's certificate must carry, also sent as SNI\n"
     "                      (default: the URL's host); also DS_REDIS_SERVER_NAME\n"
+    "  --redis-replicas N  apply and answer a write only once N of Redis's replicas\n"
+    "                      have it (WAIT), so that a Redis failover keeps every\n"
+    "                      answered write; while fewer confirm, writes wait and\n"
+    "                      /ready is 503 (default 0: the primary's append-only file)\n"
     "  --redis-fsync MODE  appendfsync of the private redis-server: always (default)\n"
     "                      or everysec\n"
     "  --demo              load the demo model 'sales' if it is absent\n"
@@ -281,7 +287,8 @@ enum {
     OPT_FROM,
     OPT_WRITER_URL,
     OPT_STANDBY,
-    OPT_LEASE_MS
+    OPT_LEASE_MS,
+    OPT_REDIS_REPLICAS
 };
 
 /* getopt values of the backup options of serve */
@@ -443,6 +450,7 @@ static int cmd_serve(int argc, char **argv, bool replica)
         {"writer-url", required_argument, NULL, OPT_WRITER_URL},
         {"standby", no_argument, NULL, OPT_STANDBY},
         {"lease-ms", required_argument, NULL, OPT_LEASE_MS},
+        {"redis-replicas", required_argument, NULL, OPT_REDIS_REPLICAS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     server_opts o;
@@ -587,6 +595,10 @@ static int cmd_serve(int argc, char **argv, bool replica)
         case OPT_LEASE_MS:
             ok = parse_count(optarg, 300, 600000, &v);
             o.lease_ms = (int)v;
+            break;
+        case OPT_REDIS_REPLICAS:
+            ok = parse_count(optarg, 0, 16, &v);
+            o.redis_replicas = (int)v;
             break;
         case OPT_WRITER_URL:
             ok = replica && *optarg;

@@ -24,6 +24,7 @@ void metrics_init(ds_metrics *m)
     static const double lag[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,  0.5,    1,     2.5,  10,    60};
     hist_init(&m->replica_lag_seconds, lag, (int)DS_ARRAY_LEN(lag));
+    hist_init(&m->wait_seconds, secs, (int)DS_ARRAY_LEN(secs));
 }
 
 int metrics_route(ds_metrics *m, const char *name)
@@ -100,6 +101,10 @@ void metrics_render(ds_metrics *m, ds_buf *b)
                         &m->publish_seconds);
     metrics_render_hist(b, "duckspread_http_request_seconds", "Time to answer an HTTP request.",
                         &m->request_seconds);
+    if (__atomic_load_n(&m->wait_seconds.n, __ATOMIC_RELAXED))
+        metrics_render_hist(b, "duckspread_redis_wait_seconds",
+                            "--redis-replicas: the wait for Redis's replicas per writer batch.",
+                            &m->wait_seconds);
     if (__atomic_load_n(&m->replica_lag_seconds.n, __ATOMIC_RELAXED))
         metrics_render_hist(b, "duckspread_replica_lag_seconds",
                             "A replica: time from the writer's publish of a command to its "
@@ -108,12 +113,17 @@ void metrics_render(ds_metrics *m, ds_buf *b)
     ds_buf_printf(b,
                   "# TYPE duckspread_commands_applied_total counter\n"
                   "duckspread_commands_applied_total %" PRIu64 "\n"
+                  "# HELP duckspread_redis_lost_events_total Events Redis's response streams "
+                  "lost (a failover or restart without them), published again.\n"
+                  "# TYPE duckspread_redis_lost_events_total counter\n"
+                  "duckspread_redis_lost_events_total %" PRIu64 "\n"
                   "# TYPE duckspread_commands_refused_total counter\n"
                   "duckspread_commands_refused_total %" PRIu64 "\n"
                   "# TYPE duckspread_batches_total counter\nduckspread_batches_total %" PRIu64
                   "\n# TYPE duckspread_batch_replays_total counter\n"
                   "duckspread_batch_replays_total %" PRIu64 "\n",
                   __atomic_load_n(&m->commands_applied, __ATOMIC_RELAXED),
+                  __atomic_load_n(&m->redis_lost_events, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->commands_refused, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->batches, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->replays, __ATOMIC_RELAXED));

@@ -28,7 +28,9 @@ typedef struct ds_metrics {
     metrics_hist publish_seconds; /* events to Redis and XACK of one batch */
     metrics_hist request_seconds;
     metrics_hist replica_lag_seconds; /* a replica: published by the writer -> applied here */
+    metrics_hist wait_seconds;        /* --redis-replicas: WAIT per batch */
     uint64_t commands_applied, commands_refused, batches, replays;
+    uint64_t redis_lost_events; /* events the response stream lost (published again) */
 } ds_metrics;
 
 void metrics_init(ds_metrics *m);

@@ -176,13 +176,23 @@ static void publish_model(ds_writer *w, ds_bus *bus, lease *l, const bus_event *
             }
             rc = ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease of '%s' is not held", l->model);
         } else {
+            int64_t expect = l->published;
             rc = bus_publish(bus, l->model, w->owner, epoch, ev, nev, ids, nid,
-                             w->srv->o.response_keep, &err);
+                             w->srv->o.response_keep, &expect, &err);
             if (rc == 0) {
                 if (nev) {
                     l->published = ev[nev - 1].seq;
                     crash_point("after_publish");
                 }
+                return;
+            }
+            if (rc == -DS_NOT_FOUND) { /* Redis lost events: from the database again */
+                log_error("writer: %s (a Redis failover or restart without them: see "
+                          "--redis-replicas); publishing them again from the database",
+                          err.message);
+                metrics_add(&w->srv->metrics.redis_lost_events,
+                            (uint64_t)(l->published - (expect < 0 ? 0 : expect)));
+                abandon(l);
                 return;
             }
         }
@@ -617,10 +627,42 @@ static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
     ds_buf_free(&stored);
 }
 
+/* --redis-replicas N: the batch is applied (and answered) only once N of
+ * Redis's replicas have its entries, so that a Redis failover keeps every
+ * write a client was told about. Waits at most a third of the lease (the
+ * loop must renew it); false when they did not confirm: the entries stay
+ * pending and are read again. */
+static bool replicated(ds_writer *w)
+{
+    int want = w->srv->o.redis_replicas;
+    int64_t t0 = ds_now_ns(), limit = t0 + (int64_t)w->srv->o.lease_ms * 1000000 / 3;
+    int acked = -1;
+    ds_error err;
+    while (bus_wait(w->bus, want, 100, &acked, &err) == 0 && acked < want && ds_now_ns() < limit)
+        ;
+    metrics_observe(&w->srv->metrics.wait_seconds, (double)(ds_now_ns() - t0) / 1e9);
+    atomic_store(&w->replicas_acked, acked);
+    bool ok = acked >= want;
+    if (ok == atomic_exchange(&w->replicas_short, !ok))
+        log_warn(ok ? "writer: %d of %d Redis replicas have the writes again (%s)"
+                    : "writer: only %d of %d Redis replicas have the writes (--redis-replicas): "
+                      "nothing is applied or answered until they do (%s)",
+                 acked < 0 ? 0 : acked, want, acked < 0 ? err.message : "WAIT");
+    return ok;
+}
+
 void writer__process(ds_writer *w, batch *b)
 {
     if (b->n == 0)
         return;
+    if (!w->follow && w->srv->o.redis_replicas > 0 && !replicated(w)) {
+        for (size_t i = 0; i < b->n; i++) {
+            lease *l = lease_of(w, b->e[i].model);
+            if (l)
+                atomic_store(&l->reread, true);
+        }
+        return;
+    }
     int64_t t0 = ds_now_ns();
     batch_pub bp = {.n = 0};
     bp.tail = &bp.persist;
@@ -665,7 +707,7 @@ static void flush_republish(republish *r)
     if (r->n && r->rc == 0) {
         int64_t epoch = atomic_load(&r->l->epoch); /* 0: the publisher was fenced meanwhile */
         r->rc = epoch ? bus_publish(r->bus, r->l->model, r->w->owner, epoch, r->ev, r->n, NULL, 0,
-                                    r->w->srv->o.response_keep, &err)
+                                    r->w->srv->o.response_keep, NULL, &err)
                       : ds_fail(&err, DS_UNAVAILABLE, "redis", "the lease is not held");
         if (r->rc == 0)
             r->published = r->ev[r->n - 1].seq;
@@ -955,8 +997,18 @@ static bool writer_loop(ds_writer *w)
             break;
         }
         claim_orphans(w, models, n, &next_claim);
-        for (int i = 0; i < n; i++)
-            recover_lease(w, lease_of(w, models[i]));
+        bool pending_first = false;
+        for (int i = 0; i < n; i++) {
+            lease *l = lease_of(w, models[i]);
+            recover_lease(w, l);
+            pending_first |= atomic_load(&l->reread);
+        }
+        if (pending_first) { /* its pending entries could not be applied yet
+                                (Redis, --redis-replicas): nothing newer before them */
+            struct timespec t = {0, 20 * 1000 * 1000};
+            nanosleep(&t, NULL);
+            continue;
+        }
         if (n && writer__held_back(w))
             continue;
         ds_error err;
@@ -1102,6 +1154,8 @@ int writer_start(ds_server *srv, ds_writer **out, ds_error *err)
     atomic_init(&w->nleases, 0);
     atomic_init(&w->reading_lag, 0);
     atomic_init(&w->backpressure, false);
+    atomic_init(&w->replicas_acked, -1);
+    atomic_init(&w->replicas_short, false);
     if (srv->o.owner)
         snprintf(w->owner, sizeof w->owner, "%s", srv->o.owner);
     else {
@@ -1226,6 +1280,12 @@ void writer_get_stats(ds_writer *w, writer_stats *s)
     persist_lag(w->persist, &s->persist_lag, &s->persist_lag_ms);
     s->persist_failing = persist_failed(w->persist, &s->persist_why);
     persist_get_stats(w->persist, &s->persist);
+}
+
+void writer_replicas(ds_writer *w, int *acked, bool *shortfall)
+{
+    *acked = w ? atomic_load(&w->replicas_acked) : -1;
+    *shortfall = w && atomic_load(&w->replicas_short);
 }
 
 bool writer_lease_foreign(ds_writer *w, const char *model)

@@ -58,6 +58,9 @@ int writer_replica_stats(ds_writer *w, replica_stats *out, int max);
 /* True while this process follows another writer (a replica, or a
  * standby not yet promoted): it answers no write. */
 bool writer_follows(ds_writer *w);
+/* --redis-replicas: how many replicas confirmed the last batch (-1: not
+ * asked yet), and whether that is fewer than wanted (writes wait). */
+void writer_replicas(ds_writer *w, int *acked, bool *shortfall);
 /* True when another process took this writer's lease of the model (it
  * took over while this one stalled): writes to it are refused. */
 bool writer_lease_foreign(ds_writer *w, const char *model);

@@ -114,6 +114,8 @@ struct ds_writer {
     atomic_int nleases;          /* grown by the writer; the publisher reads below it */
     _Atomic int64_t reading_lag; /* entries read, not yet applied */
     atomic_bool backpressure;    /* waiting for the persister */
+    atomic_int replicas_acked;   /* --redis-replicas: the last WAIT's answer (-1: none) */
+    atomic_bool replicas_short;  /* fewer than --redis-replicas confirm the writes */
     bool ack_persisted;
     /* the persister and what its done callback uses (on its thread) */
     ds_persist *persist;

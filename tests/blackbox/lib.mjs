@@ -147,9 +147,11 @@ function redisPing(port, timeoutMs = 500, password = null) {
 }
 
 export class Redis {
-    // opts: {password} (requirepass; the url carries it)
+    // opts: {password} (requirepass; the url carries it), args (more of
+    // redis-server's, e.g. ['--replicaof', '127.0.0.1', port])
     constructor(name, opts = {}) {
         this.password = opts.password || null;
+        this.args = opts.args || [];
         this.name = name;
         this.dir = mkTmp(`redis-${name}`);
         this.port = null;
@@ -168,7 +170,7 @@ export class Redis {
             '--port', String(this.port), '--bind', '127.0.0.1',
             '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
             '--dir', this.dir, '--daemonize', 'no', '--logfile', this.log,
-            ...(this.password ? ['--requirepass', this.password] : []),
+            ...(this.password ? ['--requirepass', this.password] : []), ...this.args,
         ];
         const p = spawn('redis-server', args, { stdio: 'ignore' });
         children.add(p);

@@ -86,7 +86,7 @@ START_TEST(streams_group_and_pending)
     bus_event ev[] = {{.seq = 1, .request_id = "r", .json = "{\"seq\":1}", .len = 9},
                       {.seq = 2, .json = "{\"seq\":2}", .len = 9}};
     const char *acks[] = {s.ids[0], s.ids[1], s.ids[2]};
-    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, ev, 2, acks, 3, 1000, &E), 0);
+    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, ev, 2, acks, 3, 1000, NULL, &E), 0);
     seen after = {0};
     ck_assert_int_eq(bus_read(B, "w1", models, 1, "0", 10, 0, on_entry, &after, &E), 0);
     int64_t last;
@@ -138,11 +138,11 @@ START_TEST(acked_requests_are_trimmed)
     static const char *acks[DONE];
     for (int i = 0; i < DONE; i++)
         acks[i] = ids[i];
-    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, DONE, 1000, &E), 0);
+    ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, DONE, 1000, NULL, &E), 0);
     /* an approximate XTRIM removes at most 10,000 entries (Redis's default
        LIMIT): the next calls that acknowledge something carry on */
     for (int k = 0; k < 3 && xlen("{sales}:request_duck") >= 300; k++)
-        ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, 1, 1000, &E), 0);
+        ck_assert_int_eq(bus_publish(B, "sales", "w1", epoch, NULL, 0, acks, 1, 1000, NULL, &E), 0);
     long long left = xlen("{sales}:request_duck");
     ck_assert_msg(left >= 100 && left < 300, "%lld entries left", left);
     /* the pending ones are still there to be re-read */
@@ -168,11 +168,12 @@ START_TEST(lease_and_fencing)
     ck_assert_int_eq(bus_lease_renew(B, "m", "alpha", e1, 300, &E), 0);
     /* a stale writer cannot publish */
     bus_event ev = {.seq = 7, .request_id = "r", .json = "{}", .len = 2};
-    ck_assert_int_eq(bus_publish(B, "m", "alpha", e1, &ev, 1, NULL, 0, 100, &E), -DS_FORBIDDEN);
+    ck_assert_int_eq(bus_publish(B, "m", "alpha", e1, &ev, 1, NULL, 0, 100, NULL, &E),
+                     -DS_FORBIDDEN);
     int64_t last;
     ck_assert_int_eq(bus_last_seq(B, "m", &last, &E), 0);
     ck_assert_int_eq(last, -1);
-    ck_assert_int_eq(bus_publish(B, "m", "beta", e2, &ev, 1, NULL, 0, 100, &E), 0);
+    ck_assert_int_eq(bus_publish(B, "m", "beta", e2, &ev, 1, NULL, 0, 100, NULL, &E), 0);
     ck_assert_int_eq(bus_last_seq(B, "m", &last, &E), 0);
     ck_assert_int_eq(last, 7);
 }
@@ -186,13 +187,39 @@ static void on_event(void *ctx, int64_t seq, const char *json, size_t len)
     (*next)++;
 }
 
+/* A stream that lost events (a Redis failover or restart without them) is
+ * named: the publish script publishes nothing and says where it ends. */
+START_TEST(lost_events_are_named)
+{
+    int64_t epoch, expect = -1;
+    ck_assert_int_eq(bus_lease_acquire(B, "m", "w", 5000, &epoch, &E), 0);
+    for (int64_t s = 1; s <= 3; s++) {
+        bus_event ev = {.seq = s, .json = "{}", .len = 2};
+        ck_assert_int_eq(bus_publish(B, "m", "w", epoch, &ev, 1, NULL, 0, 1000, &expect, &E), 0);
+        expect = s;
+    }
+    ck_assert_int_eq(xlen("{m}:response_duck"), 3);
+    redisContext *c = redisConnectUnix(R.sock); /* a Redis that came back without them */
+    ck_assert(c && !c->err);
+    freeReplyObject(redisCommand(c, "DEL {m}:response_duck"));
+    redisFree(c);
+    bus_event ev = {.seq = 4, .json = "{}", .len = 2};
+    ck_assert_int_eq(bus_publish(B, "m", "w", epoch, &ev, 1, NULL, 0, 1000, &expect, &E),
+                     -DS_NOT_FOUND);
+    ck_assert_int_eq(expect, -1);
+    ck_assert_msg(strstr(E.message, "lost events") != NULL, "%s", E.message);
+    ck_assert_int_eq(xlen("{m}:response_duck"), 0); /* nothing published */
+    ck_assert_int_eq(bus_publish(B, "m", "w", epoch, &ev, 1, NULL, 0, 1000, &expect, &E), 0);
+}
+END_TEST
+
 START_TEST(recent_events_oldest_first)
 {
     int64_t epoch, next = 3;
     ck_assert_int_eq(bus_lease_acquire(B, "m", "w", 5000, &epoch, &E), 0);
     for (int64_t s = 1; s <= 5; s++) {
         bus_event ev = {.seq = s, .json = "{}", .len = 2};
-        ck_assert_int_eq(bus_publish(B, "m", "w", epoch, &ev, 1, NULL, 0, 1000, &E), 0);
+        ck_assert_int_eq(bus_publish(B, "m", "w", epoch, &ev, 1, NULL, 0, 1000, NULL, &E), 0);
     }
     ck_assert_int_eq(bus_recent_events(B, "m", 3, on_event, &next, &E), 0);
     ck_assert_int_eq(next, 6);
@@ -254,7 +281,8 @@ START_TEST(replica_reads_and_seeks)
                                 .len = 2,
                                 .cmd = "{\"c\":1}",
                                 .cmd_len = 7};
-        ck_assert_int_eq(bus_publish(B, "m", "host:/data", epoch, ev, 25, NULL, 0, 100000, &E), 0);
+        ck_assert_int_eq(
+            bus_publish(B, "m", "host:/data", epoch, ev, 25, NULL, 0, 100000, NULL, &E), 0);
         struct timespec t = {0, 1000 * 1000};
         nanosleep(&t, NULL);
     }
@@ -532,6 +560,7 @@ int main(void)
     tcase_add_test(tc, lease_and_fencing);
     tcase_add_test(tc, acked_requests_are_trimmed);
     tcase_add_test(tc, recent_events_oldest_first);
+    tcase_add_test(tc, lost_events_are_named);
     tcase_add_test(tc, replica_reads_and_seeks);
     tcase_add_test(tc, redis_down_then_back);
     tcase_add_test(tc, bad_urls);
