@@ -94,7 +94,8 @@ endif
 
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
-        bench-spread bench-group bench-e2e bench-replica bench-engine bench-floor bench-soak bench-gates clean \
+        bench-spread bench-group bench-e2e bench-replica bench-redis-wait bench-engine bench-floor bench-soak \
+        bench-gates clean \
         bench-backup \
         format format-check fuzz fuzz-build fuzz-bins \
         sanitize-test tsan-test tsan-run valgrind-unit
@@ -245,7 +246,8 @@ run: $(BIN) $(NODE_STAMP)
 # BENCH_RESULTS holds (the last line of each kind).
 BENCH_RESULTS ?= $(BUILD)/bench/results.txt
 export BENCH_RESULTS
-BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-replica bench-soak bench-backup
+BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-replica \
+    bench-redis-wait bench-soak bench-backup
 
 bench: $(BIN) $(BENCH_BIN)
 	@rm -f $(BENCH_RESULTS)
@@ -292,6 +294,11 @@ bench-replica: $(BIN) $(addprefix $(BUILD)/bench/,bench_load bench_wssub)
 bench-backup: $(BUILD)/bench/bench_backup
 	@bash -o pipefail -c './$(BUILD)/bench/bench_backup $${BACKUP_FACTS:-10000000} \
 	    $${BACKUP_RUNS:-3} | tee -a $(BENCH_RESULTS)'
+
+# What --redis-replicas 1 costs: a primary and a replica, closed loops at
+# 64 and 256 clients without and with it (bench/redis-wait.sh).
+bench-redis-wait: $(BIN) $(BUILD)/bench/bench_load
+	@./bench/redis-wait.sh $(BUILD)
 
 # The persister's lag at 5,000 writes/s for 10 minutes (bench/soak.sh;
 # SOAK_S shortens it).
