@@ -248,7 +248,7 @@ cluster_ok() {
     [[ $n -gt 0 ]]
 }
 
-# wait_for MS WHAT CMD...: polls CMD every 0.1 s until it succeeds or MS
+# wait_for MS WHAT CMD...: polls CMD every 0.2 s until it succeeds or MS
 # milliseconds have passed (then dies saying WHAT)
 wait_for() {
     local ms=$1 what=$2 deadline
@@ -258,7 +258,7 @@ wait_for() {
         if [[ $(now_ms) -gt $deadline ]]; then
             die "timed out after $((ms / 1000)) s waiting for $what"
         fi
-        sleep 0.1
+        sleep 0.2
     done
 }
 
