@@ -187,6 +187,13 @@ postman-test: $(BIN) $(NODE_STAMP)
 redis-security-test: $(BIN) $(NODE_STAMP)
 	@DS_BIN=$(CURDIR)/$(BIN) node --test --test-reporter=spec tests/blackbox/redis-security.test.mjs
 
+# A local Redis Cluster (scripts/redis-cluster.sh), plain and with --tls
+# --acl: keys on three primaries, a failover, a slot resharded
+# (tests/cluster-smoke.sh; about 40 s). Not part of make test yet.
+.PHONY: cluster-smoke
+cluster-smoke:
+	@./tests/cluster-smoke.sh
+
 test: unit-test cli-test lint-openapi blackbox-test postman-test
 
 # The unit, command-line, black-box and Postman tests against the
