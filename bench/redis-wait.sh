@@ -43,8 +43,18 @@ redis_start() {
 pport=$(free_port) rport=$(free_port)
 redis_start primary "$pport"
 redis_start replica "$rport" --replicaof 127.0.0.1 "$pport"
-trap 'for n in primary replica; do kill "$(cat "$work/$n.pid" 2>/dev/null)" 2>/dev/null; done;
-    bench_cleanup' EXIT
+redis_stop() { # both redis-servers, waited for (they write to $work until they exit)
+    local n p
+    for n in primary replica; do
+        p=$(cat "$work/$n.pid" 2>/dev/null) || continue
+        kill "$p" 2>/dev/null || continue
+        for _ in $(seq 1 100); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
+}
+trap 'redis_stop; bench_cleanup' EXIT
 for _ in $(seq 1 100); do
     redis-cli -p "$rport" info replication | grep -q master_link_status:up && break
     sleep 0.1

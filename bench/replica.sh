@@ -44,7 +44,16 @@ echo "replica: $(nproc) cores, demo of $facts facts, ${secs}s windows"
 redis-server --port 0 --unixsocket "$work/redis.sock" --dir "$work" --save "" \
     --appendonly yes --appendfsync always --daemonize yes --pidfile "$work/redis.pid" >/dev/null
 for _ in $(seq 1 50); do [[ -S $work/redis.sock ]] && break; sleep 0.1; done
-trap 'kill "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null; bench_cleanup' EXIT
+redis_stop() { # waited for: it writes to $work until it exits
+    local p
+    p=$(cat "$work/redis.pid" 2>/dev/null) || return 0
+    kill "$p" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+trap 'redis_stop; bench_cleanup' EXIT
 redis=unix://$work/redis.sock
 lease=${REPLICA_LEASE_MS:-5000}
 server_start writer --redis "$redis" --lease-ms "$lease"
