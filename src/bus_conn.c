@@ -131,16 +131,18 @@ static void use_host(ds_bus *b, int i)
         b->tls_name = b->host;
 }
 
-/* host[:port] or [v6]:port of s[0..n) */
+/* host[:port] or [v6]:port of s[0..n), the next of the URL's hosts (kept in
+ * b->hosts at once, so that bus_close frees it whatever is refused). */
 static int parse_hostport(ds_bus *b, const char *p, const char *end, ds_error *err)
 {
+    int i = b->nhosts++;
     const char *hend;
     if (*p == '[') {
         const char *close = memchr(p, ']', (size_t)(end - p));
         if (!close)
             return ds_fail(err, DS_INVALID_VALUE, "redis",
                            "the Redis URL's host has a [ without its ]");
-        b->host = xstrndup(p + 1, (size_t)(close - p - 1));
+        b->hosts[i] = xstrndup(p + 1, (size_t)(close - p - 1));
         hend = close + 1;
         if (hend < end && *hend != ':')
             return ds_fail(err, DS_INVALID_VALUE, "redis",
@@ -148,20 +150,19 @@ static int parse_hostport(ds_bus *b, const char *p, const char *end, ds_error *e
     } else {
         hend = memchr(p, ':', (size_t)(end - p));
         hend = hend ? hend : end;
-        b->host = xstrndup(p, (size_t)(hend - p));
+        b->hosts[i] = xstrndup(p, (size_t)(hend - p));
     }
-    if (!b->host[0])
+    if (!b->hosts[i][0])
         return ds_fail(err, DS_INVALID_VALUE, "redis",
                        "the Redis URL has no host (redis://[user:password@]host[:port])");
-    b->port = hend < end ? xstrndup(hend + 1, (size_t)(end - hend - 1)) : xstrdup("6379");
+    const char *ps = b->ports[i] =
+        hend < end ? xstrndup(hend + 1, (size_t)(end - hend - 1)) : xstrdup("6379");
     char *e;
-    long port = strtol(b->port, &e, 10);
-    if (!b->port[0] || *e || port < 1 || port > 65535 || b->port[0] == '+' || b->port[0] == '-')
+    long port = strtol(ps, &e, 10);
+    if (!ps[0] || *e || port < 1 || port > 65535 || ps[0] == '+' || ps[0] == '-')
         return ds_fail(err, DS_INVALID_VALUE, "redis",
-                       "the Redis URL's port '%.20s' is not a number from 1 to 65535", b->port);
-    b->hosts[b->nhosts] = b->host;
-    b->ports[b->nhosts] = b->port;
-    use_host(b, b->nhosts++);
+                       "the Redis URL's port '%.20s' is not a number from 1 to 65535", ps);
+    use_host(b, i);
     return 0;
 }
 
