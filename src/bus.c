@@ -60,7 +60,41 @@ static bool config_get(ds_bus *b, const char *name, char *out, size_t cap, char 
     return ok;
 }
 
+static bool durable_here(ds_bus *b, char *why, size_t cap);
+
 bool bus_durable(ds_bus *b, char *why, size_t cap)
+{
+    if (!b->cluster) {
+        b->slot = -1;
+        return durable_here(b, why, cap);
+    }
+    int idx[BUS_NODES_MAX];
+    ds_error err;
+    int n = bus__cluster_primaries(b, idx, BUS_NODES_MAX, &err);
+    if (n < 0) {
+        snprintf(why, cap, "Redis is out of reach (%s)", err.message);
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        b->force_node = idx[i];
+        ok = durable_here(b, why, cap);
+        b->force_node = -1;
+        if (!ok) {
+            char w[300];
+            snprintf(w, sizeof w, "%.250s", why);
+            snprintf(why, cap, "%s: %s", b->where, w);
+        }
+    }
+    if (ok)
+        snprintf(why, cap,
+                 "every one of the %d primaries fsyncs every write (appendonly yes, "
+                 "appendfsync always)",
+                 n);
+    return ok;
+}
+
+static bool durable_here(ds_bus *b, char *why, size_t cap)
 {
     char aof[32], fsync[32];
     if (!config_get(b, "appendonly", aof, sizeof aof, why, cap) ||
@@ -78,6 +112,14 @@ bool bus_durable(ds_bus *b, char *why, size_t cap)
 static void stream_key(char *buf, size_t n, const char *model, const char *suffix)
 {
     snprintf(buf, n, "{%s}:%s", model, suffix);
+}
+
+/* A key of the model the next command is about: in a cluster, that command
+ * goes to the node of the model's slot. */
+static void model_key(ds_bus *b, char *buf, size_t n, const char *model, const char *suffix)
+{
+    stream_key(buf, n, model, suffix);
+    bus__route(b, model);
 }
 
 /* The argv of XADD {model}:request_duck * fields... into argv/lens (room
@@ -102,15 +144,14 @@ static int xadd_argv(const char *model, const bus_field *f, int n, char *key, co
     return argc;
 }
 
-int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
+enum { ENQ_MAX = 4096 };
+
+/* The XADDs x[idx[0..n)] in one write and one read, on one connection. */
+static int pipeline(ds_bus *b, bus_xadd *all, const int *idx, int n, ds_error *err)
 {
-    for (int i = 0; i < n; i++) {
-        x[i].ok = x[i].maybe_sent = x[i].refused = false;
-        x[i].formatted = true;
-        x[i].error[0] = '\0';
-    }
-    if (n == 0)
-        return 0;
+    bus_xadd *x[ENQ_MAX];
+    for (int i = 0; i < n; i++)
+        x[i] = &all[idx[i]];
     bool fresh;
     if (bus__connect(b, &fresh, err))
         return -DS_UNAVAILABLE;
@@ -121,14 +162,14 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
         char key[300], *cmd = NULL;
         const char *argv[3 + 2 * 16];
         size_t lens[3 + 2 * 16];
-        int argc = xadd_argv(x[i].model, x[i].fields, x[i].nfields, key, argv, lens);
+        int argc = xadd_argv(x[i]->model, x[i]->fields, x[i]->nfields, key, argv, lens);
         int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-        x[i].formatted = len > 0; /* else surely not sent (out of memory) */
+        x[i]->formatted = len > 0; /* else surely not sent (out of memory) */
         if (len > 0) {
             ds_buf_append(&out, cmd, (size_t)len);
             nsent++;
         } else {
-            snprintf(x[i].error, sizeof x[i].error, "the command could not be formatted");
+            snprintf(x[i]->error, sizeof x[i]->error, "the command could not be formatted");
         }
         redisFreeCommand(cmd);
     }
@@ -136,26 +177,26 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
     int rc = 0;
     if (nsent && bus__send_all(b, out.data, out.len, deadline)) {
         for (int i = 0; i < n; i++)
-            x[i].maybe_sent = x[i].formatted; /* some bytes may have gone out */
+            x[i]->maybe_sent = x[i]->formatted; /* some bytes may have gone out */
         rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not take the commands");
     }
     bool readonly = false;
     for (int i = 0; rc == 0 && i < n; i++) {
-        if (!x[i].formatted)
+        if (!x[i]->formatted)
             continue; /* no reply comes for it */
         redisReply *r = bus__recv_reply(b, deadline);
         if (!r) { /* this one and the rest went out without an answer */
             for (int j = i; j < n; j++)
-                x[j].maybe_sent = x[j].formatted;
+                x[j]->maybe_sent = x[j]->formatted;
             rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis did not answer (connection dropped)");
             break;
         }
         if (r->type == REDIS_REPLY_STRING) {
-            snprintf(x[i].id, sizeof x[i].id, "%s", r->str);
-            x[i].ok = true;
+            snprintf(x[i]->id, sizeof x[i]->id, "%s", r->str);
+            x[i]->ok = true;
         } else if (r->type == REDIS_REPLY_ERROR) { /* refused: not queued */
-            x[i].refused = true;
-            snprintf(x[i].error, sizeof x[i].error, "Redis refused XADD: %s", r->str);
+            x[i]->refused = true;
+            snprintf(x[i]->error, sizeof x[i]->error, "Redis refused XADD: %s", r->str);
             readonly |= !strncmp(r->str, "READONLY", 8);
         }
         freeReplyObject(r);
@@ -168,6 +209,81 @@ int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
     return rc;
 }
 
+static bool redirected(const bus_xadd *x)
+{
+    return x->refused && (strstr(x->error, ": MOVED ") || strstr(x->error, ": ASK "));
+}
+
+/* A cluster: the XADDs grouped by the node of their model's slot, one
+ * pipeline per node; one a resharding redirected is sent again alone
+ * (following MOVED or ASK). */
+static int enqueue_cluster(ds_bus *b, int n, bus_xadd *x, ds_error *err)
+{
+    int *idx = xmalloc_array((size_t)n, sizeof *idx),
+        *slot = xmalloc_array((size_t)n, sizeof *slot);
+    bool *done = xcalloc((size_t)n, sizeof *done);
+    for (int i = 0; i < n; i++) {
+        char key[300];
+        int len = snprintf(key, sizeof key, "{%s}:", x[i].model);
+        slot[i] = bus__key_slot(key, len < (int)sizeof key ? (size_t)len : sizeof key - 1);
+    }
+    int rc = 0;
+    for (int first = 0; first < n; first++) {
+        if (done[first])
+            continue;
+        b->slot = slot[first];
+        ds_error e;
+        if (bus__cluster_pick(b, &e)) { /* no map: nothing can go */
+            *err = e;
+            rc = -DS_UNAVAILABLE;
+            break;
+        }
+        int node = b->cur, m = 0;
+        for (int j = first; j < n; j++)
+            if (!done[j] && (j == first || b->slot_node[slot[j]] == node)) {
+                idx[m++] = j;
+                done[j] = true;
+            }
+        if (pipeline(b, x, idx, m, &e)) {
+            *err = e;
+            rc = -DS_UNAVAILABLE;
+        }
+        for (int k = 0; k < m; k++) {
+            bus_xadd *o = &x[idx[k]];
+            if (!redirected(o))
+                continue;
+            o->refused = false;
+            o->ok = bus_enqueue(b, o->model, o->fields, o->nfields, o->id, &o->maybe_sent, &e) == 0;
+            if (!o->ok)
+                snprintf(o->error, sizeof o->error, "%.199s", e.message);
+        }
+    }
+    free(idx);
+    free(slot);
+    free(done);
+    return rc;
+}
+
+int bus_enqueue_many(ds_bus *b, int n, bus_xadd *x, ds_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        x[i].ok = x[i].maybe_sent = x[i].refused = false;
+        x[i].formatted = true;
+        x[i].error[0] = '\0';
+    }
+    if (n <= 0)
+        return 0;
+    if (n > ENQ_MAX)
+        return ds_fail(err, DS_INTERNAL, NULL, "bus_enqueue_many takes at most %d commands",
+                       ENQ_MAX);
+    if (b->cluster)
+        return enqueue_cluster(b, n, x, err);
+    int idx[ENQ_MAX];
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    return pipeline(b, x, idx, n, err);
+}
+
 int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *id, bool *maybe_sent,
                 ds_error *err)
 {
@@ -175,6 +291,7 @@ int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *i
     const char *argv[3 + 2 * 16];
     size_t lens[3 + 2 * 16];
     int argc = xadd_argv(model, f, n, key, argv, lens);
+    bus__route(b, model);
     redisReply *r = bus__command(b, argc, argv, lens, err);
     if (maybe_sent)
         *maybe_sent = !r && b->sent;
@@ -190,7 +307,7 @@ int bus_enqueue(ds_bus *b, const char *model, const bus_field *f, int n, char *i
 int bus_group_ensure(ds_bus *b, const char *model, ds_error *err)
 {
     char key[300];
-    stream_key(key, sizeof key, model, "request_duck");
+    model_key(b, key, sizeof key, model, "request_duck");
     const char *argv[] = {"XGROUP", "CREATE", key, "writers", "0", "MKSTREAM"};
     redisReply *r = commandv(b, 6, argv, err);
     if (!r)
@@ -226,23 +343,71 @@ static int each_entry(redisReply *s, const char *model, bus_entry_fn fn, void *c
     return count;
 }
 
-enum { MAX_READ_MODELS = 64 };
+enum {
+    MAX_READ_MODELS = 64,
+    /* A cluster read of models on several slots waits on one of them (the
+       one that last brought entries) this long at most: a write to
+       another waits for the next round. */
+    CLUSTER_WAIT_MS = 5,
+};
 
-/* XREADGROUP or XREAD (argv[0]) of the streams keys[i] (of models[i]),
- * waiting up to block_ms: fn for every entry, model by model. Returns how
- * many, or -code. */
-static int read_streams(ds_bus *b, int argc, const char **argv, int block_ms, char (*keys)[300],
-                        const char *const *models, int nmodels, bus_entry_fn fn, void *ctx,
-                        ds_error *err)
+/* A read: XREADGROUP (group, after pending_after or new with ">") or
+ * XREAD (after_ids), of some models' streams. */
+typedef struct read_args {
+    bool group;
+    const char *consumer, *pending_after; /* group */
+    const char *const *after_ids;         /* XREAD */
+    int count;
+} read_args;
+
+/* One XREADGROUP or XREAD of models[0..n) (keys: their stream keys),
+ * waiting up to block_ms. The reply (an array of streams, or nil), or NULL
+ * with err set. */
+static redisReply *read_once(ds_bus *b, const read_args *a, const char *const *models,
+                             const char *const *after, int n, char (*keys)[300], int block_ms,
+                             ds_error *err)
 {
+    const char *argv[8 + 2 * MAX_READ_MODELS];
     size_t lens[8 + 2 * MAX_READ_MODELS];
+    char countbuf[16], blockbuf[16];
+    int argc = 0;
+    snprintf(countbuf, sizeof countbuf, "%d", a->count);
+    snprintf(blockbuf, sizeof blockbuf, "%d", block_ms);
+    argv[argc++] = a->group ? "XREADGROUP" : "XREAD";
+    if (a->group) {
+        argv[argc++] = "GROUP";
+        argv[argc++] = "writers";
+        argv[argc++] = a->consumer;
+    }
+    argv[argc++] = "COUNT";
+    argv[argc++] = countbuf;
+    if (block_ms > 0) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = blockbuf;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < n; i++) {
+        model_key(b, keys[i], sizeof keys[i], models[i],
+                  a->group ? "request_duck" : "response_duck");
+        argv[argc++] = keys[i];
+    }
+    for (int i = 0; i < n; i++)
+        argv[argc++] = after[i];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     redisReply *r = bus__roundtrip(b, argc, argv, lens, block_ms, err);
-    if (!r)
-        return -DS_UNAVAILABLE;
-    if (r->type == REDIS_REPLY_ERROR)
-        return reply_error(r, argv[0], err);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        reply_error(r, argv[0], err);
+        return NULL;
+    }
+    return r;
+}
+
+/* Calls fn for every entry of a read's reply, model by model; frees it.
+ * Returns how many. */
+static int deliver(redisReply *r, char (*keys)[300], const char *const *models, int nmodels,
+                   bus_entry_fn fn, void *ctx)
+{
     int total = 0;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         redisReply *s = r->element[i];
@@ -257,36 +422,81 @@ static int read_streams(ds_bus *b, int argc, const char **argv, int block_ms, ch
     return total;
 }
 
+/* Whether a read's reply holds an entry. */
+static bool has_entries(const redisReply *r)
+{
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *s = r->element[i];
+        if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
+            s->element[1]->type == REDIS_REPLY_ARRAY && s->element[1]->elements > 0)
+            return true;
+    }
+    return false;
+}
+
+/* A cluster's read of models on several slots (Redis reads the streams of
+ * one slot per command): one read per model without waiting, then, when
+ * none brought anything, a short wait on the model that last did. Entries
+ * go to fn only once every read answered, so that a failure delivers
+ * nothing (the caller reads its pending entries again). */
+static int read_split(ds_bus *b, const read_args *a, const char *const *models,
+                      const char *const *after, int nmodels, int block_ms, bus_entry_fn fn,
+                      void *ctx, ds_error *err)
+{
+    redisReply *rs[MAX_READ_MODELS] = {NULL};
+    char keys[MAX_READ_MODELS][300];
+    int wait_on = 0;
+    bool any = false, failed = false;
+    for (int i = 0; i < nmodels && !failed; i++) {
+        failed = !(rs[i] = read_once(b, a, &models[i], &after[i], 1, &keys[i], 0, err));
+        any |= !failed && has_entries(rs[i]);
+        if (strcmp(models[i], b->last_read) == 0)
+            wait_on = i;
+    }
+    if (!failed && !any && block_ms > 0) {
+        freeReplyObject(rs[wait_on]);
+        int wait = block_ms < CLUSTER_WAIT_MS ? block_ms : CLUSTER_WAIT_MS;
+        failed = !(rs[wait_on] = read_once(b, a, &models[wait_on], &after[wait_on], 1,
+                                           &keys[wait_on], wait, err));
+    }
+    if (failed) {
+        for (int i = 0; i < nmodels; i++)
+            if (rs[i])
+                freeReplyObject(rs[i]);
+        return -DS_UNAVAILABLE;
+    }
+    int total = 0;
+    for (int i = 0; i < nmodels; i++) {
+        int got = deliver(rs[i], &keys[i], &models[i], 1, fn, ctx);
+        if (got > 0)
+            snprintf(b->last_read, sizeof b->last_read, "%s", models[i]);
+        total += got;
+    }
+    return total;
+}
+
+static int read_models(ds_bus *b, const read_args *a, const char *const *models,
+                       const char *const *after, int nmodels, int block_ms, bus_entry_fn fn,
+                       void *ctx, ds_error *err)
+{
+    if (nmodels < 1 || nmodels > MAX_READ_MODELS)
+        return ds_fail(err, DS_INTERNAL, NULL, "a read takes 1 to %d models", MAX_READ_MODELS);
+    if (b->cluster && nmodels > 1)
+        return read_split(b, a, models, after, nmodels, block_ms, fn, ctx, err);
+    char keys[MAX_READ_MODELS][300];
+    redisReply *r = read_once(b, a, models, after, nmodels, keys, block_ms, err);
+    return r ? deliver(r, keys, models, nmodels, fn, ctx) : -DS_UNAVAILABLE;
+}
+
 int bus_read(ds_bus *b, const char *consumer, const char *const *models, int nmodels,
              const char *pending_after, int count, int block_ms, bus_entry_fn fn, void *ctx,
              ds_error *err)
 {
-    bool pending = pending_after != NULL;
-    if (nmodels < 1 || nmodels > MAX_READ_MODELS)
-        return ds_fail(err, DS_INTERNAL, NULL, "bus_read takes 1 to %d models", MAX_READ_MODELS);
-    char keys[MAX_READ_MODELS][300], countbuf[16], blockbuf[16];
-    const char *argv[8 + 2 * MAX_READ_MODELS];
-    int argc = 0;
-    snprintf(countbuf, sizeof countbuf, "%d", count);
-    snprintf(blockbuf, sizeof blockbuf, "%d", block_ms);
-    argv[argc++] = "XREADGROUP";
-    argv[argc++] = "GROUP";
-    argv[argc++] = "writers";
-    argv[argc++] = consumer;
-    argv[argc++] = "COUNT";
-    argv[argc++] = countbuf;
-    if (!pending && block_ms > 0) {
-        argv[argc++] = "BLOCK";
-        argv[argc++] = blockbuf;
-    }
-    argv[argc++] = "STREAMS";
-    for (int i = 0; i < nmodels; i++) {
-        stream_key(keys[i], sizeof keys[i], models[i], "request_duck");
-        argv[argc++] = keys[i];
-    }
-    for (int i = 0; i < nmodels; i++)
-        argv[argc++] = pending ? pending_after : ">";
-    return read_streams(b, argc, argv, pending ? 0 : block_ms, keys, models, nmodels, fn, ctx, err);
+    const char *after[MAX_READ_MODELS];
+    for (int i = 0; i < nmodels && i < MAX_READ_MODELS; i++)
+        after[i] = pending_after ? pending_after : ">";
+    read_args a = {.group = true, .consumer = consumer, .count = count};
+    return read_models(b, &a, models, after, nmodels, pending_after ? 0 : block_ms, fn, ctx, err);
 }
 
 /* ---- scripts -------------------------------------------------------------- */
@@ -391,8 +601,8 @@ int bus_lease_acquire(ds_bus *b, const char *model, const char *owner, int ttl_m
                       ds_error *err)
 {
     char lease[300], ep[300], ttl[16];
-    stream_key(lease, sizeof lease, model, "lease");
-    stream_key(ep, sizeof ep, model, "epoch");
+    model_key(b, lease, sizeof lease, model, "lease");
+    model_key(b, ep, sizeof ep, model, "epoch");
     snprintf(ttl, sizeof ttl, "%d", ttl_ms);
     const char *keys[] = {lease, ep}, *args[] = {owner, ttl};
     redisReply *r = run_script(b, acquire_lua, 2, keys, 2, args, NULL, err);
@@ -409,7 +619,7 @@ int bus_lease_renew(ds_bus *b, const char *model, const char *owner, int64_t epo
                     ds_error *err)
 {
     char lease[300], holder[300], ttl[16];
-    stream_key(lease, sizeof lease, model, "lease");
+    model_key(b, lease, sizeof lease, model, "lease");
     snprintf(holder, sizeof holder, "%" PRId64 ":%s", epoch, owner);
     snprintf(ttl, sizeof ttl, "%d", ttl_ms);
     const char *keys[] = {lease}, *args[] = {holder, ttl};
@@ -428,9 +638,9 @@ int bus_publish(ds_bus *b, const char *model, const char *owner, int64_t epoch, 
                 ds_error *err)
 {
     char lease[300], resp[300], req[300], holder[300], keepbuf[24], nbuf[16], expbuf[24];
-    stream_key(lease, sizeof lease, model, "lease");
-    stream_key(resp, sizeof resp, model, "response_duck");
-    stream_key(req, sizeof req, model, "request_duck");
+    model_key(b, lease, sizeof lease, model, "lease");
+    model_key(b, resp, sizeof resp, model, "response_duck");
+    model_key(b, req, sizeof req, model, "request_duck");
     snprintf(holder, sizeof holder, "%" PRId64 ":%s", epoch, owner);
     snprintf(keepbuf, sizeof keepbuf, "%ld", keep);
     snprintf(nbuf, sizeof nbuf, "%d", nev);
@@ -513,7 +723,7 @@ static const char *field_of(redisReply *kv, const char *name, size_t *len)
 int bus_last_seq(ds_bus *b, const char *model, int64_t *seq, ds_error *err)
 {
     char key[300];
-    stream_key(key, sizeof key, model, "response_duck");
+    model_key(b, key, sizeof key, model, "response_duck");
     const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", "1"};
     redisReply *r = commandv(b, 6, argv, err);
     if (!r)
@@ -535,7 +745,7 @@ int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void
                       ds_error *err)
 {
     char key[300], count[16];
-    stream_key(key, sizeof key, model, "response_duck");
+    model_key(b, key, sizeof key, model, "response_duck");
     snprintf(count, sizeof count, "%d", n);
     const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", count};
     redisReply *r = commandv(b, 6, argv, err);
@@ -623,10 +833,10 @@ int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error
     for (int i = 0; rc == 0 && i < nmodels; i++) {
         char req[300], resp[300], lease[300], ep[300], what[9][1300];
         const char *m = models[i];
-        stream_key(req, sizeof req, m, "request_duck");
-        stream_key(resp, sizeof resp, m, "response_duck");
-        stream_key(lease, sizeof lease, m, "lease");
-        stream_key(ep, sizeof ep, m, "epoch");
+        model_key(b, req, sizeof req, m, "request_duck");
+        model_key(b, resp, sizeof resp, m, "response_duck");
+        model_key(b, lease, sizeof lease, m, "lease");
+        model_key(b, ep, sizeof ep, m, "epoch");
         snprintf(what[0], sizeof what[0], "XADD on %s", req);
         snprintf(what[1], sizeof what[1], "XGROUP CREATE on %s", req);
         snprintf(what[2], sizeof what[2], "XREADGROUP on %s", req);
@@ -669,28 +879,8 @@ int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error
 int bus_follow(ds_bus *b, const char *const *models, const char *const *after_ids, int nmodels,
                int count, int block_ms, bus_entry_fn fn, void *ctx, ds_error *err)
 {
-    if (nmodels < 1 || nmodels > MAX_READ_MODELS)
-        return ds_fail(err, DS_INTERNAL, NULL, "bus_follow takes 1 to %d models", MAX_READ_MODELS);
-    char keys[MAX_READ_MODELS][300], countbuf[16], blockbuf[16];
-    const char *argv[6 + 2 * MAX_READ_MODELS];
-    int argc = 0;
-    snprintf(countbuf, sizeof countbuf, "%d", count);
-    snprintf(blockbuf, sizeof blockbuf, "%d", block_ms);
-    argv[argc++] = "XREAD";
-    argv[argc++] = "COUNT";
-    argv[argc++] = countbuf;
-    if (block_ms > 0) {
-        argv[argc++] = "BLOCK";
-        argv[argc++] = blockbuf;
-    }
-    argv[argc++] = "STREAMS";
-    for (int i = 0; i < nmodels; i++) {
-        stream_key(keys[i], sizeof keys[i], models[i], "response_duck");
-        argv[argc++] = keys[i];
-    }
-    for (int i = 0; i < nmodels; i++)
-        argv[argc++] = after_ids[i];
-    return read_streams(b, argc, argv, block_ms, keys, models, nmodels, fn, ctx, err);
+    read_args a = {.group = false, .count = count};
+    return read_models(b, &a, models, after_ids, nmodels, block_ms, fn, ctx, err);
 }
 
 /* One entry of {model}:response_duck by range: XRANGE key start + COUNT 1
@@ -722,7 +912,7 @@ int bus_seek(ds_bus *b, const char *model, int64_t seq, char *id, size_t cap, in
              int64_t *last, ds_error *err)
 {
     char key[300], lo[48], hi[48], at[48], start[32];
-    stream_key(key, sizeof key, model, "response_duck");
+    model_key(b, key, sizeof key, model, "response_duck");
     bool found;
     *first = *last = -1;
     snprintf(id, cap, "0-0");
@@ -763,7 +953,7 @@ int bus_seek(ds_bus *b, const char *model, int64_t seq, char *id, size_t cap, in
 int bus_lease_owner(ds_bus *b, const char *model, char *owner, size_t cap, ds_error *err)
 {
     char key[300];
-    stream_key(key, sizeof key, model, "lease");
+    model_key(b, key, sizeof key, model, "lease");
     const char *argv[] = {"GET", key};
     redisReply *r = commandv(b, 2, argv, err);
     if (!r)
@@ -783,7 +973,7 @@ int bus_claim(ds_bus *b, const char *model, const char *consumer, int64_t min_id
               int64_t *claimed, ds_error *err)
 {
     char key[300], idle[24], cursor[48] = "0-0";
-    stream_key(key, sizeof key, model, "request_duck");
+    model_key(b, key, sizeof key, model, "request_duck");
     snprintf(idle, sizeof idle, "%" PRId64, min_idle_ms);
     *claimed = 0;
     for (int round = 0; round < 100000; round++) {
@@ -816,7 +1006,7 @@ int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64
                        ds_error *err)
 {
     char key[300];
-    stream_key(key, sizeof key, model, "request_duck");
+    model_key(b, key, sizeof key, model, "request_duck");
     const char *argv[] = {"XPENDING", key, "writers"};
     redisReply *r = commandv(b, 3, argv, err);
     if (!r)
@@ -836,7 +1026,8 @@ int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64
     return 0;
 }
 
-int bus_wait(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_error *err)
+/* WAIT on the connection in use. */
+static int wait_here(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_error *err)
 {
     char n[16], t[16];
     snprintf(n, sizeof n, "%d", replicas);
@@ -850,5 +1041,32 @@ int bus_wait(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_error *err)
         return reply_error(r, "WAIT", err);
     *acked = (int)r->integer;
     freeReplyObject(r);
+    return 0;
+}
+
+int bus_wait(ds_bus *b, const char *const *models, int nmodels, int replicas, int timeout_ms,
+             int *acked, ds_error *err)
+{
+    if (!b->cluster || nmodels < 1) {
+        b->slot = -1;
+        return wait_here(b, replicas, timeout_ms, acked, err);
+    }
+    /* each node that served a read of these models: its own replicas */
+    bool seen[BUS_NODES_MAX] = {false};
+    *acked = replicas;
+    for (int i = 0; i < nmodels; i++) {
+        bus__route(b, models[i]);
+        if (bus__cluster_pick(b, err))
+            return -DS_UNAVAILABLE;
+        if (seen[b->cur])
+            continue;
+        seen[b->cur] = true;
+        int got;
+        int rc = wait_here(b, replicas, timeout_ms, &got, err);
+        if (rc)
+            return rc;
+        if (got < *acked)
+            *acked = got;
+    }
     return 0;
 }

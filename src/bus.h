@@ -7,7 +7,10 @@
  *
  * Keys of a model share the hash tag {model}: {m}:request_duck (commands),
  * {m}:response_duck (change events), {m}:lease and {m}:epoch (the single
- * writer's lease), so a model's keys live in one Redis Cluster slot.
+ * writer's lease), so a model's keys live in one Redis Cluster slot. In
+ * cluster mode (bus_opts.cluster) a bus keeps one connection per node and
+ * sends each command to the node of its model's slot; a read of several
+ * models is one read per model, and only the last one waits.
  *
  * Over TLS the transport writes with write(2): the process must ignore
  * SIGPIPE (server_run does). */
@@ -36,6 +39,9 @@ typedef struct bus_opts {
     const char *tls_name;   /* the name the server's certificate must carry (and the SNI);
                                NULL: the URL's host. An IP address is matched against the
                                certificate's IP addresses. */
+    bool cluster;           /* Redis Cluster: the URL's hosts are seed nodes; each
+                               command goes to the node that serves its model's
+                               slot (CLUSTER SLOTS), MOVED and ASK followed */
     int connect_timeout_ms; /* TCP connect, and the TLS handshake after it */
     int io_timeout_ms;      /* beyond any BLOCK a command asks for */
 } bus_opts;
@@ -171,8 +177,11 @@ int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void
 /* WAIT replicas timeout_ms: how many of Redis's replicas have every write
  * this connection made so far (*acked). A writer's XREADGROUP that
  * delivered entries is such a write (Redis replicates the delivery), and
- * it came after their XADD: when it is acknowledged, so are they. */
-int bus_wait(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_error *err);
+ * it came after their XADD: when it is acknowledged, so are they. In a
+ * cluster, WAIT goes to each node serving one of the models (those its
+ * reads went to) and *acked is the fewest; elsewhere models are unused. */
+int bus_wait(ds_bus *b, const char *const *models, int nmodels, int replicas, int timeout_ms,
+             int *acked, ds_error *err);
 
 /* ---- replicas ------------------------------------------------------------- */
 

@@ -119,7 +119,7 @@ static int parse_unix(ds_bus *b, const char *p, ds_error *err)
 
 /* Makes host i the one in use (its address for messages, its name for TLS
  * unless --redis-server-name gave one). */
-static void use_host(ds_bus *b, int i)
+void bus__use_host(ds_bus *b, int i)
 {
     b->cur = i;
     b->host = b->hosts[i];
@@ -162,7 +162,7 @@ static int parse_hostport(ds_bus *b, const char *p, const char *end, ds_error *e
     if (!ps[0] || *e || port < 1 || port > 65535 || ps[0] == '+' || ps[0] == '-')
         return ds_fail(err, DS_INVALID_VALUE, "redis",
                        "the Redis URL's port '%.20s' is not a number from 1 to 65535", ps);
-    use_host(b, i);
+    bus__use_host(b, i);
     return 0;
 }
 
@@ -204,7 +204,7 @@ static int parse_url(ds_bus *b, const char *url, ds_error *err)
         if (!comma)
             break;
     }
-    use_host(b, 0);
+    bus__use_host(b, 0);
     if (*end == '?' || *end == '#')
         return ds_fail(err, DS_INVALID_VALUE, "redis",
                        "the Redis URL takes no ?options; TLS is set with --redis-ca, "
@@ -354,7 +354,15 @@ int bus_open(const bus_opts *o, ds_bus **out, ds_error *err)
     ds_bus *b = xcalloc(1, sizeof *b);
     b->o = *o;
     b->fd = -1;
+    b->cluster = o->cluster;
+    b->slot = b->force_node = -1;
+    for (int i = 0; i < BUS_NODES_MAX; i++)
+        b->parked[i].fd = -1;
     int rc = parse_url(b, o->url, err);
+    if (rc == 0 && b->cluster && b->unix_socket)
+        rc = ds_fail(err, DS_INVALID_VALUE, "redis",
+                     "a Redis Cluster is reached over TCP: give its nodes as redis://host:port "
+                     "(or rediss://), not a unix socket");
     if (rc == 0)
         rc = tls_setup(b, err);
     if (rc) {
@@ -373,8 +381,8 @@ void bus_describe(const ds_bus *b, char *out, size_t n)
         snprintf(out, n, "%s%s%s%s (TLS, certificate checked for %s)", scheme,
                  b->user ? b->user : "", cred, b->where, b->tls_name);
     else
-        snprintf(out, n, "%s%s%s%s%s", scheme, b->user ? b->user : "", cred, b->where,
-                 b->tls ? " (TLS, certificate checked)" : "");
+        snprintf(out, n, "%s%s%s%s%s%s", scheme, b->user ? b->user : "", cred, b->where,
+                 b->tls ? " (TLS, certificate checked)" : "", b->cluster ? " (cluster)" : "");
 }
 
 /* Redis never speaks first on our connections: anything readable before a
@@ -403,6 +411,8 @@ static bool peer_closed(ds_bus *b)
 
 void bus__disconnect(ds_bus *b)
 {
+    if (b->cluster) /* the node may be gone: read the map again */
+        b->map_stale = true;
     if (b->ssl)
         SSL_free(b->ssl); /* no close_notify: the socket may be dead */
     b->ssl = NULL;
@@ -419,6 +429,7 @@ void bus_close(ds_bus *b)
     if (!b)
         return;
     bus__disconnect(b);
+    bus__cluster_free(b);
     SSL_CTX_free(b->ctx);
     for (int i = 0; i < b->nhosts; i++) {
         free(b->hosts[i]);
@@ -613,8 +624,8 @@ static const char *plain_hint(const ds_bus *b)
 
 /* Sends one command on the current connection and reads its reply. NULL
  * on I/O failure (b->sent tells whether the command went out whole). */
-static redisReply *exchange(ds_bus *b, int argc, const char **argv, const size_t *lens,
-                            int extra_ms, ds_error *err)
+redisReply *bus__exchange(ds_bus *b, int argc, const char **argv, const size_t *lens, int extra_ms,
+                          ds_error *err)
 {
     char *cmd = NULL;
     int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
@@ -648,7 +659,7 @@ static int hello(ds_bus *b, ds_error *err)
         lens[2] = strlen(b->password);
         argc = b->user ? 3 : 2;
     }
-    redisReply *r = exchange(b, argc, argv, lens, 0, err);
+    redisReply *r = bus__exchange(b, argc, argv, lens, 0, err);
     int rc = 0;
     if (!r && b->tls_error[0]) {
         b->refused = true;
@@ -677,7 +688,7 @@ static bool is_primary(ds_bus *b, ds_error *err)
 {
     const char *argv[] = {"ROLE"};
     size_t lens[] = {4};
-    redisReply *r = exchange(b, 1, argv, lens, 0, err);
+    redisReply *r = bus__exchange(b, 1, argv, lens, 0, err);
     bool primary = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
                    r->element[0]->type == REDIS_REPLY_STRING &&
                    !strcmp(r->element[0]->str, "master");
@@ -693,7 +704,7 @@ static bool is_primary(ds_bus *b, ds_error *err)
     return primary;
 }
 
-int bus__connect(ds_bus *b, bool *fresh, ds_error *err)
+int bus__connect_here(ds_bus *b, bool *fresh, ds_error *err)
 {
     *fresh = false;
     if (b->fd >= 0 && peer_closed(b))
@@ -701,13 +712,26 @@ int bus__connect(ds_bus *b, bool *fresh, ds_error *err)
     if (b->fd >= 0)
         return 0;
     *fresh = true;
-    if (b->nhosts <= 1)
-        return connect_socket(b, err) || hello(b, err) ? -DS_UNAVAILABLE : 0;
+    return connect_socket(b, err) || hello(b, err) ? -DS_UNAVAILABLE : 0;
+}
+
+int bus__connect(ds_bus *b, bool *fresh, ds_error *err)
+{
+    *fresh = false;
+    if (b->cluster) { /* the node of the command's slot */
+        if (bus__cluster_pick(b, err))
+            return -DS_UNAVAILABLE;
+        return bus__connect_here(b, fresh, err);
+    }
+    if (b->nhosts <= 1 || (b->fd >= 0 && !peer_closed(b)))
+        return bus__connect_here(b, fresh, err);
+    bus__disconnect(b);
+    *fresh = true;
     /* the primary among them: the one in use first, then the others in turn */
     char why[BUS_HOSTS_MAX][160];
     ds_error e;
     for (int k = 0; k < b->nhosts; k++) {
-        use_host(b, (b->cur + (k ? 1 : 0)) % b->nhosts);
+        bus__use_host(b, (b->cur + (k ? 1 : 0)) % b->nhosts);
         if (connect_socket(b, &e) == 0 && hello(b, &e) == 0 && is_primary(b, &e))
             return 0;
         bus__disconnect(b);
@@ -724,9 +748,11 @@ int bus__connect(ds_bus *b, bool *fresh, ds_error *err)
  * writes: the next command looks for the primary among the hosts. */
 void bus__next_host(ds_bus *b)
 {
-    if (b->nhosts > 1) {
+    if (b->cluster) { /* a node that lost its slots: read the map again */
+        b->map_stale = true;
+    } else if (b->nhosts > 1) {
         bus__disconnect(b);
-        use_host(b, (b->cur + 1) % b->nhosts);
+        bus__use_host(b, (b->cur + 1) % b->nhosts);
     }
 }
 
@@ -742,20 +768,50 @@ void bus__readonly_reply(ds_bus *b, const redisReply *r)
 redisReply *bus__roundtrip(ds_bus *b, int argc, const char **argv, const size_t *lens, int extra_ms,
                            ds_error *err)
 {
-    bool fresh;
-    b->sent = false;
-    if (bus__connect(b, &fresh, err)) {
-        b->sent = false; /* hello's exchange set it; the command never went */
-        return NULL;
+    int forced = b->force_node;
+    redisReply *r = NULL;
+    /* in a cluster, a MOVED or ASK sends the command again at the node it
+       names (a few times at most: a resharding moves a slot once) */
+    for (int hop = 0, ask = 0; hop < 5; hop++) {
+        bool fresh;
+        b->sent = false;
+        if (bus__connect(b, &fresh, err)) {
+            b->sent = false; /* hello's exchange set it; the command never went */
+            r = NULL;
+            if (b->cluster)
+                b->map_stale = true;
+            break;
+        }
+        if (ask) {
+            const char *a[] = {"ASKING"};
+            size_t al[] = {6};
+            redisReply *ar = bus__exchange(b, 1, a, al, 0, err);
+            if (ar)
+                freeReplyObject(ar);
+        }
+        r = bus__exchange(b, argc, argv, lens, extra_ms, err);
+        if (!r) {
+            bus__disconnect(b);
+            if (b->cluster)
+                b->map_stale = true;
+            ds_fail(err, DS_UNAVAILABLE, "redis", "Redis %s%s%s%s%s%s",
+                    fresh ? "closed the new connection" : "did not answer (connection dropped)",
+                    fresh ? plain_hint(b) : "", b->tls_error[0] ? ": " : "", b->tls_error,
+                    b->cluster ? " at " : "", b->cluster ? b->where : "");
+            break;
+        }
+        ask = bus__cluster_redirect(b, r);
+        if (!ask)
+            break;
+        freeReplyObject(r);
+        r = NULL;
+        b->force_node = ask == 2 ? b->cur : forced; /* ASK: that node, this once */
+        ask = ask == 2;
+        b->sent = false; /* a redirect is an answer: the command was not run */
+        ds_fail(err, DS_UNAVAILABLE, "redis", "Redis Cluster redirected the command 5 times");
     }
-    redisReply *r = exchange(b, argc, argv, lens, extra_ms, err);
+    b->force_node = forced;
     bus__readonly_reply(b, r);
-    if (!r) {
-        bus__disconnect(b);
-        ds_fail(err, DS_UNAVAILABLE, "redis", "Redis %s%s%s%s",
-                fresh ? "closed the new connection" : "did not answer (connection dropped)",
-                fresh ? plain_hint(b) : "", b->tls_error[0] ? ": " : "", b->tls_error);
-    }
     return r;
 }
 
@@ -763,7 +819,7 @@ redisReply *bus__roundtrip(ds_bus *b, int argc, const char **argv, const size_t 
  * then the command goes out once more on a new connection. */
 redisReply *bus__command(ds_bus *b, int argc, const char **argv, const size_t *lens, ds_error *err)
 {
-    bool reused = b->fd >= 0;
+    bool reused = b->fd >= 0 || b->cluster; /* (a cluster's node may differ) */
     redisReply *r = bus__roundtrip(b, argc, argv, lens, 0, err);
     if (!r && reused && !b->sent)
         r = bus__roundtrip(b, argc, argv, lens, 0, err);

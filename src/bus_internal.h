@@ -9,7 +9,14 @@
 
 #include "bus.h"
 
-enum { BUS_HOSTS_MAX = 8 };
+enum { BUS_HOSTS_MAX = 8, BUS_NODES_MAX = 64, BUS_SLOTS = 16384 };
+
+/* A cluster node's connection while another one is in use (cluster mode). */
+typedef struct bus_parked {
+    int fd; /* -1: none */
+    SSL *ssl;
+    redisReader *reader;
+} bus_parked;
 
 struct ds_bus {
     bus_opts o;
@@ -18,8 +25,21 @@ struct ds_bus {
                                                    host, port: the one in use */
     /* redis://h1:p1,h2:p2: a primary and its replicas; the bus uses the one
        that says it is the primary (ROLE), and moves on when it is not */
-    char *hosts[BUS_HOSTS_MAX], *ports[BUS_HOSTS_MAX];
+    char *hosts[BUS_NODES_MAX], *ports[BUS_NODES_MAX];
     int nhosts, cur;
+    /* Redis Cluster (bus_opts.cluster): hosts are the URL's seeds, then the
+       nodes the slot map names; each keeps its connection (parked while
+       another is in use). slot_node[slot]: the index of the node that
+       serves it, -1 unknown. */
+    bool cluster;
+    bus_parked parked[BUS_NODES_MAX];
+    int16_t *slot_node;
+    bool map_stale;       /* refresh the map before the next command */
+    int slot;             /* the slot of the next command (-1: any node) */
+    int force_node;       /* the node of the next command whatever its slot
+                             (ASK, a walk over the primaries), -1 none */
+    int redirects;        /* MOVED and ASK followed (for tests and logs) */
+    char last_read[128];  /* the model whose read last brought entries */
     char where[300];      /* host:port or the socket path, for messages */
     const char *tls_name; /* the name the certificate must carry */
     SSL_CTX *ctx;         /* rediss:// only */
@@ -55,6 +75,37 @@ redisReply *bus__recv_reply(ds_bus *b, int64_t deadline);
  * whether the command went out whole. */
 redisReply *bus__roundtrip(ds_bus *b, int argc, const char **argv, const size_t *lens, int extra_ms,
                            ds_error *err);
+/* Sends one command on the connection in use and reads its reply (no
+ * connecting, no redirects). */
+redisReply *bus__exchange(ds_bus *b, int argc, const char **argv, const size_t *lens, int extra_ms,
+                          ds_error *err);
+/* The connection to the host in use (hosts[cur]), made if needed: TCP or
+ * unix socket, TLS, AUTH. */
+int bus__connect_here(ds_bus *b, bool *fresh, ds_error *err);
+/* Makes hosts[i] the one in use (its address in where, its name for TLS). */
+void bus__use_host(ds_bus *b, int i);
+
+/* ---- Redis Cluster (bus_cluster.c) ---- */
+
+/* The cluster slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384. */
+int bus__key_slot(const char *key, size_t len);
+/* The next command is for this model's keys: it goes to the node of their
+ * slot (all of them share the hash tag {model}). No-op outside cluster mode. */
+void bus__route(ds_bus *b, const char *model);
+/* Cluster mode, before a command: the slot map is read (CLUSTER SLOTS from
+ * any known node) when it is stale or does not know the slot, and the node
+ * of the command becomes the one in use. */
+int bus__cluster_pick(ds_bus *b, ds_error *err);
+/* A MOVED (the map is updated) or ASK reply: the node it names is made the
+ * one in use for the command sent again. 0: not a redirect; 1: MOVED; 2:
+ * ASK (send ASKING first). CLUSTERDOWN and TRYAGAIN mark the map stale. */
+int bus__cluster_redirect(ds_bus *b, const redisReply *r);
+/* Cluster mode: the nodes serving slots (after reading the map); their
+ * indexes into hosts, at most cap. */
+int bus__cluster_primaries(ds_bus *b, int *idx, int cap, ds_error *err);
+/* Closes every parked connection and frees the map. */
+void bus__cluster_free(ds_bus *b);
+
 /* bus__roundtrip, sent once more on a new connection when a reused one
  * turns out closed before the command went out. */
 redisReply *bus__command(ds_bus *b, int argc, const char **argv, const size_t *lens, ds_error *err);

@@ -85,6 +85,11 @@ static const char usage_serve[] =
     "  --redis-server-name NAME\n"
     "                      the name Redis's certificate must carry, also sent as SNI\n"
     "                      (default: the URL's host); also DS_REDIS_SERVER_NAME\n"
+    "  --redis-cluster     Redis Cluster: the URL names one or more of its nodes\n"
+    "                      (redis://h1:p1,h2:p2 or rediss://...); each model's keys\n"
+    "                      go to the node serving their slot, read from CLUSTER\n"
+    "                      SLOTS, and MOVED and ASK are followed through a\n"
+    "                      resharding or a failover; also DS_REDIS_CLUSTER=1\n"
     "  --redis-replicas N  apply and answer a write only once N of Redis's replicas\n"
     "                      have it (WAIT), so that a Redis failover keeps every\n"
     "                      answered write; while fewer confirm, writes wait and\n"
@@ -288,7 +293,8 @@ enum {
     OPT_WRITER_URL,
     OPT_STANDBY,
     OPT_LEASE_MS,
-    OPT_REDIS_REPLICAS
+    OPT_REDIS_REPLICAS,
+    OPT_REDIS_CLUSTER
 };
 
 /* getopt values of the backup options of serve */
@@ -368,7 +374,7 @@ static const char usage_replica[] =
     "                      gets here (default: the writer's name in its lease)\n"
     "  --listen, --api-key, --threads, --key-*, --request-timeout, --idle-timeout,\n"
     "  --min-seq-wait-ms, --memory-mb, --db-memory-mb, --redis-ca, --redis-cert,\n"
-    "  --redis-key, --redis-server-name, --web-dir: as for serve (duckspread\n"
+    "  --redis-key, --redis-server-name, --redis-cluster, --web-dir: as for serve (duckspread\n"
     "                      serve --help); keys are the replica's own (DIR/keys)\n"
     "  --help              this help\n";
 
@@ -451,6 +457,7 @@ static int cmd_serve(int argc, char **argv, bool replica)
         {"standby", no_argument, NULL, OPT_STANDBY},
         {"lease-ms", required_argument, NULL, OPT_LEASE_MS},
         {"redis-replicas", required_argument, NULL, OPT_REDIS_REPLICAS},
+        {"redis-cluster", no_argument, NULL, OPT_REDIS_CLUSTER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     server_opts o;
@@ -460,6 +467,7 @@ static int cmd_serve(int argc, char **argv, bool replica)
     o.redis_cert = env_value("DS_REDIS_CERT");
     o.redis_key = env_value("DS_REDIS_KEY");
     o.redis_server_name = env_value("DS_REDIS_SERVER_NAME");
+    o.redis_cluster = env_value("DS_REDIS_CLUSTER") && strcmp(env_value("DS_REDIS_CLUSTER"), "0");
     o.api_key = getenv("DS_API_KEY") && *getenv("DS_API_KEY") ? getenv("DS_API_KEY") : NULL;
     char web[4096];
     default_web_dir(web, sizeof web);
@@ -599,6 +607,9 @@ static int cmd_serve(int argc, char **argv, bool replica)
         case OPT_REDIS_REPLICAS:
             ok = parse_count(optarg, 0, 16, &v);
             o.redis_replicas = (int)v;
+            break;
+        case OPT_REDIS_CLUSTER:
+            o.redis_cluster = true;
             break;
         case OPT_WRITER_URL:
             ok = replica && *optarg;

@@ -440,6 +440,7 @@ int server_run(const server_opts *o)
     srv.bus.tls_cert = o->redis_cert;
     srv.bus.tls_key = o->redis_key;
     srv.bus.tls_name = o->redis_server_name;
+    srv.bus.cluster = o->redis_cluster;
     /* every thread inherits this mask: only the wait below sees the signals */
     sigset_t set;
     sigemptyset(&set);

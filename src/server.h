@@ -60,6 +60,7 @@ typedef struct server_opts {
     int64_t db_memory_mb;        /* DuckDB's memory_limit */
     long response_keep;          /* commands kept on each response stream (what
                                     replicas can catch up from) */
+    bool redis_cluster;          /* --redis-cluster: the URL names cluster nodes */
     int redis_replicas;          /* writes applied and answered once this many Redis
                                     replicas have them (WAIT); 0: the primary's AOF */
     bool replica;                /* duckspread replica: follow the writer, refuse writes */

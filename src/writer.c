@@ -632,13 +632,23 @@ static void process_entry(ds_writer *w, const entry *e, batch_pub *bp)
  * write a client was told about. Waits at most a third of the lease (the
  * loop must renew it); false when they did not confirm: the entries stay
  * pending and are read again. */
-static bool replicated(ds_writer *w)
+static bool replicated(ds_writer *w, const batch *b)
 {
+    const char *models[MAX_MODELS];
+    int nm = 0;
+    for (size_t i = 0; i < b->n; i++) { /* the models read (their nodes, in a cluster) */
+        int k = 0;
+        while (k < nm && strcmp(models[k], b->e[i].model) != 0)
+            k++;
+        if (k == nm && nm < MAX_MODELS)
+            models[nm++] = b->e[i].model;
+    }
     int want = w->srv->o.redis_replicas;
     int64_t t0 = ds_now_ns(), limit = t0 + (int64_t)w->srv->o.lease_ms * 1000000 / 3;
     int acked = -1;
     ds_error err;
-    while (bus_wait(w->bus, want, 100, &acked, &err) == 0 && acked < want && ds_now_ns() < limit)
+    while (bus_wait(w->bus, models, nm, want, 100, &acked, &err) == 0 && acked < want &&
+           ds_now_ns() < limit)
         ;
     metrics_observe(&w->srv->metrics.wait_seconds, (double)(ds_now_ns() - t0) / 1e9);
     atomic_store(&w->replicas_acked, acked);
@@ -655,7 +665,7 @@ void writer__process(ds_writer *w, batch *b)
 {
     if (b->n == 0)
         return;
-    if (!w->follow && w->srv->o.redis_replicas > 0 && !replicated(w)) {
+    if (!w->follow && w->srv->o.redis_replicas > 0 && !replicated(w, b)) {
         for (size_t i = 0; i < b->n; i++) {
             lease *l = lease_of(w, b->e[i].model);
             if (l)

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
@@ -227,6 +227,87 @@ export class Redis {
     }
 }
 
+// A local Redis Cluster of scripts/redis-cluster.sh (3 primaries, 3
+// replicas, appendfsync always); a Server given it runs --redis-cluster.
+export class Cluster {
+    constructor(name, opts = {}) {
+        this.name = name;
+        this.opts = opts; // {tls, acl}: not used by the tests yet
+        this.dir = mkTmp(`cluster-${name}`);
+        this.cluster = true;
+        this.url = null;
+        this._client = null;
+    }
+
+    script(...args) {
+        const r = spawnSync(path.join(ROOT, 'scripts', 'redis-cluster.sh'), [args[0], this.dir, ...args.slice(1)],
+            { encoding: 'utf8', timeout: 120000 });
+        fs.appendFileSync(logFile(`cluster-${this.name}`), `$ redis-cluster.sh ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+        assert.equal(r.status, 0, `redis-cluster.sh ${args.join(' ')}: ${r.stderr}`);
+        return r.stdout.trim();
+    }
+
+    async start() {
+        const out = this.script('start', ...(this.opts.tls ? ['--tls'] : []), ...(this.opts.acl ? ['--acl'] : []));
+        this.url = out.split('\n').pop().trim();
+        return this;
+    }
+
+    // the port of the primary serving a key's slot
+    owner(key) {
+        return Number(this.script('owner', '--key', key));
+    }
+
+    // the ports of the primaries, from status lines "127.0.0.1:P master ..."
+    primaries() {
+        return this.script('status').split('\n').filter((l) => / primary /.test(l))
+            .map((l) => Number(/:(\d+)/.exec(l)[1]));
+    }
+
+    async client() {
+        if (this._client) return this._client;
+        const seeds = this.url.replace(/^redis:\/\//, '').split(',');
+        const c = createCluster({ rootNodes: seeds.map((s) => ({ url: `redis://${s}` })) });
+        c.on('error', () => {});
+        await c.connect();
+        this._client = c;
+        return c;
+    }
+
+    async closeClient() {
+        const c = this._client;
+        this._client = null;
+        if (c) await c.disconnect().catch(() => {});
+    }
+
+    async xlen(key) {
+        return (await this.client()).xLen(key);
+    }
+
+    async xrange(key, start = '-', end = '+') {
+        return (await this.client()).xRange(key, start, end);
+    }
+
+    async dispose() {
+        await this.closeClient();
+        if (fs.existsSync(path.join(this.dir, 'nodes'))) {
+            try {
+                this.script('stop');
+            } catch (e) {
+                console.error('cluster stop:', e.message);
+            }
+        }
+        rmTmp(this.dir);
+    }
+}
+
+// setup() of the files that run against a cluster (useCluster before they
+// are imported): their server uses it instead of a redis-server of its own.
+let setupCluster = null;
+export function useCluster(cluster) {
+    setupCluster = cluster;
+}
+
 // ---------------------------------------------------------------------------
 // OpenAPI response validation
 
@@ -407,6 +488,7 @@ export class Server {
         const serve = this.command === 'serve';
         const args = [this.command, '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`,
             ...(this.redis ? ['--redis', this.redis.url] : []),
+            ...(this.redis?.cluster ? ['--redis-cluster'] : []),
             ...(serve && this.demo ? ['--demo', '--scale', String(this.scale)] : []),
             ...(this.from ? ['--from', this.from] : []), ...this.extraArgs];
         fs.appendFileSync(this.log, `\n==== start #${++this.starts} ${new Date().toISOString()} env=${JSON.stringify(env)} ${BIN} ${args.join(' ')}\n`);
@@ -510,7 +592,7 @@ export class Server {
 // One redis-server and one duckspread server with the demo model; cleaned up
 // by the test file's after hook (and by the exit handler in any case).
 export async function setup(name, { serverOpts = {}, start = true } = {}) {
-    const redis = await new Redis(name).start();
+    const redis = setupCluster || await new Redis(name).start();
     const server = new Server({ name, redis, ...serverOpts });
     if (start) await server.start();
     return { redis, server };
@@ -555,14 +637,14 @@ export async function memberChildren(server, dim, parent) {
 }
 
 // All events with seq > since up to (at least) untilSeq, following `next`.
-export async function feed(server, since, untilSeq = null, { path: p = 'get_updates', detail = null } = {}) {
+export async function feed(server, since, untilSeq = null, { path: p = 'get_updates', detail = null, model = MODEL } = {}) {
     const out = [];
     let cur = since;
     const d = detail ? `&detail=${detail}` : '';
     for (let i = 0; i < 100000; i++) {
         const url = p === 'get_updates'
-            ? `/get_updates?table=${MODEL}&since=${cur}&timeout=0${d}`
-            : `/v1/models/${MODEL}/changes?since=${cur}&timeout=0${d}`;
+            ? `/get_updates?table=${model}&since=${cur}&timeout=0${d}`
+            : `/v1/models/${model}/changes?since=${cur}&timeout=0${d}`;
         const r = await server.get(url);
         assert.equal(r.status, 200, `${url}: ${r.text}`);
         const { updates, next } = r.body;
