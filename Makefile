@@ -189,20 +189,31 @@ redis-security-test: $(BIN) $(NODE_STAMP)
 
 # A local Redis Cluster (scripts/redis-cluster.sh), plain and with --tls
 # --acl: keys on three primaries, a failover, a slot resharded
-# (tests/cluster-smoke.sh; about 40 s). Not part of make test yet.
-.PHONY: cluster-smoke
+# (tests/cluster-smoke.sh; about 40 s).
+.PHONY: cluster-smoke cluster-test
 cluster-smoke:
 	@./tests/cluster-smoke.sh
+
+# duckspread on local clusters: the script's smoke test, then the black-box
+# files cluster and cluster-cases (make test runs those two as well).
+cluster-test: $(BIN) $(DBQUERY) $(NODE_STAMP)
+	@./tests/cluster-smoke.sh
+	@./tests/blackbox.sh $(BIN) tests/blackbox/cluster.test.mjs tests/blackbox/cluster-cases.test.mjs
 
 test: unit-test cli-test lint-openapi blackbox-test postman-test
 
 # The unit, command-line, black-box and Postman tests against the
 # ASan + UBSan build in build-san/; then no server log of the black-box and
 # Postman runs may hold a sanitizer report (a server that was killed or
-# whose exit code a test does not check).
+# whose exit code a test does not check). Left out of the black-box files,
+# for the run's 10 minutes: replica and balancer (the follower's paths run
+# in standby) and cluster-cases (the cluster's paths run in cluster).
+SAN_BLACKBOX := $(filter-out %/replica.test.mjs %/balancer.test.mjs %/cluster-cases.test.mjs, \
+                  $(wildcard tests/blackbox/*.test.mjs))
 sanitize-test:
-	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-test cli-test blackbox-test \
-	    postman-test
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-test cli-test postman-test
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined blackbox-test \
+	    BLACKBOX_ARGS="$(SAN_BLACKBOX)"
 	@! grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' tests/tmp/blackbox/*.log \
 	    tests/tmp/postman/*.log 2>/dev/null || { echo "sanitize-test: reports in the logs above"; \
 	    exit 1; }

@@ -148,7 +148,8 @@ static int refresh_from(ds_bus *b, int i, ds_error *err)
     return rc;
 }
 
-/* Reads the map from the node in use, else from each known node in turn. */
+/* Reads the map from the node in use, else from each known node in turn;
+ * when none answers, err names each one's reason. */
 static int refresh(ds_bus *b, ds_error *err)
 {
     if (!b->slot_node) {
@@ -156,14 +157,21 @@ static int refresh(ds_bus *b, ds_error *err)
         for (int s = 0; s < BUS_SLOTS; s++)
             b->slot_node[s] = -1;
     }
-    int start = b->cur, rc = -DS_UNAVAILABLE;
-    for (int k = 0; k < b->nhosts && rc; k++) {
-        int i = (start + k) % b->nhosts;
-        rc = refresh_from(b, i, err);
+    char all[900] = "";
+    size_t used = 0;
+    int start = b->cur;
+    for (int k = 0; k < b->nhosts; k++) {
+        ds_error e;
+        if (refresh_from(b, (start + k) % b->nhosts, &e) == 0) {
+            b->map_stale = false;
+            return 0;
+        }
+        if (used < sizeof all)
+            used += (size_t)snprintf(all + used, sizeof all - used, "%s%.200s", k ? "; " : "",
+                                     e.message);
     }
-    if (rc == 0)
-        b->map_stale = false;
-    return rc;
+    return ds_fail(err, DS_UNAVAILABLE, "redis", "no Redis Cluster node gave the slot map: %s",
+                   all);
 }
 
 int bus__cluster_pick(ds_bus *b, ds_error *err)

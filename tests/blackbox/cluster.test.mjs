@@ -8,6 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import {
     MODEL, Server, Cluster, teardown, deltaStart, deltaWriters, checkDeltaOracle, feed,
     metricValue, writeBody, rid,
@@ -135,3 +136,29 @@ for (const replicas of [1, 0]) {
             `events the new primary lacked and the writer published again: ${metricValue(m.text, 'duckspread_redis_lost_events_total')}`);
     });
 }
+
+test('a cluster over TLS with the least-privilege ACL user: checked at start on every model\'s node, written and read through', async () => {
+    const secure = await new Cluster('tls', { tls: true, acl: true }).start();
+    try {
+        assert.match(secure.url, /^rediss:\/\/duckspread:[^@]+@/, 'the seed URL carries the ACL user');
+        const server = new Server({ name: 'cl-tls', redis: secure, extraArgs: ['--redis-ca', `${secure.dir}/ca.pem`] });
+        cleanup.push(server);
+        await server.start();
+        await createModel(server, 'plan');
+        for (const m of ['sales', 'plan']) {
+            const body = m === 'sales'
+                ? writeBody({ product: 'P-0001', customer: 'C-0001', time: '2025-01' }, { delta: 1 })
+                : { column: 'q', cell: { product: 'p1' }, value: '2.50' };
+            const r = await server.post(`/v1/models/${m}/cells`, body);
+            assert.equal(r.status, 200, r.text);
+            const evs = await feed(server, r.body.seq - 1, r.body.seq, { model: m });
+            assert.equal(evs.length, 1);
+        }
+        await server.stop();
+        // the ACL check at start covers both models, each on its node
+        await server.start();
+        assert.match(fs.readFileSync(server.log, 'utf8'), /\(cluster\); the ACL allows duckspread's commands on the keys of 2 models/);
+    } finally {
+        await teardown(secure);
+    }
+});

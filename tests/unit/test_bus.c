@@ -11,6 +11,7 @@
 #include <hiredis.h>
 
 #include "bus.h"
+#include "bus_internal.h"
 #include "redis_fixture.h"
 #include "util.h"
 
@@ -550,6 +551,47 @@ START_TEST(access_check)
 }
 END_TEST
 
+/* The slots of Redis Cluster's own CLUSTER KEYSLOT (redis-server 7.0),
+ * hash tags included, and cluster mode's refusal of a unix socket. */
+START_TEST(cluster_key_slots)
+{
+    static const struct {
+        const char *key;
+        int slot;
+    } cases[] = {
+        {"123456789", 12739},
+        {"foo", 12182},
+        {"{user1000}.following", 3443},
+        {"user1000", 3443},
+        {"foo{}{bar}", 8363},
+        {"foo{{bar}}zap", 4015},
+        {"foo{bar}{zap}", 5061},
+        {"{sales}:request_duck", 2067},
+        {"{a}", 15495},
+        {"{", 4092},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(bus__key_slot(cases[i].key, strlen(cases[i].key)) == cases[i].slot,
+                      "%s: %d, not %d", cases[i].key,
+                      bus__key_slot(cases[i].key, strlen(cases[i].key)), cases[i].slot);
+    bus_opts o;
+    bus_opts_default(&o);
+    o.url = "unix:///tmp/redis.sock";
+    o.cluster = true;
+    ds_bus *b = NULL;
+    ck_assert_int_eq(bus_open(&o, &b, &E), -DS_INVALID_VALUE);
+    ck_assert_msg(strstr(E.message, "Redis Cluster is reached over TCP"), "%s", E.message);
+    o.url = "redis://127.0.0.1:1,127.0.0.1:2";
+    ck_assert_int_eq(bus_open(&o, &b, &E), 0);
+    char d[200];
+    bus_describe(b, d, sizeof d);
+    ck_assert_str_eq(d, "redis://127.0.0.1:1 (cluster)");
+    ck_assert_int_eq(bus_ping(b, &E), -DS_UNAVAILABLE); /* no node answers CLUSTER SLOTS */
+    ck_assert_msg(strstr(E.message, "127.0.0.1:2"), "%s", E.message);
+    bus_close(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bus");
@@ -568,6 +610,7 @@ int main(void)
     tcase_add_test(tc, url_errors);
     tcase_add_test(tc, tls_options);
     tcase_add_test(tc, access_check);
+    tcase_add_test(tc, cluster_key_slots);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
