@@ -94,7 +94,7 @@ endif
 
 .SECONDARY:
 .PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
-        bench-spread bench-group bench-e2e bench-replica bench-redis-wait bench-engine bench-floor bench-soak \
+        bench-spread bench-group bench-e2e bench-replica bench-redis-wait bench-cluster bench-engine bench-floor bench-soak \
         bench-gates clean \
         bench-backup \
         format format-check fuzz fuzz-build fuzz-bins \
@@ -265,7 +265,7 @@ run: $(BIN) $(NODE_STAMP)
 BENCH_RESULTS ?= $(BUILD)/bench/results.txt
 export BENCH_RESULTS
 BENCH_PARTS := bench-spread bench-group bench-engine bench-floor bench-e2e bench-replica \
-    bench-redis-wait bench-soak bench-backup
+    bench-redis-wait bench-cluster bench-soak bench-backup
 
 bench: $(BIN) $(BENCH_BIN)
 	@rm -f $(BENCH_RESULTS)
@@ -317,6 +317,12 @@ bench-backup: $(BUILD)/bench/bench_backup
 # 64 and 256 clients without and with it (bench/redis-wait.sh).
 bench-redis-wait: $(BIN) $(BUILD)/bench/bench_load
 	@./bench/redis-wait.sh $(BUILD)
+
+# A Redis Cluster against one Redis at 64 and 256 clients, with and
+# without --redis-replicas 1, and what a writer dying with its slot's
+# primary loses over 10 runs (bench/cluster.sh; CLUSTER_PARTS).
+bench-cluster: $(BIN) $(BUILD)/bench/bench_load
+	@./bench/cluster.sh $(BUILD)
 
 # The persister's lag at 5,000 writes/s for 10 minutes (bench/soak.sh;
 # SOAK_S shortens it).

@@ -828,8 +828,10 @@ static int run_probe(ds_bus *b, const probe *p, ds_error *err)
 int bus_check_access(ds_bus *b, const char *const *models, int nmodels, ds_error *err)
 {
     static const char nosuch[] = "0000000000000000000000000000000000000000"; /* no script */
-    probe ping = {"PING", 1, {"PING"}};
+    probe ping = {"PING", 1, {"PING"}}, asking = {"ASKING (a cluster's redirects)", 1, {"ASKING"}};
     int rc = run_probe(b, &ping, err);
+    if (rc == 0 && b->cluster) /* (CLUSTER SLOTS went before any command) */
+        rc = run_probe(b, &asking, err);
     for (int i = 0; rc == 0 && i < nmodels; i++) {
         char req[300], resp[300], lease[300], ep[300], what[9][1300];
         const char *m = models[i];

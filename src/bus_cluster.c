@@ -135,12 +135,15 @@ static int refresh_from(ds_bus *b, int i, ds_error *err)
                        b->where);
     }
     int rc = 0;
+    bool noperm = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOPERM", 6);
+    b->refused |= noperm; /* the start check names it as forbidden */
     if (r->type == REDIS_REPLY_ERROR)
         rc = ds_fail(err, DS_UNAVAILABLE, "redis", "Redis at %s refused CLUSTER SLOTS: %s%s",
                      b->where, r->str,
                      strstr(r->str, "cluster support disabled")
                          ? " (it is not a cluster node: leave out --redis-cluster)"
-                         : "");
+                     : noperm ? " (in a cluster the ACL user needs +cluster|slots and +asking)"
+                              : "");
     else if (read_slots(b, r) == 0)
         rc = ds_fail(err, DS_UNAVAILABLE, "redis",
                      "Redis at %s serves no slots yet (is the cluster created?)", b->where);
@@ -166,6 +169,8 @@ static int refresh(ds_bus *b, ds_error *err)
             b->map_stale = false;
             return 0;
         }
+        if (b->refused) /* the ACL or the credentials: the others say the same */
+            return ds_fail(err, DS_UNAVAILABLE, "redis", "%s", e.message);
         if (used < sizeof all)
             used += (size_t)snprintf(all + used, sizeof all - used, "%s%.200s", k ? "; " : "",
                                      e.message);

@@ -782,12 +782,16 @@ redisReply *bus__roundtrip(ds_bus *b, int argc, const char **argv, const size_t 
                 b->map_stale = true;
             break;
         }
-        if (ask) {
+        r = NULL;
+        if (ask) { /* a refused ASKING (the ACL) is the command's answer */
             const char *a[] = {"ASKING"};
             size_t al[] = {6};
-            redisReply *ar = bus__exchange(b, 1, a, al, 0, err);
-            if (ar)
-                freeReplyObject(ar);
+            r = bus__exchange(b, 1, a, al, 0, err);
+            if (r && r->type == REDIS_REPLY_ERROR)
+                break;
+            if (r)
+                freeReplyObject(r);
+            r = NULL;
         }
         r = bus__exchange(b, argc, argv, lens, extra_ms, err);
         if (!r) {

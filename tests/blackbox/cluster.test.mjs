@@ -158,6 +158,27 @@ test('a cluster over TLS with the least-privilege ACL user: checked at start on 
         // the ACL check at start covers both models, each on its node
         await server.start();
         assert.match(fs.readFileSync(server.log, 'utf8'), /\(cluster\); the ACL allows duckspread's commands on the keys of 2 models/);
+        await server.stop();
+        // a user with the single-Redis rules only (no CLUSTER SLOTS, no
+        // ASKING): the start ends at once, naming what is missing
+        const rules = ('resetchannels ~*:request_duck ~*:response_duck ~*:lease ~*:epoch -@all +ping +xadd ' +
+            '+xgroup|create +xreadgroup +xrevrange +xack +xpending +xtrim +get +set +incr +pexpire +evalsha +eval').split(' ');
+        const admin = fs.readFileSync(`${secure.dir}/admin-password`, 'utf8').trim();
+        for (const p of fs.readFileSync(`${secure.dir}/nodes`, 'utf8').trim().split('\n')) {
+            execFileSync('redis-cli', ['--tls', '--cacert', `${secure.dir}/ca.pem`, '-p', String(p), '--user', 'default',
+                '--pass', admin, '--no-auth-warning', 'ACL', 'SETUSER', 'narrow', 'on', '>narrowpw', ...rules]);
+        }
+        const narrow = new Server({
+            name: 'cl-narrow', dataDir: server.dataDir,
+            redis: { cluster: true, url: secure.url.replace(/\/\/duckspread:[^@]+@/, '//narrow:narrowpw@') },
+            extraArgs: ['--redis-ca', `${secure.dir}/ca.pem`],
+        });
+        cleanup.push(narrow);
+        await narrow.start({ waitReady: false });
+        const { code } = await narrow.exited;
+        const log = fs.readFileSync(narrow.log, 'utf8');
+        assert.equal(code, 1, log);
+        assert.match(log, /error start: .*refused CLUSTER SLOTS: NOPERM.*needs \+cluster\|slots and \+asking/, log);
     } finally {
         await teardown(secure);
     }
