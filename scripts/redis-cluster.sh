@@ -8,7 +8,7 @@
 #   scripts/redis-cluster.sh stop DIR [--clean]
 #   scripts/redis-cluster.sh status DIR
 #   scripts/redis-cluster.sh owner DIR SLOT|--key KEY
-#   scripts/redis-cluster.sh kill-primary DIR SLOT|--key KEY
+#   scripts/redis-cluster.sh kill-primary DIR [--lag-ms MS] SLOT|--key KEY
 #   scripts/redis-cluster.sh restart-node DIR PORT
 #   scripts/redis-cluster.sh reshard DIR SLOT|--key KEY TO_PORT
 #
@@ -34,7 +34,7 @@ usage: $prog start DIR [--base-port P] [--tls] [--acl]
        $prog stop DIR [--clean]
        $prog status DIR
        $prog owner DIR SLOT|--key KEY
-       $prog kill-primary DIR SLOT|--key KEY
+       $prog kill-primary DIR [--lag-ms MS] SLOT|--key KEY
        $prog restart-node DIR PORT
        $prog reshard DIR SLOT|--key KEY TO_PORT
 
@@ -66,6 +66,10 @@ owner         prints the port of the primary that serves SLOT (or KEY's).
 kill-primary  kill -9 of the primary serving SLOT (or KEY's slot); prints
               'killed PORT', waits until a replica took over and every live
               node says cluster_state:ok, then prints 'promoted PORT'.
+  --lag-ms MS its replicas are stopped (SIGSTOP) and their links closed
+              (CLIENT KILL TYPE replica) MS before the kill, and go on
+              (SIGCONT) right after it: the promoted one lacks what the
+              primary took in those MS.
 restart-node  starts a stopped or killed node of DIR again (a killed
               primary comes back as a replica) and waits for cluster_state:ok.
 reshard       moves one slot (and its keys) to the primary on TO_PORT with
@@ -580,17 +584,37 @@ cmd_owner() {
 # kill-primary, restart-node, reshard
 
 cmd_kill_primary() {
-    local slot old pid t0 new
+    local slot old pid t0 new lag=0 r rpids=()
     set_dir "${1-}"
     shift || true
+    if [[ ${1-} == --lag-ms ]]; then
+        { [[ $# -ge 2 ]] && is_uint "$2" && [[ $2 -le 1500 ]]; } ||
+            bad_usage "--lag-ms needs milliseconds up to 1500 (below cluster-node-timeout)"
+        lag=$2
+        shift 2
+    fi
     [[ $# -ge 1 ]] || bad_usage "kill-primary needs a SLOT or --key KEY"
     load
     slot=$(slot_arg "$@")
     old=$(agreed_owner "$slot") || die "slot $slot has no healthy primary to kill"
     pid=$(pid_of "$old") || die "the primary of slot $slot, port $old, is not a node of $dir"
+    if [[ $lag -gt 0 ]]; then
+        # its replicas stopped (SIGSTOP) for lag ms before the kill: they
+        # miss what the primary took meanwhile
+        for r in $(cli "$old" CLUSTER REPLICAS "$(id_of "$old")" | sed -n 's/^[^ ]* [^ ]*:\([0-9]*\)@.*/\1/p'); do
+            rpids+=("$(pid_of "$r")") || die "replica $r of $old has no pid"
+        done
+        [[ ${#rpids[@]} -gt 0 ]] || die "the primary $old has no replica to stop"
+        kill -STOP "${rpids[@]}"
+        # the links closed too: what was sent stays readable in the replica's
+        # socket, what comes after stays in the primary's backlog only
+        cli "$old" CLIENT KILL TYPE replica >/dev/null
+        sleep "$(printf '%d.%03d' $((lag / 1000)) $((lag % 1000)))"
+    fi
     t0=$(now_ms)
     kill -KILL "$pid"
-    echo "killed $old (the primary of slot $slot, pid $pid)"
+    [[ ${#rpids[@]} -eq 0 ]] || kill -CONT "${rpids[@]}"
+    echo "killed $old (the primary of slot $slot, pid $pid${rpids[*]:+; its replicas stopped ${lag} ms before})"
     # the new owner: a live node other than the killed one, seen by all
     promoted() {
         ! alive "$old" && new=$(agreed_owner "$slot") && [[ $new != "$old" ]] && cluster_ok

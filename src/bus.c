@@ -1005,7 +1005,7 @@ int bus_claim(ds_bus *b, const char *model, const char *consumer, int64_t min_id
 }
 
 int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64_t *others,
-                       ds_error *err)
+                       int64_t *total, ds_error *err)
 {
     char key[300];
     model_key(b, key, sizeof key, model, "request_duck");
@@ -1016,6 +1016,11 @@ int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64
     if (r->type == REDIS_REPLY_ERROR)
         return reply_error(r, "XPENDING", err);
     *others = 0;
+    if (total)
+        *total = r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+                         r->element[0]->type == REDIS_REPLY_INTEGER
+                     ? r->element[0]->integer
+                     : 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
         r->element[3]->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i < r->element[3]->elements; i++) {

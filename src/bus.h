@@ -207,9 +207,10 @@ int bus_claim(ds_bus *b, const char *model, const char *consumer, int64_t min_id
               int64_t *claimed, ds_error *err);
 
 /* How many entries of {model}:request_duck are pending for consumers other
- * than this one (a writer that lost its lease, or died, read them). */
+ * than this one (a writer that lost its lease, or died, read them), and
+ * (total, may be NULL) for all of them. */
 int bus_pending_others(ds_bus *b, const char *model, const char *consumer, int64_t *others,
-                       ds_error *err);
+                       int64_t *total, ds_error *err);
 
 /* The writer's name in {model}:lease ("" when nobody holds it). */
 int bus_lease_owner(ds_bus *b, const char *model, char *owner, size_t cap, ds_error *err);

@@ -86,6 +86,11 @@ static enum MHD_Result h_ready(req *r)
         jw_int(&w, acked);
         jw_obj_end(&w);
     }
+    char lost_why[1024];
+    if (writer_redis_lost(srv->writer, lost_why, sizeof lost_why)) {
+        jw_key(&w, "redis_lost");
+        jw_str(&w, lost_why);
+    }
     jw_key(&w, "role");
     bool follows = writer_follows(srv->writer);
     jw_str(&w, !follows ? "writer" : srv->o.replica ? "replica" : "standby");

@@ -117,6 +117,11 @@ void metrics_render(ds_metrics *m, ds_buf *b)
                   "lost (a failover or restart without them), published again.\n"
                   "# TYPE duckspread_redis_lost_events_total counter\n"
                   "duckspread_redis_lost_events_total %" PRIu64 "\n"
+                  "# HELP duckspread_redis_lost_entries_total Applied request entries Redis "
+                  "lost with their events (found at a start: writes answered just before may "
+                  "be lost).\n"
+                  "# TYPE duckspread_redis_lost_entries_total counter\n"
+                  "duckspread_redis_lost_entries_total %" PRIu64 "\n"
                   "# TYPE duckspread_commands_refused_total counter\n"
                   "duckspread_commands_refused_total %" PRIu64 "\n"
                   "# TYPE duckspread_batches_total counter\nduckspread_batches_total %" PRIu64
@@ -124,6 +129,7 @@ void metrics_render(ds_metrics *m, ds_buf *b)
                   "duckspread_batch_replays_total %" PRIu64 "\n",
                   __atomic_load_n(&m->commands_applied, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->redis_lost_events, __ATOMIC_RELAXED),
+                  __atomic_load_n(&m->redis_lost_entries, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->commands_refused, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->batches, __ATOMIC_RELAXED),
                   __atomic_load_n(&m->replays, __ATOMIC_RELAXED));

@@ -30,7 +30,8 @@ typedef struct ds_metrics {
     metrics_hist replica_lag_seconds; /* a replica: published by the writer -> applied here */
     metrics_hist wait_seconds;        /* --redis-replicas: WAIT per batch */
     uint64_t commands_applied, commands_refused, batches, replays;
-    uint64_t redis_lost_events; /* events the response stream lost (published again) */
+    uint64_t redis_lost_events;  /* events the response stream lost (published again) */
+    uint64_t redis_lost_entries; /* applied request entries Redis lost with their events */
 } ds_metrics;
 
 void metrics_init(ds_metrics *m);

@@ -772,6 +772,35 @@ static int events_job(ds_store *s, void *arg, ds_error *err)
     return rc;
 }
 
+/* An applied command's request entry is acknowledged in the script that
+ * publishes its event: every event the response stream lacks has its
+ * entry still pending, unless Redis lost both (a failover to a replica
+ * that had not received them, a Redis restarted without its AOF). Then
+ * the writes answered just before, which the database had not committed
+ * either, are lost too, and nothing can say which: named in the log,
+ * /ready (redis_lost) and the metrics. */
+static void lost_entries(ds_writer *w, const char *model, int64_t last, int64_t persisted,
+                         int64_t pending)
+{
+    int64_t lost = persisted - last - pending;
+    if (lost <= 0)
+        return;
+    metrics_add(&w->srv->metrics.redis_lost_events, (uint64_t)lost);
+    metrics_add(&w->srv->metrics.redis_lost_entries, (uint64_t)lost);
+    pthread_mutex_lock(&w->lock);
+    snprintf(w->redis_lost, sizeof w->redis_lost,
+             "Redis lost at least %" PRId64 " request entries of '%s' and their events (its "
+             "response stream ends at seq %" PRId64 ", the database is at %" PRId64 ", %" PRId64
+             " entries pending): a failover to a replica that had not received "
+             "them (see --redis-replicas) or a Redis restarted without its append-only file. "
+             "The events are published again from the database; writes answered just before "
+             "and not in the database are lost: compare the clients' request_ids with "
+             "/changes, a retry with the request_id applies one again",
+             lost, model, last, persisted, pending);
+    log_error("writer: %s", w->redis_lost);
+    pthread_mutex_unlock(&w->lock);
+}
+
 /* Publishes what the database has and the response stream lacks (through
  * the persister, which owns the database, once it runs), then seeds the
  * live feed from the stream. */
@@ -787,6 +816,10 @@ static int recover_events(ds_writer *w, lease *l, int64_t *published, ds_error *
     if (persisted > last && persisted > 0) {
         log_info("writer: re-publishing events %" PRId64 "..%" PRId64 " of '%s'",
                  last < 0 ? 1 : last + 1, persisted, l->model);
+        int64_t others, pending;
+        if (bus_pending_others(w->bus, l->model, w->owner, &others, &pending, err) != 0)
+            return -DS_UNAVAILABLE;
+        lost_entries(w, l->model, last < 0 ? 0 : last, persisted, pending);
         republish_job j = {.r = &r, .after = last};
         rc = w->persist ? persist_run(w->persist, events_job, &j, err)
                         : events_job(w->srv->store, &j, err);
@@ -941,7 +974,8 @@ static void claim_orphans(ds_writer *w, const char *const *models, int n, int64_
     for (int i = 0; i < n; i++) {
         int64_t others = 0, claimed = 0;
         ds_error err;
-        if (bus_pending_others(w->bus, models[i], w->owner, &others, &err) != 0 || others == 0)
+        if (bus_pending_others(w->bus, models[i], w->owner, &others, NULL, &err) != 0 ||
+            others == 0)
             continue;
         if (bus_claim(w->bus, models[i], w->owner, w->srv->o.lease_ms, &claimed, &err) != 0 ||
             claimed == 0)
@@ -1290,6 +1324,17 @@ void writer_get_stats(ds_writer *w, writer_stats *s)
     persist_lag(w->persist, &s->persist_lag, &s->persist_lag_ms);
     s->persist_failing = persist_failed(w->persist, &s->persist_why);
     persist_get_stats(w->persist, &s->persist);
+}
+
+bool writer_redis_lost(ds_writer *w, char *why, size_t cap)
+{
+    if (!w)
+        return false;
+    pthread_mutex_lock(&w->lock);
+    bool lost = w->redis_lost[0] != '\0';
+    snprintf(why, cap, "%s", w->redis_lost);
+    pthread_mutex_unlock(&w->lock);
+    return lost;
 }
 
 void writer_replicas(ds_writer *w, int *acked, bool *shortfall)

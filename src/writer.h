@@ -61,6 +61,9 @@ bool writer_follows(ds_writer *w);
 /* --redis-replicas: how many replicas confirmed the last batch (-1: not
  * asked yet), and whether that is fewer than wanted (writes wait). */
 void writer_replicas(ds_writer *w, int *acked, bool *shortfall);
+/* Whether this writer found, at a start or a takeover, that Redis lost
+ * request entries it had applied (why: what it logged). */
+bool writer_redis_lost(ds_writer *w, char *why, size_t cap);
 /* True when another process took this writer's lease of the model (it
  * took over while this one stalled): writes to it are refused. */
 bool writer_lease_foreign(ds_writer *w, const char *model);

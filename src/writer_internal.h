@@ -116,6 +116,7 @@ struct ds_writer {
     atomic_bool backpressure;    /* waiting for the persister */
     atomic_int replicas_acked;   /* --redis-replicas: the last WAIT's answer (-1: none) */
     atomic_bool replicas_short;  /* fewer than --redis-replicas confirm the writes */
+    char redis_lost[1024];       /* (lock) the last loss of Redis's entries found */
     bool ack_persisted;
     /* the persister and what its done callback uses (on its thread) */
     ds_persist *persist;

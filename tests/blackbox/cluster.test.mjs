@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import {
     MODEL, Server, Cluster, teardown, deltaStart, deltaWriters, checkDeltaOracle, feed,
-    metricValue, writeBody, rid,
+    metricValue, writeBody, rid, waitFor,
 } from './lib.mjs';
 
 let cluster;
@@ -68,6 +68,14 @@ test('three models on three primaries: written at once, each on its own node', a
     const owners = models.map((m) => cluster.owner(key(m)));
     assert.equal(new Set(owners).size, 3, `owners ${owners}`);
 
+    // a read replica from a backup follows the three response streams,
+    // one read per slot
+    const bk = await server.post('/v1/backups', { name: 'three' });
+    assert.equal(bk.status, 200, bk.text);
+    const replica = new Server({ name: 'cl-three-replica', redis: cluster, command: 'replica', from: bk.body.backup.file });
+    cleanup.push(replica);
+    await replica.start();
+
     const per = 25;
     const write = async (m, c) => {
         for (let i = 0; i < per; i++) {
@@ -91,9 +99,17 @@ test('three models on three primaries: written at once, each on its own node', a
         assert.deepEqual(resp.slice(-4 * per).map((e) => Number(e.message.seq)),
             Array.from({ length: 4 * per }, (_, k) => seq0[m] + 1 + k), `${m}: every event on its response stream, in order`);
     }
-    const total = await server.get('/v1/models/plan/cell?measure=q&product=all');
-    assert.equal(total.status, 200, total.text);
-    assert.equal(total.text.match(/"value":([^,}]+)/)[1], '1.00', 'plan: 100 deltas of 0.01');
+    for (const s of [server, replica]) {
+        const total = await s.get(`/v1/models/plan/cell?measure=q&product=all&min_seq=${seq0.plan + 4 * per}`);
+        assert.equal(total.status, 200, total.text);
+        assert.equal(total.text.match(/"value":([^,}]+)/)[1], '1.00', 'plan: 100 deltas of 0.01');
+    }
+    for (const m of models) {
+        await waitFor(async () => (await replica.get(`/v1/models/${m}`)).body.seq === seq0[m] + 4 * per, `the replica's ${m} at the writer's seq`);
+        const [a, b] = await Promise.all([server, replica].map((s) => s.get(`/v1/models/${m}/changes?since=${seq0[m]}&timeout=0`)));
+        assert.equal(b.status, 200, b.text);
+        assert.deepEqual(b.body.updates, a.body.updates, `${m}: the replica's change feed is the writer's`);
+    }
 });
 
 test('resharding the slot of a model under load: followed, nothing lost or doubled', async () => {

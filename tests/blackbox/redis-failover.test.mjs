@@ -135,3 +135,36 @@ test('a response stream that lost events is named and published again from the d
         return seqs.length === r.body.seq && seqs.every((s, i) => s === i + 1);
     }, 'the stream holds every seq again');
 });
+
+test('a writer restarted on a Redis that lost its applied entries and events names the loss (log, /ready, metrics) and publishes them again', async () => {
+    const redis = await new Redis('rf4').start();
+    cleanup.push(redis);
+    const server = new Server({ name: 'rf4', redis });
+    cleanup.push(server);
+    await server.start();
+    const st = await deltaStart(server);
+    for (let i = 0; i < 6; i++) {
+        const r = await server.post('/update_cell', writeBody(st.cells[0], { delta: 1 }));
+        assert.equal(r.status, 200, r.text);
+    }
+    const seq = await modelSeq(server);
+    await waitFor(async () => (await server.get('/ready')).body.persist_lag === 0, 'everything in the database');
+    await server.kill9();
+    // as a replica promoted without the last entries: both streams gone
+    cli(redis, 'DEL', `{${MODEL}}:response_duck`, `{${MODEL}}:request_duck`);
+    const from = logSize(server);
+    await server.start();
+    assert.match(logFrom(server, from), new RegExp(`Redis lost at least ${seq} request entries of '${MODEL}'`));
+    const ready = await server.get('/ready');
+    assert.equal(ready.status, 200, ready.text);
+    assert.match(ready.body.redis_lost, /Redis lost at least/);
+    const m = await server.get('/metrics');
+    assert.equal(metricValue(m.text, 'duckspread_redis_lost_entries_total'), seq);
+    await waitFor(async () => {
+        const seqs = (await redis.xrange(`{${MODEL}}:response_duck`)).map((e) => Number(e.message.seq));
+        return seqs.length === seq && seqs.every((s, i) => s === i + 1);
+    }, 'the stream holds every seq again');
+    // a plain restart (nothing lost) names nothing
+    await server.restart();
+    assert.equal((await server.get('/ready')).body.redis_lost, undefined);
+});
