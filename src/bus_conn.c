@@ -429,6 +429,7 @@ void bus_close(ds_bus *b)
     if (!b)
         return;
     bus__disconnect(b);
+    bus__lanes_free(b);
     bus__cluster_free(b);
     SSL_CTX_free(b->ctx);
     for (int i = 0; i < b->nhosts; i++) {

@@ -11,6 +11,9 @@
 
 enum { BUS_HOSTS_MAX = 8, BUS_NODES_MAX = 64, BUS_SLOTS = 16384 };
 
+enum { DS_LANE_MODEL = 257 }; /* a model name (DS_IDENT_MAX) and its NUL */
+typedef struct bus_lane bus_lane;
+
 /* A cluster node's connection while another one is in use (cluster mode). */
 typedef struct bus_parked {
     int fd; /* -1: none */
@@ -34,12 +37,13 @@ struct ds_bus {
     bool cluster;
     bus_parked parked[BUS_NODES_MAX];
     int16_t *slot_node;
-    bool map_stale;       /* refresh the map before the next command */
-    int slot;             /* the slot of the next command (-1: any node) */
-    int force_node;       /* the node of the next command whatever its slot
-                             (ASK, a walk over the primaries), -1 none */
-    int redirects;        /* MOVED and ASK followed (for tests and logs) */
-    char last_read[128];  /* the model whose read last brought entries */
+    bool map_stale;   /* refresh the map before the next command */
+    int slot;         /* the slot of the next command (-1: any node) */
+    int force_node;   /* the node of the next command whatever its slot
+                         (ASK, a walk over the primaries), -1 none */
+    int redirects;    /* MOVED and ASK followed (for tests and logs) */
+    bus_lane **lanes; /* a cluster's reads of new entries, one per model (bus.c) */
+    int nlanes;
     char where[300];      /* host:port or the socket path, for messages */
     const char *tls_name; /* the name the certificate must carry */
     SSL_CTX *ctx;         /* rediss:// only */
@@ -103,6 +107,8 @@ int bus__cluster_redirect(ds_bus *b, const redisReply *r);
 /* Cluster mode: the nodes serving slots (after reading the map); their
  * indexes into hosts, at most cap. */
 int bus__cluster_primaries(ds_bus *b, int *idx, int cap, ds_error *err);
+/* Closes the lanes (bus.c). */
+void bus__lanes_free(ds_bus *b);
 /* Closes every parked connection and frees the map. */
 void bus__cluster_free(ds_bus *b);
 
