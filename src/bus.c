@@ -432,31 +432,6 @@ static int deliver(redisReply *r, char (*keys)[300], const char *const *models, 
     return total;
 }
 
-/* A cluster's read of pending entries of models on several slots (Redis
- * reads the streams of one slot per command): one read per model. Entries
- * go to fn only once every read answered, so that a failure delivers
- * nothing (the caller reads its pending entries again). */
-static int read_split(ds_bus *b, const read_args *a, const char *const *models,
-                      const char *const *after, int nmodels, bus_entry_fn fn, void *ctx,
-                      ds_error *err)
-{
-    redisReply *rs[MAX_READ_MODELS] = {NULL};
-    char keys[MAX_READ_MODELS][300];
-    bool failed = false;
-    for (int i = 0; i < nmodels && !failed; i++)
-        failed = !(rs[i] = read_once(b, a, &models[i], &after[i], 1, &keys[i], 0, err));
-    if (failed) {
-        for (int i = 0; i < nmodels; i++)
-            if (rs[i])
-                freeReplyObject(rs[i]);
-        return -DS_UNAVAILABLE;
-    }
-    int total = 0;
-    for (int i = 0; i < nmodels; i++)
-        total += deliver(rs[i], &keys[i], &models[i], 1, fn, ctx);
-    return total;
-}
-
 /* ---- a cluster's lanes ---------------------------------------------------- */
 
 /* In a cluster, new entries are read over one lane per model: a bus of its
@@ -642,6 +617,42 @@ static int read_lanes(ds_bus *b, const read_args *a, const char *const *models,
     return rc ? rc : total;
 }
 
+/* A cluster's read of pending entries (after an id) goes over the model's
+ * lane too: the lane's connection delivered them, so a WAIT there covers
+ * them (--redis-replicas). A read still in flight on the lane is answered
+ * first and its entries left to this read: they are pending now, after
+ * the ones before them. Entries go to fn only once every read answered. */
+static int read_pending_lanes(ds_bus *b, const read_args *a, const char *const *models,
+                              const char *const *after, int nmodels, bus_entry_fn fn, void *ctx,
+                              ds_error *err)
+{
+    redisReply *rs[MAX_READ_MODELS] = {NULL};
+    char keys[MAX_READ_MODELS][300];
+    int rc = 0;
+    for (int i = 0; i < nmodels && rc == 0; i++) {
+        bus_lane *ln = lane_of(b, models[i], true, err);
+        if (!ln) {
+            rc = -DS_UNAVAILABLE;
+            break;
+        }
+        if (ln->inflight) {
+            redisReply *r = lane_answer(ln, &rc, err);
+            if (r)
+                freeReplyObject(r);
+        }
+        if (rc == 0 && !(rs[i] = read_once(ln->bus, a, &models[i], &after[i], 1, &keys[i], 0, err)))
+            rc = -DS_UNAVAILABLE;
+    }
+    int total = 0;
+    for (int i = 0; i < nmodels; i++) {
+        if (rs[i] && rc == 0)
+            total += deliver(rs[i], &keys[i], &models[i], 1, fn, ctx);
+        else if (rs[i])
+            freeReplyObject(rs[i]);
+    }
+    return rc ? rc : total;
+}
+
 static int read_models(ds_bus *b, const read_args *a, const char *const *models,
                        const char *const *after, int nmodels, int block_ms, bus_entry_fn fn,
                        void *ctx, ds_error *err)
@@ -649,10 +660,10 @@ static int read_models(ds_bus *b, const read_args *a, const char *const *models,
     if (nmodels < 1 || nmodels > MAX_READ_MODELS)
         return ds_fail(err, DS_INTERNAL, NULL, "a read takes 1 to %d models", MAX_READ_MODELS);
     bool pending = a->group && strcmp(after[0], ">") != 0;
-    if (b->cluster && !pending) /* new entries: over the lanes, whatever their number */
+    if (b->cluster && pending)
+        return read_pending_lanes(b, a, models, after, nmodels, fn, ctx, err);
+    if (b->cluster) /* new entries: over the lanes, whatever their number */
         return read_lanes(b, a, models, after, nmodels, block_ms, fn, ctx, err);
-    if (b->cluster && nmodels > 1)
-        return read_split(b, a, models, after, nmodels, fn, ctx, err);
     char keys[MAX_READ_MODELS][300];
     redisReply *r = read_once(b, a, models, after, nmodels, keys, block_ms, err);
     return r ? deliver(r, keys, models, nmodels, fn, ctx) : -DS_UNAVAILABLE;
@@ -945,7 +956,7 @@ static const char probe_lua[] =
     "if not redis.acl_check_cmd then return '?' end\n"
     "local checks = {\n"
     "  {'GET', KEYS[1]}, {'SET', KEYS[1], 'x', 'PX', '1'}, {'PEXPIRE', KEYS[1], '1'},\n"
-    "  {'INCR', KEYS[2]},\n"
+    "  {'INCR', KEYS[2]}, {'GET', KEYS[2]}, {'SET', KEYS[2], 'x'},\n"
     "  {'XADD', KEYS[3], 'MAXLEN', '~', '1', '*', 'f', 'v'},\n"
     "  {'XREVRANGE', KEYS[3], '+', '-', 'COUNT', '1'},\n"
     "  {'XACK', KEYS[4], 'writers', '0-1'}, {'XPENDING', KEYS[4], 'writers'},\n"
@@ -1221,23 +1232,39 @@ static int wait_here(ds_bus *b, int replicas, int timeout_ms, int *acked, ds_err
     return 0;
 }
 
+/* Rewrites {model}:epoch with its own value: a write that Redis
+ * replicates, so that the connection's replication offset (what WAIT
+ * waits for) is past every write made before it on this node. Redis 7.0
+ * does not advance it for a blocked XREADGROUP that is served later. */
+static const char touch_lua[] = "local v = redis.call('GET', KEYS[1])\n"
+                                "if v then redis.call('SET', KEYS[1], v) end\n"
+                                "return 1\n";
+
 int bus_wait(ds_bus *b, const char *const *models, int nmodels, int replicas, int timeout_ms,
              int *acked, ds_error *err)
 {
-    if (!b->cluster || nmodels < 1) {
+    if (nmodels < 1) {
         b->slot = -1;
         return wait_here(b, replicas, timeout_ms, acked, err);
     }
-    /* each node that served a read of these models: its own replicas */
+    /* each node that holds one of the models (one, outside a cluster) */
     bool seen[BUS_NODES_MAX] = {false};
     *acked = replicas;
     for (int i = 0; i < nmodels; i++) {
-        bus__route(b, models[i]);
-        if (bus__cluster_pick(b, err))
+        char ep[300];
+        model_key(b, ep, sizeof ep, models[i], "epoch");
+        if (b->cluster && bus__cluster_pick(b, err))
             return -DS_UNAVAILABLE;
         if (seen[b->cur])
             continue;
         seen[b->cur] = true;
+        const char *keys[] = {ep};
+        redisReply *r = run_script(b, touch_lua, 1, keys, 0, NULL, NULL, err);
+        if (!r)
+            return -DS_UNAVAILABLE;
+        if (r->type == REDIS_REPLY_ERROR)
+            return reply_error(r, "the script before WAIT", err);
+        freeReplyObject(r);
         int got;
         int rc = wait_here(b, replicas, timeout_ms, &got, err);
         if (rc)

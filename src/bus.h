@@ -175,11 +175,11 @@ int bus_recent_events(ds_bus *b, const char *model, int n, bus_event_fn fn, void
                       ds_error *err);
 
 /* WAIT replicas timeout_ms: how many of Redis's replicas have every write
- * this connection made so far (*acked). A writer's XREADGROUP that
- * delivered entries is such a write (Redis replicates the delivery), and
- * it came after their XADD: when it is acknowledged, so are they. In a
- * cluster, WAIT goes to each node serving one of the models (those its
- * reads went to) and *acked is the fewest; elsewhere models are unused. */
+ * made on the node of the models so far (*acked, the fewest over the
+ * nodes: one outside a cluster). A write to each model's {model}:epoch
+ * (its own value again) goes first, so that what the WAIT covers is past
+ * the entries' XADD and their delivery to the writer, whichever
+ * connection made them. nmodels 0: this connection's writes only. */
 int bus_wait(ds_bus *b, const char *const *models, int nmodels, int replicas, int timeout_ms,
              int *acked, ds_error *err);
 

@@ -264,6 +264,16 @@ export class Cluster {
             .map((l) => Number(/:(\d+)/.exec(l)[1]));
     }
 
+    // the port of a replica of the primary on port
+    replicaOf(port) {
+        const l = this.script('status').split('\n').find((x) => x.endsWith(` replica of 127.0.0.1:${port}`));
+        return l ? Number(/:(\d+)/.exec(l)[1]) : null;
+    }
+
+    pid(port) {
+        return Number(fs.readFileSync(path.join(this.dir, `node-${port}`, 'redis.pid'), 'utf8'));
+    }
+
     async client() {
         if (this._client) return this._client;
         const seeds = this.url.replace(/^redis:\/\//, '').split(',');
