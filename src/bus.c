@@ -448,6 +448,8 @@ struct bus_lane {
     ds_bus *bus;
     bool inflight, group;
     int64_t deadline; /* in flight: when an answer is overdue */
+    int ask;          /* the node an ASK named: the next read goes there once, after
+                         ASKING (-1: none) */
 };
 
 void bus__lanes_free(ds_bus *b)
@@ -484,6 +486,7 @@ static bus_lane *lane_of(ds_bus *b, const char *model, bool group, ds_error *err
     b->lanes = xrealloc(b->lanes, (size_t)(b->nlanes + 1) * sizeof *b->lanes);
     bus_lane *ln = b->lanes[b->nlanes++] = xcalloc(1, sizeof *ln);
     ln->bus = lb;
+    ln->ask = -1;
     snprintf(ln->model, sizeof ln->model, "%s", model);
     return ln;
 }
@@ -498,8 +501,28 @@ static int lane_send(bus_lane *ln, const read_args *a, const char *after, int bl
     read_cmd c;
     read_argv(lb, a, &m, &after, 1, key, block_ms, &c);
     bool fresh;
-    if (bus__connect(lb, &fresh, err))
+    lb->force_node = ln->ask; /* a slot being migrated: its stream is there now */
+    int crc = bus__connect(lb, &fresh, err);
+    lb->force_node = -1;
+    if (crc)
         return -DS_UNAVAILABLE;
+    if (ln->ask >= 0) {
+        ln->ask = -1;
+        const char *asking[] = {"ASKING"};
+        size_t al[] = {6};
+        redisReply *r = bus__exchange(lb, 1, asking, al, 0, err);
+        bool ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r && !ok)
+            ds_fail(err, DS_UNAVAILABLE, "redis", "Redis at %s refused ASKING: %s", lb->where,
+                    r->str);
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            if (!r)
+                bus__disconnect(lb);
+            return -DS_UNAVAILABLE;
+        }
+    }
     char *cmd = NULL;
     int n = redisFormatCommandArgv(&cmd, c.argc, c.argv, c.lens);
     if (n < 0)
@@ -531,7 +554,9 @@ static redisReply *lane_answer(bus_lane *ln, int *rc, ds_error *err)
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        if (bus__cluster_redirect(lb, r)) { /* the map knows the new node now */
+        int k = bus__cluster_redirect(lb, r);
+        if (k) { /* MOVED: the map knows the new node; ASK: that node, once */
+            ln->ask = k == 2 ? lb->cur : -1;
             freeReplyObject(r);
             return NULL;
         }

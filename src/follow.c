@@ -270,14 +270,16 @@ static int step(ds_writer *w, int block_ms, batch *in, batch *out)
                  : bus_follow(w->bus, models, after, n, w->srv->o.batch_max, block_ms,
                               collect_applied, in, &err);
     if (got < 0) {
-        if (w->srv->redis_up)
+        if (!w->follow_down)
             log_warn("replica: Redis unavailable: %s", err.message);
+        w->follow_down = true;
         w->srv->redis_up = 0;
         writer__batch_clear(in);
         return got;
     }
-    if (!w->srv->redis_up)
+    if (w->follow_down)
         log_info("replica: Redis is back");
+    w->follow_down = false;
     w->srv->redis_up = 1;
     if (got == 0) /* caught up */
         for (int i = 0; i < w->nfm; i++)

@@ -1026,7 +1026,7 @@ static bool writer_loop(ds_writer *w)
     ds_thread_name("ds-writer");
     batch b = {0};
     int64_t next_claim = 0;
-    bool demoted = false;
+    bool demoted = false, read_down = false; /* said "Redis unavailable" */
     for (;;) {
         pthread_mutex_lock(&w->lock);
         bool stop = w->stop;
@@ -1064,15 +1064,17 @@ static bool writer_loop(ds_writer *w)
                entries are pending for us, read them first next time */
             for (int i = 0; i < n; i++)
                 atomic_store(&lease_of(w, models[i])->reread, true);
-            if (w->srv->redis_up && n)
+            if (!read_down && n)
                 log_warn("writer: Redis unavailable: %s", err.message);
+            read_down |= n > 0;
             w->srv->redis_up = 0;
             struct timespec t = {0, 100 * 1000 * 1000};
             nanosleep(&t, NULL);
             continue;
         }
-        if (!w->srv->redis_up)
+        if (read_down) /* (the publisher's failures say so themselves) */
             log_info("writer: Redis is back");
+        read_down = false;
         w->srv->redis_up = 1;
         atomic_store(&w->reading_lag, (int64_t)b.n);
         writer__process(w, &b);

@@ -133,6 +133,7 @@ struct ds_writer {
     /* a replica (follow.c): no lease, no publisher; the response stream */
     atomic_bool follow;      /* read by the HTTP threads (writer_follows) */
     bool standby;            /* a replica that takes over when the writer's lease lapses */
+    bool follow_down;        /* the follower said "Redis unavailable" (its thread's) */
     struct follow_model *fm; /* the models followed (the follower's own) */
     int nfm;
     char writer_name[256]; /* the lease holder's name (under lock) */

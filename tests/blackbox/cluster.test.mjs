@@ -153,6 +153,40 @@ for (const replicas of [1, 0]) {
     });
 }
 
+const cliAt = (port, ...args) => execFileSync('redis-cli', ['-p', String(port), ...args.map(String)]).toString().trim();
+// a command at a node after ASKING (a key of a slot it is importing)
+const askingAt = (port, ...args) => execFileSync('redis-cli', ['-p', String(port)],
+    { input: `ASKING\n${args.join(' ')}\n` }).toString().trim().split('\n').pop();
+
+test('a slot half migrated, its request stream moved first: writes follow ASK, are applied, and published once the slot has moved', async () => {
+    const server = await startServer('cl-ask');
+    const st = await deltaStart(server);
+    const src = cluster.owner(key(MODEL));
+    const dst = cluster.primaries().find((p) => p !== src);
+    const slot = cliAt(src, 'CLUSTER', 'KEYSLOT', key(MODEL));
+    cliAt(dst, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', cliAt(src, 'CLUSTER', 'MYID'));
+    cliAt(src, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', cliAt(dst, 'CLUSTER', 'MYID'));
+    assert.equal(cliAt(src, 'MIGRATE', '127.0.0.1', dst, '', 0, 5000, 'KEYS', key(MODEL)), 'OK');
+    const before = Number(askingAt(dst, 'XLEN', key(MODEL)));
+    // the enqueuer's XADD and the writer's read go to the new node (ASKING)
+    const body = writeBody(st.cells[0], { delta: 1 }, { request_id: rid('ask') });
+    let r = null;
+    await waitFor(async () => (r = await server.post('/update_cell', body)).status === 200, 'the write applied');
+    assert.equal(r.body.seq, st.seq0 + 1);
+    assert.equal(Number(askingAt(dst, 'XLEN', key(MODEL))), before + 1, 'the entry was added at the importing node');
+    // the rest of the slot moves; its event is published there
+    assert.equal(cliAt(src, 'MIGRATE', '127.0.0.1', dst, '', 0, 5000, 'KEYS',
+        `{${MODEL}}:lease`, `{${MODEL}}:epoch`, `{${MODEL}}:response_duck`), 'OK');
+    for (const p of [dst, src, ...cluster.primaries().filter((p) => p !== src && p !== dst)])
+        cliAt(p, 'CLUSTER', 'SETSLOT', slot, 'NODE', cliAt(dst, 'CLUSTER', 'MYID'));
+    await waitFor(async () => (await cluster.xrange(`{${MODEL}}:response_duck`))
+        .some((e) => Number(e.message.seq) === st.seq0 + 1), 'the event published at the new node');
+    assert.equal(cluster.owner(key(MODEL)), dst);
+    const w = await server.post('/update_cell', writeBody(st.cells[0], { delta: 1 }));
+    assert.equal(w.status, 200, w.text);
+    assert.equal(w.body.seq, st.seq0 + 2);
+});
+
 test('--redis-replicas 1 in a cluster: a write waits while its shard\'s replica is stopped, and is applied once it goes on', async () => {
     const server = await startServer('cl-wait', ['--redis-replicas', '1', '--wait-ms', '1000']);
     const st = await deltaStart(server);
