@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import {
     MODEL, Server, Cluster, teardown, deltaStart, deltaWriters, checkDeltaOracle, feed,
-    metricValue, writeBody, rid, waitFor, modelSeq,
+    metricValue, writeBody, rid, waitFor, checkWriteWaitsForReplica,
 } from './lib.mjs';
 
 let cluster;
@@ -189,32 +189,10 @@ test('a slot half migrated, its request stream moved first: writes follow ASK, a
 
 test('--redis-replicas 1 in a cluster: a write waits while its shard\'s replica is stopped, and is applied once it goes on', async () => {
     const server = await startServer('cl-wait', ['--redis-replicas', '1', '--wait-ms', '1000']);
-    const st = await deltaStart(server);
     const replica = cluster.replicaOf(cluster.owner(key(MODEL)));
     assert.ok(replica, 'the primary has a replica');
     const pid = cluster.pid(replica);
-    const id = rid('wait');
-    const body = writeBody(st.cells[0], { delta: 1 }, { request_id: id });
-    process.kill(pid, 'SIGSTOP');
-    try {
-        // the WAIT goes over the connection whose read delivered the entry:
-        // the stopped replica never confirms it, so nothing is applied
-        const r = await server.post('/update_cell', body);
-        assert.equal(r.status, 202, r.text);
-        // /ready says so once the writer gave up waiting for this batch
-        let ready = null;
-        await waitFor(async () => (ready = await server.get('/ready')).status === 503, '/ready 503');
-        assert.equal(ready.body.redis_replicas.acked, 0, ready.text);
-        assert.equal(await modelSeq(server), st.seq0, 'not applied while the replica lacks it');
-    } finally {
-        process.kill(pid, 'SIGCONT');
-    }
-    let done = null;
-    await waitFor(async () => {
-        done = await server.post('/update_cell', body);
-        return done.status === 200;
-    }, 'the write applied once the replica goes on');
-    assert.equal(done.body.seq, st.seq0 + 1, 'applied once');
+    await checkWriteWaitsForReplica(server, () => process.kill(pid, 'SIGSTOP'), () => process.kill(pid, 'SIGCONT'));
 });
 
 test('a cluster over TLS with the least-privilege ACL user: checked at start on every model\'s node, written and read through', async () => {

@@ -926,6 +926,31 @@ export async function checkDeltaOracle(server, st, acked, responses) {
     assert.equal(await readCell(server, st.total), st.startTotal + acked.size);
 }
 
+// --redis-replicas 1 with the replica stopped (stop(), then cont()): a
+// write is queued (202) and not applied, /ready turns 503 with
+// redis_replicas.acked 0; once the replica goes on, the same request is
+// applied, once. The WAIT must cover the entry's XADD and its delivery to
+// the writer, whichever connection made them.
+export async function checkWriteWaitsForReplica(server, stop, cont) {
+    const st = await deltaStart(server);
+    const body = writeBody(st.cells[0], { delta: 1 }, { request_id: rid('wait') });
+    stop();
+    try {
+        const r = await server.post('/update_cell', body);
+        assert.equal(r.status, 202, r.text);
+        // /ready says so once the writer gave up waiting for this batch
+        let ready = null;
+        await waitFor(async () => (ready = await server.get('/ready')).status === 503, '/ready 503');
+        assert.equal(ready.body.redis_replicas.acked, 0, ready.text);
+        assert.equal(await modelSeq(server), st.seq0, 'not applied while the replica lacks it');
+    } finally {
+        cont();
+    }
+    let done = null;
+    await waitFor(async () => (done = await server.post('/update_cell', body)).status === 200, 'applied once the replica goes on');
+    assert.equal(done.body.seq, st.seq0 + 1, 'applied once');
+}
+
 // What a model is in a stopped server's database file, table by table, as
 // text to compare between processes (replicas, standbys): facts in row
 // order, members, closure, the command and leaf logs, the model row and
