@@ -107,7 +107,15 @@ int bus__cluster_redirect(ds_bus *b, const redisReply *r);
 /* Cluster mode: the nodes serving slots (after reading the map); their
  * indexes into hosts, at most cap. */
 int bus__cluster_primaries(ds_bus *b, int *idx, int cap, ds_error *err);
-/* Closes the lanes (bus.c). */
+/* ---- shared by bus.c and bus_read.c ---- */
+
+/* "{model}:suffix" into buf. */
+void bus__stream_key(char *buf, size_t n, const char *model, const char *suffix);
+/* The same, and the next command is routed to the model's slot. */
+void bus__model_key(ds_bus *b, char *buf, size_t n, const char *model, const char *suffix);
+/* err: "Redis refused WHAT: ..." (unavailable); frees r. Returns -code. */
+int bus__reply_error(redisReply *r, const char *what, ds_error *err);
+/* Closes a cluster's read lanes (bus_read.c). */
 void bus__lanes_free(ds_bus *b);
 /* Closes every parked connection and frees the map. */
 void bus__cluster_free(ds_bus *b);
