@@ -252,7 +252,7 @@
         return json;
     }
 
-    const modelPath = () => `/v1/models/${encodeURIComponent(S.model.name)}`;
+    const modelPath = () => `/v1/models/${encodeURIComponent(S.modelName)}`;
 
     // ---- member trees ------------------------------------------------------------------------
 
@@ -409,8 +409,7 @@
         let ticket;
         let feedTicket;
         try {
-            ticket = (await api('POST', '/v1/tickets')).ticket;
-            feedTicket = (await api('POST', '/v1/tickets')).ticket;
+            [ticket, feedTicket] = (await Promise.all([api('POST', '/v1/tickets'), api('POST', '/v1/tickets')])).map((t) => t.ticket);
         } catch (e) {
             if (gen !== S.gen) return;
             if (e.code === 'unauthenticated') return signOut('Your key is no longer valid.');
@@ -489,59 +488,108 @@
         return m.name;
     }
 
+    // Rows are virtual: the tbody holds the rows in view and OVERSCAN more
+    // on each side, between two spacer rows that keep the scroll height, so
+    // a patch or a scroll touches a few hundred cells, never the whole grid
+    // (with every row in the DOM, a 1,000-row grid fell to 15 frames/s at
+    // 200 edits/s: each cell's new text relaid the whole table).
+    const OVERSCAN = 20;
+    let rowH = 27; /* measured after the first window */
+
     function render() {
         const s = S.shown;
         S.rows = s.rows;
         S.cols = s.cols;
         const table = $('grid');
         const cols = s.cols;
-        let h = `<thead><tr role="row"><th class="corner" role="columnheader" scope="col">${esc(S.rowDim)} \\ ${esc(S.colDim)}</th>`;
+        let h = `<thead><tr role="row" aria-rowindex="1"><th class="corner" role="columnheader" scope="col">${esc(S.rowDim)} \\ ${esc(S.colDim)}</th>`;
         cols.forEach((m, c) => {
             const exp = m.leaf ? '' : ` aria-expanded="${m.open}"`;
             const tog = m.leaf ? '' : `<span class="tog" aria-hidden="true">${m.open ? '▾' : '▸'}</span>`;
             h += `<th role="columnheader" scope="col" data-c="${c}"${exp} title="${esc(m.key)}">${tog}${esc(label(m, S.colDim))}</th>`;
         });
-        h += '</tr></thead><tbody>';
-        const colTotal = cols.map((m) => (m.leaf ? '' : ' ctotal'));
-        s.rows.forEach((m, r) => {
-            const exp = m.leaf ? '' : ` aria-expanded="${m.open}"`;
-            const held = S.holds.has(holdKey(rowCell(r))) ? ' held' : '';
-            h += `<tr role="row" aria-level="${m.depth + 1}"${exp} class="${m.leaf ? 'leaf' : 'total'}${held}">`;
-            const tog = m.leaf ? '' : `<span class="tog" aria-hidden="true">${m.open ? '▾' : '▸'}</span>`;
-            h += `<th class="rh d${Math.min(m.depth, 7)}" role="rowheader" scope="row" title="${esc(m.key)}">${tog}${esc(label(m, S.rowDim))}</th>`;
-            const vr = S.values[r] || [];
-            for (let c = 0; c < cols.length; c++) {
-                h += `<td role="gridcell" class="${colTotal[c]}">${fmtNum(vr[c])}</td>`;
-            }
-            h += '</tr>';
-        });
-        h += '</tbody>';
+        h += '</tr></thead><tbody></tbody>';
         table.innerHTML = h;
         table.setAttribute('aria-rowcount', String(s.rows.length + 1));
         table.setAttribute('aria-colcount', String(cols.length + 1));
         table.setAttribute('aria-readonly', String(S.readOnly));
-        const body = table.tBodies[0];
-        S.cells = [];
-        for (let r = 0; r < s.rows.length; r++) {
-            const tr = body.rows[r];
-            const row = [];
-            for (let c = 0; c < cols.length; c++) row.push(tr.cells[c + 1]);
-            S.cells.push(row);
-        }
-        for (const [k, h2] of S.holds) {
-            const rc = cellIndex(h2.cell);
-            if (rc) S.cells[rc.r][rc.c].classList.add('held');
-            void k;
-        }
+        S.colTotal = cols.map((m) => (m.leaf ? '' : ' ctotal'));
+        S.win = { first: -1, last: -1 };
         flashing.clear();
         S.editing = null;
         S.active.r = Math.min(S.active.r, s.rows.length - 1);
         S.active.c = Math.min(S.active.c, cols.length - 1);
-        focusActive(document.activeElement && table.contains(document.activeElement));
+        const hadFocus = document.activeElement && table.contains(document.activeElement);
+        renderWindow(true);
+        focusActive(hadFocus);
         showSeq();
         showHolds();
         table.dataset.seq = String(S.seq);
         table.dataset.ready = '1';
+    }
+
+    function rowHTML(r) {
+        const m = S.rows[r];
+        const exp = m.leaf ? '' : ` aria-expanded="${m.open}"`;
+        const held = S.holds.has(holdKey(rowCell(r))) ? ' held' : '';
+        let h = `<tr role="row" data-r="${r}" aria-rowindex="${r + 2}" aria-level="${m.depth + 1}"${exp} class="${m.leaf ? 'leaf' : 'total'}${held}">`;
+        const tog = m.leaf ? '' : `<span class="tog" aria-hidden="true">${m.open ? '▾' : '▸'}</span>`;
+        h += `<th class="rh d${Math.min(m.depth, 7)}" role="rowheader" scope="row" title="${esc(m.key)}">${tog}${esc(label(m, S.rowDim))}</th>`;
+        const vr = S.values[r] || [];
+        const n = S.cols.length;
+        for (let c = 0; c < n; c++) {
+            const p = S.pending.get(r * n + c);
+            h += p ? `<td role="gridcell" class="${S.colTotal[c]} pending">${esc(p.text)}</td>`
+                : `<td role="gridcell" class="${S.colTotal[c]}">${fmtNum(vr[c])}</td>`;
+        }
+        return `${h}</tr>`;
+    }
+
+    // Puts the rows in view (and OVERSCAN around) into the tbody; force:
+    // even when the same rows are there (a new layout).
+    function renderWindow(force = false) {
+        if (S.editing && !force) return;
+        const wrap = $('gridwrap');
+        const table = $('grid');
+        const n = S.rows.length;
+        const head = table.tHead ? table.tHead.offsetHeight : 0;
+        const top = Math.max(0, wrap.scrollTop - head);
+        const first = Math.max(0, Math.floor(top / rowH) - OVERSCAN);
+        const last = Math.min(n, Math.ceil((top + wrap.clientHeight) / rowH) + OVERSCAN);
+        if (!force && first === S.win.first && last === S.win.last) return;
+        const hadFocus = document.activeElement && table.tBodies[0].contains(document.activeElement);
+        S.win = { first, last };
+        const span = S.cols.length + 1;
+        let h = `<tr class="spacer" aria-hidden="true"><td colspan="${span}"></td></tr>`;
+        for (let r = first; r < last; r++) h += rowHTML(r);
+        h += `<tr class="spacer" aria-hidden="true"><td colspan="${span}"></td></tr>`;
+        const body = table.tBodies[0];
+        body.innerHTML = h;
+        const trs = body.rows;
+        S.cells = new Array(n);
+        S.trOf = new Array(n);
+        for (let r = first; r < last; r++) {
+            const tr = trs[r - first + 1];
+            S.trOf[r] = tr;
+            const row = new Array(S.cols.length);
+            for (let c = 0; c < S.cols.length; c++) row[c] = tr.cells[c + 1];
+            S.cells[r] = row;
+        }
+        if (last > first) {
+            const measured = trs[1].getBoundingClientRect().height;
+            if (measured > 0) rowH = measured;
+        }
+        const setSpacer = (tr, rows) => {
+            tr.hidden = rows === 0;
+            tr.cells[0].style.height = `${rows * rowH}px`;
+        };
+        setSpacer(trs[0], first);
+        setSpacer(trs[trs.length - 1], n - last);
+        for (const h2 of S.holds.values()) {
+            const rc = cellIndex(h2.cell);
+            if (rc && S.cells[rc.r]) S.cells[rc.r][rc.c].classList.add('held');
+        }
+        if (S.active.r >= first && S.active.r < last) focusActive(hadFocus, false);
     }
 
     function showSeq() {
@@ -591,21 +639,30 @@
     // r, c: a value cell; c = -1 a row header, r = -1 a column header.
     function elAt(r, c) {
         if (r === -1) return $('grid').tHead.rows[0].cells[c + 1];
-        if (c === -1) return $('grid').tBodies[0].rows[r].cells[0];
+        if (!S.trOf || !S.trOf[r]) return null; /* not in the window */
+        if (c === -1) return S.trOf[r].cells[0];
         return S.cells[r][c];
     }
 
-    function focusActive(focus = true) {
+    // Gives the active cell the grid's one tab stop (and the focus, when
+    // focus), bringing its row into the window first.
+    function focusActive(focus = true, scroll = true) {
         const table = $('grid');
         const prev = table.querySelector('[tabindex="0"]');
         if (prev) prev.removeAttribute('tabindex');
         if (!S.rows.length) return;
-        const e = elAt(S.active.r, S.active.c);
+        let e = elAt(S.active.r, S.active.c);
+        if (!e && S.active.r >= 0) {
+            const wrap = $('gridwrap');
+            wrap.scrollTop = Math.max(0, S.active.r * rowH - wrap.clientHeight / 2);
+            renderWindow(true);
+            e = elAt(S.active.r, S.active.c);
+        }
         if (!e) return;
         e.tabIndex = 0;
         if (focus) {
             e.focus({ preventScroll: true });
-            e.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+            if (scroll) e.scrollIntoView({ block: 'nearest', inline: 'nearest' });
         }
     }
 
@@ -702,12 +759,13 @@
     }
 
     function paintHolds() {
-        for (const row of S.cells) for (const td of row) td.classList.remove('held');
-        const body = $('grid').tBodies[0];
-        for (let r = 0; r < S.rows.length; r++) body.rows[r].classList.toggle('held', S.holds.has(holdKey(rowCell(r))));
+        for (let r = S.win.first; r < S.win.last; r++) {
+            for (const td of S.cells[r]) td.classList.remove('held');
+            S.trOf[r].classList.toggle('held', S.holds.has(holdKey(rowCell(r))));
+        }
         for (const h of S.holds.values()) {
             const rc = cellIndex(h.cell);
-            if (rc) S.cells[rc.r][rc.c].classList.add('held');
+            if (rc && S.cells[rc.r]) S.cells[rc.r][rc.c].classList.add('held');
         }
         showHolds();
     }
@@ -815,13 +873,15 @@
     function markPending(list) {
         const n = S.cols.length;
         for (const [r, c, text] of list) {
-            const td = S.cells[r][c];
-            td.classList.add('pending');
-            td.textContent = text;
+            const td = S.cells[r] && S.cells[r][c];
+            if (td) {
+                td.classList.add('pending');
+                td.textContent = text;
+            }
             const k = r * n + c;
             const old = S.pending.get(k);
             if (old) clearTimeout(old.timer);
-            S.pending.set(k, { seq: null, timer: null });
+            S.pending.set(k, { seq: null, timer: null, text });
         }
     }
 
@@ -872,15 +932,15 @@
         if (shown !== S.shown) return;
         for (const [r, c] of list) unpend(r, c);
         const [r0, c0] = list[0];
-        const td = S.cells[r0][c0];
+        const td = S.cells[r0] && S.cells[r0][c0];
         let text = REFUSALS[e.code] || `Not changed: ${e.message}`;
         if (e.code === 'invalid_value' || e.code === 'out_of_range') text += ` (${e.message})`;
         if (e.code === 'forbidden') setReadOnly(true);
-        for (const [r, c] of list) S.cells[r][c].classList.add('refused');
+        for (const [r, c] of list) if (S.cells[r]) S.cells[r][c].classList.add('refused');
         setTimeout(() => {
             for (const [r, c] of list) if (S.cells[r] && S.cells[r][c]) S.cells[r][c].classList.remove('refused');
         }, 4000);
-        showBubble(td, text, e.code);
+        if (td) showBubble(td, text, e.code);
         say(text, true);
     }
 
@@ -1092,6 +1152,7 @@
     }
 
     async function openModel(name, h = {}) {
+        S.modelName = name;
         S.model = await api('GET', `/v1/models/${encodeURIComponent(name)}`);
         S.trees = new Map();
         S.holds.clear();
@@ -1104,7 +1165,7 @@
         S.filters = {};
         for (const [d, k] of Object.entries(h.f || {})) if (dims.includes(d) && d !== S.rowDim && d !== S.colDim) S.filters[d] = k;
         S.scale = Number(S.model.measures.find((m) => m.name === S.measure).scale);
-        S.feedSeq = Number(S.model.seq);
+        if (S.feedSeq === null) S.feedSeq = Number(S.model.seq);
         fillSelect($('model'), S.models, S.model.name);
         fillSelect($('measure'), measures, S.measure);
         fillSelect($('rowdim'), dims, S.rowDim);
@@ -1112,7 +1173,7 @@
         await openAxes(h.ro ? h.ro.split(',') : [], h.co ? h.co.split(',') : []);
         renderFilters();
         saveHash();
-        await probeRole();
+        probeRole(); /* while the grid subscribes */
     }
 
     async function openAxes(rowOpen = [], colOpen = []) {
@@ -1169,6 +1230,8 @@
         if (S.ws) S.ws.close();
         if (S.feed) S.feed.close();
         S.ws = S.feed = null;
+        S.sub = S.shown = null;
+        S.feedSeq = null;
         clearTimeout(reconnectTimer);
         $('controls').hidden = true;
         $('signin').hidden = false;
@@ -1192,9 +1255,11 @@
         $('controls').hidden = false;
         if (!S.models.length) return say('This server has no model yet (POST /v1/models, see /docs).', true);
         const h = readHash();
-        await openModel(S.models.includes(h.m) ? h.m : S.models.includes('sales') ? 'sales' : S.models[0], h);
+        const name = S.models.includes(h.m) ? h.m : S.models.includes('sales') ? 'sales' : S.models[0];
+        S.modelName = name;
+        connect(); /* tickets and sockets while the model and its members load */
+        await openModel(name, h);
         subscribe();
-        connect();
     }
 
     function wire() {
@@ -1207,8 +1272,11 @@
         });
         $('signout').addEventListener('click', () => signOut());
         $('model').addEventListener('change', () => changeView(async () => {
-            if (S.ws) S.ws.close();
-            await openModel($('model').value);
+            S.modelName = $('model').value;
+            S.feedSeq = null;
+            S.sub = null;
+            if (S.ws) S.ws.close(); /* reconnects to the new model's socket */
+            await openModel(S.modelName);
         }));
         $('measure').addEventListener('change', () => changeView(async () => {
             S.measure = $('measure').value;
@@ -1236,6 +1304,17 @@
             S.holds.clear();
             paintHolds();
         });
+        let windowAsked = false;
+        const askWindow = () => {
+            if (windowAsked || !S.shown) return;
+            windowAsked = true;
+            requestAnimationFrame(() => {
+                windowAsked = false;
+                renderWindow();
+            });
+        };
+        $('gridwrap').addEventListener('scroll', askWindow, { passive: true });
+        window.addEventListener('resize', askWindow);
         const grid = $('grid');
         grid.addEventListener('keydown', onKey);
         grid.addEventListener('paste', onPaste);
@@ -1244,7 +1323,8 @@
             if (!cell || S.editing?.input === ev.target) return;
             const tr = cell.parentNode;
             const inHead = tr.parentNode.tagName === 'THEAD';
-            const r = inHead ? -1 : tr.sectionRowIndex;
+            if (!inHead && tr.dataset.r === undefined) return; /* a spacer */
+            const r = inHead ? -1 : Number(tr.dataset.r);
             const c = cell.cellIndex - 1;
             if (r === -1 && c === -1) return;
             if (S.editing) endEdit(true, 0, 0, false);
@@ -1257,7 +1337,7 @@
             if (!th) return;
             const inHead = th.parentNode.parentNode.tagName === 'THEAD';
             if (inHead) toggleAt(-1, th.cellIndex - 1);
-            else toggleAt(th.parentNode.sectionRowIndex, -1);
+            else toggleAt(Number(th.parentNode.dataset.r), -1);
         });
         grid.addEventListener('dblclick', (ev) => {
             if (ev.target.closest('td')) startEdit(null);
