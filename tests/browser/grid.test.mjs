@@ -233,6 +233,39 @@ test('a refused spread says why next to the cell, and the cell shows its value a
     await closeAll();
 });
 
+test('a value typed over a change the page has not seen yet is refused as stale, and the page then shows that change', async () => {
+    // alice's page gets the grid's messages through a gate the test holds
+    // shut (a slow network), so bob's change reaches it late
+    const gate = { shut: false, held: [] };
+    const alice = await open(K.alice, T.view, {
+        before: (page) => page.routeWebSocket(/\/ws\?/, (ws) => {
+            const srv = ws.connectToServer();
+            srv.onMessage((m) => (gate.shut ? gate.held.push(() => ws.send(m)) : ws.send(m)));
+            ws.onMessage((m) => srv.send(m));
+        }),
+    });
+    const P = T.products[1];
+    const before = minor(await cellText(alice, P, T.month));
+    gate.shut = true;
+    const r = await server.post(`/v1/models/${MODEL}/cells`, { column: 'quantity', cell: { product: P, time: T.month }, delta: 3 },
+        { headers: { Authorization: `Bearer ${K.bob}` } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(await cellText(alice, P, T.month), shown(before), 'alice has not seen it');
+    await clickCell(alice, P, T.month);
+    await alice.keyboard.type('500');
+    await alice.keyboard.press('Enter');
+    await alice.waitForSelector('#bubble:not([hidden])', { timeout: WAIT_MS });
+    assert.equal(await alice.getAttribute('#bubble', 'data-code'), 'stale');
+    assert.match(await alice.textContent('#bubble'), /someone changed/i);
+    await waitCells(alice, [[P, T.month, shown(before)]]);
+    assert.equal(String(await readCell(server, { product: P, time: T.month })), String(before + 3n), "bob's change stands");
+    gate.shut = false;
+    for (const send of gate.held.splice(0)) send();
+    await waitCells(alice, [[P, T.month, shown(before + 3n)]]);
+    await shot(alice, 'refused-stale');
+    await closeAll();
+});
+
 test('a viewer key sees the grid live but cannot edit, and the page says so', async () => {
     const carol = await open(K.carol);
     await carol.waitForSelector('#banner:not([hidden])', { timeout: WAIT_MS });

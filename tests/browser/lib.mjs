@@ -37,10 +37,12 @@ export function createKey(dir, user, role, ...extra) {
 // A browser context for one user: the page at / signed in with `key`
 // (through the sign-in form when viaForm, else the session storage the
 // form fills), showing the view `hash` names, live. Page errors are kept
-// in page.errors; the test checks there are none.
-export async function openPage(browser, base, key, hash, { viaForm = false, viewport = { width: 1280, height: 800 } } = {}) {
+// in page.errors; the test checks there are none. before(page), when
+// given, runs before the page is opened (routes).
+export async function openPage(browser, base, key, hash, { viaForm = false, viewport = { width: 1280, height: 800 }, before = null } = {}) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
+    if (before) await before(page);
     page.errors = [];
     page.on('pageerror', (e) => page.errors.push(e.message));
     page.on('console', (m) => {

@@ -199,6 +199,7 @@
         cols: [],
         values: [], // [r][c] strings
         seq: 0,
+        mySeq: 0, // the seq of this page's last applied write
         cells: [], // [r][c] td elements
         active: { r: 0, c: 0 },
         editing: null, // {r, c, input}
@@ -450,9 +451,14 @@
     // The change feed (events at detail=none): who made each seq, and who
     // has been changing the plan. It resumes from the last seq it saw.
     function openFeed(ticket, gen) {
+        if (S.feed) S.feed.close();
         const since = S.feedSeq !== null ? `&since=${S.feedSeq}` : '';
         const feed = new WebSocket(wsURL(`ticket=${encodeURIComponent(ticket)}&detail=none${since}`));
+        let opened = false;
         S.feed = feed;
+        feed.onopen = () => {
+            opened = true;
+        };
         feed.onmessage = (ev) => {
             if (gen !== S.gen) return;
             const e = parseExact(ev.data);
@@ -469,8 +475,19 @@
             if (who !== 'you') for (const td of flashing.keys()) if (Number(td.dataset.seq) === seq) td.dataset.who = who;
         };
         feed.onclose = (ev) => {
-            /* 1008 "gone": the seqs it needs are no longer kept; resume from now */
-            if (ev.code === 1008) S.feedSeq = null;
+            // refused at the handshake (410: `since` is no longer kept) or
+            // closed as too slow (1008): it resumes from now
+            if (!opened || ev.code === 1008) S.feedSeq = null;
+            // closed while the grid's socket stays: open it again (a
+            // reconnect of the grid's socket opens a new one itself)
+            setTimeout(async () => {
+                if (feed !== S.feed || gen !== S.gen || !S.ws || S.ws.readyState !== WebSocket.OPEN) return;
+                try {
+                    openFeed((await api('POST', '/v1/tickets')).ticket, gen);
+                } catch {
+                    /* the next reconnect tries again */
+                }
+            }, 1000);
         };
     }
 
@@ -858,11 +875,17 @@
         const body = { column: S.measure, cell: cellAt(r, c), [p.form]: p.amount, method: S.method, detail: 'none' };
         const holds = holdsFor();
         if (holds.length) body.holds = holds;
+        // A value replaces what the planner saw: refused (stale) when the
+        // cells changed after the grid's seq (or this page's own last
+        // write), so nobody overwrites a change they have not seen. A
+        // change or a percent composes with others' and is not checked.
+        if (p.form === 'value') body.if_seq = Math.max(S.seq, S.mySeq);
         body.request_id = newRequestId();
         markPending([[r, c, describe(p)]]);
         const shown = S.shown;
         try {
             const a = await api('POST', `${modelPath()}/cells`, body);
+            S.mySeq = Math.max(S.mySeq, Number(a.seq));
             settle([[r, c]], Number(a.seq), shown);
             say(`${S.rows[r].key} × ${S.cols[c].key}: ${describe(p)} applied (seq ${a.seq}, ${a.leaves_changed} cells)`);
         } catch (e) {
@@ -973,6 +996,7 @@
         const shown = S.shown;
         try {
             const a = await api('POST', `${modelPath()}/cells:batch`, { writes, request_id: newRequestId(), detail: 'none' });
+            S.mySeq = Math.max(S.mySeq, Number(a.seq));
             settle(list, Number(a.seq), shown);
             say(`Pasted ${writes.length} cells as one change (seq ${a.seq})`);
         } catch (e) {
