@@ -349,6 +349,49 @@ test('the page reconnects after the server restarts, without reloading, and goes
     await closeAll();
 });
 
+test('rows and columns open and close through their trees; a filter is chosen by search', async () => {
+    const page = await open(K.alice, `m=${MODEL}&measure=quantity&rows=product&cols=time`);
+    const rowKeys = () => page.evaluate(() => [...document.querySelectorAll('#grid tbody th.rh')].map((th) => th.title));
+    const colKeys = () => page.evaluate(() => [...document.querySelectorAll('#grid thead th[title]')].map((th) => th.title));
+    assert.deepEqual(await rowKeys(), ['All', ...(await memberChildren(server, 'product')).map((m) => m.key)]);
+    // a row by the mouse
+    await page.click(`#grid tbody th.rh[title="${T.supplier}"]`);
+    const brands = (await memberChildren(server, 'product', T.supplier)).map((m) => m.key);
+    await page.waitForFunction((b) => b.every((k) => document.querySelector(`#grid tbody th.rh[title="${k}"]`)), brands, { timeout: WAIT_MS });
+    assert.equal(await page.getAttribute(`#grid tbody tr:has(th.rh[title="${T.supplier}"])`, 'aria-expanded'), 'true');
+    // a column by the keyboard: up from the first cell to its header, Enter
+    await clickCell(page, 'All', '2025');
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelector('#grid thead th[title="2025-Q4"]'), null, { timeout: WAIT_MS });
+    const cols = await colKeys();
+    assert.deepEqual(cols.slice(cols.indexOf('2025'), cols.indexOf('2025') + 5), ['2025', '2025-Q1', '2025-Q2', '2025-Q3', '2025-Q4']);
+    // the new cells are the server's
+    const q2 = await readCell(server, { product: T.supplier, time: '2025-Q2' });
+    await waitCells(page, [[T.supplier, '2025-Q2', shown(BigInt(q2))]]);
+    // and closed again (Space on the header)
+    await page.keyboard.press(' ');
+    await page.waitForFunction(() => !document.querySelector('#grid thead th[title="2025-Q1"]'), null, { timeout: WAIT_MS });
+    // a filter: the customer picker, searched by key
+    await page.click('#filters button[data-dim="customer"]');
+    await page.fill('.picker-panel input', T.customer);
+    await page.click(`.picker-panel li button:text-is("${(await customerName(T.customer))} (${T.customer})")`);
+    await page.waitForFunction((c) => document.querySelector('#filters button[data-dim="customer"]').textContent.includes(c), await customerName(T.customer), { timeout: WAIT_MS });
+    assert.match(await page.evaluate(() => location.hash), new RegExp(`f\\.customer=${T.customer}`), 'the view is in the address');
+    const v = await readCell(server, { product: T.supplier, customer: T.customer, time: '2025' });
+    await waitCells(page, [[T.supplier, '2025', shown(BigInt(v))]]);
+    await shot(page, 'open-and-filter');
+    await closeAll();
+});
+
+async function customerName(key) {
+    for (const region of await memberChildren(server, 'customer')) {
+        const m = (await memberChildren(server, 'customer', region.key)).find((x) => x.key === key);
+        if (m) return m.name;
+    }
+    return key;
+}
+
 test('a narrow window: the grid scrolls inside the page, the page does not', async () => {
     const page = await open(K.alice, T.view, { viewport: { width: 420, height: 800 } });
     const w = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);

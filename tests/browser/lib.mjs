@@ -81,7 +81,9 @@ function readers() {
         const r = [...grid.tBodies[0].rows].findIndex((tr) => tr.cells[0].title === rk);
         const c = [...grid.tHead.rows[0].cells].findIndex((th) => th.title === ck);
         if (r < 0 || c < 0) return null;
-        return grid.tBodies[0].rows[r].cells[c].textContent;
+        const td = grid.tBodies[0].rows[r].cells[c];
+        // what a planner typed, not yet the grid's: marked
+        return td.classList.contains('pending') ? `pending:${td.textContent}` : td.textContent;
     };
 }
 

@@ -518,6 +518,8 @@
         S.rows = s.rows;
         S.cols = s.cols;
         const table = $('grid');
+        // asked before the table is replaced: a keyboard user keeps the focus
+        const hadFocus = document.activeElement && table.contains(document.activeElement);
         const cols = s.cols;
         let h = `<thead><tr role="row" aria-rowindex="1"><th class="corner" role="columnheader" scope="col">${esc(S.rowDim)} \\ ${esc(S.colDim)}</th>`;
         cols.forEach((m, c) => {
@@ -536,7 +538,6 @@
         S.editing = null;
         S.active.r = Math.min(S.active.r, s.rows.length - 1);
         S.active.c = Math.min(S.active.c, cols.length - 1);
-        const hadFocus = document.activeElement && table.contains(document.activeElement);
         renderWindow(true);
         focusActive(hadFocus);
         showSeq();
@@ -707,7 +708,12 @@
         case 'End': S.active.c = S.cols.length - 1; focusActive(); break;
         case 'PageDown': move(20, 0); break;
         case 'PageUp': move(-20, 0); break;
-        case 'Tab': move(0, ev.shiftKey ? -1 : 1); break;
+        case 'Tab':
+            // past the last column (or before the row headers) Tab leaves
+            // the grid, so the keyboard is never trapped in it
+            if (ev.shiftKey ? c === -1 : c === S.cols.length - 1) handled = false;
+            else move(0, ev.shiftKey ? -1 : 1);
+            break;
         case 'Enter':
         case 'F2':
             if (onHeader) toggleAt(r, c);
