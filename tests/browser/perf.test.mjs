@@ -69,16 +69,28 @@ test(`a ${ROWS} x ${MONTHS} grid opens in under 1 s and stays smooth at ${RATE} 
     const page = await openPage(browser, server.base, '', 'm=perf&measure=amount&rows=item&cols=time');
     const open = await page.evaluate(() => ({
         ms: performance.getEntriesByName('duckspread:snapshot')[0].startTime,
+        parse: window.duckspread.parseMs,
+        render: window.duckspread.renderMs,
         rows: Number(document.getElementById('grid').getAttribute('aria-rowcount')) - 1,
         cols: document.querySelectorAll('#grid tbody tr[data-r] td').length /
             document.querySelectorAll('#grid tbody tr[data-r]').length,
     }));
-    console.log(`# browser: ${open.rows} x ${open.cols} grid opened ${open.ms.toFixed(0)} ms after navigation start`);
+    console.log(`# browser: ${open.rows} x ${open.cols} grid opened ${open.ms.toFixed(0)} ms after navigation start ` +
+        `(its snapshot parsed in ${open.parse.toFixed(0)} ms, rendered and laid out in ${open.render.toFixed(0)} ms)`);
     assert.equal(open.rows, ROWS + 1, 'every item and the total');
     assert.equal(open.cols, MONTHS + 1, 'every month and the total');
     assert.ok(open.ms < 1000, `the grid opened in ${open.ms.toFixed(0)} ms (limit 1000)`);
 
     await page.evaluate(() => {
+        // long animation frames (over 50 ms): how much of each was the
+        // page's script and how much style and layout
+        window.longFrames = [];
+        new PerformanceObserver((l) => {
+            for (const e of l.getEntries()) {
+                const script = e.scripts.reduce((a, x) => a + x.duration, 0);
+                window.longFrames.push({ ms: e.duration, script, layout: e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0 });
+            }
+        }).observe({ type: 'long-animation-frame' });
         window.frameGaps = [];
         window.frameStop = false;
         let last = performance.now();
@@ -95,15 +107,17 @@ test(`a ${ROWS} x ${MONTHS} grid opens in under 1 s and stays smooth at ${RATE} 
     const line = load.out.trim().split('\n').pop();
     const eps = Number(/edits_per_s=([\d.]+)/.exec(line)[1]);
     const errors = Number(/errors=(\d+)/.exec(line)[1]);
-    const gaps = await page.evaluate(() => {
+    const { gaps, longFrames } = await page.evaluate(() => {
         window.frameStop = true;
-        return window.frameGaps.slice(1);
+        return { gaps: window.frameGaps.slice(1), longFrames: window.longFrames };
     });
     const p50 = pct(gaps, 50);
     const p95 = pct(gaps, 95);
     const max = Math.max(...gaps);
     console.log(`# browser: bench_load ${line}`);
     console.log(`# browser: frame time under load: frames=${gaps.length} p50_ms=${p50.toFixed(1)} p95_ms=${p95.toFixed(1)} max_ms=${max.toFixed(1)}`);
+    const sum = (k) => longFrames.reduce((a, f) => a + f[k], 0).toFixed(0);
+    console.log(`# browser: long animation frames (> 50 ms): ${longFrames.length}, ${sum('ms')} ms in all, of which script ${sum('script')} ms, style and layout ${sum('layout')} ms`);
     assert.equal(errors, 0, line);
     assert.ok(eps >= RATE * 0.9, `the load reached ${eps} edits/s (wanted ${RATE})`);
     assert.ok(gaps.length >= SECONDS * 10, `${gaps.length} frames in ${SECONDS} s`);

@@ -323,7 +323,9 @@
             S.seq = Number(msg.seq);
             S.shown = S.sub;
             queued.clear();
+            const t = performance.now();
             render();
+            S.renderMs = performance.now() - t;
             clearPending(true);
             performance.mark('duckspread:snapshot');
             S.snapshotMs = performance.now() - S.sub.t0;
@@ -358,13 +360,16 @@
             const td = S.cells[r] && S.cells[r][c];
             if (!td) continue;
             if (!(S.editing && S.editing.r === r && S.editing.c === c) && !S.pending.has(r * S.cols.length + c)) {
-                td.textContent = fmtNum(v);
+                setText(td, fmtNum(v));
             }
             td.classList.add('flash');
             td.dataset.seq = seq;
             const who = S.seqUser.get(seq);
-            if (who && who !== 'you') td.dataset.who = who;
-            else delete td.dataset.who;
+            const box = td.firstChild;
+            if (box && box.dataset) {
+                if (who && who !== 'you') box.dataset.who = who;
+                else delete box.dataset.who;
+            }
             flashing.set(td, now + 1200);
         }
         queued.clear();
@@ -380,7 +385,7 @@
         for (const [td, until] of flashing) {
             if (until <= now) {
                 td.classList.remove('flash');
-                delete td.dataset.who;
+                if (td.firstChild && td.firstChild.dataset) delete td.firstChild.dataset.who;
                 flashing.delete(td);
             }
         }
@@ -430,7 +435,11 @@
             }
         };
         ws.onmessage = (ev) => {
-            if (ws === S.ws) onGridMessage(parseExact(ev.data));
+            if (ws !== S.ws) return;
+            const t = performance.now();
+            const msg = parseExact(ev.data);
+            S.parseMs = performance.now() - t;
+            onGridMessage(msg);
         };
         ws.onclose = () => {
             if (ws !== S.ws) return;
@@ -472,7 +481,11 @@
                 S.recent.set(e.user, Date.now());
                 showWho();
             }
-            if (who !== 'you') for (const td of flashing.keys()) if (Number(td.dataset.seq) === seq) td.dataset.who = who;
+            if (who !== 'you') {
+                for (const td of flashing.keys()) {
+                    if (Number(td.dataset.seq) === seq && td.firstChild && td.firstChild.dataset) td.firstChild.dataset.who = who;
+                }
+            }
         };
         feed.onclose = (ev) => {
             // refused at the handshake (410: `since` is no longer kept) or
@@ -510,7 +523,7 @@
     // a patch or a scroll touches a few hundred cells, never the whole grid
     // (with every row in the DOM, a 1,000-row grid fell to 15 frames/s at
     // 200 edits/s: each cell's new text relaid the whole table).
-    const OVERSCAN = 20;
+    const OVERSCAN = 10;
     let rowH = 27; /* measured after the first window */
 
     function render() {
@@ -533,6 +546,9 @@
         table.setAttribute('aria-colcount', String(cols.length + 1));
         table.setAttribute('aria-readonly', String(S.readOnly));
         S.colTotal = cols.map((m) => (m.leaf ? '' : ' ctotal'));
+        let longest = 6;
+        for (const row of S.values) for (const v of row) if (v !== null && v.length > longest - 2) longest = fmtNum(v).length;
+        widen(Math.max(longest, S.vwChars || 0));
         S.win = { first: -1, last: -1 };
         flashing.clear();
         S.editing = null;
@@ -546,6 +562,27 @@
         table.dataset.ready = '1';
     }
 
+    // A cell's text sits in a box of fixed size with `contain: strict`, so
+    // a new number lays out that box alone, not the table (at 200 edits/s
+    // the table's layout was most of each frame). The boxes are as wide
+    // as the longest number so far (`--vw`, in ch: the digits are tabular).
+    function setText(td, text) {
+        let v = td.firstChild;
+        if (!v || v.nodeType !== 1 || v.className !== 'v') {
+            td.textContent = '';
+            v = document.createElement('span');
+            v.className = 'v';
+            td.append(v);
+        }
+        v.textContent = text;
+        if (text.length > S.vwChars) widen(text.length);
+    }
+
+    function widen(chars) {
+        S.vwChars = chars;
+        $('grid').style.setProperty('--vw', `${chars + 1}ch`);
+    }
+
     function rowHTML(r) {
         const m = S.rows[r];
         const exp = m.leaf ? '' : ` aria-expanded="${m.open}"`;
@@ -557,8 +594,8 @@
         const n = S.cols.length;
         for (let c = 0; c < n; c++) {
             const p = S.pending.get(r * n + c);
-            h += p ? `<td role="gridcell" class="${S.colTotal[c]} pending">${esc(p.text)}</td>`
-                : `<td role="gridcell" class="${S.colTotal[c]}">${fmtNum(vr[c])}</td>`;
+            h += p ? `<td role="gridcell" class="${S.colTotal[c]} pending"><span class="v">${esc(p.text)}</span></td>`
+                : `<td role="gridcell" class="${S.colTotal[c]}"><span class="v">${fmtNum(vr[c])}</span></td>`;
         }
         return `${h}</tr>`;
     }
@@ -847,7 +884,7 @@
         const td = S.cells[ed.r][ed.c];
         const text = ed.input.value;
         td.classList.remove('editing');
-        td.textContent = fmtNum(S.values[ed.r][ed.c]);
+        setText(td, fmtNum(S.values[ed.r][ed.c]));
         const typed = text.trim() !== '' && text !== fmtNum(S.values[ed.r][ed.c]);
         if (commit && typed) write(ed.r, ed.c, text);
         if (refocus) move(dr, dc);
@@ -905,7 +942,7 @@
             const td = S.cells[r] && S.cells[r][c];
             if (td) {
                 td.classList.add('pending');
-                td.textContent = text;
+                setText(td, text);
             }
             const k = r * n + c;
             const old = S.pending.get(k);
@@ -937,7 +974,7 @@
         const td = S.cells[r] && S.cells[r][c];
         if (!td) return;
         td.classList.remove('pending');
-        if (!(S.editing && S.editing.r === r && S.editing.c === c)) td.textContent = fmtNum(S.values[r][c]);
+        if (!(S.editing && S.editing.r === r && S.editing.c === c)) setText(td, fmtNum(S.values[r][c]));
     }
 
     function clearPending(all) {
@@ -951,7 +988,7 @@
                 const td = S.cells[r] && S.cells[r][c];
                 if (td) {
                     td.classList.remove('pending');
-                    if (!all) td.textContent = fmtNum(S.values[r][c]);
+                    if (!all) setText(td, fmtNum(S.values[r][c]));
                 }
             }
         }
