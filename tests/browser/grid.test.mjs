@@ -92,6 +92,20 @@ test('the page at / signs in, and shows every number exactly as the server wrote
     await closeAll();
 });
 
+test('a wrong key is refused at sign-in, and the page says so', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    await page.goto(`${server.base}/`);
+    assert.equal(await page.getAttribute('#key', 'type'), 'password');
+    await page.fill('#key', `dsk_${'0'.repeat(48)}`);
+    await page.press('#key', 'Enter');
+    await page.waitForFunction(() => /not accepted/.test(document.getElementById('msg').textContent), null, { timeout: WAIT_MS });
+    assert.equal(await page.isVisible('#signin'), true, 'the sign-in form stays');
+    assert.equal(await page.isVisible('#controls'), false);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('duckspread.key')), null, 'a refused key is not kept');
+    await context.close();
+});
+
 test('a leaf typed by one user shows in the other browser, with its family, brand and supplier, within 1 s', async () => {
     const view = `${T.view}&f.customer=${T.customer}`;
     const alice = await open(K.alice, view);
