@@ -38,11 +38,12 @@ before(async () => {
     T.families = (await memberChildren(server, 'product', T.brand)).map((m) => m.key);
     T.products = (await memberChildren(server, 'product', T.families[0])).map((m) => m.key);
     T.products2 = (await memberChildren(server, 'product', T.families[1])).map((m) => m.key);
+    T.products3 = (await memberChildren(server, 'product', T.families[2])).map((m) => m.key);
     const region = (await memberChildren(server, 'customer'))[0].key;
     T.customer = (await memberChildren(server, 'customer', region))[0].key;
     T.month = '2025-03';
     T.view = `m=${MODEL}&measure=quantity&rows=product&cols=time` +
-        `&open.rows=${T.supplier},${T.brand},${T.families[0]},${T.families[1]}&open.cols=2025,2025-Q1`;
+        `&open.rows=${T.supplier},${T.brand},${T.families[0]},${T.families[1]},${T.families[2]}&open.cols=2025,2025-Q1`;
     browser = await launch();
 });
 
@@ -244,6 +245,36 @@ test('a refused spread says why next to the cell, and the cell shows its value a
     await alice.keyboard.type('777');
     await alice.keyboard.press('Enter');
     await waitCells(alice, [[F, T.month, '777']]);
+    await closeAll();
+});
+
+test('a proportional spread over values whose signs cancel is refused in words; equal then goes through', async () => {
+    const alice = await open(K.alice);
+    const F = T.families[2];
+    const kids = T.products3;
+    // the family's products at +100 and -100 (and 0): a total of zero
+    const amounts = kids.map((_, i) => (i === 0 ? 100 : i === 1 ? -100 : 0));
+    for (let i = 0; i < kids.length; i++) {
+        const r = await server.post(`/v1/models/${MODEL}/cells`, { column: 'quantity', cell: { product: kids[i], time: T.month }, value: amounts[i] });
+        assert.equal(r.status, 200, r.text);
+    }
+    await waitCells(alice, [[F, T.month, '0'], [kids[0], T.month, '100'], [kids[1], T.month, '-100']]);
+    await clickCell(alice, F, T.month);
+    await alice.keyboard.type('60');
+    await alice.keyboard.press('Enter');
+    await alice.waitForSelector('#bubble:not([hidden])', { timeout: WAIT_MS });
+    assert.equal(await alice.getAttribute('#bubble', 'data-code'), 'signs_cancel');
+    assert.match(await alice.textContent('#bubble'), /mixed signs/);
+    await waitCells(alice, [[F, T.month, '0']]);
+    await clickCell(alice, F, T.month);
+    await alice.keyboard.press('e');
+    await alice.keyboard.type('60');
+    await alice.keyboard.press('Enter');
+    await waitCells(alice, [[F, T.month, '60']]);
+    let sum = 0n;
+    for (const k of kids) sum += minor(await cellText(alice, k, T.month));
+    assert.equal(sum, 60n);
+    await shot(alice, 'refused-signs-cancel');
     await closeAll();
 });
 
