@@ -426,6 +426,19 @@ test('rows and columns open and close through their trees; a filter is chosen by
     const v = await readCell(server, { product: T.supplier, customer: T.customer, time: '2025' });
     await waitCells(page, [[T.supplier, '2025', shown(BigInt(v))]]);
     await shot(page, 'open-and-filter');
+    // rows by customer: the product axis becomes a filter, the customer
+    // filter goes (an axis is never filtered)
+    await page.selectOption('#rowdim', 'customer');
+    const regions = (await memberChildren(server, 'customer')).map((m) => m.key);
+    await page.waitForFunction((keys) => keys.every((k) => document.querySelector(`#grid tbody th.rh[title="${k}"]`)), regions, { timeout: WAIT_MS });
+    assert.equal(await page.locator('#filters button[data-dim="product"]').count(), 1);
+    assert.equal(await page.locator('#filters button[data-dim="customer"]').count(), 0);
+    const north = await readCell(server, { customer: regions[0], time: '2025' });
+    await waitCells(page, [[regions[0], '2025', shown(BigInt(north))]]);
+    // and choosing the columns' dimension for the rows swaps them
+    await page.selectOption('#rowdim', 'time');
+    await page.waitForFunction(() => document.getElementById('coldim').value === 'customer', null, { timeout: WAIT_MS });
+    await page.waitForFunction(() => document.querySelector('#grid tbody th.rh[title="2025"]'), null, { timeout: WAIT_MS });
     await closeAll();
 });
 

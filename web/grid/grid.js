@@ -512,10 +512,9 @@
 
     // ---- rendering ---------------------------------------------------------------------------
 
-    function label(m, dim) {
-        if (m.depth === 0) return 'Total';
-        void dim;
-        return m.name;
+    // A member as a header shows it: the root is the axis's total.
+    function label(m) {
+        return m.depth === 0 ? 'Total' : m.name;
     }
 
     // Rows are virtual: the tbody holds the rows in view and OVERSCAN more
@@ -538,7 +537,7 @@
         cols.forEach((m, c) => {
             const exp = m.leaf ? '' : ` aria-expanded="${m.open}"`;
             const tog = m.leaf ? '' : `<span class="tog" aria-hidden="true">${m.open ? '▾' : '▸'}</span>`;
-            h += `<th role="columnheader" scope="col" data-c="${c}"${exp} title="${esc(m.key)}">${tog}${esc(label(m, S.colDim))}</th>`;
+            h += `<th role="columnheader" scope="col" data-c="${c}"${exp} title="${esc(m.key)}">${tog}${esc(label(m))}</th>`;
         });
         h += '</tr></thead><tbody></tbody>';
         table.innerHTML = h;
@@ -589,7 +588,7 @@
         const held = S.holds.has(holdKey(rowCell(r))) ? ' held' : '';
         let h = `<tr role="row" data-r="${r}" aria-rowindex="${r + 2}" aria-level="${m.depth + 1}"${exp} class="${m.leaf ? 'leaf' : 'total'}${held}">`;
         const tog = m.leaf ? '' : `<span class="tog" aria-hidden="true">${m.open ? '▾' : '▸'}</span>`;
-        h += `<th class="rh d${Math.min(m.depth, 7)}" role="rowheader" scope="row" title="${esc(m.key)}">${tog}${esc(label(m, S.rowDim))}</th>`;
+        h += `<th class="rh d${Math.min(m.depth, 7)}" role="rowheader" scope="row" title="${esc(m.key)}">${tog}${esc(label(m))}</th>`;
         const vr = S.values[r] || [];
         const n = S.cols.length;
         for (let c = 0; c < n; c++) {
@@ -1350,17 +1349,21 @@
             S.scale = Number(S.model.measures.find((m) => m.name === S.measure).scale);
             await probeRole();
         }));
+        // A dimension chosen for one axis that the other shows swaps them.
         const axes = (which) => changeView(async () => {
-            const r = $('rowdim').value;
+            let r = $('rowdim').value;
             let c = $('coldim').value;
-            if (r === c) c = which === 'row' ? S.rowDim : c; /* swap */
-            const rr = which === 'col' && r === c ? S.colDim : r;
-            S.rowDim = rr;
-            S.colDim = c === rr ? S.rowDim : c;
-            delete S.filters[S.rowDim];
-            delete S.filters[S.colDim];
-            fillSelect($('rowdim'), S.model.dimensions.map((d) => d.name), S.rowDim);
-            fillSelect($('coldim'), S.model.dimensions.map((d) => d.name), S.colDim);
+            if (r === c) {
+                if (which === 'row') c = S.rowDim;
+                else r = S.colDim;
+            }
+            S.rowDim = r;
+            S.colDim = c;
+            delete S.filters[r];
+            delete S.filters[c];
+            const dims = S.model.dimensions.map((d) => d.name);
+            fillSelect($('rowdim'), dims, r);
+            fillSelect($('coldim'), dims, c);
             await openAxes();
         });
         $('rowdim').addEventListener('change', () => axes('row'));
