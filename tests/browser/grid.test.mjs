@@ -132,7 +132,7 @@ test('a leaf typed by one user shows in the other browser, with its family, bran
     await bob.waitForFunction(() => /alice/.test(document.getElementById('who').textContent), null, { timeout: WAIT_MS });
     await shot(bob, 'live-update');
     // the README's picture (docs/grid.png is a copy of this one)
-    await shot(bob, 'readme-grid', { clip: { x: 0, y: 0, width: 960, height: 420 } });
+    await shot(bob, 'readme-grid', { clip: { x: 0, y: 0, width: 1000, height: 420 } });
     await closeAll();
 });
 

@@ -579,7 +579,7 @@
 
     function widen(chars) {
         S.vwChars = chars;
-        $('grid').style.setProperty('--vw', `${chars + 1}ch`);
+        $('grid').style.setProperty('--vw', `${chars + 4}ch`); /* room for a name */
     }
 
     function rowHTML(r) {
