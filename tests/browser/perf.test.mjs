@@ -69,6 +69,7 @@ test(`a ${ROWS} x ${MONTHS} grid opens in under 1 s and stays smooth at ${RATE} 
     const page = await openPage(browser, server.base, '', 'm=perf&measure=amount&rows=item&cols=time');
     const open = await page.evaluate(() => ({
         ms: performance.getEntriesByName('duckspread:snapshot')[0].startTime,
+        loaded: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd,
         parse: window.duckspread.parseMs,
         render: window.duckspread.renderMs,
         rows: Number(document.getElementById('grid').getAttribute('aria-rowcount')) - 1,
@@ -76,7 +77,7 @@ test(`a ${ROWS} x ${MONTHS} grid opens in under 1 s and stays smooth at ${RATE} 
             document.querySelectorAll('#grid tbody tr[data-r]').length,
     }));
     console.log(`# browser: ${open.rows} x ${open.cols} grid opened ${open.ms.toFixed(0)} ms after navigation start ` +
-        `(its snapshot parsed in ${open.parse.toFixed(0)} ms, rendered and laid out in ${open.render.toFixed(0)} ms)`);
+        `(the page loaded at ${open.loaded.toFixed(0)} ms; the snapshot parsed in ${open.parse.toFixed(0)} ms, rendered and laid out in ${open.render.toFixed(0)} ms)`);
     assert.equal(open.rows, ROWS + 1, 'every item and the total');
     assert.equal(open.cols, MONTHS + 1, 'every month and the total');
     assert.ok(open.ms < 1000, `the grid opened in ${open.ms.toFixed(0)} ms (limit 1000)`);

@@ -213,6 +213,7 @@
         feed: null,
         feedSeq: null,
         subN: 0,
+        connects: 0,
         sub: null, // {id, rows, cols}: the subscription the page shows or waits for
         myRequests: new Set(),
         seqUser: new Map(), // seq -> user (the change feed)
@@ -255,6 +256,22 @@
 
     const modelPath = () => `/v1/models/${encodeURIComponent(S.modelName)}`;
 
+    // GETs asked ahead (at sign-in, from what the address names), each
+    // taken once by the first read of that path.
+    const ahead = new Map();
+
+    function prefetch(path) {
+        const p = api('GET', path);
+        p.catch(() => {}); /* the reader sees the refusal; nobody may read it */
+        ahead.set(path, p);
+    }
+
+    function get(path) {
+        const p = ahead.get(path);
+        ahead.delete(path);
+        return p || api('GET', path);
+    }
+
     // ---- member trees ------------------------------------------------------------------------
 
     function tree(dim) {
@@ -272,7 +289,7 @@
         const t = tree(dim);
         if (t.kids.has(key)) return t.kids.get(key);
         const q = key === t.root.key ? '' : `?parent=${encodeURIComponent(key)}`;
-        const r = await api('GET', `${modelPath()}/dimensions/${encodeURIComponent(dim)}/members${q}`);
+        const r = await get(`${modelPath()}/dimensions/${encodeURIComponent(dim)}/members${q}`);
         for (const m of r.members) t.byKey.set(m.key, m);
         t.kids.set(key, r.members);
         return r.members;
@@ -408,19 +425,29 @@
         return `${proto}//${location.host}${modelPath()}/ws?${query}`;
     }
 
+    // Opens the grid's socket (and the change feed's) with new tickets; a
+    // later call supersedes an earlier one still on its way.
     async function connect() {
         const gen = S.gen;
+        const mine = ++S.connects;
         clearTimeout(reconnectTimer);
+        if (S.ws) {
+            const old = S.ws;
+            S.ws = null;
+            old.close();
+        }
         setConn(S.everLive ? 'reconnecting' : 'connecting');
         let ticket;
         let feedTicket;
         try {
             [ticket, feedTicket] = (await Promise.all([api('POST', '/v1/tickets'), api('POST', '/v1/tickets')])).map((t) => t.ticket);
         } catch (e) {
-            if (gen !== S.gen) return;
-            if (e.code === 'unauthenticated') return signOut('Your key is no longer valid.');
+            if (gen !== S.gen || mine !== S.connects) return;
+            /* at sign-in, start() says so */
+            if (e.code === 'unauthenticated') return S.everLive ? signOut('Your key is no longer valid.') : undefined;
             return retry();
         }
+        if (mine !== S.connects) return;
         if (gen !== S.gen) return;
         const ws = new WebSocket(wsURL(`ticket=${encodeURIComponent(ticket)}`));
         S.ws = ws;
@@ -507,7 +534,9 @@
     function showWho() {
         const cut = Date.now() - 10 * 60 * 1000;
         const names = [...S.recent].filter(([, t]) => t >= cut).map(([u]) => u).sort();
-        $('who').textContent = names.length ? `Also editing: ${names.join(', ')}` : '';
+        const text = names.length ? `Also editing: ${names.join(', ')}` : '';
+        // written only when it changes: new text in the header lays out the page
+        if ($('who').textContent !== text) $('who').textContent = text;
     }
 
     // ---- rendering ---------------------------------------------------------------------------
@@ -1219,7 +1248,7 @@
 
     async function openModel(name, h = {}) {
         S.modelName = name;
-        S.model = await api('GET', `/v1/models/${encodeURIComponent(name)}`);
+        S.model = await get(`/v1/models/${encodeURIComponent(name)}`);
         S.trees = new Map();
         S.holds.clear();
         const dims = S.model.dimensions.map((d) => d.name);
@@ -1309,6 +1338,16 @@
 
     async function start() {
         const gen = ++S.gen;
+        const h = readHash();
+        ahead.clear();
+        if (h.m) {
+            // what the address names, asked at once and side by side
+            S.modelName = h.m;
+            const m = `/v1/models/${encodeURIComponent(h.m)}`;
+            prefetch(m);
+            for (const d of [h.rows, h.cols]) if (d) prefetch(`${m}/dimensions/${encodeURIComponent(d)}/members`);
+            connect();
+        }
         try {
             S.models = (await api('GET', '/v1/models')).models.map((m) => (typeof m === 'string' ? m : m.name));
         } catch (e) {
@@ -1320,10 +1359,11 @@
         $('signin').hidden = true;
         $('controls').hidden = false;
         if (!S.models.length) return say('This server has no model yet (POST /v1/models, see /docs).', true);
-        const h = readHash();
         const name = S.models.includes(h.m) ? h.m : S.models.includes('sales') ? 'sales' : S.models[0];
-        S.modelName = name;
-        connect(); /* tickets and sockets while the model and its members load */
+        if (name !== h.m) {
+            S.modelName = name;
+            connect(); /* tickets and sockets while the model and its members load */
+        }
         await openModel(name, h);
         subscribe();
     }
@@ -1341,7 +1381,7 @@
             S.modelName = $('model').value;
             S.feedSeq = null;
             S.sub = null;
-            if (S.ws) S.ws.close(); /* reconnects to the new model's socket */
+            connect(); /* the new model's sockets */
             await openModel(S.modelName);
         }));
         $('measure').addEventListener('change', () => changeView(async () => {
