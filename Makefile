@@ -93,7 +93,7 @@ say := @echo
 endif
 
 .SECONDARY:
-.PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test run bench \
+.PHONY: all deps test unit-test cli-test lint-openapi blackbox-test postman-test browser-test run bench \
         bench-spread bench-group bench-e2e bench-replica bench-redis-wait bench-cluster bench-engine bench-floor bench-soak \
         bench-gates clean \
         bench-backup \
@@ -180,6 +180,14 @@ blackbox-test: $(BIN) $(DBQUERY) $(NODE_STAMP)
 postman-test: $(BIN) $(NODE_STAMP)
 	@./tests/postman-test.sh $(BIN)
 
+# The grid page at / in Debian's chromium, driven by playwright-core: two
+# users' browsers, edits, holds, refusals, a viewer, a restart, and the page's
+# frame time under bench_load at 200 edits/s (tests/browser.sh; about a
+# minute; screenshots in build/browser/). Not in the sanitizer or valgrind
+# runs: the page is what it tests, and their budgets are spent.
+browser-test: $(BIN) $(BUILD)/bench/bench_load $(NODE_STAMP)
+	@./tests/browser.sh $(BIN)
+
 # rediss://, passwords and the start check against a real TLS-only
 # redis-server with a throwaway CA (tests/blackbox/redis-security.test.mjs);
 # blackbox-test runs it too, so `make test` does.
@@ -200,7 +208,7 @@ cluster-test: $(BIN) $(DBQUERY) $(NODE_STAMP)
 	@./tests/cluster-smoke.sh
 	@./tests/blackbox.sh $(BIN) tests/blackbox/cluster.test.mjs tests/blackbox/cluster-cases.test.mjs
 
-test: unit-test cli-test lint-openapi blackbox-test postman-test
+test: unit-test cli-test lint-openapi blackbox-test postman-test browser-test
 
 # The unit, command-line, black-box and Postman tests against the
 # ASan + UBSan build in build-san/; then no server log of the black-box and

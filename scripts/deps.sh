@@ -18,7 +18,7 @@ duckdb_version=1.4.4
 # clang-format for make format-check.
 packages="build-essential pkg-config libjson-c-dev libhiredis-dev
 libmicrohttpd-dev libwslay-dev libjemalloc-dev libssl-dev libzstd-dev libgmp-dev libcurl4-openssl-dev
-check redis-server nginx-light
+check redis-server nginx-light chromium
 openssl valgrind clang libclang-rt-14-dev clang-format"
 
 missing=""

@@ -16,7 +16,8 @@ if ! "$bin" keys list --data "$data" | grep -q ' active$'; then
 
       $key
 
-  Use it as a header:
+  Open the live grid at http://$listen/ and sign in with it, or use it as a
+  header:
       curl -H 'Authorization: Bearer $key' http://$listen/v1/models
   More keys: $bin keys create --data $data --user NAME --role viewer|editor|admin
   List or revoke them: $bin keys list|revoke --data $data ...
@@ -24,5 +25,6 @@ if ! "$bin" keys list --data "$data" | grep -q ' active$'; then
 MSG
 else
     echo "run: using the keys in $data/keys (create another with: $bin keys create --data $data --user NAME --role admin)"
+    echo "run: the live grid is at http://$listen/ (sign in with a key)"
 fi
 exec "$bin" serve --data "$data" --listen "$listen" --demo

@@ -82,7 +82,7 @@ struct http_server {
     thread_res *res;
     ds_tickets *tickets; /* for browsers' SSE and WebSocket (tickets.h) */
     size_t lag_limit;
-    static_file files[8];
+    static_file files[16];
     int nfiles;
     /* the enqueuer: every write's XADD, pipelined on one connection */
     pthread_t enq_thread;

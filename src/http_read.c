@@ -884,6 +884,8 @@ static const char *const q_updates[] = {"table", "since", "timeout", "detail", N
                          *q_view[] = {"limit", "min_seq", NULL}, *q_read[] = {"min_seq", NULL};
 
 static const route routes[] = {
+    {"GET", "/", h_static, "static", true, false, ROLE_NONE, false, NULL, false},
+    {"GET", "/grid/*", h_static, "static", true, false, ROLE_NONE, false, NULL, false},
     {"GET", "/health", h_health, "health", true, false, ROLE_NONE, false, NULL, false},
     {"GET", "/ready", h_ready, "ready", false, false, ROLE_VIEWER, false, NULL, false},
     {"GET", "/metrics", h_metrics, "metrics", false, false, ROLE_ADMIN, false, NULL, false},
@@ -1019,7 +1021,13 @@ void http__load_static(http_server *h)
         {"/docs", "web/docs.html", "text/html; charset=utf-8"},
         {"/docs/assets/redoc.standalone.js", "node_modules/redoc/bundles/redoc.standalone.js",
          "application/javascript"},
+        /* the live grid (web/grid/, docs/architecture.md "The web grid") */
+        {"/", "web/grid/index.html", "text/html; charset=utf-8"},
+        {"/grid/grid.js", "web/grid/grid.js", "application/javascript"},
+        {"/grid/grid.css", "web/grid/grid.css", "text/css"},
     };
+    _Static_assert(DS_ARRAY_LEN(files) <= sizeof h->files / sizeof h->files[0],
+                   "http_server.files holds every static file");
     for (size_t i = 0; i < DS_ARRAY_LEN(files); i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", h->srv->o.web_dir ? h->srv->o.web_dir : ".",

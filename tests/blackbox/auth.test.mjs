@@ -85,6 +85,8 @@ function routeTable(seq) {
         'GET /health': { need: 'public', path: '/health' },
         'GET /openapi.json': { need: 'public', path: '/openapi.json' },
         'GET /docs': { need: 'public', path: '/docs' },
+        'GET /': { need: 'public', path: '/' },
+        'GET /grid/{file}': { need: 'public', path: '/grid/grid.js' },
         'GET /ready': { need: 'viewer', path: '/ready' },
         'GET /metrics': { need: 'admin', path: '/metrics' }, // names every model
         'POST /update_cell': { need: 'editor', path: '/update_cell', body: { table: MODEL, ...write }, model: true },
