@@ -215,9 +215,11 @@ test: unit-test cli-test lint-openapi blackbox-test postman-test browser-test
 # Postman runs may hold a sanitizer report (a server that was killed or
 # whose exit code a test does not check). Left out of the black-box files,
 # for the run's 10 minutes: replica and balancer (the follower's paths run
-# in standby) and cluster (failovers and reshards; the bus's cluster paths
-# run in cluster-cases).
-SAN_BLACKBOX := $(filter-out %/replica.test.mjs %/balancer.test.mjs %/cluster.test.mjs, \
+# in standby), cluster (failovers and reshards; the bus's cluster paths run
+# in cluster-cases) and redis-failover (its primaries and replicas killed;
+# the writer's recovery paths run in publish and crash).
+SAN_BLACKBOX := $(filter-out %/replica.test.mjs %/balancer.test.mjs %/cluster.test.mjs \
+                  %/redis-failover.test.mjs, \
                   $(wildcard tests/blackbox/*.test.mjs))
 sanitize-test:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-test cli-test postman-test
