@@ -210,6 +210,8 @@ int request_check(const json_val *body, req_kind kind, ds_error *err)
         json_val *ws = json_get(body, "writes"), *mo = json_get(body, "member");
         if (!ws == !mo)
             return ds_fail(err, DS_MALFORMED, "writes", "a command has writes or a member op");
+        if (ws && json_len(ws) < 1)
+            return ds_fail(err, DS_MALFORMED, "writes", "'writes' holds at least one write");
         const field *wsets[] = {write_fields, NULL}, *msets[] = {canon_member_fields, NULL};
         for (size_t i = 0; ws && i < json_len(ws); i++)
             if ((rc = check_write(json_at(ws, i), "", wsets, err)))

@@ -248,6 +248,11 @@ START_TEST(member_ops_decode)
                             REQ_CANONICAL, NULL, &b, &d, &e),
                      -DS_INVALID_VALUE);
     ck_assert_str_eq(e.target, "dimension");
+    /* a canonical command with no write is malformed, as a batch with none
+       is (fuzz_request found it decoded to a command of zero writes) */
+    ck_assert_int_eq(decode("{\"table\":\"sales\",\"writes\":[]}", REQ_CANONICAL, NULL, &b, &d, &e),
+                     -DS_MALFORMED);
+    ck_assert_str_eq(e.target, "writes");
     ds_arena_free(&a);
     ds_arena_free(&b);
 }
