@@ -5,7 +5,7 @@
 # and tests/browser/lib.mjs). Screenshots go to build/browser/.
 #   tests/browser.sh [BIN] [FILE.test.mjs...]
 # Needs: node >= 20, redis-server, chromium (make deps), npm ci
-# (playwright-core), build/bench/bench_load (the page-performance check).
+# (playwright-core, axe-core), build/bench/bench_load (the page-performance check).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,7 @@ command -v redis-server >/dev/null 2>&1 || fail "redis-server is not installed"
 chromium=${DS_CHROMIUM:-/usr/bin/chromium}
 [ -x "$chromium" ] || fail "no $chromium (make deps installs Debian's chromium)"
 [ -d node_modules/playwright-core ] || fail "node_modules/playwright-core is missing (run npm ci)"
+[ -f node_modules/axe-core/axe.min.js ] || fail "node_modules/axe-core is missing (run npm ci)"
 
 logs=${DS_BLACKBOX_LOGS:-tests/tmp/browser}
 rm -rf "$logs"

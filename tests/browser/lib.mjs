@@ -38,9 +38,11 @@ export function createKey(dir, user, role, ...extra) {
 // (through the sign-in form when viaForm, else the session storage the
 // form fills), showing the view `hash` names, live. Page errors are kept
 // in page.errors; the test checks there are none. before(page), when
-// given, runs before the page is opened (routes).
-export async function openPage(browser, base, key, hash, { viaForm = false, viewport = { width: 1280, height: 800 }, before = null } = {}) {
-    const context = await browser.newContext({ viewport });
+// given, runs before the page is opened (routes). bypassCSP: scripts the
+// test adds (axe) may run in the page.
+export async function openPage(browser, base, key, hash,
+    { viaForm = false, viewport = { width: 1280, height: 800 }, before = null, bypassCSP = false } = {}) {
+    const context = await browser.newContext({ viewport, bypassCSP });
     const page = await context.newPage();
     if (before) await before(page);
     page.errors = [];

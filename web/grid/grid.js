@@ -1139,7 +1139,8 @@
             const btn = el('button', { type: 'button', className: 'pick' });
             const name = cur ? (tree(d.name).byKey.get(cur) || { name: cur }).name : 'All';
             btn.textContent = `${d.name}: ${name}`;
-            btn.setAttribute('aria-haspopup', 'listbox');
+            // a disclosure: the panel it opens holds a search box and a
+            // list of buttons (a listbox may not hold buttons)
             btn.setAttribute('aria-expanded', 'false');
             btn.dataset.dim = d.name;
             btn.addEventListener('click', () => openPicker(wrap, btn, d.name));
@@ -1160,7 +1161,6 @@
         const search = el('input', { type: 'search', placeholder: `Search ${dim}…` });
         search.setAttribute('aria-label', `Search ${dim}`);
         const list = el('ul', {});
-        list.setAttribute('role', 'listbox');
         list.setAttribute('aria-label', `${dim} members`);
         panel.append(search, list);
         wrap.append(panel);
@@ -1182,14 +1182,14 @@
             list.textContent = '';
             const all = el('button', { type: 'button', textContent: `All ${dim}` });
             all.addEventListener('click', () => choose(null));
-            if (!q) list.append(el('li', { role: 'option' }, all));
+            if (!q) list.append(el('li', {}, all));
             let n = 0;
             for (const m of members) {
                 if (q && !m.key.toLowerCase().includes(q) && !m.name.toLowerCase().includes(q)) continue;
                 if (++n > 200) break;
                 const b = el('button', { type: 'button', textContent: m.name === m.key ? m.key : `${m.name} (${m.key})` });
                 b.addEventListener('click', () => choose(m.key));
-                list.append(el('li', { role: 'option' }, b));
+                list.append(el('li', {}, b));
             }
         };
         search.addEventListener('input', show);
